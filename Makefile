@@ -1,0 +1,84 @@
+# Every target bootstraps what it needs: .venv from requirements.txt, kubectl and helm
+# into .tools/ (see generator/tools.py). `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+TOOLS_STAMP := .tools/tools.json
+
+# jsii prints an end-of-life banner for Node.js 20, the newest the registries offer.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONDONTWRITEBYTECODE := 1
+
+MODEL_ROOT ?= models
+MODEL ?= mnist
+PORT ?= 8080
+
+.PHONY: help
+help: ## List every target with what it does
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# --- bootstrap ---------------------------------------------------------------
+
+$(VENV_STAMP): requirements.txt services/inference/requirements.txt services/training/requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(TOOLS_STAMP): generator/tools.py | $(VENV_STAMP)
+	$(PY) -m generator.tools
+
+.PHONY: venv tools
+venv: $(VENV_STAMP) ## Create .venv from the pinned requirements (no work when up to date)
+tools: $(TOOLS_STAMP) ## Provide kubectl (with kustomize) and helm; print their versions
+
+# --- the main job --------------------------------------------------------------
+
+.PHONY: synth check
+synth: $(TOOLS_STAMP) ## Generate overlays/base, overlays/components and argocd/ from platform.yaml
+	$(PY) -m generator synth
+
+check: synth ## Regenerate and fail if the committed generated files were stale
+	@git diff --exit-code --stat -- overlays/base overlays/components argocd \
+	  || { echo "generated files are stale: run 'make synth' and commit the result" >&2; exit 1; }
+
+# --- tests and checks --------------------------------------------------------
+
+.PHONY: test validate lint
+test: $(TOOLS_STAMP) ## Run every test suite (real kustomize, helm, gunicorn, TensorFlow, LiteRT)
+	$(PY) -m pytest -n 2 --dist loadfile
+
+validate: $(TOOLS_STAMP) ## Render every overlay and check schemas, policies and cross-references
+	$(PY) -m generator validate
+
+lint: $(TOOLS_STAMP) ## yamllint every YAML file, hadolint the Dockerfiles, helm lint --strict the chart
+	$(PY) -m generator lint
+
+# --- services ------------------------------------------------------------------
+
+.PHONY: train serve
+train: $(VENV_STAMP) ## Train the MNIST model into $(MODEL_ROOT)/$(MODEL)/<next version>
+	$(PY) -m services.training.train --model-root $(MODEL_ROOT) --model-name $(MODEL)
+
+serve: $(VENV_STAMP) ## Serve $(MODEL_ROOT) with gunicorn on port $(PORT)
+	MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) PORT=$(PORT) \
+	  $(VENV)/bin/gunicorn --config services/inference/gunicorn.conf.py
+
+# --- benchmarks (not part of make test) ----------------------------------------
+
+.PHONY: bench bench-validate
+bench: $(VENV_STAMP) ## Benchmark the model server against the HTTP ceiling and a tutorial-style server
+	$(PY) -m benchmarks.serving
+
+bench-validate: $(TOOLS_STAMP) ## Benchmark make validate against kubernetes-validate, and on a large platform
+	$(PY) -m benchmarks.validation
+
+.PHONY: clean
+clean: ## Remove the local toolchain, caches and trained models
+	rm -rf $(VENV) .tools .cache .pytest_cache .hypothesis $(MODEL_ROOT)

@@ -1,0 +1,71 @@
+"""The repository's one command line; every `make` target that touches manifests calls it.
+
+Exit codes (the same for every subcommand):
+  0  success
+  1  the check ran and found problems (validate, lint)
+  2  bad input: an invalid platform.yaml, bad arguments; nothing on disk changed
+  3  an external tool (helm, kubectl) failed; nothing on disk changed
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_TOOL = 0, 1, 2, 3
+
+
+def synth(args: argparse.Namespace) -> int:
+    """Render platform.yaml into overlays/base and argocd/, atomically."""
+    from generator.config import ConfigError
+    from generator.synth import write_tree, render_tree
+    from generator.tools import ToolError
+
+    started = time.monotonic()
+    try:
+        tree = render_tree(args.config)
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        print(f"synth: {len(exc.problems)} problem(s) in {args.config}; nothing was written", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ToolError as exc:
+        print(f"synth: {exc}\nsynth: nothing was written", file=sys.stderr)
+        return EXIT_TOOL
+    changed = write_tree(tree)
+    for path in changed:
+        print(f"synth: wrote {path}")
+    print(f"synth: {len(tree)} files, {len(changed)} changed, {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
+def _delegate(module: str):
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+        return importlib.import_module(module).main(args.rest)
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the subcommand and run it."""
+    parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("synth", help="generate overlays/base and argocd/ from platform.yaml")
+    p.add_argument("--config", type=Path, default=Path("platform.yaml"), help="path to platform.yaml")
+    p.set_defaults(run=synth)
+    for name, module, text in (("validate", "generator.validate.cli", "render and check every overlay"),
+                               ("lint", "generator.lint", "yamllint, hadolint, helm lint, workflow schema")):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(run=_delegate(module))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

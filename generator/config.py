@@ -1,0 +1,320 @@
+"""Load platform.yaml, check it (JSON Schema, then what a schema cannot express) and turn it
+into typed, immutable settings that the constructs read.
+
+Every problem is reported at once, one line each, as ``<file>: <path.inside>: <message>``,
+so a platform engineer fixes a file in one pass instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("platform.schema.json")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+RESERVED_OVERLAYS = {"overlays/base", "overlays/components"}
+
+
+class ConfigError(Exception):
+    """platform.yaml is invalid; ``problems`` holds one human-readable line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# --- typed settings ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Image:
+    """A container image: repository plus a tag or a digest (the digest wins)."""
+    repository: str
+    tag: str = ""
+    digest: str = ""
+
+    @property
+    def reference(self) -> str:
+        """The pullable reference, ``repo@sha256:...`` or ``repo:tag``."""
+        return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """cpu and memory requests and limits, as Kubernetes quantities."""
+    requests: dict[str, str]
+    limits: dict[str, str]
+
+    def as_k8s(self) -> dict[str, dict[str, str]]:
+        """The ``resources`` block of a container."""
+        return {"requests": dict(self.requests), "limits": dict(self.limits)}
+
+
+@dataclass(frozen=True)
+class Model:
+    """One model the platform trains and serves."""
+    name: str
+    input_shape: tuple[int, ...]
+    classes: tuple[str, ...]
+    backend: str
+
+
+@dataclass(frozen=True)
+class Serving:
+    """How the inference service runs (shared by every model)."""
+    port: int
+    workers: int
+    threads: int
+    resources: Resources
+    min_replicas: int
+    max_replicas: int
+    target_cpu_percent: int
+    pdb: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The model-store volume that training writes and the server reads."""
+    claim_name: str
+    size: str
+    access_modes: tuple[str, ...]
+    storage_class: str | None
+
+
+@dataclass(frozen=True)
+class Training:
+    """How the training Job runs."""
+    resources: Resources
+    gpus: int
+    tolerations: tuple[dict[str, Any], ...]
+    node_selector: dict[str, str]
+    backoff_limit: int
+    active_deadline_seconds: int
+    ttl_seconds_after_finished: int
+    schedule: str | None
+    dataset_path: str
+    storage: Storage
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One deployment target: an overlay synced by one Argo CD Application."""
+    name: str
+    namespace: str
+    overlay: str
+    strategy: str
+    require_digest: bool
+    automated: bool
+    prune: bool
+    self_heal: bool
+
+
+@dataclass(frozen=True)
+class ArgoCD:
+    """Where Argo CD runs and where it reads this repository from."""
+    namespace: str
+    project: str
+    repo_url: str
+    target_revision: str
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The whole of platform.yaml, checked."""
+    name: str
+    description: str
+    server_image: Image
+    trainer_image: Image
+    models: tuple[Model, ...]
+    serving: Serving
+    training: Training
+    environments: tuple[Environment, ...]
+    argocd: ArgoCD
+
+
+# --- loading and checking -----------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml_strict(text: str) -> Any:
+    """Parse one YAML document, failing on duplicate keys (PyYAML silently keeps the last)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+
+
+@lru_cache(maxsize=1)
+def _schema_validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _dotted(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
+    """Turn a jsonschema error into (path, message) a person can act on."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return _dotted(path + [unknown[0]]), f"unknown key (allowed: {', '.join(allowed)})"
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        return _dotted(path + [missing]), "is required"
+    if error.validator == "pattern":
+        return _dotted(path), f"{error.instance!r} is not valid (must match {error.validator_value})"
+    if error.validator == "enum":
+        return _dotted(path), f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    if error.validator == "not" and path and path[-1] == "tag":
+        return _dotted(path), "'latest' is mutable; pin a version tag or a digest"
+    if error.validator == "oneOf" and isinstance(error.instance, dict) and "repository" in error.instance:
+        return _dotted(path), "give exactly one of tag or digest"
+    if error.validator in ("minProperties", "maxProperties") and path[-1:] == ["podDisruptionBudget"]:
+        return _dotted(path), "give exactly one of maxUnavailable or minAvailable"
+    return _dotted(path), error.message
+
+
+_QUANTITY = re.compile(r"^([0-9.]+)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_FACTORS = {None: 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def parse_quantity(text: str) -> Decimal:
+    """Value of a Kubernetes quantity such as ``250m`` or ``768Mi`` (schema-checked first)."""
+    number, suffix = _QUANTITY.match(text).groups()
+    return Decimal(number) * _FACTORS[suffix]
+
+
+def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
+    """Checks a JSON Schema cannot express: orderings, uniqueness, paths on disk."""
+    problems: list[tuple[str, str]] = []
+    scaling = data["serving"]["autoscaling"]
+    if scaling["maxReplicas"] < scaling["minReplicas"]:
+        problems.append(("serving.autoscaling.maxReplicas", f"must be >= minReplicas ({scaling['minReplicas']})"))
+    min_available = data["serving"]["podDisruptionBudget"].get("minAvailable")
+    if min_available is not None and min_available >= scaling["minReplicas"]:
+        problems.append(("serving.podDisruptionBudget.minAvailable",
+                         f"must be < autoscaling.minReplicas ({scaling['minReplicas']}), or no pod can ever be evicted"))
+    for section in ("serving", "training"):
+        resources = data[section]["resources"]
+        for kind in ("cpu", "memory"):
+            if parse_quantity(resources["requests"][kind]) > parse_quantity(resources["limits"][kind]):
+                problems.append((f"{section}.resources.requests.{kind}",
+                                 f"must be <= limits.{kind} ({resources['limits'][kind]})"))
+    for list_name, field in (("models", "name"), ("environments", "name"),
+                             ("environments", "namespace"), ("environments", "overlay")):
+        seen: dict[str, int] = {}
+        for index, item in enumerate(data[list_name]):
+            value = item[field]
+            if value in seen:
+                problems.append((f"{list_name}[{index}].{field}",
+                                 f"duplicate {field} {value!r} (also {list_name}[{seen[value]}])"))
+            seen.setdefault(value, index)
+    for index, env in enumerate(data["environments"]):
+        where = f"environments[{index}]"
+        namespace = env["namespace"]
+        if not (DNS1123_LABEL.match(namespace) and len(namespace) <= 63):
+            problems.append((f"{where}.namespace",
+                             f"{namespace!r} is not a DNS-1123 label (lower-case letters, digits and '-', at most 63)"))
+        overlay = env["overlay"]
+        if overlay in RESERVED_OVERLAYS:
+            problems.append((f"{where}.overlay", f"{overlay!r} is generated; an environment needs its own overlay"))
+        elif not (base_dir / overlay / "kustomization.yaml").is_file():
+            problems.append((f"{where}.overlay", f"{overlay}/kustomization.yaml does not exist"))
+        if env["sync"].get("selfHeal") and not env["sync"]["automated"]:
+            problems.append((f"{where}.sync.selfHeal", "needs automated: true (Argo CD ignores it otherwise)"))
+        if env["sync"].get("prune") and not env["sync"]["automated"]:
+            problems.append((f"{where}.sync.prune", "needs automated: true (Argo CD ignores it otherwise)"))
+    return problems
+
+
+def _to_settings(data: dict) -> Platform:
+    def image(d: dict) -> Image:
+        return Image(d["repository"], d.get("tag", ""), d.get("digest", ""))
+
+    def resources(d: dict) -> Resources:
+        return Resources(dict(d["requests"]), dict(d["limits"]))
+
+    s, t = data["serving"], data["training"]
+    storage = t["storage"]
+    return Platform(
+        name=data["system"]["name"],
+        description=data["system"].get("description", ""),
+        server_image=image(data["images"]["server"]),
+        trainer_image=image(data["images"]["trainer"]),
+        models=tuple(Model(m["name"], tuple(m["inputShape"]), tuple(m["classes"]), m.get("backend", "litert"))
+                     for m in data["models"]),
+        serving=Serving(
+            port=s["port"], workers=s["gunicorn"]["workers"], threads=s["gunicorn"]["threads"],
+            resources=resources(s["resources"]),
+            min_replicas=s["autoscaling"]["minReplicas"], max_replicas=s["autoscaling"]["maxReplicas"],
+            target_cpu_percent=s["autoscaling"]["targetCPUUtilizationPercentage"],
+            pdb=dict(s["podDisruptionBudget"])),
+        training=Training(
+            resources=resources(t["resources"]), gpus=t.get("gpus", 0),
+            tolerations=tuple(t.get("tolerations", [])), node_selector=dict(t.get("nodeSelector", {})),
+            backoff_limit=t["backoffLimit"], active_deadline_seconds=t["activeDeadlineSeconds"],
+            ttl_seconds_after_finished=t["ttlSecondsAfterFinished"], schedule=t.get("schedule"),
+            dataset_path=t.get("dataset", {}).get("path", ""),
+            storage=Storage(storage["claimName"], storage["size"],
+                            tuple(storage.get("accessModes", ["ReadWriteOnce"])), storage.get("storageClassName"))),
+        environments=tuple(
+            Environment(e["name"], e["namespace"], e["overlay"], e["strategy"], e.get("requireDigest", False),
+                        e["sync"]["automated"], e["sync"].get("prune", False), e["sync"].get("selfHeal", False))
+            for e in data["environments"]),
+        argocd=ArgoCD(data["argocd"]["namespace"], data["argocd"]["project"],
+                      data["argocd"]["repoURL"], data["argocd"]["targetRevision"]),
+    )
+
+
+def load_config(path: str | Path) -> Platform:
+    """Read and check platform.yaml; raise ConfigError listing every problem found."""
+    path = Path(path)
+    label = path.name
+    try:
+        data = load_yaml_strict(path.read_text())
+    except OSError as exc:
+        raise ConfigError([f"{label}: cannot read: {exc.strerror}"]) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(parse)"
+        raise ConfigError([f"{label}: {where}: {getattr(exc, 'problem', None) or exc}"]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError([f"{label}: (top level): must be a mapping, got {type(data).__name__}"])
+    errors = sorted(_schema_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    problems = [_describe(error) for error in errors]
+    if not problems:
+        problems = _semantic_problems(data, path.parent)
+    if problems:
+        raise ConfigError([f"{label}: {where}: {message}" for where, message in dict.fromkeys(problems)])
+    return _to_settings(data)

@@ -1,0 +1,60 @@
+"""Names, labels and the restricted pod-security defaults shared by the constructs."""
+
+from __future__ import annotations
+
+from cdk8s_plus_33 import k8s
+
+MANAGED_BY = "cdk8s"
+MODEL_MOUNT = "/models"
+TRAINER_UID = 10001
+RELEASE_KEY = "MODEL_VERSION"
+# Argo CD must never delete or prune the model store: it holds every trained version.
+ARGOCD_KEEP = {"argocd.argoproj.io/sync-options": "Delete=false,Prune=false"}
+
+
+def release_config_map_name(model: str, slot: str = "") -> str:
+    """Name of the ConfigMap that pins the model version an overlay releases.
+
+    The base declares it with a configMapGenerator; an overlay merges its own
+    ``MODEL_VERSION`` into it, so the version is written once per environment and the
+    hash suffix rolls the server when it changes.
+    """
+    return f"{model}-release" + (f"-{slot}" if slot else "")
+
+
+def labels(*, name: str, instance: str, component: str, part_of: str, version: str) -> dict[str, str]:
+    """The recommended ``app.kubernetes.io/*`` labels."""
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/version": version,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": part_of,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def restricted_container(*, name: str, image: str, uid: int, resources: dict, **fields) -> k8s.Container:
+    """A container meeting Pod Security "restricted", with a read-only root filesystem."""
+    return k8s.Container(
+        name=name, image=image, image_pull_policy="IfNotPresent",
+        resources=k8s.ResourceRequirements(
+            requests={k: k8s.Quantity.from_string(v) for k, v in resources["requests"].items()},
+            limits={k: k8s.Quantity.from_string(v) for k, v in resources["limits"].items()}),
+        security_context=k8s.SecurityContext(
+            allow_privilege_escalation=False, privileged=False, read_only_root_filesystem=True,
+            run_as_non_root=True, run_as_user=uid, run_as_group=uid,
+            capabilities=k8s.Capabilities(drop=["ALL"]),
+            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault")),
+        **fields)
+
+
+def restricted_pod(*, containers: list[k8s.Container], uid: int, service_account: str, **fields) -> k8s.PodSpec:
+    """A pod spec meeting Pod Security "restricted", with no service-account token mounted."""
+    return k8s.PodSpec(
+        containers=containers, service_account_name=service_account, automount_service_account_token=False,
+        enable_service_links=False,
+        security_context=k8s.PodSecurityContext(
+            run_as_non_root=True, run_as_user=uid, run_as_group=uid, fs_group=uid,
+            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault")),
+        **fields)

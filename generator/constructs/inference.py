@@ -1,0 +1,88 @@
+"""InferenceService: the model server of one model, rendered from charts/inference-service.
+
+The chart is the single definition of the serving workload; this construct only maps
+platform.yaml onto the chart's values and renders it through cdk8s's Helm construct
+(``helm template`` underneath), so a Helm user and the generator get the same manifests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cdk8s
+from constructs import Construct
+
+from generator.config import Image, Model, Serving
+from generator.constructs.common import MANAGED_BY, MODEL_MOUNT, release_config_map_name
+from generator.tools import REPO_ROOT, helm_path
+
+CHART_DIR = REPO_ROOT / "charts" / "inference-service"
+
+
+@dataclass(frozen=True)
+class InferenceServiceProps:
+    """What an InferenceService needs. ``slot``/``track`` select a blue/green or stable/canary copy."""
+    model: Model
+    image: Image
+    serving: Serving
+    part_of: str
+    model_store_claim: str
+    slot: str = ""
+    track: str = ""
+    #: Extra chart values merged last (e.g. switching off shared resources for a second slot).
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def chart_values(props: InferenceServiceProps) -> dict[str, Any]:
+    """The chart values for ``props``: everything platform.yaml decides about serving."""
+    serving = props.serving
+    suffix = props.slot or props.track
+    values: dict[str, Any] = {
+        "fullnameOverride": f"{props.model.name}-server",
+        "partOf": props.part_of,
+        "managedBy": MANAGED_BY,
+        "slot": props.slot,
+        "track": props.track,
+        "image": {"repository": props.image.repository, "tag": props.image.tag, "digest": props.image.digest},
+        "model": {
+            "name": props.model.name,
+            "backend": props.model.backend,
+            "basePath": MODEL_MOUNT,
+            "versionConfigMap": release_config_map_name(props.model.name, suffix),
+            "storage": {"claimName": props.model_store_claim},
+        },
+        "server": {"port": serving.port, "workers": serving.workers, "threads": serving.threads},
+        "resources": serving.resources.as_k8s(),
+        "autoscaling": {
+            "enabled": True,
+            "minReplicas": serving.min_replicas,
+            "maxReplicas": serving.max_replicas,
+            "targetCPUUtilizationPercentage": serving.target_cpu_percent,
+        },
+        "podDisruptionBudget": {"enabled": True, **serving.pdb},
+    }
+    return _merge(values, props.overrides)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(
+            merged.get(key), dict) else value
+    return merged
+
+
+class InferenceService(Construct):
+    """The chart's Deployment, Service, ServiceAccount, HPA, PDB, NetworkPolicy and ConfigMap."""
+
+    def __init__(self, scope: Construct, id: str, props: InferenceServiceProps):
+        super().__init__(scope, id)
+        self.helm = cdk8s.Helm(
+            self, "chart",
+            chart=str(CHART_DIR),
+            release_name=props.model.name,
+            values=chart_values(props),
+            helm_executable=helm_path(),
+            helm_flags=["--skip-tests"],
+        )
