@@ -11,6 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 TOOLS_STAMP := .tools/tools.json
+BOOTSTRAP := $(VENV_STAMP) $(TOOLS_STAMP)
 
 # jsii prints an end-of-life banner for Node.js 20, the newest the registries offer.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -36,12 +37,12 @@ $(TOOLS_STAMP): generator/tools.py | $(VENV_STAMP)
 
 .PHONY: venv tools
 venv: $(VENV_STAMP) ## Create .venv from the pinned requirements (no work when up to date)
-tools: $(TOOLS_STAMP) ## Provide kubectl (with kustomize) and helm; print their versions
+tools: $(BOOTSTRAP) ## Provide kubectl (with kustomize) and helm; print their versions
 
 # --- the main job --------------------------------------------------------------
 
 .PHONY: synth check
-synth: $(TOOLS_STAMP) ## Generate overlays/base, overlays/components and argocd/ from platform.yaml
+synth: $(BOOTSTRAP) ## Generate overlays/base, overlays/components and argocd/ from platform.yaml
 	$(PY) -m generator synth
 
 check: synth ## Regenerate and fail if the committed generated files were stale
@@ -51,13 +52,13 @@ check: synth ## Regenerate and fail if the committed generated files were stale
 # --- tests and checks --------------------------------------------------------
 
 .PHONY: test validate lint
-test: $(TOOLS_STAMP) ## Run every test suite (real kustomize, helm, gunicorn, TensorFlow, LiteRT)
+test: $(BOOTSTRAP) ## Run every test suite (real kustomize, helm, gunicorn, TensorFlow, LiteRT)
 	$(PY) -m pytest -n 2 --dist loadfile
 
-validate: $(TOOLS_STAMP) ## Render every overlay and check schemas, policies and cross-references
+validate: $(BOOTSTRAP) ## Render every overlay and check schemas, policies and cross-references
 	$(PY) -m generator validate
 
-lint: $(TOOLS_STAMP) ## yamllint every YAML file, hadolint the Dockerfiles, helm lint --strict the chart
+lint: $(BOOTSTRAP) ## yamllint every YAML file, hadolint the Dockerfiles, helm lint --strict the chart
 	$(PY) -m generator lint
 
 # --- services ------------------------------------------------------------------
@@ -76,7 +77,7 @@ serve: $(VENV_STAMP) ## Serve $(MODEL_ROOT) with gunicorn on port $(PORT)
 bench: $(VENV_STAMP) ## Benchmark the model server against the HTTP ceiling and a tutorial-style server
 	$(PY) -m benchmarks.serving
 
-bench-validate: $(TOOLS_STAMP) ## Benchmark make validate against kubernetes-validate, and on a large platform
+bench-validate: $(BOOTSTRAP) ## Benchmark make validate against kubernetes-validate, and on a large platform
 	$(PY) -m benchmarks.validation
 
 .PHONY: clean

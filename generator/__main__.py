@@ -36,7 +36,7 @@ def synth(args: argparse.Namespace) -> int:
     except ToolError as exc:
         print(f"synth: {exc}\nsynth: nothing was written", file=sys.stderr)
         return EXIT_TOOL
-    changed = write_tree(tree)
+    changed = write_tree(tree, args.config.resolve().parent)
     for path in changed:
         print(f"synth: wrote {path}")
     print(f"synth: {len(tree)} files, {len(changed)} changed, {time.monotonic() - started:.1f}s")

@@ -91,7 +91,7 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
     return dict(sorted(tree.items()))
 
 
-def write_tree(tree: dict[str, bytes], root: Path = REPO_ROOT) -> list[str]:
+def write_tree(tree: dict[str, bytes], root: Path) -> list[str]:
     """Replace every generated directory with ``tree``'s content; return the paths that changed.
 
     Files are staged in a sibling temporary directory and swapped in with renames, so a
@@ -108,16 +108,24 @@ def write_tree(tree: dict[str, bytes], root: Path = REPO_ROOT) -> list[str]:
             continue  # unchanged: leave mtimes alone so make and editors see no change
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        for rel, data in wanted.items():
-            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-            (staging / rel).write_bytes(data)
-            os.chmod(staging / rel, 0o644)
-        os.chmod(staging, 0o755)
+        try:
+            for rel, data in wanted.items():
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                (staging / rel).write_bytes(data)
+                os.chmod(staging / rel, 0o644)
+            os.chmod(staging, 0o755)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         if target.exists():
             retired = target.with_name(f".{target.name}-old")
             shutil.rmtree(retired, ignore_errors=True)
             target.rename(retired)
-            staging.rename(target)
+            try:
+                staging.rename(target)
+            except BaseException:
+                retired.rename(target)
+                raise
             shutil.rmtree(retired)
         else:
             staging.rename(target)

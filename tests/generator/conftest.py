@@ -1,0 +1,33 @@
+"""Fixtures for the generator suites: the checked platform.yaml and every overlay rendered once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from generator.config import Platform, load_config  # noqa: E402
+from generator.tools import REPO_ROOT, render_overlay  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def platform() -> Platform:
+    """The repository's platform.yaml, checked."""
+    return load_config(REPO_ROOT / "platform.yaml")
+
+
+def environment_overlays() -> list[Path]:
+    """Every overlays/<env> with a kustomization (generated base and components excluded)."""
+    return sorted(p.parent for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
+                  if p.parent.name not in ("base", "components"))
+
+
+@pytest.fixture(scope="session")
+def rendered() -> dict[str, list[dict]]:
+    """overlay name -> the objects `kubectl kustomize` renders for it (real kustomize)."""
+    return {overlay.name: [doc for doc in yaml.safe_load_all(render_overlay(overlay)) if doc]
+            for overlay in environment_overlays()}

@@ -1,0 +1,152 @@
+"""Every environment overlay builds with the real kustomize, lands in its own namespace,
+pins its release, meets Pod Security "restricted", and has an Argo CD Application that
+points at it."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from generator.tools import REPO_ROOT
+
+from .conftest import environment_overlays
+
+OVERLAYS = [p.name for p in environment_overlays()]
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+POD_TEMPLATE_PATHS = {
+    "Deployment": ("spec", "template"), "StatefulSet": ("spec", "template"), "DaemonSet": ("spec", "template"),
+    "Job": ("spec", "template"), "CronJob": ("spec", "jobTemplate", "spec", "template"),
+}
+
+
+def pod_templates(objects):
+    for obj in objects:
+        path = POD_TEMPLATE_PATHS.get(obj["kind"])
+        if path:
+            template = obj
+            for key in path:
+                template = template[key]
+            yield f"{obj['kind']}/{obj['metadata']['name']}", template
+
+
+def restricted_violations(where: str, template: dict) -> list[str]:
+    """Pod Security Standard "restricted" (plus our read-only root and token rules), field by field."""
+    spec = template["spec"]
+    pod_sc = spec.get("securityContext", {})
+    found = []
+    if spec.get("automountServiceAccountToken") is not False:
+        found.append(f"{where}: automountServiceAccountToken must be false")
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(field):
+            found.append(f"{where}: {field} must not be set")
+    for volume in spec.get("volumes", []):
+        if "hostPath" in volume:
+            found.append(f"{where}: volume {volume['name']} uses hostPath")
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        sc = container.get("securityContext", {})
+        at = f"{where}: container {container['name']}"
+        if not (sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True):
+            found.append(f"{at}: runAsNonRoot must be true")
+        if sc.get("runAsUser", pod_sc.get("runAsUser", 1)) == 0:
+            found.append(f"{at}: runAsUser must not be 0")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{at}: allowPrivilegeEscalation must be false")
+        if sc.get("privileged"):
+            found.append(f"{at}: privileged must not be true")
+        if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("capabilities", {}).get("add"):
+            found.append(f"{at}: capabilities must drop ALL and add nothing")
+        seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{at}: seccompProfile.type must be RuntimeDefault or Localhost")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            found.append(f"{at}: readOnlyRootFilesystem must be true")
+        for section in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                if resource not in container.get("resources", {}).get(section, {}):
+                    found.append(f"{at}: resources.{section}.{resource} is missing")
+    return found
+
+
+def test_there_are_environment_overlays():
+    assert {"dev", "staging", "prod"} <= set(OVERLAYS)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_objects_in_its_namespace(overlay, rendered, platform):
+    objects = rendered[overlay]
+    env = next(e for e in platform.environments if e.overlay == f"overlays/{overlay}")
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
+            "Job", "PersistentVolumeClaim", "ConfigMap", "ServiceAccount"} <= {o["kind"] for o in objects}
+    for obj in objects:
+        if obj["kind"] not in CLUSTER_SCOPED:
+            assert obj["metadata"].get("namespace") == env.namespace, obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pod_templates_meet_restricted_pod_security(overlay, rendered):
+    templates = list(pod_templates(rendered[overlay]))
+    assert templates
+    violations = [v for where, template in templates for v in restricted_violations(where, template)]
+    assert not violations, "\n".join(violations)
+
+
+def test_restricted_check_catches_a_privileged_container(rendered):
+    where, template = next(pod_templates(rendered["dev"]))
+    bad = yaml.safe_load(yaml.safe_dump(template))
+    bad["spec"]["containers"][0]["securityContext"].update(privileged=True, allowPrivilegeEscalation=True)
+    assert restricted_violations(where, bad) == [
+        f"{where}: container server: allowPrivilegeEscalation must be false",
+        f"{where}: container server: privileged must not be true",
+    ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_server_and_training_read_the_pinned_release(overlay, rendered):
+    objects = rendered[overlay]
+    release = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("mnist-release-")]
+    assert len(release) == 1, "the release ConfigMap gets a content hash suffix"
+    release_name = release[0]["metadata"]["name"]
+    pinned = (REPO_ROOT / "overlays" / overlay / "kustomization.yaml").read_text()
+    assert f"MODEL_VERSION={release[0]['data']['MODEL_VERSION']}" in pinned
+    for where, template in pod_templates(objects):
+        env = {e["name"]: e for c in template["spec"]["containers"] for e in c.get("env", [])}
+        assert env["MODEL_VERSION"]["valueFrom"]["configMapKeyRef"]["name"] == release_name, where
+
+
+def test_argocd_applications_point_at_existing_overlays_in_their_namespace(platform, rendered):
+    apps = [yaml.safe_load(p.read_text()) for p in sorted((REPO_ROOT / "argocd").glob("application-*.yaml"))]
+    env_apps = [a for a in apps if a["spec"]["source"]["path"].startswith("overlays/")]
+    assert len(env_apps) == len(platform.environments)
+    for app in env_apps:
+        path = app["spec"]["source"]["path"]
+        assert (REPO_ROOT / path / "kustomization.yaml").is_file(), path
+        namespaces = {o["metadata"]["namespace"] for o in rendered[path.split("/", 1)[1]]
+                      if o["kind"] not in CLUSTER_SCOPED}
+        assert namespaces == {app["spec"]["destination"]["namespace"]}, path
+        assert app["spec"]["project"] == platform.argocd.project
+
+
+def test_appproject_is_least_privilege(platform, rendered):
+    project = yaml.safe_load((REPO_ROOT / "argocd" / f"appproject-{platform.argocd.project}.yaml").read_text())
+    spec = project["spec"]
+    assert spec["sourceRepos"] == [platform.argocd.repo_url]
+    assert {d["namespace"] for d in spec["destinations"]} == {e.namespace for e in platform.environments}
+    assert spec["clusterResourceWhitelist"] == [{"group": "", "kind": "Namespace"}]
+    allowed = {(k["group"], k["kind"]) for k in spec["namespaceResourceWhitelist"]}
+    deployed = {(o["apiVersion"].rpartition("/")[0], o["kind"]) for objs in rendered.values() for o in objs}
+    assert deployed <= allowed
+    assert "*" not in yaml.safe_dump(spec)
+
+
+def test_kubectl_kustomize_fails_loudly_on_a_broken_overlay(tmp_path):
+    from generator.tools import ToolError, render_overlay
+    (tmp_path / "kustomization.yaml").write_text("resources: [missing.yaml]\n")
+    with pytest.raises(ToolError, match="missing.yaml"):
+        render_overlay(tmp_path)
+
+
+def test_tools_bootstrap_is_a_no_op_when_done():
+    result = subprocess.run(["make", "--question", ".venv/.installed", ".tools/tools.json"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,121 @@
+"""make synth: deterministic, fresh in git, atomic, and never touching hand-edited overlays."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from generator.synth import GENERATED_ROOTS, HEADER, render_tree, write_tree
+from generator.tools import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def tree() -> dict[str, bytes]:
+    return render_tree(REPO_ROOT / "platform.yaml")
+
+
+def copy_inputs(dest: Path) -> Path:
+    """A throwaway copy of what synth reads and writes: platform.yaml and overlays/, argocd/."""
+    shutil.copy(REPO_ROOT / "platform.yaml", dest / "platform.yaml")
+    shutil.copytree(REPO_ROOT / "overlays", dest / "overlays")
+    shutil.copytree(REPO_ROOT / "argocd", dest / "argocd")
+    return dest / "platform.yaml"
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_synth(config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "generator", "synth", "--config", str(config)],
+                          capture_output=True, text=True, cwd=REPO_ROOT)
+
+
+def test_same_inputs_give_identical_bytes(tree):
+    assert render_tree(REPO_ROOT / "platform.yaml") == tree
+
+
+def test_committed_generated_files_equal_a_fresh_synth(tree):
+    on_disk = {str(p.relative_to(REPO_ROOT)): p.read_bytes()
+               for root in GENERATED_ROOTS for p in sorted((REPO_ROOT / root).rglob("*")) if p.is_file()}
+    stale = sorted(set(tree) ^ set(on_disk) | {k for k in tree if on_disk.get(k) != tree[k]})
+    assert not stale, f"generated files are stale, run `make synth`: {stale}"
+
+
+def test_every_generated_file_says_so_in_its_first_line(tree):
+    for path, data in tree.items():
+        assert data.decode().startswith(HEADER), path
+        assert list(yaml.safe_load_all(data)), path
+
+
+def test_generated_names_have_no_hash_suffixes(tree):
+    for path, data in tree.items():
+        for doc in yaml.safe_load_all(data):
+            if doc and "metadata" in doc:
+                assert not re.search(r"-c8[0-9a-f]{6}$", doc["metadata"]["name"]), (path, doc["metadata"]["name"])
+
+
+def test_base_has_no_namespace(tree):
+    for path, data in tree.items():
+        if path.startswith("overlays/base/"):
+            for doc in yaml.safe_load_all(data):
+                assert "namespace" not in doc.get("metadata", {}), path
+
+
+def test_synth_twice_changes_nothing_the_second_time(tmp_path):
+    config = copy_inputs(tmp_path)
+    first = run_synth(config)
+    assert first.returncode == 0, first.stderr
+    before = snapshot(tmp_path)
+    second = run_synth(config)
+    assert second.returncode == 0, second.stderr
+    assert "0 changed" in second.stdout
+    assert snapshot(tmp_path) == before
+
+
+def test_synth_never_touches_hand_edited_overlays(tmp_path):
+    config = copy_inputs(tmp_path)
+    (tmp_path / "overlays" / "base" / "stray.yaml").write_text("# left over\n")
+    hand_edited = {k: v for k, v in snapshot(tmp_path / "overlays").items() if not k.startswith("base/")}
+    assert run_synth(config).returncode == 0
+    assert {k: v for k, v in snapshot(tmp_path / "overlays").items() if not k.startswith("base/")} == hand_edited
+    assert not (tmp_path / "overlays" / "base" / "stray.yaml").exists()
+
+
+def test_failed_synth_leaves_the_tree_untouched(tmp_path):
+    config = copy_inputs(tmp_path)
+    config.write_text(config.read_text().replace("minReplicas: 2", "minReplicas: 20"))
+    before = snapshot(tmp_path)
+    result = run_synth(config)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == "platform.yaml: serving.autoscaling.maxReplicas: must be >= minReplicas (20)"
+    assert "nothing was written" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_write_failure_midway_keeps_the_previous_tree(tmp_path, tree, monkeypatch):
+    config = copy_inputs(tmp_path)
+    before = snapshot(tmp_path)
+    changed = {path: data + b"# changed\n" for path, data in tree.items()}
+    calls = {"n": 0}
+    real_write = Path.write_bytes
+
+    def failing_write(self, data):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", failing_write)
+    with pytest.raises(OSError):
+        write_tree(changed, config.parent)
+    monkeypatch.undo()
+    assert snapshot(tmp_path) == before
+    assert not [p for p in tmp_path.rglob(".*") if p.name.startswith((".base-", ".argocd-"))]
