@@ -68,6 +68,13 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Gateway:
+    """The Gateway API Gateway that canary HTTPRoutes attach to (namespace "" = the route's own)."""
+    name: str = "ml-gateway"
+    namespace: str = ""
+
+
+@dataclass(frozen=True)
 class Serving:
     """How the inference service runs (shared by every model)."""
     port: int
@@ -78,6 +85,7 @@ class Serving:
     max_replicas: int
     target_cpu_percent: int
     pdb: dict[str, int]
+    gateway: Gateway
 
 
 @dataclass(frozen=True)
@@ -279,7 +287,7 @@ def _to_settings(data: dict) -> Platform:
             resources=resources(s["resources"]),
             min_replicas=s["autoscaling"]["minReplicas"], max_replicas=s["autoscaling"]["maxReplicas"],
             target_cpu_percent=s["autoscaling"]["targetCPUUtilizationPercentage"],
-            pdb=dict(s["podDisruptionBudget"])),
+            pdb=dict(s["podDisruptionBudget"]), gateway=Gateway(**s.get("gateway", {}))),
         training=Training(
             resources=resources(t["resources"]), gpus=t.get("gpus", 0),
             tolerations=tuple(t.get("tolerations", [])), node_selector=dict(t.get("nodeSelector", {})),

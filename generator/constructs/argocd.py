@@ -84,8 +84,7 @@ class ArgoCDApps(Construct):
                 "CreateNamespace=true",
                 "PrunePropagationPolicy=foreground",
                 "PruneLast=true",
-                "RespectIgnoreDifferences=true",
-            ],
+            ] + (["RespectIgnoreDifferences=true"] if env.strategy == "rolling" else []),
             # The namespace Argo CD creates enforces Pod Security "restricted".
             "managedNamespaceMetadata": {"labels": {
                 "pod-security.kubernetes.io/enforce": "restricted",
@@ -102,7 +101,14 @@ class ArgoCDApps(Construct):
             "source": {"repoURL": argocd.repo_url, "targetRevision": argocd.target_revision, "path": env.overlay},
             "destination": {"server": IN_CLUSTER, "namespace": env.namespace},
             "syncPolicy": sync_policy,
-            # The HorizontalPodAutoscaler owns replicas; git must not fight it.
-            "ignoreDifferences": [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}],
+            **self._ignore_differences(env),
             "info": [{"name": "strategy", "value": env.strategy}],
         }, finalizers=[CASCADE_FINALIZER] if env.prune else None)
+
+    @staticmethod
+    def _ignore_differences(env: Environment) -> dict:
+        """Rolling: the HorizontalPodAutoscaler owns replicas, so git must not fight it. Blue-green
+        and canary variants run the replicas git pins (scaling a slot to zero is a commit)."""
+        if env.strategy != "rolling":
+            return {}
+        return {"ignoreDifferences": [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}]}

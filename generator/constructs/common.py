@@ -8,6 +8,8 @@ MANAGED_BY = "cdk8s"
 MODEL_MOUNT = "/models"
 TRAINER_UID = 10001
 RELEASE_KEY = "MODEL_VERSION"
+#: The model version a release ConfigMap carries until an overlay pins its own.
+DEFAULT_MODEL_VERSION = "1"
 # Argo CD must never delete or prune the model store: it holds every trained version.
 ARGOCD_KEEP = {"argocd.argoproj.io/sync-options": "Delete=false,Prune=false"}
 

@@ -32,6 +32,9 @@ class TrainingJobProps:
     part_of: str
     #: Create the model-store PVC here (False when another construct already owns it).
     create_model_store: bool = True
+    #: A blue-green slot or canary track: renders only that variant's Job, which trains the
+    #: version pinned in the variant's release ConfigMap; the shared objects come from the base.
+    variant: str = ""
 
 
 class TrainingJob(Construct):
@@ -40,34 +43,37 @@ class TrainingJob(Construct):
     def __init__(self, scope: Construct, id: str, props: TrainingJobProps):
         super().__init__(scope, id)
         model, training = props.model, props.training
-        self.name = f"{model.name}-train"
-        self.labels = labels(name="trainer", instance=model.name, component="training",
-                             part_of=props.part_of, version=props.image.tag or props.image.digest.removeprefix("sha256:")[:12])
+        self.service_account = f"{model.name}-train"
+        self.labels = labels(name="trainer", instance=model.name, component="training", part_of=props.part_of,
+                             version=props.image.tag or props.image.digest.removeprefix("sha256:")[:12])
         self.selector = {key: self.labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+        k8s.KubeJob(
+            self, "job",
+            metadata=k8s.ObjectMeta(
+                name=self.service_account + (f"-{props.variant}" if props.variant else ""),
+                labels=self.labels,
+                annotations={
+                    "argocd.argoproj.io/hook": "Sync",
+                    "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
+                    # After the model store and release ConfigMap (-2), before the server rolls (0).
+                    "argocd.argoproj.io/sync-wave": "-1",
+                }),
+            spec=self._job_spec(props, release=release_config_map_name(model.name, props.variant)))
+        if props.variant:
+            return
         if props.create_model_store:
             self._model_store(training)
         k8s.KubeServiceAccount(
             self, "service-account",
-            metadata=k8s.ObjectMeta(name=self.name, labels=self.labels),
+            metadata=k8s.ObjectMeta(name=self.service_account, labels=self.labels),
             automount_service_account_token=False)
         # Training reads and writes only its volume: no traffic in or out.
         k8s.KubeNetworkPolicy(
             self, "network-policy",
-            metadata=k8s.ObjectMeta(name=self.name, labels=self.labels),
+            metadata=k8s.ObjectMeta(name=self.service_account, labels=self.labels),
             spec=k8s.NetworkPolicySpec(
                 pod_selector=k8s.LabelSelector(match_labels=self.selector),
                 policy_types=["Ingress", "Egress"]))
-        k8s.KubeJob(
-            self, "job",
-            metadata=k8s.ObjectMeta(
-                name=self.name, labels=self.labels,
-                annotations={
-                    "argocd.argoproj.io/hook": "Sync",
-                    "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
-                    # After the model store (-1), before the server rolls (default 0 would race it).
-                    "argocd.argoproj.io/sync-wave": "-1",
-                }),
-            spec=self._job_spec(props, pinned_version=True))
         if training.schedule:
             k8s.KubeCronJob(
                 self, "cron-job",
@@ -77,7 +83,7 @@ class TrainingJob(Construct):
                     successful_jobs_history_limit=1, failed_jobs_history_limit=2,
                     job_template=k8s.JobTemplateSpec(
                         metadata=k8s.ObjectMeta(labels=self.labels),
-                        spec=self._job_spec(props, pinned_version=False))))
+                        spec=self._job_spec(props, release=None))))
 
     def _model_store(self, training: Training) -> None:
         storage = training.storage
@@ -92,8 +98,9 @@ class TrainingJob(Construct):
                 storage_class_name=storage.storage_class,
                 resources=k8s.VolumeResourceRequirements(requests={"storage": k8s.Quantity.from_string(storage.size)})))
 
-    def _job_spec(self, props: TrainingJobProps, *, pinned_version: bool) -> k8s.JobSpec:
-        """The Job body. Pinned: train the release's version, skip if present. Scheduled: next version."""
+    def _job_spec(self, props: TrainingJobProps, *, release: str | None) -> k8s.JobSpec:
+        """The Job body. With a release ConfigMap: train its pinned version unless present.
+        Without (the scheduled retrain): publish the next version."""
         model, training = props.model, props.training
         env = [
             k8s.EnvVar(name="MODEL_ROOT", value=MODEL_MOUNT),
@@ -102,11 +109,10 @@ class TrainingJob(Construct):
         ]
         if training.dataset_path:
             env.append(k8s.EnvVar(name="TRAINING_DATA", value=f"{MODEL_MOUNT}/{training.dataset_path}"))
-        if pinned_version:
+        if release:
             env += [
                 k8s.EnvVar(name="MODEL_VERSION", value_from=k8s.EnvVarSource(
-                    config_map_key_ref=k8s.ConfigMapKeySelector(
-                        name=release_config_map_name(model.name), key=RELEASE_KEY))),
+                    config_map_key_ref=k8s.ConfigMapKeySelector(name=release, key=RELEASE_KEY))),
                 k8s.EnvVar(name="SKIP_EXISTING", value="true"),
             ]
         resources = training.resources.as_k8s()
@@ -120,7 +126,7 @@ class TrainingJob(Construct):
             volume_mounts=[k8s.VolumeMount(name="model-store", mount_path=MODEL_MOUNT),
                            k8s.VolumeMount(name="tmp", mount_path="/tmp")])
         pod = restricted_pod(
-            containers=[container], uid=TRAINER_UID, service_account=self.name, restart_policy="Never",
+            containers=[container], uid=TRAINER_UID, service_account=self.service_account, restart_policy="Never",
             node_selector=node_selector or None,
             tolerations=[k8s.Toleration(**{_snake(k): v for k, v in t.items()}) for t in training.tolerations]
             or None,

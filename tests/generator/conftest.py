@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -20,14 +18,9 @@ def platform() -> Platform:
     return load_config(REPO_ROOT / "platform.yaml")
 
 
-def environment_overlays() -> list[Path]:
-    """Every overlays/<env> with a kustomization (generated base and components excluded)."""
-    return sorted(p.parent for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
-                  if p.parent.name not in ("base", "components"))
-
-
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict]]:
     """overlay name -> the objects `kubectl kustomize` renders for it (real kustomize)."""
-    return {overlay.name: [doc for doc in yaml.safe_load_all(render_overlay(overlay)) if doc]
-            for overlay in environment_overlays()}
+    overlays = sorted(p.parent for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
+                      if p.parent.name not in ("base", "components"))
+    return {overlay.name: [doc for doc in yaml.safe_load_all(render_overlay(overlay)) if doc] for overlay in overlays}

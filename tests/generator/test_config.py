@@ -45,7 +45,7 @@ BAD_CONFIGS = {
     "typo in a key": (
         lambda d: d["serving"].update(replicas=3),
         ["platform.yaml: serving.replicas: unknown key "
-         "(allowed: autoscaling, gunicorn, podDisruptionBudget, port, resources)"]),
+         "(allowed: autoscaling, gateway, gunicorn, podDisruptionBudget, port, resources)"]),
     "namespace not DNS-1123": (
         lambda d: d["environments"][0].update(namespace="ML_Dev"),
         ["platform.yaml: environments[0].namespace: 'ML_Dev' is not a DNS-1123 label "

@@ -11,9 +11,8 @@ import yaml
 
 from generator.tools import REPO_ROOT
 
-from .conftest import environment_overlays
-
-OVERLAYS = [p.name for p in environment_overlays()]
+OVERLAYS = sorted(p.parent.name for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
+                  if p.parent.name not in ("base", "components"))
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 POD_TEMPLATE_PATHS = {
     "Deployment": ("spec", "template"), "StatefulSet": ("spec", "template"), "DaemonSet": ("spec", "template"),
@@ -77,8 +76,11 @@ def test_there_are_environment_overlays():
 def test_overlay_renders_objects_in_its_namespace(overlay, rendered, platform):
     objects = rendered[overlay]
     env = next(e for e in platform.environments if e.overlay == f"overlays/{overlay}")
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
-            "Job", "PersistentVolumeClaim", "ConfigMap", "ServiceAccount"} <= {o["kind"] for o in objects}
+    expected = {"Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "Job", "PersistentVolumeClaim",
+                "ConfigMap", "ServiceAccount"}
+    # Rolling environments autoscale; blue-green and canary variants run the replicas git pins.
+    expected |= {"rolling": {"HorizontalPodAutoscaler"}, "canary": {"HTTPRoute"}}.get(env.strategy, set())
+    assert expected <= {o["kind"] for o in objects}
     for obj in objects:
         if obj["kind"] not in CLUSTER_SCOPED:
             assert obj["metadata"].get("namespace") == env.namespace, obj["metadata"]["name"]
@@ -105,14 +107,19 @@ def test_restricted_check_catches_a_privileged_container(rendered):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_server_and_training_read_the_pinned_release(overlay, rendered):
     objects = rendered[overlay]
-    release = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("mnist-release-")]
-    assert len(release) == 1, "the release ConfigMap gets a content hash suffix"
-    release_name = release[0]["metadata"]["name"]
-    pinned = (REPO_ROOT / "overlays" / overlay / "kustomization.yaml").read_text()
-    assert f"MODEL_VERSION={release[0]['data']['MODEL_VERSION']}" in pinned
+    pinned = {doc["metadata"]["name"]: doc["data"]["MODEL_VERSION"] for doc in yaml.safe_load_all(
+        (REPO_ROOT / "overlays" / overlay / "release.yaml").read_text())}
+    releases = {o["metadata"]["name"]: o for o in objects
+                if o["kind"] == "ConfigMap" and o["metadata"]["name"].rsplit("-", 1)[0] in pinned}
+    # One release ConfigMap per pin, with a content-hash suffix, carrying the pinned version.
+    assert {name.rsplit("-", 1)[0]: cm["data"]["MODEL_VERSION"] for name, cm in releases.items()} == pinned
+    readers = set()
     for where, template in pod_templates(objects):
         env = {e["name"]: e for c in template["spec"]["containers"] for e in c.get("env", [])}
-        assert env["MODEL_VERSION"]["valueFrom"]["configMapKeyRef"]["name"] == release_name, where
+        ref = env["MODEL_VERSION"]["valueFrom"]["configMapKeyRef"]["name"]
+        assert ref in releases, where
+        readers.add(ref)
+    assert readers == set(releases), "every pinned release is read by a server and a training Job"
 
 
 def test_argocd_applications_point_at_existing_overlays_in_their_namespace(platform, rendered):
