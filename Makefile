@@ -61,13 +61,34 @@ validate: $(BOOTSTRAP) ## Render every overlay and check schemas, policies and c
 lint: $(BOOTSTRAP) ## yamllint every YAML file, hadolint the Dockerfiles, helm lint --strict the chart
 	$(PY) -m generator lint
 
+# --- release workflow: each edits overlay files only, never a cluster -------------
+
+.PHONY: promote canary switch set-image diff status
+promote: $(BOOTSTRAP) ## Copy image and model version between overlays: make promote FROM=staging TO=prod
+	$(PY) -m generator promote --from "$(FROM)" --to "$(TO)"
+
+canary: $(BOOTSTRAP) ## Set the canary weight: make canary ENV=prod-canary WEIGHT=25 (100 promotes, 0 aborts)
+	$(PY) -m generator canary --env "$(ENV)" --weight "$(WEIGHT)"
+
+switch: $(BOOTSTRAP) ## Flip the active slot: make switch ENV=prod-blue-green
+	$(PY) -m generator switch --env "$(ENV)"
+
+set-image: $(BOOTSTRAP) ## Pin an image: make set-image ENV=dev IMAGE=server TAG=... (or DIGEST=sha256:...)
+	$(PY) -m generator set-image --env "$(ENV)" --image "$(IMAGE)" $(if $(TAG),--tag "$(TAG)") $(if $(DIGEST),--digest "$(DIGEST)") $(if $(SLOT),--variant "$(SLOT)")
+
+diff: $(BOOTSTRAP) ## Show rendered changes against BASE (default origin/main); MARKDOWN=1 for a PR comment
+	$(PY) -m generator diff --base "$(or $(BASE),origin/main)" $(if $(MARKDOWN),--markdown)
+
+status: $(BOOTSTRAP) ## One table of every environment: strategy, image, model version, replicas, weight or slot
+	$(PY) -m generator status
+
 # --- services ------------------------------------------------------------------
 
 .PHONY: train serve
-train: $(VENV_STAMP) ## Train the MNIST model into $(MODEL_ROOT)/$(MODEL)/<next version>
+train: $(VENV_STAMP) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL= to change)
 	$(PY) -m services.training.train --model-root $(MODEL_ROOT) --model-name $(MODEL)
 
-serve: $(VENV_STAMP) ## Serve $(MODEL_ROOT) with gunicorn on port $(PORT)
+serve: $(VENV_STAMP) ## Serve the trained models with gunicorn on port 8080 (PORT= to change)
 	MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) PORT=$(PORT) \
 	  $(VENV)/bin/gunicorn --config services/inference/gunicorn.conf.py
 

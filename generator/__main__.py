@@ -58,8 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("synth", help="generate overlays/base and argocd/ from platform.yaml")
     p.add_argument("--config", type=Path, default=Path("platform.yaml"), help="path to platform.yaml")
     p.set_defaults(run=synth)
-    for name, module, text in (("validate", "generator.validate.cli", "render and check every overlay"),
-                               ("lint", "generator.lint", "yamllint, hadolint, helm lint, workflow schema")):
+    for name, module, text in (
+            ("validate", "generator.validate.cli", "render and check every overlay"),
+            ("lint", "generator.lint", "yamllint, hadolint, helm lint, workflow schema"),
+            ("promote", "generator.workflow.promote", "copy the pinned image and model version between overlays"),
+            ("canary", "generator.workflow.canary", "set the canary weight (100 promotes, 0 aborts)"),
+            ("switch", "generator.workflow.switch", "flip the active blue-green slot"),
+            ("set-image", "generator.workflow.set_image", "pin a new image tag or digest in an overlay"),
+            ("diff", "generator.workflow.diff", "render every overlay at a base revision and now; show changes"),
+            ("status", "generator.workflow.status", "one table of every environment")):
         p = sub.add_parser(name, help=text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
         p.set_defaults(run=_delegate(module))
