@@ -113,6 +113,15 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    """Service-level objectives the alerts and dashboard are built on."""
+    availability: float = 0.999
+    latency_seconds: float = 0.25
+    latency_percentile: float = 0.99
+    rule_labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Environment:
     """One deployment target: an overlay synced by one Argo CD Application."""
     name: str
@@ -146,6 +155,7 @@ class Platform:
     training: Training
     environments: tuple[Environment, ...]
     argocd: ArgoCD
+    monitoring: Monitoring
 
 
 # --- loading and checking -----------------------------------------------------------------
@@ -302,7 +312,15 @@ def _to_settings(data: dict) -> Platform:
             for e in data["environments"]),
         argocd=ArgoCD(data["argocd"]["namespace"], data["argocd"]["project"],
                       data["argocd"]["repoURL"], data["argocd"]["targetRevision"]),
+        monitoring=_monitoring(data.get("monitoring")),
     )
+
+
+def _monitoring(data: dict | None) -> Monitoring:
+    if data is None:
+        return Monitoring()
+    return Monitoring(data["availabilityObjective"], data["latencyObjectiveSeconds"],
+                      data["latencyObjectivePercentile"], tuple(sorted(data.get("ruleLabels", {}).items())))
 
 
 def load_config(path: str | Path) -> Platform:

@@ -19,6 +19,7 @@ from generator.constructs.argocd import ArgoCDApps, ArgoCDProps
 from generator.constructs.common import DEFAULT_MODEL_VERSION, RELEASE_KEY, release_config_map_name
 from generator.constructs.delivery import VARIANTS, DeliveryProps, ProgressiveDelivery, component_kustomization
 from generator.constructs.inference import InferenceService, InferenceServiceProps
+from generator.constructs.monitoring import MonitoringProps, ServerMonitoring
 from generator.constructs.training import TrainingJob, TrainingJobProps
 from generator.tools import REPO_ROOT
 
@@ -103,6 +104,19 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
             tree[f"overlays/components/{strategy}/{model.name}.yaml"] = _dump(objects)
         tree[f"overlays/components/{strategy}/kustomization.yaml"] = _dump(
             [component_kustomization(strategy, platform.models, platform.name, files)])
+
+    files = []
+    for model in platform.models:
+        chart = cdk8s.Chart(app, f"{model.name}-monitoring", disable_resource_name_hashes=True)
+        ServerMonitoring(chart, "monitoring", MonitoringProps(
+            model=model, image=platform.server_image, serving=platform.serving, part_of=platform.name,
+            model_store_claim=platform.training.storage.claim_name, objectives=platform.monitoring))
+        objects = chart.to_json()
+        kinds.update(_group_kind(obj) for obj in objects)
+        files.append(f"{model.name}.yaml")
+        tree[f"overlays/components/monitoring/{model.name}.yaml"] = _dump(objects)
+    tree["overlays/components/monitoring/kustomization.yaml"] = _dump([{
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "resources": files}])
 
     argo = cdk8s.Chart(app, "argocd", disable_resource_name_hashes=True)
     ArgoCDApps(argo, "apps", ArgoCDProps(
