@@ -1,0 +1,237 @@
+"""The manifests and the programs agree: for every overlay, the rendered training Job's and
+inference Deployment's containers run here as local processes, exactly as declared.
+
+What is taken from the rendered manifests, not from the code: the command and args, the env
+(literal values, ``envFrom`` ConfigMaps and ``configMapKeyRef``s resolved against the same
+overlay), the container port, the volume mounts (each mounted path mapped to a temporary
+directory), the probes (path and port) and the Service's targetPort. What is mapped because
+this is not a container: ``/app`` is the repository (the images' WORKDIR, where the
+Dockerfiles copy ``services/``), the Python on PATH is the venv's, and the declared port is
+moved to a free one (after checking that the server's ``PORT`` equals the declared
+containerPort, which is the contract that matters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from generator.tools import REPO_ROOT, render_overlay
+from prometheus_client.parser import text_string_to_metric_families
+
+from promql_names import metric_names, monitoring_expressions
+
+OVERLAYS = sorted(p.parent.name for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
+                  if p.parent.name not in ("base", "components"))
+IMAGE_WORKDIR = "/app"
+VENV_BIN = Path(sys.executable).parent
+DIGIT = [[[0.0] for _ in range(28)] for _ in range(28)]
+
+
+def rendered(overlay: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(render_overlay(REPO_ROOT / "overlays" / overlay)) if d]
+
+
+def by_kind(objects: list[dict], kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def container_env(container: dict, objects: list[dict], mounts: dict[str, Path]) -> dict[str, str]:
+    """The container's environment as the kubelet would build it, with mounted paths mapped."""
+    config_maps = by_kind(objects, "ConfigMap")
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(config_maps[source["configMapRef"]["name"]]["data"])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["configMapKeyRef"]
+            env[item["name"]] = config_maps[ref["name"]]["data"][ref["key"]]
+    for name, value in env.items():
+        for mount_path, local in mounts.items():
+            if value == mount_path or value.startswith(mount_path + "/"):
+                env[name] = str(local) + value[len(mount_path):]
+    return env
+
+
+def local_mounts(container: dict, tmp: Path, shared: dict[str, Path]) -> dict[str, Path]:
+    """Each volumeMount's path -> a local directory (the model store is shared between programs)."""
+    mounts = {}
+    for mount in container.get("volumeMounts", []):
+        local = shared.get(mount["name"]) or tmp / mount["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        mounts[mount["mountPath"]] = local
+    return mounts
+
+
+def local_command(container: dict) -> list[str]:
+    argv = container.get("command", []) + container.get("args", [])
+    assert argv, f"container {container['name']} relies on the image's entrypoint: declare the command"
+    program = VENV_BIN / argv[0]
+    assert program.exists(), f"{argv[0]} is not installed in the image's requirements"
+    return [str(program)] + [arg.replace(IMAGE_WORKDIR + "/", str(REPO_ROOT) + "/") for arg in argv[1:]]
+
+
+def base_env(tmp: Path) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE",
+                                                          "OPENBLAS_L2_SIZE", "SYSTEMROOT")}
+    # The containers run with the image's WORKDIR on sys.path; /tmp is their emptyDir.
+    return {**keep, "PYTHONPATH": str(REPO_ROOT), "TMPDIR": str(tmp / "tmp-dir"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_store(tmp_path_factory) -> Path:
+    """The model store volume every overlay's Job writes and every server reads."""
+    return tmp_path_factory.mktemp("model-store")
+
+
+def run_training_job(overlay: str, objects: list[dict], store: Path, tmp: Path) -> int:
+    """Run the overlay's training Job container; return the version it was told to produce."""
+    jobs = [job for job in by_kind(objects, "Job").values()]
+    assert jobs, f"{overlay} renders no training Job"
+    versions = set()
+    for job in jobs:
+        pod = job["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        mounts = local_mounts(container, tmp / job["metadata"]["name"], {"model-store": store})
+        env = {**base_env(tmp), **container_env(container, objects, mounts)}
+        (tmp / "tmp-dir").mkdir(exist_ok=True)
+        result = subprocess.run(local_command(container), cwd=REPO_ROOT, env=env, capture_output=True,
+                                text=True, timeout=job["spec"]["activeDeadlineSeconds"])
+        assert result.returncode == 0, f"{overlay} Job {job['metadata']['name']}:\n{result.stderr[-3000:]}"
+        version = int(env["MODEL_VERSION"])
+        metadata = json.loads((store / env["MODEL_NAME"] / str(version) / "metadata.json").read_text())
+        assert metadata["version"] == version
+        versions.add(version)
+    return max(versions)
+
+
+def monitoring_metric_names(objects: list[dict]) -> tuple[set[str], set[str]]:
+    """(names the rules record, every metric name the rules and dashboards query)."""
+    recorded = {rule["record"] for o in by_kind(objects, "PrometheusRule").values()
+                for group in o["spec"]["groups"] for rule in group["rules"] if "record" in rule}
+    named = {name for _, expr in monitoring_expressions(objects) for name in metric_names(expr)}
+    return recorded, named
+
+
+def declared_series() -> set[str]:
+    """Every series name the server's metrics module declares, whether or not it has samples."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from services.inference import metrics
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    return {family.name + suffix for value in vars(metrics).values() if isinstance(value, MetricWrapperBase)
+            for family in value.describe() for suffix in suffixes.get(family.type, ("",))}
+
+
+def resolve_port(container: dict, port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    return next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+
+
+def serve_deployment(overlay: str, objects: list[dict], deployment: dict, store: Path, tmp: Path):
+    """Start the Deployment's server container locally; return (process, container, env, port map)."""
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = [c for c in pod["containers"] if c["name"] == "server"]
+    mounts = local_mounts(container, tmp / deployment["metadata"]["name"], {"model-store": store})
+    env = {**base_env(tmp), **container_env(container, objects, mounts)}
+    (tmp / "tmp-dir").mkdir(exist_ok=True)
+    declared = resolve_port(container, "http")
+    assert int(env["PORT"]) == declared, f"{overlay}: server PORT {env['PORT']} != containerPort {declared}"
+    local = free_port()
+    env["PORT"] = str(local)
+    process = subprocess.Popen(local_command(container), cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=open(tmp / f"{deployment['metadata']['name']}.log", "w"),
+                               start_new_session=True)
+    return process, container, env, {declared: local}
+
+
+def probe(container: dict, name: str, ports: dict[int, int]) -> requests.Response:
+    http = container[name]["httpGet"]
+    port = ports[resolve_port(container, http["port"])]
+    return requests.get(f"http://127.0.0.1:{port}{http['path']}", timeout=5)
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last.status_code == 200:
+                return last
+        except requests.ConnectionError as exc:
+            last = exc
+        time.sleep(0.25)
+    pytest.fail(f"{what}: no 200 within {timeout}s (last: {getattr(last, 'status_code', last)})")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_manifests_run_as_declared(overlay, model_store, tmp_path):
+    objects = rendered(overlay)
+    version = run_training_job(overlay, objects, model_store, tmp_path)
+    services = by_kind(objects, "Service")
+    deployments = [d for d in by_kind(objects, "Deployment").values()
+                   if any(c["name"] == "server" for c in d["spec"]["template"]["spec"]["containers"])]
+    assert deployments
+    for deployment in deployments:
+        process, container, env, ports = serve_deployment(overlay, objects, deployment, model_store, tmp_path)
+        model, pinned = env["MODEL_NAME"], int(env["MODEL_VERSION"])
+        assert pinned <= version, f"{overlay}: serves version {pinned}, but its Jobs train only up to {version}"
+        try:
+            startup = container["startupProbe"]
+            budget = startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3)
+            wait_for(lambda: probe(container, "startupProbe", ports), budget, f"{overlay} startupProbe")
+            wait_for(lambda: probe(container, "readinessProbe", ports), 60, f"{overlay} readinessProbe")
+            assert probe(container, "livenessProbe", ports).status_code == 200
+            pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+            selecting = [s for s in services.values()
+                         if s["spec"].get("selector") and s["spec"]["selector"].items() <= pod_labels.items()]
+            assert selecting, f"{overlay}: no Service selects {deployment['metadata']['name']}"
+            for service in selecting:
+                target = service["spec"]["ports"][0]["targetPort"]
+                port = ports[resolve_port(container, target)]
+                answer = requests.post(f"http://127.0.0.1:{port}/v1/models/{model}:predict",
+                                       json={"instances": [DIGIT]}, timeout=10)
+                assert answer.status_code == 200, answer.text
+                assert len(answer.json()["predictions"][0]) == 10
+            scraped = requests.get(f"http://127.0.0.1:{ports[resolve_port(container, 'http')]}/metrics", timeout=5)
+            exported = {sample.name for family in text_string_to_metric_families(scraped.text)
+                        for sample in family.samples}
+            recorded, named = monitoring_metric_names(objects)
+            assert named, f"{overlay} renders no PrometheusRule or dashboard"
+            # A labelled counter that never fired (load failures) has no series yet: it counts as
+            # exported when the server declares it; everything on the request path must be scraped.
+            missing = named - exported - recorded
+            assert missing <= declared_series(), f"{overlay}: not exported by the server: {missing}"
+            assert not {n for n in missing if n.startswith(("inference_requests", "inference_request_"))}
+            status = requests.get(f"http://127.0.0.1:{ports[resolve_port(container, 'http')]}/v1/models/{model}",
+                                  timeout=5).json()
+            served = {int(v["version"]) for v in status["model_version_status"] if v["state"] == "AVAILABLE"}
+            assert served == {pinned}, f"{overlay}: pinned {pinned}, serving {status}"
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
