@@ -55,8 +55,8 @@ check: synth ## Regenerate and fail if the committed generated files were stale
 test: $(BOOTSTRAP) ## Run every test suite (real kustomize, helm, gunicorn, TensorFlow, LiteRT)
 	$(PY) -m pytest -n 2 --dist loadfile
 
-validate: $(BOOTSTRAP) ## Render every overlay and check schemas, policies and cross-references
-	$(PY) -m generator validate
+validate: $(BOOTSTRAP) ## Render every overlay; check schemas, policies, cross-references (ARGS="--output junit")
+	$(PY) -m generator validate $(ARGS)
 
 lint: $(BOOTSTRAP) ## yamllint every YAML file, hadolint the Dockerfiles, helm lint --strict the chart
 	$(PY) -m generator lint

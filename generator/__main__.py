@@ -43,33 +43,33 @@ def synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _delegate(module: str):
-    def run(args: argparse.Namespace) -> int:
-        import importlib
-        return importlib.import_module(module).main(args.rest)
-    return run
+#: Subcommands with parsers of their own: name -> (module with main(argv) -> int, help).
+DELEGATED = {
+    "validate": ("generator.validate.cli", "render and check every overlay"),
+    "lint": ("generator.lint", "yamllint, hadolint, helm lint, workflow schema"),
+    "promote": ("generator.workflow.promote", "copy the pinned image and model version between overlays"),
+    "canary": ("generator.workflow.canary", "set the canary weight (100 promotes, 0 aborts)"),
+    "switch": ("generator.workflow.switch", "flip the active blue-green slot"),
+    "set-image": ("generator.workflow.set_image", "pin a new image tag or digest in an overlay"),
+    "diff": ("generator.workflow.diff", "render every overlay at a base revision and now; show changes"),
+    "status": ("generator.workflow.status", "one table of every environment"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the subcommand and run it."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        import importlib
+        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("synth", help="generate overlays/base and argocd/ from platform.yaml")
+    p = sub.add_parser("synth", help="generate overlays/base, overlays/components and argocd/ from platform.yaml")
     p.add_argument("--config", type=Path, default=Path("platform.yaml"), help="path to platform.yaml")
     p.set_defaults(run=synth)
-    for name, module, text in (
-            ("validate", "generator.validate.cli", "render and check every overlay"),
-            ("lint", "generator.lint", "yamllint, hadolint, helm lint, workflow schema"),
-            ("promote", "generator.workflow.promote", "copy the pinned image and model version between overlays"),
-            ("canary", "generator.workflow.canary", "set the canary weight (100 promotes, 0 aborts)"),
-            ("switch", "generator.workflow.switch", "flip the active blue-green slot"),
-            ("set-image", "generator.workflow.set_image", "pin a new image tag or digest in an overlay"),
-            ("diff", "generator.workflow.diff", "render every overlay at a base revision and now; show changes"),
-            ("status", "generator.workflow.status", "one table of every environment")):
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(run=_delegate(module))
+    for name, (_, text) in DELEGATED.items():
+        sub.add_parser(name, help=f"{text} (see: python -m generator {name} --help)")
     args = parser.parse_args(argv)
     return args.run(args)
 

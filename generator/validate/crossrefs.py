@@ -1,0 +1,319 @@
+"""Cross-reference checks: what names another object must find it in the same render.
+
+Inside an overlay: Services select pods and target a container port; PDBs, HPAs and
+NetworkPolicies target something; pods find their ServiceAccount, ConfigMaps and PVCs; HTTPRoute
+backends exist. Across the repository: each Argo CD Application's path exists and builds, its
+destination namespace is the overlay's, and its AppProject permits the repo, the destination and
+every kind the path deploys, without wildcards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from generator.validate.kube import (CLUSTER_SCOPED, as_list, key_of, map_selector_matches, pod_template,
+                                     selector_matches)
+from generator.validate.model import Finding, Resource
+
+CHECKS = {
+    "namespace": "every namespaced object lands in the overlay's namespace (platform.yaml environments)",
+    "service-selector": "a Service selects pods rendered in the same overlay",
+    "service-target-port": "a Service's targetPort is a port of the pods it selects",
+    "pdb-target": "a PodDisruptionBudget selects pods",
+    "hpa-target": "an HPA's scaleTargetRef exists",
+    "netpol-target": "a NetworkPolicy's podSelector selects pods",
+    "ref-serviceaccount": "a pod's ServiceAccount exists",
+    "ref-configmap": "ConfigMaps a pod uses exist",
+    "ref-pvc": "PersistentVolumeClaims a pod mounts exist",
+    "route-backend": "an HTTPRoute's backends are Services with that port",
+    "argocd-app-path": "an Application's path exists in the repository and builds",
+    "argocd-app-namespace": "an Application's destination namespace is its overlay's namespace",
+    "argocd-project": "an Application's AppProject exists and permits its repo and destination",
+    "argocd-project-kinds": "the AppProject permits every kind the Application deploys",
+    "argocd-project-wildcard": "an AppProject grants nothing by wildcard",
+    "argocd-overlay-synced": "every environment overlay is deployed by some Application",
+    "argocd-hpa-replicas": "Argo CD ignores (and keeps ignoring on sync) spec.replicas of HPA-scaled Deployments",
+}
+
+
+def _ignores_replicas(app: Resource, group: str, kind: str, name: str) -> bool:
+    for entry in as_list(app.spec.get("ignoreDifferences")):
+        entry = _d(entry)
+        if entry.get("group", "") != group or entry.get("kind") != kind or entry.get("name") not in (None, name):
+            continue
+        if "/spec/replicas" in as_list(entry.get("jsonPointers")) or ".spec.replicas" in as_list(
+                entry.get("jqPathExpressions")):
+            return True
+    return False
+
+
+def hpa_replicas(app: Resource, resources: list[Resource]) -> list[Finding]:
+    """An HPA and Argo CD both own spec.replicas unless the Application ignores the field
+    and syncs with RespectIgnoreDifferences=true (else every sync resets the HPA's count)."""
+    out = []
+    workloads = {(r.namespace, r.kind, r.name): r for r in resources}
+    respect = "RespectIgnoreDifferences=true" in as_list(_d(app.spec.get("syncPolicy")).get("syncOptions"))
+    for hpa in (r for r in resources if r.kind == "HorizontalPodAutoscaler"):
+        ref = _d(hpa.spec.get("scaleTargetRef"))
+        target = workloads.get((hpa.namespace, key_of(ref.get("kind")), key_of(ref.get("name"))))
+        if target is None or "replicas" not in target.spec:
+            continue
+        if not _ignores_replicas(app, target.group, target.kind, target.name):
+            out.append(app.finding("spec.ignoreDifferences", f"HPA {hpa.name!r} scales {target.kind}/{target.name}, "
+                                   "which sets spec.replicas: ignore /spec/replicas for it", "argocd-hpa-replicas"))
+        elif not respect:
+            out.append(app.finding("spec.syncPolicy.syncOptions", "ignoreDifferences on spec.replicas needs "
+                                   "RespectIgnoreDifferences=true, or each sync resets the HPA's replica count",
+                                   "argocd-hpa-replicas"))
+    return out
+
+
+def _d(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def check_namespaces(resources: list[Resource], expected: str) -> list[Finding]:
+    """Objects outside the environment's namespace escape its AppProject destination and policies."""
+    if not expected:
+        return []
+    return [res.finding("metadata.namespace", f"namespace {res.namespace or '(none)'!r} is not the environment's "
+                        f"{expected!r}", "namespace")
+            for res in resources if res.kind not in CLUSTER_SCOPED and res.namespace != expected]
+
+
+def check_overlay(resources: list[Resource]) -> list[Finding]:
+    out: list[Finding] = []
+    pods = [p for p in (pod_template(r) for r in resources) if p is not None]
+    by_kind: dict[str, dict[tuple[str, str], Resource]] = {}
+    for res in resources:
+        by_kind.setdefault(res.kind, {})[(res.namespace, res.name)] = res
+
+    for svc in by_kind.get("Service", {}).values():
+        selector = svc.spec.get("selector")
+        if not isinstance(selector, dict) or not selector or svc.spec.get("type") == "ExternalName":
+            continue
+        selected = [p for p in pods if p.namespace == svc.namespace and map_selector_matches(selector, p.labels)]
+        if not selected:
+            out.append(svc.finding("spec.selector", f"selects no pods in this overlay (selector {selector})",
+                                   "service-selector"))
+            continue
+        for index, port in enumerate(as_list(svc.spec.get("ports"))):
+            if not isinstance(port, dict):
+                continue
+            target = port.get("targetPort", port.get("port"))
+            if not isinstance(target, (str, int)) or isinstance(target, bool):
+                continue  # the schema check reports it
+            for pod in selected:
+                numbers, names = set(), set()
+                for _, container in pod.containers():
+                    for cport in as_list(container.get("ports")):
+                        if isinstance(cport, dict):
+                            numbers.add(key_of(cport.get("containerPort")))
+                            names.add(key_of(cport.get("name")))
+                ok = target in names if isinstance(target, str) else target in numbers
+                if not ok:
+                    out.append(svc.finding(["spec", "ports", index, "targetPort"],
+                                           f"targetPort {target!r} is not a container port of "
+                                           f"{pod.resource.kind}/{pod.resource.name}", "service-target-port"))
+
+    for pdb in by_kind.get("PodDisruptionBudget", {}).values():
+        selector = pdb.spec.get("selector")
+        if not isinstance(selector, dict) or not any(
+                p.namespace == pdb.namespace and selector_matches(selector, p.labels) for p in pods):
+            out.append(pdb.finding("spec.selector", "selects no pods in this overlay", "pdb-target"))
+
+    for hpa in by_kind.get("HorizontalPodAutoscaler", {}).values():
+        ref = _d(hpa.spec.get("scaleTargetRef"))
+        if (hpa.namespace, key_of(ref.get("name"))) not in by_kind.get(key_of(ref.get("kind", "")), {}):
+            out.append(hpa.finding("spec.scaleTargetRef", f"{ref.get('kind')}/{ref.get('name')} does not exist "
+                                   "in this overlay", "hpa-target"))
+
+    for netpol in by_kind.get("NetworkPolicy", {}).values():
+        selector = netpol.spec.get("podSelector")
+        if isinstance(selector, dict) and selector and not any(
+                p.namespace == netpol.namespace and selector_matches(selector, p.labels) for p in pods):
+            out.append(netpol.finding("spec.podSelector", "selects no pods in this overlay", "netpol-target"))
+
+    for pod in pods:
+        res, spec, prefix = pod.resource, pod.spec, pod.prefix
+        sa = spec.get("serviceAccountName") or spec.get("serviceAccount")
+        if isinstance(sa, str) and sa != "default" and (pod.namespace, sa) not in by_kind.get("ServiceAccount", {}):
+            out.append(res.finding(prefix + ["serviceAccountName"], f"ServiceAccount {sa!r} does not exist",
+                                   "ref-serviceaccount"))
+        configmaps = by_kind.get("ConfigMap", {})
+        pvcs = by_kind.get("PersistentVolumeClaim", {})
+        for index, volume in enumerate(as_list(spec.get("volumes"))):
+            if not isinstance(volume, dict):
+                continue
+            cm = _d(volume.get("configMap"))
+            if cm and not cm.get("optional") and (pod.namespace, key_of(cm.get("name"))) not in configmaps:
+                out.append(res.finding(prefix + ["volumes", index, "configMap", "name"],
+                                       f"ConfigMap {cm.get('name')!r} does not exist", "ref-configmap"))
+            for sindex, source in enumerate(as_list(_d(volume.get("projected")).get("sources"))):
+                pcm = _d(_d(source).get("configMap"))
+                if pcm and not pcm.get("optional") and (pod.namespace, key_of(pcm.get("name"))) not in configmaps:
+                    out.append(res.finding(prefix + ["volumes", index, "projected", "sources", sindex, "configMap",
+                                                     "name"], f"ConfigMap {pcm.get('name')!r} does not exist",
+                                           "ref-configmap"))
+            claim = _d(volume.get("persistentVolumeClaim")).get("claimName")
+            if claim is not None and (pod.namespace, key_of(claim)) not in pvcs:
+                out.append(res.finding(prefix + ["volumes", index, "persistentVolumeClaim", "claimName"],
+                                       f"PersistentVolumeClaim {claim!r} does not exist", "ref-pvc"))
+        for path, container in pod.containers():
+            for index, source in enumerate(as_list(container.get("envFrom"))):
+                ref = _d(_d(source).get("configMapRef"))
+                if ref and not ref.get("optional") and (pod.namespace, key_of(ref.get("name"))) not in configmaps:
+                    out.append(res.finding(path + ["envFrom", index, "configMapRef", "name"],
+                                           f"ConfigMap {ref.get('name')!r} does not exist", "ref-configmap"))
+            for index, env in enumerate(as_list(container.get("env"))):
+                ref = _d(_d(_d(env).get("valueFrom")).get("configMapKeyRef"))
+                if ref and not ref.get("optional") and (pod.namespace, key_of(ref.get("name"))) not in configmaps:
+                    out.append(res.finding(path + ["env", index, "valueFrom", "configMapKeyRef", "name"],
+                                           f"ConfigMap {ref.get('name')!r} does not exist", "ref-configmap"))
+
+    services = by_kind.get("Service", {})
+    for route in by_kind.get("HTTPRoute", {}).values():
+        for rindex, rule in enumerate(as_list(route.spec.get("rules"))):
+            for bindex, backend in enumerate(as_list(_d(rule).get("backendRefs"))):
+                backend = _d(backend)
+                if backend.get("kind", "Service") != "Service" or backend.get("group", "") != "":
+                    continue
+                namespace = backend.get("namespace", route.namespace)
+                svc = services.get((key_of(namespace), key_of(backend.get("name"))))
+                path = ["spec", "rules", rindex, "backendRefs", bindex]
+                if svc is None:
+                    out.append(route.finding(path + ["name"], f"Service {backend.get('name')!r} does not exist",
+                                             "route-backend"))
+                elif "port" in backend and backend["port"] not in [
+                        _d(p).get("port") for p in as_list(svc.spec.get("ports"))]:
+                    out.append(route.finding(path + ["port"], f"Service {backend.get('name')!r} has no port "
+                                             f"{backend['port']}", "route-backend"))
+    return out
+
+
+# --- Argo CD ---------------------------------------------------------------------------------
+
+def _is_wildcard(value) -> bool:
+    return isinstance(value, str) and ("*" in value)
+
+
+def _permits(entries, group: str, kind: str) -> bool:
+    for entry in as_list(entries):
+        entry = _d(entry)
+        if entry.get("group", "") in (group, "*") and entry.get("kind") in (kind, "*"):
+            return True
+    return False
+
+
+def _norm_repo(url) -> str:
+    return str(url or "").rstrip("/").removesuffix(".git")
+
+
+def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[str, "object"]) -> list[Finding]:
+    """``deployed`` maps a repository-relative path to the Rendered object for it (or None when
+    the path is not one the validator rendered)."""
+    out: list[Finding] = []
+    projects = {r.name: r for r in argocd_resources if r.kind == "AppProject"}
+    for project in projects.values():
+        spec = project.spec
+        for index, repo in enumerate(as_list(spec.get("sourceRepos"))):
+            if _is_wildcard(repo):
+                out.append(project.finding(["spec", "sourceRepos", index], f"wildcard source repo {repo!r}",
+                                           "argocd-project-wildcard"))
+        for index, dest in enumerate(as_list(spec.get("destinations"))):
+            for key in ("server", "namespace", "name"):
+                if _is_wildcard(_d(dest).get(key)):
+                    out.append(project.finding(["spec", "destinations", index, key],
+                                               f"wildcard destination {key} {_d(dest).get(key)!r}",
+                                               "argocd-project-wildcard"))
+        if "namespaceResourceWhitelist" not in spec:
+            out.append(project.finding("spec.namespaceResourceWhitelist", "not set, so every namespaced kind is "
+                                       "allowed: list the kinds the project deploys", "argocd-project-wildcard"))
+        for index, namespace in enumerate(as_list(spec.get("sourceNamespaces"))):
+            if _is_wildcard(namespace):
+                out.append(project.finding(["spec", "sourceNamespaces", index], f"wildcard source namespace "
+                                           f"{namespace!r}", "argocd-project-wildcard"))
+        for list_name in ("clusterResourceWhitelist", "namespaceResourceWhitelist"):
+            for index, entry in enumerate(as_list(spec.get(list_name))):
+                for key in ("group", "kind"):
+                    if _is_wildcard(_d(entry).get(key)):
+                        out.append(project.finding(["spec", list_name, index, key], f"wildcard {key} in {list_name}",
+                                                   "argocd-project-wildcard"))
+
+    referenced: set[str] = set()
+    for app in (r for r in argocd_resources if r.kind == "Application"):
+        for source in [app.spec.get("source")] + as_list(app.spec.get("sources")):
+            if isinstance(source, dict) and isinstance(source.get("path"), str):
+                referenced.add(Path(source["path"]).as_posix().strip("/"))
+    for rel, rendered in sorted(deployed.items()):
+        if rel.startswith("overlays/") and rel not in referenced:
+            out.append(Finding(rendered.name, "", "", "", f"no Argo CD Application deploys {rel}: add the environment "
+                               "to platform.yaml (make synth writes its Application) or remove the overlay",
+                               "argocd-overlay-synced"))
+
+    for app in (r for r in argocd_resources if r.kind == "Application"):
+        spec = app.spec
+        sources = [(["spec", "source"], spec["source"])] if isinstance(spec.get("source"), dict) else []
+        sources += [(["spec", "sources", i], s) for i, s in enumerate(as_list(spec.get("sources")))
+                    if isinstance(s, dict)]
+        dest = _d(spec.get("destination"))
+        project = projects.get(key_of(spec.get("project")))
+        if project is None:
+            out.append(app.finding("spec.project", f"AppProject {spec.get('project')!r} is not defined in argocd/",
+                                   "argocd-project"))
+        else:
+            pspec = project.spec
+            repos = [_norm_repo(r) for r in as_list(pspec.get("sourceRepos"))]
+            for path, source in sources:
+                if _norm_repo(source.get("repoURL")) not in repos:
+                    out.append(app.finding(path + ["repoURL"], f"AppProject {project.name!r} does not permit repo "
+                                           f"{source.get('repoURL')!r}", "argocd-project"))
+            dests = [_d(d) for d in as_list(pspec.get("destinations"))]
+            if not any(d.get("namespace") == dest.get("namespace") and (
+                    d.get("server") == dest.get("server") if "server" in dest else d.get("name") == dest.get("name"))
+                    for d in dests):
+                out.append(app.finding("spec.destination", f"AppProject {project.name!r} does not permit destination "
+                                       f"{dest.get('server') or dest.get('name')} namespace {dest.get('namespace')!r}",
+                                       "argocd-project"))
+        for path, source in sources:
+            rel = source.get("path")
+            if not isinstance(rel, str) or source.get("chart"):
+                continue
+            directory = (root / rel).resolve()
+            if not directory.is_dir() or root.resolve() not in (directory, *directory.parents):
+                out.append(app.finding(path + ["path"], f"path {rel!r} does not exist in the repository",
+                                       "argocd-app-path"))
+                continue
+            rendered = deployed.get(Path(rel).as_posix().strip("/"))
+            if rendered is None:
+                if not any(directory.glob("*.y*ml")):
+                    out.append(app.finding(path + ["path"], f"path {rel!r} holds no kustomization and no manifests",
+                                           "argocd-app-path"))
+                continue
+            if not rendered.ok:
+                out.append(app.finding(path + ["path"], f"path {rel!r} does not build (see the {rendered.name} "
+                                       "findings)", "argocd-app-path"))
+                continue
+            namespaces = {rendered.namespace} if rendered.namespace else {
+                r.namespace for r in rendered.resources if r.namespace and r.kind not in CLUSTER_SCOPED}
+            if namespaces and key_of(dest.get("namespace")) not in namespaces:
+                out.append(app.finding("spec.destination.namespace",
+                                       f"{dest.get('namespace')!r} differs from the namespace of {rel!r} "
+                                       f"({', '.join(sorted(namespaces))})", "argocd-app-namespace"))
+            out.extend(hpa_replicas(app, rendered.resources))
+            if project is None:
+                continue
+            kinds = sorted({(r.group, r.kind) for r in rendered.resources})
+            for group, kind in kinds:
+                if kind in CLUSTER_SCOPED:
+                    if not _permits(project.spec.get("clusterResourceWhitelist"), group, kind):
+                        out.append(app.finding(path + ["path"], f"deploys cluster-scoped {kind} (group {group!r}) "
+                                               f"but AppProject {project.name!r} does not whitelist it",
+                                               "argocd-project-kinds"))
+                else:
+                    white = project.spec.get("namespaceResourceWhitelist")
+                    black = project.spec.get("namespaceResourceBlacklist")
+                    if (white is not None and not _permits(white, group, kind)) or _permits(black, group, kind):
+                        out.append(app.finding(path + ["path"], f"deploys {kind} (group {group!r}) but AppProject "
+                                               f"{project.name!r} does not permit it", "argocd-project-kinds"))
+    return out

@@ -1,0 +1,278 @@
+"""Run every check on the repository and return the findings (``cli.py`` prints them).
+
+Order, chosen for wall time: the two slow child processes (detect-secrets, and the fresh
+``make synth`` for the freshness check) start first; argocd/ is read; every overlay (and any
+other kustomization an Application points at) renders in parallel; then the in-process checks
+run on the parsed objects with cached schema validators; the children are collected last.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from generator.validate import crossrefs, freshness, policies, render, repofiles, semantics
+from generator.validate.model import Finding, Resource, fmt_path
+from generator.validate.schemas import CRD_SCHEMA_DIR, DEFAULT_K8S_VERSION, SchemaStore
+
+EXEMPT_PREFIX = "validate.gitops/skip-"
+SCHEMA_CHECKS = {
+    "schema": "every resource matches the strict JSON schema of its kind",
+    "no-schema": "every resource's kind has a schema (Kubernetes or converted CRD)",
+    "build": "every overlay builds with kustomize",
+    "exemption": "exemption annotations name a real check and give a reason",
+    "kubeconform": "kubeconform -strict agrees (only when kubeconform is on PATH)",
+}
+# Checks no annotation can switch off: they say the object is not what the cluster will accept.
+NOT_EXEMPTABLE = {"schema", "no-schema", "build", "exemption", "yaml-duplicate-key", "yaml-syntax",
+                  "freshness", "secrets-scan", "kubeconform"}
+ALL_CHECKS = {**SCHEMA_CHECKS, **repofiles.CHECKS, **semantics.CHECKS, **policies.CHECKS,
+              **crossrefs.CHECKS, **freshness.CHECKS}
+# Generated from pinned registry packages and checked by crd_schemas.py --check instead.
+SECRETS_SCAN_EXCLUDE = ("generator/validate/crds/schemas/",)
+
+
+@dataclass
+class Options:
+    root: Path
+    kubernetes_version: str = DEFAULT_K8S_VERSION
+    config: Path | None = None  # platform.yaml; default root/platform.yaml
+    overlays: list[str] | None = None  # restrict to these overlay names
+    render: Callable[[Path], str] | None = None
+    freshness: bool = True
+    secrets: bool = True
+    kubeconform: str = "auto"  # auto: run when on PATH; off
+    charts: bool = True  # also helm-template every chart under charts/ (defaults and ci/*values.yaml)
+    jobs: int | None = None
+
+
+@dataclass
+class Result:
+    findings: list[Finding]
+    stats: dict = field(default_factory=dict)
+
+
+def environments(config: Path) -> dict[str, policies.Environment]:
+    """Overlay path -> what platform.yaml's environments ask of it (read with plain PyYAML)."""
+    try:
+        data = yaml.safe_load(config.read_text()) if config.is_file() else {}
+    except yaml.YAMLError:
+        return {}
+    out = {}
+    environments = data.get("environments") if isinstance(data, dict) else None
+    for env in environments if isinstance(environments, list) else []:
+        if isinstance(env, dict) and isinstance(env.get("overlay"), str):
+            out[env["overlay"].strip("/")] = policies.Environment(
+                require_digest=env.get("requireDigest") is True, namespace=str(env.get("namespace") or ""))
+    return out
+
+
+def apply_exemptions(findings: list[Finding], resources: list[Resource]) -> tuple[list[Finding], int]:
+    index = {(r.overlay, r.kind, r.name): r for r in resources}
+    kept, exempted, extra = [], 0, []
+    for res in resources:
+        for key, value in res.annotations.items():
+            if isinstance(key, str) and key.startswith(EXEMPT_PREFIX):
+                check = key[len(EXEMPT_PREFIX):]
+                path = fmt_path(["metadata", "annotations", key])
+                if check not in ALL_CHECKS:
+                    extra.append(res.finding(path, f"unknown check {check!r}", "exemption"))
+                elif check in NOT_EXEMPTABLE:
+                    extra.append(res.finding(path, f"check {check!r} cannot be exempted", "exemption"))
+                elif not isinstance(value, str) or not value.strip():
+                    extra.append(res.finding(path, "an exemption must give its reason as the value", "exemption"))
+    for finding in findings:
+        res = index.get((finding.overlay, finding.kind, finding.name))
+        reason = res.annotations.get(EXEMPT_PREFIX + finding.check) if res else None
+        if (finding.check not in NOT_EXEMPTABLE and isinstance(reason, str) and reason.strip()):
+            exempted += 1
+        else:
+            kept.append(finding)
+    return kept + extra, exempted
+
+
+def schema_findings(store: SchemaStore, res: Resource) -> list[Finding]:
+    if not res.api_version or not res.kind:
+        return [res.finding("", "apiVersion and kind are required", "schema")]
+    errors = store.errors(res.doc)
+    if errors is None:
+        served, crds = store.known_versions(res.kind)
+        if served:
+            return [res.finding("apiVersion", f"{res.api_version} {res.kind} is not served by Kubernetes "
+                                f"{store.kubernetes_version}; use {' or '.join(served)}", "no-schema")]
+        if crds:
+            return [res.finding("apiVersion", f"no converted CRD schema for {res.api_version} {res.kind}; there is "
+                                f"one for {' and '.join(crds)} (add versions with crd_schemas.py)", "no-schema")]
+        return [res.finding("", f"no schema for {res.api_version} {res.kind} (Kubernetes {store.kubernetes_version} "
+                            "or the converted CRDs in generator/validate/crds): add it with crd_schemas.py",
+                            "no-schema")]
+    return [res.finding(path, message, "schema") for path, message in errors]
+
+
+def check_overlay(store: SchemaStore, resources: list[Resource],
+                  env: policies.Environment | None = None) -> list[Finding]:
+    """Every in-process check of one rendered overlay (schemas, semantics, policies, references)."""
+    out: list[Finding] = []
+    for res in resources:
+        out.extend(schema_findings(store, res))
+        out.extend(semantics.check(res))
+    out.extend(policies.check_overlay(resources, env or policies.Environment()))
+    out.extend(crossrefs.check_overlay(resources))
+    return out
+
+
+def run_kubeconform(rendered: list[render.Rendered], version: str) -> tuple[list[Finding], str | None]:
+    binary = shutil.which("kubeconform")
+    if binary is None:
+        return [], None
+    template = str(CRD_SCHEMA_DIR) + "/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
+    out: list[Finding] = []
+    for item in rendered:
+        if not item.text:
+            continue
+        proc = subprocess.run([binary, "-strict", "-summary", "-output", "json", "-kubernetes-version",
+                               f"{version}.0" if version.count(".") == 1 else version,
+                               "-schema-location", "default", "-schema-location", template],
+                              input=item.text, capture_output=True, text=True)
+        try:
+            report = json.loads(proc.stdout or "{}")
+        except json.JSONDecodeError:
+            out.append(Finding(item.name, "", "", "", f"kubeconform failed: {proc.stderr.strip()[-200:]}",
+                               "kubeconform"))
+            continue
+        for res in report.get("resources", []):
+            if res.get("status") in ("statusInvalid", "statusError"):
+                out.append(Finding(item.name, res.get("kind", ""), res.get("name", ""), "",
+                                   " ".join(str(res.get("msg", "")).split()), "kubeconform"))
+    return out, binary
+
+
+def _select_overlays(root: Path, names: list[str] | None) -> list[Path]:
+    overlay_dirs = render.discover_overlays(root)
+    if names:
+        unknown = set(names) - {d.name for d in overlay_dirs}
+        if unknown:
+            raise ValueError(f"unknown overlay(s): {', '.join(sorted(unknown))}; "
+                             f"found: {', '.join(d.name for d in overlay_dirs) or 'none'}")
+        overlay_dirs = [d for d in overlay_dirs if d.name in set(names)]
+    return overlay_dirs
+
+
+def run(opts: Options) -> Result:
+    """Validate the repository at ``opts.root``; raises on usage errors and broken tools."""
+    started = time.perf_counter()
+    root = opts.root.resolve()
+    config = (opts.config or root / "platform.yaml").resolve()
+    store = SchemaStore(opts.kubernetes_version)  # raises SchemaError on a bad version (usage)
+    overlay_dirs = _select_overlays(root, opts.overlays)
+    renderer = opts.render or render.default_renderer()  # raises if kubectl cannot be provided
+    notes: list[str] = []
+    children: list = []
+    try:
+        return _run(opts, root, config, store, overlay_dirs, renderer, notes, children, started)
+    finally:
+        for child in children:  # on success they are done; on an error, leave no orphans
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.kill()
+                child.proc.wait()
+
+
+def _run(opts: Options, root: Path, config: Path, store: SchemaStore, overlay_dirs: list[Path], renderer,
+         notes: list[str], children: list, started: float) -> Result:
+    fresh_proc = None
+    if opts.freshness:
+        if config.is_file() and (root / "generator" / "synth.py").is_file():
+            fresh_proc = freshness.Synth(root, config)
+            children.append(fresh_proc)
+        else:
+            notes.append("freshness not checked: platform.yaml or generator/synth.py is missing")
+    files = repofiles.tracked_files(root)
+    secrets_scan = None
+    if opts.secrets:
+        secrets_scan = repofiles.SecretsScan(root, [f for f in files if not f.startswith(SECRETS_SCAN_EXCLUDE)])
+        children.append(secrets_scan)
+
+    findings: list[Finding] = []
+    argocd = render.load_argocd(root, renderer)
+    # Kustomizations an Application deploys that are not environment overlays get rendered too.
+    known = {d.resolve() for d in overlay_dirs} | {(root / "argocd").resolve()}
+    for res in (argocd.resources if argocd and not opts.overlays else []):
+        if res.kind == "Application":
+            sources = res.spec.get("sources") if isinstance(res.spec.get("sources"), list) else []
+            for source in [res.spec.get("source"), *sources]:
+                rel = source.get("path") if isinstance(source, dict) else None
+                if isinstance(rel, str):
+                    directory = (root / rel).resolve()
+                    if (directory not in known and root in directory.parents
+                            and render.kustomization_file(directory)):
+                        overlay_dirs.append(directory)
+                        known.add(directory)
+    chart_futures = []
+    if opts.charts and not opts.overlays:
+        pool = ThreadPoolExecutor(max_workers=2)
+        chart_futures = [pool.submit(render.render_chart, root, chart, values)
+                         for chart, values in render.chart_targets(root)]
+        pool.shutdown(wait=False)
+    rendered, _ = render.render_all(root, overlay_dirs, renderer, opts.jobs, with_argocd=False)
+    for item in rendered:
+        if item.path.startswith("overlays/"):
+            continue
+        item.name = item.path  # a non-overlay kustomization is named by its path
+
+    envs = environments(config)
+    all_resources: list[Resource] = []
+    for item in rendered:
+        findings.extend(item.findings)
+        all_resources.extend(item.resources)
+        env = envs.get(item.path)
+        findings.extend(check_overlay(store, item.resources, env))
+        if item.ok:
+            findings.extend(crossrefs.check_namespaces(item.resources, env.namespace if env else item.namespace))
+    charts = [future.result() for future in chart_futures]
+    for chart in charts:
+        # A chart is a fragment (its PVC, say, comes from elsewhere): no cross-references here;
+        # what it renders with the generator's values is checked whole in every overlay.
+        findings.extend(chart.findings)
+        all_resources.extend(chart.resources)
+        for res in chart.resources:
+            findings.extend(schema_findings(store, res))
+            findings.extend(semantics.check(res))
+        findings.extend(policies.check_overlay(chart.resources, policies.Environment()))
+    if argocd is not None:
+        findings.extend(argocd.findings)
+        all_resources.extend(argocd.resources)
+        for res in argocd.resources:
+            findings.extend(schema_findings(store, res))
+            findings.extend(semantics.check(res))
+        deployed = {item.path: item for item in rendered}
+        deployed["argocd"] = argocd
+        if not opts.overlays:
+            findings.extend(crossrefs.check_argocd(root, argocd.resources, deployed))
+    elif not opts.overlays:
+        notes.append("argocd/ not found: Argo CD checks not run")
+
+    findings.extend(repofiles.duplicate_keys(root, files))
+    if opts.kubeconform == "auto":
+        kc, binary = run_kubeconform(rendered + charts + ([argocd] if argocd else []), opts.kubernetes_version)
+        findings.extend(kc)
+        if binary is None:
+            notes.append("kubeconform not on PATH: its cross-check did not run (CI runs it)")
+    if secrets_scan is not None:
+        findings.extend(secrets_scan.finish())
+    if fresh_proc is not None:
+        findings.extend(fresh_proc.finish())
+
+    findings, exempted = apply_exemptions(findings, all_resources)
+    findings = sorted(set(findings), key=lambda f: (f.overlay, f.kind, f.name, f.path, f.check, f.message))
+    stats = {"overlays": len(rendered), "charts": len(charts), "resources": len(all_resources), "exempted": exempted,
+             "kubernetes_version": store.kubernetes_version, "elapsed": time.perf_counter() - started,
+             "notes": notes, "checks": len(ALL_CHECKS)}
+    return Result(findings, stats)

@@ -1,0 +1,101 @@
+"""What the JSON schemas cannot say: names and label values, a Deployment selector that does
+not match its own template, duplicate env var / container / port names."""
+
+from __future__ import annotations
+
+from generator.validate.kube import (DNS1035_KINDS, DNS1035_LABEL, DNS1123_LABEL, DNS1123_LABEL_KINDS,
+                                     DNS1123_SUBDOMAIN, LABEL_VALUE, QUALIFIED_NAME, pod_template,
+                                     as_list, selector_matches)
+from generator.validate.model import Finding, Resource
+
+CHECKS = {
+    "invalid-name": "metadata.name is a valid DNS name for its kind",
+    "invalid-label": "label keys and values are valid",
+    "selector-mismatch": "a workload's selector matches its own pod template labels",
+    "duplicate-env": "no env var name repeats in a container",
+    "duplicate-name": "container names and container port names are unique in a pod",
+    "selector-mutable-label": "a workload selector uses no label that changes between releases (version)",
+}
+
+# Labels whose value changes with every release: a selector on them breaks the next rollout
+# (Deployment selectors are immutable) or orphans the running pods.
+MUTABLE_LABELS = ("app.kubernetes.io/version", "helm.sh/chart", "version", "pod-template-hash")
+
+
+def _label_key_ok(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(QUALIFIED_NAME.match(name))
+
+
+def _labels(resource: Resource, labels, path: list, out: list[Finding]) -> None:
+    if not isinstance(labels, dict):
+        return
+    for key, value in labels.items():
+        if not isinstance(key, str) or not _label_key_ok(key):
+            out.append(resource.finding(path + [key], f"invalid label key {key!r}", "invalid-label"))
+        if isinstance(value, str) and (len(value) > 63 or not LABEL_VALUE.match(value)):
+            out.append(resource.finding(path + [key], f"invalid label value {value!r} "
+                                        "(≤63 characters: alphanumerics, '-', '_', '.')", "invalid-label"))
+
+
+def check(resource: Resource) -> list[Finding]:
+    out: list[Finding] = []
+    name = resource.metadata.get("name")
+    if name is None and not resource.metadata.get("generateName"):
+        out.append(resource.finding("metadata.name", "metadata.name is missing", "invalid-name"))
+    if isinstance(name, str):
+        if resource.kind in DNS1035_KINDS:
+            ok, rule = len(name) <= 63 and bool(DNS1035_LABEL.match(name)), "an RFC 1035 label"
+        elif resource.kind in DNS1123_LABEL_KINDS:
+            ok, rule = len(name) <= 63 and bool(DNS1123_LABEL.match(name)), "an RFC 1123 label"
+        else:
+            ok, rule = len(name) <= 253 and bool(DNS1123_SUBDOMAIN.match(name)), "an RFC 1123 subdomain"
+        if not ok:
+            out.append(resource.finding("metadata.name", f"{name!r} is not {rule}", "invalid-name"))
+    _labels(resource, resource.metadata.get("labels"), ["metadata", "labels"], out)
+
+    pod = pod_template(resource)
+    if pod is None:
+        return out
+    _labels(resource, pod.labels, pod.prefix[:-1] + ["metadata", "labels"], out)
+    if resource.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}:
+        selector = resource.spec.get("selector")
+        if isinstance(selector, dict) and not selector_matches(selector, pod.labels):
+            out.append(resource.finding("spec.selector", "selector does not match the pod template labels "
+                                        f"{dict(sorted(pod.labels.items()))}", "selector-mismatch"))
+        elif isinstance(selector, dict) and not selector:
+            out.append(resource.finding("spec.selector", "empty selector", "selector-mismatch"))
+        match_labels = selector.get("matchLabels") if isinstance(selector, dict) else None
+        for key in match_labels if isinstance(match_labels, dict) else {}:
+            if key in MUTABLE_LABELS:
+                out.append(resource.finding(["spec", "selector", "matchLabels", key],
+                                            f"selector uses {key!r}, which changes between releases; selectors "
+                                            "are immutable", "selector-mutable-label"))
+    names: dict[str, list] = {}
+    port_names: dict[str, list] = {}
+    for path, container in pod.containers():
+        cname = container.get("name")
+        if isinstance(cname, str):
+            if cname in names:
+                out.append(resource.finding(path + ["name"], f"container name {cname!r} repeats "
+                                            f"(first at {'.'.join(map(str, names[cname]))})", "duplicate-name"))
+            names.setdefault(cname, path)
+        seen_env: dict[str, int] = {}
+        for index, env in enumerate(as_list(container.get("env"))):
+            env_name = env.get("name") if isinstance(env, dict) else None
+            if isinstance(env_name, str):
+                if env_name in seen_env:
+                    out.append(resource.finding(path + ["env", index, "name"],
+                                                f"env var {env_name!r} repeats (first at env[{seen_env[env_name]}]); "
+                                                "only the last one takes effect", "duplicate-env"))
+                seen_env.setdefault(env_name, index)
+        for index, port in enumerate(as_list(container.get("ports"))):
+            pname = port.get("name") if isinstance(port, dict) else None
+            if isinstance(pname, str):
+                if pname in port_names:
+                    out.append(resource.finding(path + ["ports", index, "name"],
+                                                f"port name {pname!r} repeats in the pod", "duplicate-name"))
+                port_names.setdefault(pname, path)
+    return out
