@@ -63,18 +63,21 @@ lint: $(BOOTSTRAP) ## yamllint every YAML file, hadolint the Dockerfiles, helm l
 
 # --- release workflow: each edits overlay files only, never a cluster -------------
 
+# DRY_RUN=1 prints the edit as a diff and writes nothing.
+DRY = $(if $(DRY_RUN),--dry-run)
+
 .PHONY: promote canary switch set-image diff status
 promote: $(BOOTSTRAP) ## Copy image and model version between overlays: make promote FROM=staging TO=prod
-	$(PY) -m generator promote --from "$(FROM)" --to "$(TO)"
+	$(PY) -m generator promote --from "$(FROM)" --to "$(TO)" $(DRY)
 
 canary: $(BOOTSTRAP) ## Set the canary weight: make canary ENV=prod-canary WEIGHT=25 (100 promotes, 0 aborts)
-	$(PY) -m generator canary --env "$(ENV)" --weight "$(WEIGHT)"
+	$(PY) -m generator canary --env "$(ENV)" --weight "$(WEIGHT)" $(DRY)
 
 switch: $(BOOTSTRAP) ## Flip the active slot: make switch ENV=prod-blue-green
-	$(PY) -m generator switch --env "$(ENV)"
+	$(PY) -m generator switch --env "$(ENV)" $(DRY)
 
 set-image: $(BOOTSTRAP) ## Pin an image: make set-image ENV=dev IMAGE=server TAG=... (or DIGEST=sha256:...)
-	$(PY) -m generator set-image --env "$(ENV)" --image "$(IMAGE)" $(if $(TAG),--tag "$(TAG)") $(if $(DIGEST),--digest "$(DIGEST)") $(if $(SLOT),--variant "$(SLOT)")
+	$(PY) -m generator set-image --env "$(ENV)" --image "$(IMAGE)" $(if $(TAG),--tag "$(TAG)") $(if $(DIGEST),--digest "$(DIGEST)") $(if $(SLOT),--variant "$(SLOT)") $(DRY)
 
 diff: $(BOOTSTRAP) ## Show rendered changes against BASE (default origin/main); MARKDOWN=1 for a PR comment
 	$(PY) -m generator diff --base "$(or $(BASE),origin/main)" $(if $(MARKDOWN),--markdown)

@@ -7,21 +7,8 @@ from cdk8s_plus_33 import k8s
 MANAGED_BY = "cdk8s"
 MODEL_MOUNT = "/models"
 TRAINER_UID = 10001
-RELEASE_KEY = "MODEL_VERSION"
-#: The model version a release ConfigMap carries until an overlay pins its own.
-DEFAULT_MODEL_VERSION = "1"
 # Argo CD must never delete or prune the model store: it holds every trained version.
 ARGOCD_KEEP = {"argocd.argoproj.io/sync-options": "Delete=false,Prune=false"}
-
-
-def release_config_map_name(model: str, slot: str = "") -> str:
-    """Name of the ConfigMap that pins the model version an overlay releases.
-
-    The base declares it with a configMapGenerator; an overlay merges its own
-    ``MODEL_VERSION`` into it, so the version is written once per environment and the
-    hash suffix rolls the server when it changes.
-    """
-    return f"{model}-release" + (f"-{slot}" if slot else "")
 
 
 def labels(*, name: str, instance: str, component: str, part_of: str, version: str) -> dict[str, str]:

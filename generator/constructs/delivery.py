@@ -21,12 +21,11 @@ import cdk8s
 from constructs import Construct
 
 from generator.config import Gateway, Image, Model, Serving, Training
-from generator.constructs.common import DEFAULT_MODEL_VERSION, RELEASE_KEY, release_config_map_name
+from generator.conventions import (DEFAULT_MODEL_VERSION, RELEASE_KEY, VARIANT_LABEL, VARIANTS,
+                                   release_config_map_name, variant_image_name)
 from generator.constructs.inference import InferenceService, InferenceServiceProps
 from generator.constructs.training import TrainingJob, TrainingJobProps
 
-VARIANTS = {"blue-green": ("blue", "green"), "canary": ("stable", "canary")}
-VARIANT_LABEL = {"blue-green": "slot", "canary": "track"}
 CANARY_HEADER = "x-model-track"
 #: Objects of the base that the variants replace, per model: (apiVersion, kind, name suffix).
 REPLACED = (("apps/v1", "Deployment", "-server"), ("autoscaling/v2", "HorizontalPodAutoscaler", "-server"),
@@ -40,7 +39,7 @@ SERVICE_ONLY = {"deployment": {"enabled": False}, "autoscaling": {"enabled": Fal
 
 def variant_image(image: Image, variant: str) -> Image:
     """The logical image name a variant's Deployment uses; overlays map it to a real image."""
-    return Image(f"{image.repository.rsplit('/', 1)[-1]}-{variant}", image.tag, image.digest)
+    return Image(variant_image_name(image.repository, variant), image.tag, image.digest)
 
 
 @dataclass(frozen=True)

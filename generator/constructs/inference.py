@@ -14,7 +14,8 @@ import cdk8s
 from constructs import Construct
 
 from generator.config import Image, Model, Serving
-from generator.constructs.common import MANAGED_BY, MODEL_MOUNT, release_config_map_name
+from generator.constructs.common import MANAGED_BY, MODEL_MOUNT
+from generator.conventions import release_config_map_name
 from generator.tools import REPO_ROOT, helm_path
 
 CHART_DIR = REPO_ROOT / "charts" / "inference-service"

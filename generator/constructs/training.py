@@ -15,9 +15,8 @@ from cdk8s_plus_33 import k8s
 from constructs import Construct
 
 from generator.config import Image, Model, Training
-from generator.constructs.common import (
-    ARGOCD_KEEP, MODEL_MOUNT, RELEASE_KEY, TRAINER_UID, labels, release_config_map_name, restricted_container,
-    restricted_pod)
+from generator.constructs.common import ARGOCD_KEEP, MODEL_MOUNT, TRAINER_UID, labels, restricted_container, restricted_pod
+from generator.conventions import RELEASE_KEY, release_config_map_name
 
 GPU_RESOURCE = "nvidia.com/gpu"
 EXIT_BAD_INPUT = 2  # the trainer's exit code for bad data or arguments: retrying cannot help

@@ -1,0 +1,29 @@
+"""Names shared by what the generator writes and what the workflow commands edit.
+
+Kept free of cdk8s (which starts Node.js through jsii) so the workflow commands stay fast.
+"""
+
+from __future__ import annotations
+
+RELEASE_KEY = "MODEL_VERSION"
+#: The model version a release ConfigMap carries until an overlay pins its own.
+DEFAULT_MODEL_VERSION = "1"
+#: Progressive-delivery strategies: their two variants and the pod label that tells them apart.
+VARIANTS = {"blue-green": ("blue", "green"), "canary": ("stable", "canary")}
+VARIANT_LABEL = {"blue-green": "slot", "canary": "track"}
+
+
+def release_config_map_name(model: str, variant: str = "") -> str:
+    """Name of the ConfigMap that pins the model version an overlay releases.
+
+    The base (or a component, per variant) declares it with a configMapGenerator; an overlay
+    patches its ``MODEL_VERSION`` in ``release.yaml``, so the version is written once per
+    environment and the hash suffix rolls the server when it changes.
+    """
+    return f"{model}-release" + (f"-{variant}" if variant else "")
+
+
+def variant_image_name(repository: str, variant: str) -> str:
+    """The logical image name a variant's Deployment uses (``inference-server-blue``); the
+    overlay's ``images:`` maps it to the real repository and tag."""
+    return f"{repository.rsplit('/', 1)[-1]}-{variant}"

@@ -1,0 +1,26 @@
+"""The release workflow: commands that edit the hand-edited overlays (never a cluster).
+
+Each command is ``python -m generator <command>`` (and a ``make`` target):
+
+=============  =================================================================
+``promote``    copy the pinned images and model version(s) from one overlay to the next
+``canary``     set the canary weight (100 promotes the canary to stable, 0 aborts)
+``switch``     flip the active and the preview slot of a blue-green overlay
+``set-image``  pin a new server or trainer image (tag or digest) in one overlay
+``diff``       render every overlay at a git revision and now; show field changes, flag risks
+``status``     one table of every environment, read from the rendered manifests
+=============  =================================================================
+
+Exit codes (every command):
+  0  done (``diff``: also when it found changes; it is a report)
+  2  refused or bad input: the reason is printed in one line, nothing on disk changed
+  3  a tool (git, kustomize) failed: nothing on disk changed (an edit whose result no longer
+     builds is rolled back)
+
+The editing commands (promote, canary, switch, set-image) refuse on a dirty tree
+(``git status --porcelain -- overlays platform.yaml``), so each of them is exactly one
+reviewable commit, and ``git revert`` of that commit is the rollback. They find the repository
+from ``--repo PATH``, else the environment variable ``ML_GITOPS_ROOT``, else the repository this
+package lives in. ``--dry-run`` prints the edit as a unified diff, proves it builds in a scratch
+copy of ``overlays/`` and writes nothing.
+"""

@@ -1,0 +1,61 @@
+"""The few git operations the workflow commands need. None of them changes git state."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+from generator.workflow.errors import Refused, ToolFailed
+
+#: What "a clean tree" covers: the release state and the spec it depends on.
+RELEASE_PATHS = ("overlays", "platform.yaml")
+
+
+def git(root: Path, *args: str, binary: bool = False) -> str | bytes:
+    """Run ``git -C root args`` and return stdout; raise ToolFailed carrying stderr on failure."""
+    try:
+        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=not binary)
+    except OSError as exc:
+        raise ToolFailed(f"cannot run git: {exc}") from exc
+    if proc.returncode != 0:
+        err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
+        raise ToolFailed(f"git {' '.join(args[:2])} failed: {err.strip()}")
+    return proc.stdout
+
+
+def ensure_clean(root: Path) -> None:
+    """Refuse when overlays/ or platform.yaml has uncommitted (or untracked) changes."""
+    try:
+        inside = git(root, "rev-parse", "--is-inside-work-tree").strip()
+    except ToolFailed as exc:
+        raise Refused(f"{root} is not a git work tree, so a clean tree cannot be checked ({exc})") from exc
+    if inside != "true":
+        raise Refused(f"{root} is not a git work tree")
+    out = git(root, "status", "--porcelain", "--untracked-files=all", "--", *RELEASE_PATHS)
+    dirty = [line[3:] for line in out.splitlines() if line.strip()]
+    if dirty:
+        shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
+        raise Refused(f"uncommitted changes in {shown}: commit or stash them first, so this change is "
+                      f"one reviewable commit")
+
+
+def resolve_revision(root: Path, rev: str) -> str:
+    """The commit id a revision names; Refused when it names none."""
+    try:
+        return git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
+    except ToolFailed as exc:
+        raise Refused(f"{rev!r} is not a revision of the repository at {root}") from exc
+
+
+def export_tree(root: Path, commit: str, paths: tuple[str, ...], dest: Path) -> list[str]:
+    """Write ``paths`` as they are at ``commit`` into ``dest`` (``git archive``: no worktree, no
+    index, no change to the repository). Returns the paths that exist at that commit."""
+    present = [p for p in paths if git(root, "ls-tree", "--name-only", commit, "--", p).strip()]
+    if not present:
+        return []
+    data = git(root, "archive", "--format=tar", commit, "--", *present, binary=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    return present

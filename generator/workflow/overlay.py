@@ -1,0 +1,429 @@
+"""Read and edit the hand-edited files of one environment overlay, keeping them readable.
+
+Files are edited with ruamel.yaml in round-trip mode: comments, key order, quoting and the
+2-space / indented-sequence layout of the overlays survive an edit, and an unchanged file
+dumps byte-identical. What lives where (see README "How a release is pinned"):
+
+- ``kustomization.yaml`` ``images:``: the server image (rolling: entry named by the real
+  repository; blue-green/canary: one entry per variant named ``<repo basename>-<variant>`` with
+  ``newName:`` the real repository) and the trainer image; ``newTag:`` XOR ``digest:``.
+- ``kustomization.yaml`` ``replicas:`` (blue-green, canary): ``<model>-server-<variant>``.
+- ``release.yaml``: ConfigMap ``<model>-release`` (rolling) or ``<model>-release-<variant>``
+  with ``data.MODEL_VERSION`` (a string).
+- ``active-slot.yaml`` (blue-green): Services ``<model>-server`` (active) and
+  ``<model>-server-preview`` (idle), ``spec.selector.slot``.
+- ``traffic.yaml`` (canary): HTTPRoute ``<model>-server``; the rule whose backendRefs name both
+  ``<model>-server-stable`` and ``<model>-server-canary`` carries the weights.
+
+An edit is committed all at once: every changed file is written atomically (temporary file in
+the same directory, then rename), the overlay is rendered with kustomize, and if the render
+fails every file is restored to its original bytes (exit 3).
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+from generator.config import ConfigError, Environment, Platform, load_config
+from generator.conventions import (RELEASE_KEY, VARIANT_LABEL, VARIANTS,  # noqa: F401 (re-exported)
+                                   release_config_map_name, variant_image_name)
+from generator.tools import REPO_ROOT, ToolError, render_overlay
+from generator.workflow.errors import Refused, ToolFailed
+
+ROOT_ENV_VAR = "ML_GITOPS_ROOT"
+ALLOW_DIRTY_ENV_VAR = "ML_GITOPS_ALLOW_DIRTY"
+
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+VERSION_RE = re.compile(r"^[0-9]+$")
+
+#: The renderer; tests replace it to simulate a kustomize failure.
+render: Callable[[Path], str] = render_overlay
+
+
+def resolve_root(path: str | Path | None) -> Path:
+    """The repository root: ``--repo``, else $ML_GITOPS_ROOT, else this checkout."""
+    chosen = path or os.environ.get(ROOT_ENV_VAR) or REPO_ROOT
+    root = Path(chosen).resolve()
+    if not (root / "platform.yaml").is_file():
+        raise Refused(f"{root} has no platform.yaml: not the repository root (use --repo)")
+    return root
+
+
+def load_platform(root: Path) -> Platform:
+    try:
+        return load_config(root / "platform.yaml")
+    except ConfigError as exc:
+        raise Refused(f"platform.yaml is invalid: {exc.problems[0]}") from exc
+
+
+def find_env(platform: Platform, name: str) -> Environment:
+    for env in platform.environments:
+        if env.name == name:
+            return env
+    known = ", ".join(e.name for e in platform.environments)
+    raise Refused(f"unknown environment {name!r} (platform.yaml has: {known})")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """An image as an overlay pins it: the real repository and a tag or a digest."""
+    repository: str
+    tag: str = ""
+    digest: str = ""
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
+
+    @property
+    def short(self) -> str:
+        """``inference-server:0.2.0`` or ``inference-server@sha256:0123456789ab``."""
+        name = self.repository.rsplit("/", 1)[-1]
+        return f"{name}@{self.digest[:19]}" if self.digest else f"{name}:{self.tag}"
+
+    @property
+    def version(self) -> str:
+        """The tag or the short digest (for one-line summaries)."""
+        return self.digest[:19] if self.digest else self.tag
+
+
+@dataclass(frozen=True)
+class Release:
+    """What one environment (or one variant of it) runs: server image and model versions."""
+    server: Pin
+    versions: tuple[tuple[str, str], ...]  # (model, MODEL_VERSION)
+
+    def describe(self) -> str:
+        models = ", ".join(f"{m} v{v}" for m, v in self.versions)
+        return f"server {self.server.short}, {models}"
+
+
+def check_tag(tag: str) -> None:
+    if not TAG_RE.match(tag):
+        raise Refused(f"{tag!r} is not a valid image tag ([A-Za-z0-9_][A-Za-z0-9_.-], at most 128 characters)")
+    if tag == "latest":
+        raise Refused("'latest' is a mutable tag; pin a version tag or a digest")
+
+
+def check_digest(digest: str) -> None:
+    if not DIGEST_RE.match(digest):
+        raise Refused(f"{digest!r} is not a valid digest (sha256: followed by 64 lower-case hex digits)")
+
+
+# --- one YAML file, round-trip ------------------------------------------------------------
+
+
+def _yaml() -> YAML:
+    y = YAML()
+    y.preserve_quotes = True
+    y.indent(mapping=2, sequence=4, offset=2)
+    y.width = 4096
+    return y
+
+
+class YamlFile:
+    """A (multi-document) YAML file loaded for round-trip editing."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.original = path.read_bytes()
+        except OSError as exc:
+            raise Refused(f"cannot read {path}: {exc.strerror}") from exc
+        try:
+            self.docs = list(_yaml().load_all(self.original.decode("utf-8")))
+        except Exception as exc:  # noqa: BLE001 - ruamel raises many kinds
+            raise Refused(f"{path} is not valid YAML: {exc}") from exc
+
+    def dump(self) -> bytes:
+        out = io.StringIO()
+        y = _yaml()
+        if len(self.docs) == 1:
+            y.dump(self.docs[0], out)
+        else:
+            y.dump_all(self.docs, out)
+        return out.getvalue().encode("utf-8")
+
+    @property
+    def changed(self) -> bool:
+        return self.dump() != self.original
+
+    def find(self, kind: str, name: str) -> CommentedMap | None:
+        for doc in self.docs:
+            if isinstance(doc, dict) and doc.get("kind") == kind and (doc.get("metadata") or {}).get("name") == name:
+                return doc
+        return None
+
+
+def _set_scalar(mapping: CommentedMap, key: str, value: Any, *, replace: str | None = None) -> None:
+    """Set ``mapping[key]``; when ``replace`` names an existing key, put it in that key's place."""
+    if replace and replace in mapping and key not in mapping:
+        position = list(mapping).index(replace)
+        del mapping[replace]
+        mapping.insert(position, key, value)
+    else:
+        if replace in mapping:
+            del mapping[replace]
+        mapping[key] = value
+
+
+# --- one environment overlay --------------------------------------------------------------
+
+
+@dataclass
+class Overlay:
+    """The editable release state of one environment."""
+    root: Path
+    platform: Platform
+    env: Environment
+    _files: dict[str, YamlFile] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.env.overlay
+
+    @property
+    def strategy(self) -> str:
+        return self.env.strategy
+
+    @property
+    def variants(self) -> tuple[str, str]:
+        if self.strategy not in VARIANTS:
+            raise Refused(f"{self.env.name} is a {self.strategy} environment: it has no slots or tracks")
+        return VARIANTS[self.strategy]
+
+    @property
+    def models(self) -> list[str]:
+        return [m.name for m in self.platform.models]
+
+    def file(self, name: str) -> YamlFile:
+        if name not in self._files:
+            path = self.dir / name
+            if not path.is_file():
+                raise Refused(f"{self.env.overlay}/{name} does not exist (see README 'How a release is pinned')")
+            self._files[name] = YamlFile(path)
+        return self._files[name]
+
+    @property
+    def kustomization(self) -> CommentedMap:
+        return self.file("kustomization.yaml").docs[0]
+
+    # images ------------------------------------------------------------------------------
+
+    def _image_entry(self, name: str, create: bool = False) -> CommentedMap | None:
+        images = self.kustomization.get("images")
+        for entry in images or []:
+            if entry.get("name") == name:
+                return entry
+        if not create:
+            return None
+        if images is None:
+            self.kustomization["images"] = images = []
+        entry = CommentedMap(name=name)
+        images.append(entry)
+        return entry
+
+    def _server_entry_name(self, variant: str) -> str:
+        repo = self.platform.server_image.repository
+        return variant_image_name(repo, variant) if variant else repo
+
+    def _read_pin(self, entry_name: str, default_repo: str, default_tag: str, default_digest: str) -> Pin:
+        entry = self._image_entry(entry_name)
+        if entry is None:
+            return Pin(default_repo, default_tag, default_digest)
+        repo = str(entry.get("newName") or default_repo)
+        digest = str(entry.get("digest") or "")
+        return Pin(repo, "" if digest else str(entry.get("newTag") or default_tag), digest)
+
+    def server_pin(self, variant: str = "") -> Pin:
+        image = self.platform.server_image
+        return self._read_pin(self._server_entry_name(variant), image.repository, image.tag, image.digest)
+
+    def trainer_pin(self) -> Pin:
+        image = self.platform.trainer_image
+        return self._read_pin(image.repository, image.repository, image.tag, image.digest)
+
+    def _write_pin(self, entry_name: str, pin: Pin, new_name: bool) -> None:
+        if pin.tag and self.env.require_digest:
+            raise Refused(f"{self.env.name} requires image digests (requireDigest in platform.yaml); "
+                          f"{pin.reference} is pinned by tag")
+        entry = self._image_entry(entry_name, create=True)
+        if new_name:
+            entry["newName"] = pin.repository
+        if pin.digest:
+            _set_scalar(entry, "digest", pin.digest, replace="newTag")
+        else:
+            _set_scalar(entry, "newTag", DoubleQuotedScalarString(pin.tag), replace="digest")
+
+    def set_server_pin(self, pin: Pin, variant: str = "") -> None:
+        self._write_pin(self._server_entry_name(variant), pin, new_name=bool(variant))
+
+    def set_trainer_pin(self, pin: Pin) -> None:
+        self._write_pin(self.platform.trainer_image.repository, pin, new_name=False)
+
+    # model versions ------------------------------------------------------------------------
+
+    def _release_doc(self, model: str, variant: str) -> CommentedMap:
+        name = release_config_map_name(model, variant)
+        doc = self.file("release.yaml").find("ConfigMap", name)
+        if doc is None:
+            raise Refused(f"{self.env.overlay}/release.yaml has no ConfigMap {name}")
+        return doc
+
+    def model_version(self, model: str, variant: str = "") -> str:
+        data = self._release_doc(model, variant).get("data") or {}
+        return str(data.get(RELEASE_KEY, ""))
+
+    def set_model_version(self, model: str, version: str, variant: str = "") -> None:
+        doc = self._release_doc(model, variant)
+        if doc.get("data") is None:
+            doc["data"] = CommentedMap()
+        doc["data"][RELEASE_KEY] = DoubleQuotedScalarString(version)
+
+    def release(self, variant: str = "") -> Release:
+        return Release(self.server_pin(variant),
+                       tuple((m, self.model_version(m, variant)) for m in self.models))
+
+    def set_release(self, release: Release, variant: str = "") -> None:
+        self.set_server_pin(release.server, variant)
+        for model, version in release.versions:
+            self.set_model_version(model, version, variant)
+
+    # replicas (blue-green, canary) ---------------------------------------------------------------
+
+    def _replica_entry(self, name: str) -> CommentedMap | None:
+        for entry in self.kustomization.get("replicas") or []:
+            if entry.get("name") == name:
+                return entry
+        return None
+
+    def replicas(self, model: str, variant: str) -> int:
+        name = f"{model}-server-{variant}"
+        entry = self._replica_entry(name)
+        if entry is None:
+            raise Refused(f"{self.env.overlay}/kustomization.yaml has no replicas entry for {name}")
+        return int(entry["count"])
+
+    def set_replicas(self, model: str, variant: str, count: int) -> None:
+        name = f"{model}-server-{variant}"
+        entry = self._replica_entry(name)
+        if entry is None:
+            raise Refused(f"{self.env.overlay}/kustomization.yaml has no replicas entry for {name}")
+        entry["count"] = count
+
+    # blue-green --------------------------------------------------------------------------------
+
+    def _slot_service(self, name: str) -> CommentedMap:
+        doc = self.file("active-slot.yaml").find("Service", name)
+        selector = (doc or {}).get("spec", {}).get("selector") if doc else None
+        if doc is None or not isinstance(selector, dict) or "slot" not in selector:
+            raise Refused(f"{self.env.overlay}/active-slot.yaml has no Service {name} selecting a slot")
+        return selector
+
+    def active_slot(self, model: str) -> str:
+        slot = str(self._slot_service(f"{model}-server")["slot"])
+        if slot not in self.variants:
+            raise Refused(f"{self.env.overlay}/active-slot.yaml: {model}-server selects unknown slot {slot!r}")
+        return slot
+
+    def idle_slot(self, model: str) -> str:
+        first, second = self.variants
+        return second if self.active_slot(model) == first else first
+
+    def set_active_slot(self, model: str, slot: str) -> None:
+        first, second = self.variants
+        self._slot_service(f"{model}-server")["slot"] = slot
+        self._slot_service(f"{model}-server-preview")["slot"] = second if slot == first else first
+
+    def common_slot(self, which: str) -> str:
+        """The active (or idle) slot, the same for every model (refused otherwise)."""
+        slots = {(self.active_slot(m) if which == "active" else self.idle_slot(m)) for m in self.models}
+        if len(slots) != 1:
+            raise Refused(f"{self.env.name}: the models have different active slots; fix active-slot.yaml by hand")
+        return slots.pop()
+
+    # canary ------------------------------------------------------------------------------------
+
+    def _weighted_refs(self, model: str) -> dict[str, CommentedMap]:
+        route = self.file("traffic.yaml").find("HTTPRoute", f"{model}-server")
+        wanted = {f"{model}-server-{v}" for v in self.variants}
+        for rule in ((route or {}).get("spec") or {}).get("rules") or []:
+            refs = {ref.get("name"): ref for ref in rule.get("backendRefs") or []}
+            if wanted <= set(refs):
+                return {v: refs[f"{model}-server-{v}"] for v in self.variants}
+        raise Refused(f"{self.env.overlay}/traffic.yaml has no HTTPRoute {model}-server rule that splits "
+                      f"traffic between {' and '.join(sorted(wanted))}")
+
+    def weights(self, model: str) -> dict[str, int]:
+        return {v: int(ref.get("weight", 1)) for v, ref in self._weighted_refs(model).items()}
+
+    def set_weights(self, model: str, weights: dict[str, int]) -> None:
+        for variant, ref in self._weighted_refs(model).items():
+            ref["weight"] = weights[variant]
+
+    # committing ------------------------------------------------------------------------------
+
+    def changed_files(self) -> list[YamlFile]:
+        return [f for f in self._files.values() if f.changed]
+
+    def commit(self) -> list[str]:
+        """Write every changed file atomically, then prove the overlay still builds; on a failed
+        build restore every file and raise ToolFailed. Returns the changed paths (repo-relative)."""
+        changed = self.changed_files()
+        written: list[YamlFile] = []
+        try:
+            for f in changed:
+                _atomic_write(f.path, f.dump())
+                written.append(f)
+            render(self.dir)
+        except (ToolError, OSError) as exc:
+            for f in written:
+                _atomic_write(f.path, f.original)
+            raise ToolFailed(f"{self.env.overlay} no longer builds after the edit, so every file was "
+                             f"restored: {exc}") from exc
+        return [f.path.relative_to(self.root).as_posix() for f in changed]
+
+
+    def preview(self) -> str:
+        """The edit as a unified diff, after proving it builds in a scratch copy of overlays/."""
+        changed = self.changed_files()
+        with tempfile.TemporaryDirectory(prefix="workflow-dry-run-") as tmp:
+            scratch = Path(tmp) / "overlays"
+            shutil.copytree(self.root / "overlays", scratch, symlinks=True)
+            for f in changed:
+                (scratch / f.path.relative_to(self.root / "overlays")).write_bytes(f.dump())
+            try:
+                render(scratch / self.dir.relative_to(self.root / "overlays"))
+            except ToolError as exc:
+                raise ToolFailed(f"{self.env.overlay} would no longer build after the edit: {exc}") from exc
+        out = []
+        for f in changed:
+            rel = f.path.relative_to(self.root).as_posix()
+            out += difflib.unified_diff(f.original.decode().splitlines(keepends=True),
+                                        f.dump().decode().splitlines(keepends=True), f"a/{rel}", f"b/{rel}")
+        return "".join(out)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

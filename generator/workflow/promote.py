@@ -1,0 +1,111 @@
+"""``make promote FROM=staging TO=prod``: copy what one environment runs into the next.
+
+What is copied: the server image, the trainer image (tag or digest, exactly as pinned) and the
+model version of every model.
+
+Where it is read from (FROM):
+  rolling      the environment's single release
+  canary       the **stable** track (a canary still under test is not promoted further)
+  blue-green   the **active** slot (the one serving production)
+
+Where it goes (TO):
+  rolling      the environment's single release
+  canary       the **canary** track; then walk it with ``make canary WEIGHT=10/50/100``.
+               The canary track gets no traffic until then (weight and replicas are not touched).
+  blue-green   the **idle** slot, which the preview Service shows for smoke tests; then
+               ``make switch`` makes it active.
+The trainer image is one pin per overlay, shared by both variants; its training Job only
+trains a version the model store lacks, so changing it does not disturb the serving variant.
+
+Refused (exit 2, nothing changed): an unknown environment, FROM equal to TO, a dirty tree, a
+change that does nothing, a target with ``requireDigest`` when the source is pinned by tag,
+and a canary target whose canary still takes traffic (finish it first: ``make canary
+WEIGHT=100`` or ``WEIGHT=0``). Exit 3: git or kustomize failed (nothing changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from generator.workflow import cli
+from generator.workflow.errors import Refused
+from generator.workflow.overlay import Overlay, Release
+
+
+def source_release(overlay: Overlay) -> tuple[Release, str]:
+    """What an environment serves in production, and where in the overlay that is."""
+    if overlay.strategy == "canary":
+        stable = overlay.variants[0]
+        return overlay.release(stable), f"{stable} track"
+    if overlay.strategy == "blue-green":
+        slot = overlay.common_slot("active")
+        return overlay.release(slot), f"active slot {slot}"
+    return overlay.release(), ""
+
+
+def target_variant(overlay: Overlay) -> tuple[str, str]:
+    """Where a promoted release lands in an environment: ("", "") for a rolling one. A canary
+    track that takes traffic is refused: a new candidate would get that traffic untested."""
+    if overlay.strategy == "canary":
+        stable, canary = overlay.variants
+        running = {m: overlay.weights(m)[canary] for m in overlay.models}
+        busy = {m: w for m, w in running.items() if w > 0}
+        if busy:
+            weights = ", ".join(f"{m} weight {w}" for m, w in busy.items())
+            raise Refused(f"{overlay.env.name} has a canary in progress ({weights}): "
+                          f"finish it first with `make canary ENV={overlay.env.name} WEIGHT=100` (promote) "
+                          f"or `WEIGHT=0` (abort)")
+        return canary, f"{canary} track"
+    if overlay.strategy == "blue-green":
+        slot = overlay.common_slot("idle")
+        return slot, f"idle slot {slot}"
+    return "", ""
+
+
+def promote(args: argparse.Namespace) -> int:
+    if args.source == args.target:
+        raise Refused(f"FROM and TO are both {args.source!r}: promote between two environments")
+    target = cli.open_overlay(args, args.target)
+    source = Overlay(target.root, target.platform, cli.find_env(target.platform, args.source))
+    release, where_from = source_release(source)
+    trainer = source.trainer_pin()
+    variant, where_to = target_variant(target)
+
+    before, trainer_before = target.release(variant), target.trainer_pin()
+    target.set_release(release, variant)
+    target.set_trainer_pin(trainer)
+
+    src = f"{source.env.name}" + (f" ({where_from})" if where_from else "")
+    dst = f"{target.env.name}" + (f" ({where_to})" if where_to else "")
+    edit = cli.Edit(target, f"promote {source.env.name} to {target.env.name}"
+                            + (f" {where_to}" if where_to else "") + f": {release.describe()}")
+    edit.note("server", before.server.reference, release.server.reference)
+    edit.note("trainer", trainer_before.reference, trainer.reference)
+    for (model, old), (_, new) in zip(before.versions, release.versions):
+        edit.note(f"{model} model version", old, new)
+    edit.title = f"promote {src} -> {dst}: {release.describe()}, trainer {trainer.short}"
+    nothing = f"{dst} already runs what {src} runs ({release.describe()}, trainer {trainer.short})"
+    rc = cli.finish("promote", edit, nothing, dry_run=args.dry_run)
+    if rc == 0 and target.strategy == "blue-green":
+        empty = [m for m in target.models if target.replicas(m, variant) == 0]
+        if empty:
+            print(f"  note: slot {variant} runs 0 replicas, so the preview Service has no pods to smoke-test; "
+                  f"give it some under replicas: in {target.env.overlay}/kustomization.yaml")
+    if rc == 0 and variant:
+        follow = (f"make canary ENV={target.env.name} WEIGHT=10" if target.strategy == "canary"
+                  else f"smoke-test via Service {target.models[0]}-server-preview, then "
+                       f"make switch ENV={target.env.name}")
+        print(f"  then (after merge): {follow}")
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("promote", __doc__)
+    p.add_argument("--from", dest="source", required=True, metavar="ENV", help="environment to copy from")
+    p.add_argument("--to", dest="target", required=True, metavar="ENV", help="environment to copy into")
+    return cli.run("promote", p, argv, promote)
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""``make status``: one table of every environment in platform.yaml, read from the rendered
+manifests (``kustomize build`` of each overlay), so it shows what Argo CD would deploy.
+
+One row per server Deployment (a rolling environment has one per model; blue-green and canary
+one per slot or track). Columns: environment, strategy, namespace, variant, server image,
+model and version (followed from the Deployment's ``MODEL_VERSION`` to its ConfigMap),
+replicas (``min-max HPA`` when an autoscaler owns them, else the pinned count), traffic and
+the trainer image:
+
+- rolling: ``all``;
+- blue-green: ``ACTIVE`` for the slot the production Service ``<model>-server`` selects,
+  ``preview`` for the one ``<model>-server-preview`` selects;
+- canary: the weight of the HTTPRoute ``<model>-server`` (its rule without header match) and,
+  in brackets, the share of pods, which is the traffic share where no Gateway exists.
+
+``--json`` prints the same facts as JSON. Exit codes: 0 done, 2 bad input, 3 an overlay does
+not build (the table is still printed, with the error in its row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from generator.workflow import cli
+from generator.workflow.errors import EXIT_OK, EXIT_TOOL, ToolFailed
+from generator.workflow.overlay import VARIANT_LABEL, VARIANTS, load_platform, resolve_root
+from generator.workflow.rendered import Manifests, render_docs, short_image
+
+
+@dataclass
+class Row:
+    model: str
+    variant: str
+    image: str
+    model_version: str
+    replicas: str
+    traffic: str
+    weight: int | None = None       # canary: HTTPRoute weight in percent
+    pod_share: float | None = None  # share of the model's serving pods, percent
+    active: bool | None = None      # blue-green: selected by the production Service
+
+
+@dataclass
+class EnvStatus:
+    name: str
+    strategy: str
+    namespace: str
+    overlay: str
+    trainer: str = ""
+    rows: list[Row] = field(default_factory=list)
+    error: str = ""
+
+
+def job_pod_spec(job: dict) -> dict:
+    """The pod spec of a Job or a CronJob."""
+    spec = job["spec"].get("jobTemplate", {}).get("spec", job["spec"]) if job["kind"] == "CronJob" else job["spec"]
+    return spec["template"]["spec"]
+
+
+def env_status(root, env, models: list[str]) -> EnvStatus:
+    status = EnvStatus(env.name, env.strategy, env.namespace, env.overlay)
+    try:
+        m = Manifests(render_docs(root / env.overlay))
+    except ToolFailed as exc:
+        status.error = str(exc).splitlines()[-1] if str(exc) else "kustomize build failed"
+        return status
+    trainers = sorted({short_image(c["image"]) for job in m.of_kind("Job") + m.of_kind("CronJob")
+                       for c in job_pod_spec(job)["containers"]})
+    status.trainer = ", ".join(trainers)
+    label = VARIANT_LABEL.get(env.strategy, "")
+    for model in models:
+        deployments = m.server_deployments(model)
+        total = sum(int(d["spec"].get("replicas", 1)) for d in deployments) or 0
+        weights = m.route_weights(f"{model}-server") if env.strategy == "canary" else {}
+        production = m.get("Service", f"{model}-server")
+        preview = m.get("Service", f"{model}-server-preview")
+        live = {d["metadata"]["name"] for d in m.selected_workloads(production)} if production else set()
+        shown = {d["metadata"]["name"] for d in m.selected_workloads(preview)} if preview else set()
+        order = VARIANTS.get(env.strategy, ())
+
+        def rank(d: dict) -> tuple:
+            variant = m.pod_labels(d).get(label, "") if label else ""
+            return (order.index(variant) if variant in order else len(order), d["metadata"]["name"])
+
+        for d in sorted(deployments, key=rank):
+            name = d["metadata"]["name"]
+            container = m.container(d, "server")
+            hpa = m.hpa_for(d)
+            count = int(d["spec"].get("replicas", 1))
+            row = Row(model=model, variant=m.pod_labels(d).get(label, "") if label else "",
+                      image=container["image"], model_version=m.env_value(container, "MODEL_VERSION"),
+                      replicas=(f"{hpa['spec'].get('minReplicas', 1)}-{hpa['spec']['maxReplicas']} HPA" if hpa
+                                else str(count)),
+                      traffic="all" if name in live else "none")
+            if env.strategy == "canary":
+                weight_sum = sum(weights.values()) or 1
+                row.weight = round(100 * weights.get(name, 0) / weight_sum)
+                row.pod_share = round(100 * count / total, 1) if total else 0.0
+                row.traffic = f"weight {row.weight}% (pods {row.pod_share:g}%)"
+            elif env.strategy == "blue-green":
+                row.active = name in live
+                row.traffic = "ACTIVE" if name in live else ("preview" if name in shown else "none")
+            status.rows.append(row)
+    return status
+
+
+def collect(root) -> list[EnvStatus]:
+    platform = load_platform(root)
+    models = [m.name for m in platform.models]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda env: env_status(root, env, models), platform.environments))
+
+
+def table(statuses: list[EnvStatus]) -> str:
+    header = ("ENVIRONMENT", "STRATEGY", "NAMESPACE", "VARIANT", "SERVER IMAGE", "MODEL", "REPLICAS", "TRAFFIC",
+              "TRAINER IMAGE")
+    lines: list[tuple[str, ...]] = [header]
+    for s in statuses:
+        first = (s.name, s.strategy, s.namespace)
+        if s.error:
+            lines.append((*first, "-", f"ERROR: {s.error}", "", "", "", ""))
+            continue
+        for i, r in enumerate(s.rows):
+            lines.append((*(first if i == 0 else ("", "", "")), r.variant or "-", short_image(r.image),
+                          f"{r.model} v{r.model_version}", r.replicas, r.traffic, s.trainer if i == 0 else ""))
+    widths = [max(len(line[i]) for line in lines if not line[4].startswith("ERROR")) for i in range(len(header))]
+    out = []
+    for line in lines:
+        cells = [c.ljust(w) for c, w in zip(line, widths)]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def status(args: argparse.Namespace) -> int:
+    root = resolve_root(args.repo)
+    statuses = collect(root)
+    if args.json:
+        print(json.dumps([asdict(s) for s in statuses], indent=2))
+    else:
+        print(table(statuses))
+    return EXIT_TOOL if any(s.error for s in statuses) else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("status", __doc__, edits=False)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return cli.run("status", p, argv, status)
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

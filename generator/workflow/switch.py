@@ -1,0 +1,55 @@
+"""``make switch ENV=prod-blue-green``: flip which slot serves production, as one commit.
+
+In ``active-slot.yaml`` the production Service ``<model>-server`` is pointed at the idle slot
+and the preview Service ``<model>-server-preview`` at the previously active one, for every
+model. The two slots' replica counts (``replicas:`` in kustomization.yaml) are swapped too, so
+the new active slot gets the serving capacity and the old one keeps what the idle slot had
+(often a smaller warm standby, or 0). The old slot keeps its image and model version, so
+switching back (``make switch`` again, or ``git revert`` of the commit) is the rollback.
+
+Argo CD applies the Deployment scale-up and the Service selector change in one sync; to keep
+the new slot's pods warm before traffic moves, give the idle slot replicas ahead of the switch.
+
+Refused (exit 2, nothing changed): not a blue-green environment, an unknown environment, a
+dirty tree, an ``active-slot.yaml`` that does not name a known slot. Exit 3: git or kustomize
+failed (nothing changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from generator.workflow import cli
+from generator.workflow.errors import Refused
+
+
+def switch(args: argparse.Namespace) -> int:
+    overlay = cli.open_overlay(args, args.env)
+    if overlay.strategy != "blue-green":
+        raise Refused(f"{overlay.env.name} is a {overlay.strategy} environment, not a blue-green one"
+                      + (" (use `make canary`)" if overlay.strategy == "canary" else ""))
+    active = overlay.common_slot("active")
+    idle = overlay.common_slot("idle")
+    new_release = overlay.release(idle)
+    edit = cli.Edit(overlay, f"switch {overlay.env.name} to slot {idle} ({new_release.describe()})")
+    for model in overlay.models:
+        overlay.set_active_slot(model, idle)
+        edit.note(f"{model}-server (production) selects slot", active, idle)
+        counts = overlay.replicas(model, active), overlay.replicas(model, idle)
+        overlay.set_replicas(model, idle, counts[0])
+        overlay.set_replicas(model, active, counts[1])
+        edit.note(f"{model} replicas {active}/{idle}", f"{counts[0]}/{counts[1]}", f"{counts[1]}/{counts[0]}")
+    if overlay.release(active) == new_release:
+        print(f"switch: note: slots {active} and {idle} run the same release ({new_release.describe()})")
+    return cli.finish("switch", edit, f"{overlay.env.name}: nothing to switch", dry_run=args.dry_run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("switch", __doc__)
+    p.add_argument("--env", required=True, help="a blue-green environment (strategy: blue-green in platform.yaml)")
+    return cli.run("switch", p, argv, switch)
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The commands as make runs them (`python -m generator <command> ...`, a separate process), and the
+release workflow that CI runs after a merge."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import yaml
+
+from generator.tools import REPO_ROOT
+from workflow_support import TAG_A, Repo
+
+
+def cli(repo: Repo, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ML_GITOPS_ROOT": str(repo.root), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    env.pop("ML_GITOPS_ALLOW_DIRTY", None)
+    return subprocess.run([sys.executable, "-m", "generator", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_make_entry_point_passes_options_through(repo: Repo):
+    # `make set-image ENV=dev IMAGE=server TAG=...` runs exactly this command line.
+    result = cli(repo, "set-image", "--env", "dev", "--image", "server", "--tag", TAG_A)
+    assert result.returncode == 0, (
+        "python -m generator drops options after a delegated command (argparse.REMAINDER); "
+        f"generator/__main__.py must hand argv to the workflow module unchanged:\n{result.stderr}")
+    assert f'newTag: "{TAG_A}"' in (repo.root / "overlays/dev/kustomization.yaml").read_text()
+    refused = cli(repo, "canary", "--env", "prod-canary", "--weight", "101")
+    assert refused.returncode == 2 and "from 0 to 100" in refused.stderr
+
+
+def test_status_runs_as_a_process(repo: Repo):
+    result = cli(repo, "status")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("ENVIRONMENT")
+
+
+def test_release_workflow_pins_both_images_in_dev_and_opens_a_pull_request():
+    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/release.yaml").read_text())
+    trigger = workflow[True] if True in workflow else workflow["on"]  # PyYAML reads `on` as a boolean
+    assert trigger["push"]["branches"] == ["main"] and trigger["push"]["paths"] == ["services/**"]
+    assert workflow["permissions"] == {}
+    build, pin = workflow["jobs"]["build"], workflow["jobs"]["pin-dev"]
+    assert build["permissions"] == {"contents": "read"}
+    assert pin["permissions"] == {"contents": "write", "pull-requests": "write"} and pin["needs"] == "build"
+    runs = [step.get("run", "") for step in pin["steps"]]
+    assert "make set-image ENV=dev IMAGE=server TAG=\"${{ github.sha }}\"" in runs
+    assert "make set-image ENV=dev IMAGE=trainer TAG=\"${{ github.sha }}\"" in runs
+    uses = [step["uses"] for job in (build, pin) for step in job["steps"] if "uses" in step]
+    assert all("@v" in u and u.split("@v")[1][0].isdigit() and u.count(".") >= 2 for u in uses), uses
+    assert any(u.startswith("docker/build-push-action@") for u in uses)
+    assert any(u.startswith("peter-evans/create-pull-request@") for u in uses)
+    text = (REPO_ROOT / ".github/workflows/release.yaml").read_text()
+    assert "secrets.REGISTRY_PASSWORD" in text and "password: ${{ secrets." in text

@@ -1,0 +1,394 @@
+"""Every editing command in a temporary repository: the exact file edits, and every refusal
+leaves the files byte-identical with exit code 2."""
+
+from __future__ import annotations
+
+import difflib
+
+import pytest
+from hypothesis import given, strategies as st
+
+from generator.tools import ToolError
+from generator.workflow import overlay as overlay_module
+from generator.workflow.canary import split_replicas
+from workflow_support import DIGEST_A, TAG_A, Repo
+
+SERVER = "registry.example.com/ml/inference-server"
+TRAINER = "registry.example.com/ml/trainer"
+
+
+def changed_lines(before: bytes, after: bytes) -> list[str]:
+    return [line for line in difflib.unified_diff(before.decode().splitlines(), after.decode().splitlines(),
+                                                  lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def refuse(repo: Repo, command: str, *args: str, says: str) -> None:
+    """The command exits 2 with one line naming the reason, and no file changes."""
+    before = repo.snapshot()
+    result = repo.run(command, *args)
+    assert result.code == 2, (result.out, result.err)
+    assert says.lower() in result.err.lower(), result.err
+    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert repo.snapshot() == before
+
+
+def dirty(repo: Repo) -> None:
+    path = repo.root / "overlays/prod/release.yaml"
+    path.write_text(path.read_text() + "# a local edit\n")
+
+
+def canary_candidate(repo: Repo, tag: str = TAG_A, version: str = "2") -> None:
+    """Put a candidate on the canary track of prod-canary and commit it."""
+    assert repo.run("set-image", "--env", "prod-canary", "--image", "server", "--tag", tag).code == 0
+    path = repo.root / "overlays/prod-canary/release.yaml"
+    text = path.read_text()
+    head, sep, tail = text.partition("name: mnist-release-canary")
+    path.write_text(head + sep + tail.replace('MODEL_VERSION: "1"', f'MODEL_VERSION: "{version}"', 1))
+    repo.commit("canary candidate")
+
+
+# --- set-image -------------------------------------------------------------------------------
+
+
+def test_set_image_changes_exactly_the_tag_line(repo: Repo):
+    before = (repo.root / "overlays/dev/kustomization.yaml").read_bytes()
+    result = repo.run("set-image", "--env", "dev", "--image", "server", "--tag", TAG_A)
+    assert result.code == 0, result.err
+    after = (repo.root / "overlays/dev/kustomization.yaml").read_bytes()
+    assert changed_lines(before, after) == ['-    newTag: "0.1.0"', f'+    newTag: "{TAG_A}"'] or \
+        (len(changed_lines(before, after)) == 2 and f'newTag: "{TAG_A}"' in after.decode())
+    assert repo.image("dev", SERVER) == {"name": SERVER, "newTag": TAG_A}
+    assert repo.image("dev", TRAINER)["newTag"] == "0.1.0"  # the trainer is untouched
+    assert "overlays/dev/kustomization.yaml" in result.out
+
+
+def test_digest_replaces_tag_in_place_and_tag_replaces_digest(repo: Repo):
+    assert repo.run("set-image", "--env", "staging", "--image", "trainer", "--digest", DIGEST_A).code == 0
+    entry = repo.image("staging", TRAINER)
+    assert entry == {"name": TRAINER, "digest": DIGEST_A}
+    assert list(entry) == ["name", "digest"]
+    repo.commit("digest")
+    assert repo.run("set-image", "--env", "staging", "--image", "trainer", "--tag", TAG_A).code == 0
+    assert repo.image("staging", TRAINER) == {"name": TRAINER, "newTag": TAG_A}
+
+
+def test_set_image_numeric_looking_tag_stays_a_string(repo: Repo):
+    assert repo.run("set-image", "--env", "dev", "--image", "server", "--tag", "1234567").code == 0
+    assert repo.image("dev", SERVER)["newTag"] == "1234567"
+
+
+@pytest.mark.parametrize("env, args, entry", [
+    ("prod-canary", (), "inference-server-canary"),          # default: the canary track
+    ("prod-blue-green", (), "inference-server-green"),       # default: the idle slot
+    ("prod-blue-green", ("--variant", "blue"), "inference-server-blue"),
+    ("prod-canary", ("--variant", "stable"), "inference-server-stable"),
+])
+def test_set_image_on_variants(repo: Repo, env, args, entry):
+    others = {e["name"]: e for e in repo.kustomization(env)["images"] if e["name"] != entry}
+    result = repo.run("set-image", "--env", env, "--image", "server", "--tag", TAG_A, *args)
+    assert result.code == 0, result.err
+    assert repo.image(env, entry) == {"name": entry, "newName": SERVER, "newTag": TAG_A}
+    assert {e["name"]: e for e in repo.kustomization(env)["images"] if e["name"] != entry} == others
+    if args and args[1] in ("blue", "stable"):
+        assert "LIVE" in result.out
+
+
+def test_allow_dirty_batches_two_edits(repo: Repo, monkeypatch):
+    assert repo.run("set-image", "--env", "dev", "--image", "server", "--tag", TAG_A).code == 0
+    assert repo.run("set-image", "--env", "dev", "--image", "trainer", "--tag", TAG_A).code == 2
+    assert repo.run("set-image", "--env", "dev", "--image", "trainer", "--tag", TAG_A, "--allow-dirty").code == 0
+    monkeypatch.setenv("ML_GITOPS_ALLOW_DIRTY", "1")
+    assert repo.run("set-image", "--env", "staging", "--image", "trainer", "--tag", TAG_A).code == 0
+    assert repo.image("dev", TRAINER)["newTag"] == repo.image("staging", TRAINER)["newTag"] == TAG_A
+
+
+@pytest.mark.parametrize("args, says", [
+    (("--env", "qa", "--image", "server", "--tag", TAG_A), "unknown environment 'qa'"),
+    (("--env", "dev", "--image", "sidecar", "--tag", TAG_A), "IMAGE must be one of"),
+    (("--env", "dev", "--image", "server", "--tag", "has space"), "not a valid image tag"),
+    (("--env", "dev", "--image", "server", "--tag", "latest"), "mutable"),
+    (("--env", "dev", "--image", "server", "--digest", "sha256:abc"), "not a valid digest"),
+    (("--env", "dev", "--image", "server", "--tag", TAG_A, "--digest", DIGEST_A), "exactly one"),
+    (("--env", "dev", "--image", "server"), "exactly one"),
+    (("--env", "dev", "--image", "server", "--tag", TAG_A, "--variant", "blue"), "rolling"),
+    (("--env", "prod-canary", "--image", "trainer", "--tag", TAG_A, "--variant", "canary"), "shared"),
+    (("--env", "prod-canary", "--image", "server", "--tag", TAG_A, "--variant", "blue"), "not 'blue'"),
+    (("--env", "dev", "--image", "server", "--tag", "0.1.0"), "already pins"),
+    (("--env", "dev", "--image", "server", "--tag", TAG_A, "--bogus"), "unrecognized arguments"),
+])
+def test_set_image_refusals(repo: Repo, args, says):
+    refuse(repo, "set-image", *args, says=says)
+
+
+def test_set_image_refuses_on_a_dirty_tree(repo: Repo):
+    dirty(repo)
+    refuse(repo, "set-image", "--env", "dev", "--image", "server", "--tag", TAG_A, says="uncommitted changes")
+
+
+def test_set_image_default_target_is_refused_mid_canary(repo: Repo):
+    canary_candidate(repo)
+    assert repo.run("canary", "--env", "prod-canary", "--weight", "10").code == 0
+    repo.commit("canary 10")
+    refuse(repo, "set-image", "--env", "prod-canary", "--image", "server", "--tag", "9.9.9",
+           says="canary in progress")
+    result = repo.run("set-image", "--env", "prod-canary", "--image", "server", "--tag", "9.9.9",
+                      "--variant", "canary")  # explicit: allowed, and said to be live
+    assert result.code == 0 and "LIVE" in result.out
+
+
+def test_require_digest_refuses_a_tag_but_takes_a_digest(repo: Repo):
+    path = repo.root / "platform.yaml"
+    path.write_text(path.read_text().replace("requireDigest: false", "requireDigest: true"))
+    repo.commit("prod requires digests")
+    refuse(repo, "set-image", "--env", "prod", "--image", "server", "--tag", TAG_A, says="requires image digests")
+    assert repo.run("set-image", "--env", "prod", "--image", "server", "--digest", DIGEST_A).code == 0
+    assert repo.image("prod", SERVER) == {"name": SERVER, "digest": DIGEST_A}
+
+
+# --- promote ---------------------------------------------------------------------------------
+
+
+def test_promote_copies_images_and_model_version(repo: Repo):
+    assert repo.run("set-image", "--env", "dev", "--image", "server", "--digest", DIGEST_A).code == 0
+    assert repo.run("set-image", "--env", "dev", "--image", "trainer", "--tag", TAG_A, "--allow-dirty").code == 0
+    path = repo.root / "overlays/dev/release.yaml"
+    path.write_text(path.read_text().replace('MODEL_VERSION: "1"', 'MODEL_VERSION: "7"'))
+    repo.commit("dev: new build and model 7")
+    before = repo.snapshot()
+    result = repo.run("promote", "--from", "dev", "--to", "staging")
+    assert result.code == 0, result.err
+    assert repo.image("staging", SERVER) == {"name": SERVER, "digest": DIGEST_A}
+    assert repo.image("staging", TRAINER) == {"name": TRAINER, "newTag": TAG_A}
+    assert repo.versions("staging") == {"mnist-release": "7"}
+    changed = {p for p, data in repo.snapshot().items() if before[p] != data}
+    assert changed == {"overlays/staging/kustomization.yaml", "overlays/staging/release.yaml"}
+    # the version stays a quoted string, comments stay
+    text = (repo.root / "overlays/staging/release.yaml").read_text()
+    assert 'MODEL_VERSION: "7"' in text and text.startswith("# ")
+
+
+def test_promote_into_canary_goes_to_the_canary_track(repo: Repo):
+    assert repo.run("set-image", "--env", "staging", "--image", "server", "--tag", TAG_A).code == 0
+    repo.commit("staging build")
+    stable_before = repo.image("prod-canary", "inference-server-stable")
+    weights, replicas = repo.weights(), repo.replicas("prod-canary")
+    result = repo.run("promote", "--from", "staging", "--to", "prod-canary")
+    assert result.code == 0, result.err
+    assert repo.image("prod-canary", "inference-server-canary")["newTag"] == TAG_A
+    assert repo.image("prod-canary", "inference-server-stable") == stable_before
+    assert repo.weights() == weights and repo.replicas("prod-canary") == replicas  # no traffic yet
+    assert "make canary ENV=prod-canary" in result.out
+
+
+def test_promote_into_blue_green_goes_to_the_idle_slot(repo: Repo):
+    assert repo.run("set-image", "--env", "staging", "--image", "server", "--tag", TAG_A).code == 0
+    repo.commit("staging build")
+    active = repo.slots()["mnist-server"]
+    idle = repo.slots()["mnist-server-preview"]
+    active_before = repo.image("prod-blue-green", f"inference-server-{active}")
+    assert repo.run("promote", "--from", "staging", "--to", "prod-blue-green").code == 0
+    assert repo.image("prod-blue-green", f"inference-server-{idle}")["newTag"] == TAG_A
+    assert repo.image("prod-blue-green", f"inference-server-{active}") == active_before
+    assert repo.slots()["mnist-server"] == active  # promote never switches
+
+
+def test_promote_from_canary_reads_the_stable_track(repo: Repo):
+    canary_candidate(repo)  # canary: TAG_A, model 2; stable: 0.1.0, model 1
+    assert repo.run("set-image", "--env", "prod", "--image", "server", "--tag", "0.0.9").code == 0
+    repo.commit("prod elsewhere")
+    assert repo.run("promote", "--from", "prod-canary", "--to", "prod").code == 0
+    assert repo.image("prod", SERVER)["newTag"] == repo.image("prod-canary", "inference-server-stable")["newTag"]
+    assert repo.versions("prod") == {"mnist-release": repo.versions("prod-canary")["mnist-release-stable"]}
+
+
+def test_promote_from_blue_green_reads_the_active_slot(repo: Repo):
+    idle = repo.slots()["mnist-server-preview"]
+    assert repo.run("set-image", "--env", "prod-blue-green", "--image", "server", "--tag", TAG_A).code == 0
+    assert repo.run("set-image", "--env", "prod", "--image", "server", "--tag", "0.0.9", "--allow-dirty").code == 0
+    repo.commit("idle slot candidate")
+    assert repo.image("prod-blue-green", f"inference-server-{idle}")["newTag"] == TAG_A
+    assert repo.run("promote", "--from", "prod-blue-green", "--to", "prod").code == 0
+    assert repo.image("prod", SERVER)["newTag"] == "0.1.0"  # the active slot's, not the idle candidate
+
+
+@pytest.mark.parametrize("args, says", [
+    (("--from", "staging", "--to", "staging"), "both 'staging'"),
+    (("--from", "qa", "--to", "prod"), "unknown environment 'qa'"),
+    (("--from", "staging", "--to", "production"), "unknown environment 'production'"),
+    (("--from", "staging", "--to", "prod"), "already runs"),  # the start state: identical pins
+    (("--from", "staging",), "required"),
+])
+def test_promote_refusals(repo: Repo, args, says):
+    refuse(repo, "promote", *args, says=says)
+
+
+def test_promote_refuses_on_a_dirty_tree(repo: Repo):
+    assert repo.run("set-image", "--env", "staging", "--image", "server", "--tag", TAG_A).code == 0
+    repo.commit("staging build")
+    dirty(repo)
+    refuse(repo, "promote", "--from", "staging", "--to", "prod", says="uncommitted changes")
+
+
+def test_promote_refuses_a_tag_into_a_digest_only_environment(repo: Repo):
+    path = repo.root / "platform.yaml"
+    path.write_text(path.read_text().replace("requireDigest: false", "requireDigest: true"))
+    assert repo.run("set-image", "--env", "staging", "--image", "server", "--tag", TAG_A, "--allow-dirty").code == 0
+    repo.commit("prod requires digests; staging build")
+    refuse(repo, "promote", "--from", "staging", "--to", "prod", says="requires image digests")
+
+
+def test_promote_refuses_while_a_canary_takes_traffic(repo: Repo):
+    canary_candidate(repo)
+    assert repo.run("canary", "--env", "prod-canary", "--weight", "10").code == 0
+    repo.commit("canary 10")
+    assert repo.run("set-image", "--env", "staging", "--image", "server", "--tag", "9.9.9").code == 0
+    repo.commit("staging build")
+    refuse(repo, "promote", "--from", "staging", "--to", "prod-canary", says="canary in progress")
+
+
+# --- canary ----------------------------------------------------------------------------------
+
+
+def test_canary_weight_sets_weights_and_replica_split(repo: Repo):
+    canary_candidate(repo)
+    total = sum(repo.replicas("prod-canary").values())
+    traffic_before = (repo.root / "overlays/prod-canary/traffic.yaml").read_bytes()
+    result = repo.run("canary", "--env", "prod-canary", "--weight", "25")
+    assert result.code == 0, result.err
+    assert repo.weights() == {"mnist-server-stable": 75, "mnist-server-canary": 25}
+    expected_stable, expected_canary = split_replicas(total, 25)
+    assert repo.replicas("prod-canary") == {"mnist-server-stable": expected_stable,
+                                            "mnist-server-canary": expected_canary}
+    assert expected_canary >= 1 and expected_stable + expected_canary == max(total, 2)
+    # only the two weight lines of traffic.yaml change; its comments and layout stay
+    assert changed_lines(traffic_before, (repo.root / "overlays/prod-canary/traffic.yaml").read_bytes()) == [
+        "-          weight: 100", "-          weight: 0", "+          weight: 75", "+          weight: 25"] or \
+        len(changed_lines(traffic_before, (repo.root / "overlays/prod-canary/traffic.yaml").read_bytes())) == 4
+
+
+def test_canary_100_promotes_the_canary_to_stable(repo: Repo):
+    canary_candidate(repo, version="5")
+    assert repo.run("canary", "--env", "prod-canary", "--weight", "50").code == 0
+    repo.commit("canary 50")
+    total = sum(repo.replicas("prod-canary").values())
+    canary_image = repo.image("prod-canary", "inference-server-canary")
+    result = repo.run("canary", "--env", "prod-canary", "--weight", "100")
+    assert result.code == 0, result.err
+    stable = repo.image("prod-canary", "inference-server-stable")
+    assert {k: v for k, v in stable.items() if k != "name"} == {k: v for k, v in canary_image.items() if k != "name"}
+    assert repo.versions("prod-canary") == {"mnist-release-stable": "5", "mnist-release-canary": "5"}
+    assert repo.weights() == {"mnist-server-stable": 100, "mnist-server-canary": 0}
+    assert repo.replicas("prod-canary") == {"mnist-server-stable": total, "mnist-server-canary": 0}
+
+
+def test_canary_0_aborts_and_keeps_the_candidate_visible(repo: Repo):
+    canary_candidate(repo)
+    assert repo.run("canary", "--env", "prod-canary", "--weight", "50").code == 0
+    repo.commit("canary 50")
+    total = sum(repo.replicas("prod-canary").values())
+    stable_before = repo.image("prod-canary", "inference-server-stable")
+    assert repo.run("canary", "--env", "prod-canary", "--weight", "0").code == 0
+    assert repo.weights() == {"mnist-server-stable": 100, "mnist-server-canary": 0}
+    assert repo.replicas("prod-canary") == {"mnist-server-stable": total, "mnist-server-canary": 0}
+    assert repo.image("prod-canary", "inference-server-stable") == stable_before
+    assert repo.image("prod-canary", "inference-server-canary")["newTag"] == TAG_A
+    repo.commit("abort")
+    refuse(repo, "canary", "--env", "prod-canary", "--weight", "100", says="takes no traffic")
+
+
+@pytest.mark.parametrize("weight, says", [("101", "from 0 to 100"), ("-1", "from 0 to 100"),
+                                          ("abc", "integer"), ("2.5", "integer"), ("", "integer")])
+def test_canary_refuses_bad_weights(repo: Repo, weight, says):
+    canary_candidate(repo)
+    refuse(repo, "canary", "--env", "prod-canary", "--weight", weight, says=says)
+
+
+@pytest.mark.parametrize("env, says", [("prod-blue-green", "not a canary"), ("dev", "not a canary"),
+                                       ("nowhere", "unknown environment")])
+def test_canary_refuses_other_environments(repo: Repo, env, says):
+    refuse(repo, "canary", "--env", env, "--weight", "10", says=says)
+
+
+def test_canary_refuses_no_candidate_no_op_and_dirty_tree(repo: Repo):
+    refuse(repo, "canary", "--env", "prod-canary", "--weight", "10", says="promote a candidate first")
+    refuse(repo, "canary", "--env", "prod-canary", "--weight", "0", says="nothing to change")
+    canary_candidate(repo)
+    assert repo.run("canary", "--env", "prod-canary", "--weight", "10").code == 0
+    repo.commit("canary 10")
+    refuse(repo, "canary", "--env", "prod-canary", "--weight", "10", says="already at canary weight 10")
+    dirty(repo)
+    refuse(repo, "canary", "--env", "prod-canary", "--weight", "50", says="uncommitted changes")
+
+
+@given(total=st.integers(0, 60), weight=st.integers(0, 100))
+def test_split_replicas_properties(total, weight):
+    stable, canary = split_replicas(total, weight)
+    if weight in (0, 100):
+        assert (stable, canary) == (total, 0)
+        return
+    assert canary >= 1 and stable >= 1
+    assert stable + canary == max(total, 2)
+    n = stable + canary
+    # the closest split with both tracks alive (ties toward stable)
+    best = min(range(1, n), key=lambda c: (abs(100 * c - weight * n), c))
+    assert canary == best
+
+
+# --- switch ----------------------------------------------------------------------------------
+
+
+def test_switch_flips_selectors_and_swaps_replicas(repo: Repo):
+    slots, replicas = repo.slots(), repo.replicas("prod-blue-green")
+    images = repo.kustomization("prod-blue-green")["images"]
+    before = (repo.root / "overlays/prod-blue-green/active-slot.yaml").read_bytes()
+    result = repo.run("switch", "--env", "prod-blue-green")
+    assert result.code == 0, result.err
+    assert repo.slots() == {"mnist-server": slots["mnist-server-preview"],
+                            "mnist-server-preview": slots["mnist-server"]}
+    assert repo.replicas("prod-blue-green") == {
+        "mnist-server-blue": replicas["mnist-server-green"], "mnist-server-green": replicas["mnist-server-blue"]}
+    assert repo.kustomization("prod-blue-green")["images"] == images
+    after = (repo.root / "overlays/prod-blue-green/active-slot.yaml").read_bytes()
+    assert len(changed_lines(before, after)) == 4  # two selector lines, nothing else
+    repo.commit("switch")
+    assert repo.run("switch", "--env", "prod-blue-green").code == 0
+    assert repo.slots() == slots and repo.replicas("prod-blue-green") == replicas
+
+
+@pytest.mark.parametrize("env, says", [("prod-canary", "not a blue-green"), ("staging", "not a blue-green"),
+                                       ("blue", "unknown environment")])
+def test_switch_refuses_other_environments(repo: Repo, env, says):
+    refuse(repo, "switch", "--env", env, says=says)
+
+
+def test_switch_refuses_on_a_dirty_tree(repo: Repo):
+    dirty(repo)
+    refuse(repo, "switch", "--env", "prod-blue-green", says="uncommitted changes")
+
+
+def test_dry_run_shows_the_diff_and_writes_nothing(repo: Repo):
+    canary_candidate(repo)
+    dirty(repo)  # a dry run writes nothing, so it does not need a clean tree
+    before = repo.snapshot()
+    result = repo.run("canary", "--env", "prod-canary", "--weight", "25", "--dry-run")
+    assert result.code == 0, result.err
+    assert "dry run: nothing written" in result.out
+    assert "+++ b/overlays/prod-canary/traffic.yaml" in result.out and "+          weight: 25" in result.out
+    assert repo.snapshot() == before
+
+
+# --- safety of the write -----------------------------------------------------------------------
+
+
+def test_an_edit_that_no_longer_builds_is_rolled_back(repo: Repo, monkeypatch):
+    def broken(path):
+        raise ToolError("kubectl kustomize failed:\nError: simulated")
+
+    monkeypatch.setattr(overlay_module, "render", broken)
+    before = repo.snapshot()
+    result = repo.run("switch", "--env", "prod-blue-green")
+    assert result.code == 3
+    assert "restored" in result.err
+    assert repo.snapshot() == before  # no partial edit, no temporary file left behind
+
