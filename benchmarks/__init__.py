@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`, `make bench-validate`); not part of `make test`."""

@@ -1,0 +1,122 @@
+"""Flask application factory of the model server.
+
+gunicorn calls ``create_app()`` inside each worker after the fork (``wsgi_app`` in
+``gunicorn.conf.py``; no ``preload_app``), so every worker loads its own model in its own
+background thread and the master never imports a model runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from flask import Flask, g, request
+from werkzeug.exceptions import HTTPException
+
+from services.inference import metrics
+from services.inference.api import ApiError, NameConverter, bp, error_response
+from services.inference.logs import make_formatter
+from services.inference.repository import ModelRepository
+from services.inference.settings import Settings
+
+log = logging.getLogger("services.inference")
+
+_MODEL_ENDPOINTS = {"predict", "predict_version", "model_status", "model_version_status", "model_metadata",
+                    "model_version_metadata", "model_ready"}
+_HTTP_MESSAGES = {
+    404: "no such route; see /v1/models/<name>, /v1/models/<name>:predict, /v2/health/ready, /metrics",
+    405: "method {method} is not allowed on {path}",
+    413: "request body exceeds MAX_BODY_BYTES={limit} bytes; send fewer instances per request",
+}
+
+
+def _configure_logging(level: str, log_format: str) -> None:
+    logger = logging.getLogger("services")
+    logger.setLevel(getattr(logging, level.upper()))
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(make_formatter(log_format))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+def _drain_body() -> None:
+    """Read and discard an oversized body (up to DRAIN_LIMIT) so the client sees the 413 response
+    instead of a connection reset while it is still sending."""
+    length = request.content_length
+    if length is None or length > DRAIN_LIMIT:
+        return
+    stream = request.environ.get("wsgi.input")
+    remaining = length
+    try:
+        while remaining > 0:
+            chunk = stream.read(min(remaining, 1 << 16))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except (OSError, ValueError):
+        pass
+
+
+def create_app(settings: Settings | None = None, *, start_loader: bool = True) -> Flask:
+    """Build the app: routes, JSON errors, metrics hooks, and the model repository (loading in the background)."""
+    settings = settings or Settings.from_env()
+    _configure_logging(settings.log_level, settings.log_format)
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes)
+    app.url_map.converters["name"] = NameConverter
+    app.url_map.strict_slashes = False
+    app.register_blueprint(bp)
+
+    repository = ModelRepository(settings)
+    app.extensions["inference.settings"] = settings
+    app.extensions["inference.repository"] = repository
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.message, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if exc.code == 413:
+            _drain_body()
+        template = _HTTP_MESSAGES.get(exc.code or 500)
+        message = (template.format(method=request.method, path=request.path, limit=settings.max_body_bytes)
+                   if template else (exc.description or exc.name))
+        headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+        return error_response(exc.code or 500, message, headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # a bug, never a client error: log it, keep the worker alive
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal error; the server log has the details")
+
+    @app.before_request
+    def _start():
+        g.t0 = time.perf_counter()
+        metrics.IN_FLIGHT.inc()
+
+    @app.after_request
+    def _record(response):
+        rule = request.url_rule
+        endpoint = rule.endpoint.rsplit(".", 1)[-1] if rule is not None else "unmatched"
+        model = g.get("model", "") if endpoint in _MODEL_ENDPOINTS else ""
+        metrics.REQUESTS.labels(endpoint, model, g.get("version", ""), str(response.status_code)).inc()
+        metrics.REQUEST_LATENCY.labels(endpoint, model).observe(time.perf_counter() - g.get("t0", time.perf_counter()))
+        return response
+
+    @app.teardown_request
+    def _finish(_exc):
+        if "t0" in g:
+            metrics.IN_FLIGHT.dec()
+
+    if start_loader:
+        repository.start()
+    log.info("model server for '%s' (%s backend) reading %s; version %s", settings.model_name,
+             settings.model_backend, repository.model_dir,
+             settings.model_version if settings.model_version is not None else "latest")
+    return app

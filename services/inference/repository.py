@@ -1,0 +1,332 @@
+"""Model versions on disk, loaded in the background and swapped atomically.
+
+Layout (TF Serving): ``<MODEL_BASE_PATH>/<MODEL_NAME>/<version>/`` where ``<version>`` is a
+positive integer; anything else (``.tmp-*`` staging dirs from the trainer) is ignored.
+
+Policy: serve ``MODEL_VERSION`` when pinned, otherwise the newest version that loads.  A new
+version is loaded and warmed up in a background thread while the old one keeps serving; the swap
+is a single reference assignment, so every request sees either the old or the new model.  A
+version that fails to load is recorded (status route, ``inference_model_load_failures_total``)
+and not retried until its directory changes.  In-flight requests keep a reference to the model
+they started with, so an old version is freed only after its last request finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.inference import metrics
+from services.inference.backends import Backend, ModelLoadError, load_backend
+from services.inference.settings import Settings
+
+log = logging.getLogger("services.inference.repository")
+
+AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
+WORKER_STATE_DIR_ENV = "INFERENCE_WORKER_STATE_DIR"
+EXPECTED_WORKERS_FILE = "expected-workers"
+
+
+@dataclass
+class LoadedModel:
+    """One loaded, warmed-up version: what a request uses from start to finish."""
+
+    name: str
+    version: int
+    path: Path
+    backend: Backend
+    metadata: dict
+    load_seconds: float
+    loaded_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class VersionState:
+    """TF Serving's view of a version: state plus an error code/message."""
+
+    version: int
+    state: str
+    error_code: str = "OK"
+    error_message: str = ""
+
+    def to_json(self) -> dict:
+        """As one entry of TF Serving's ``model_version_status`` list."""
+        return {"version": str(self.version), "state": self.state,
+                "status": {"error_code": self.error_code, "error_message": self.error_message}}
+
+
+def list_versions(model_dir: Path) -> list[int]:
+    """Numeric version directories, ascending; an absent or unreadable directory gives []."""
+    try:
+        entries = list(os.scandir(model_dir))
+    except OSError:
+        return []
+    versions = []
+    for entry in entries:
+        name = entry.name
+        if name.isascii() and name.isdigit() and int(name) > 0:
+            try:
+                if entry.is_dir():
+                    versions.append(int(name))
+            except OSError:
+                continue
+    return sorted(versions)
+
+
+def _fingerprint(version_dir: Path) -> tuple:
+    """Changes when a version directory's content changes (so a failed version is retried)."""
+    parts = []
+    for p in (version_dir, version_dir / "model.tflite", version_dir / "saved_model.pb"):
+        try:
+            st = p.stat()
+            parts.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            parts.append(None)
+    return tuple(parts)
+
+
+class ModelRepository:
+    """Owns the served model of one worker process and the background thread that updates it."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.model_dir = Path(settings.model_base_path) / settings.model_name
+        self._current: LoadedModel | None = None
+        self._lock = threading.Lock()
+        self._states: dict[int, VersionState] = {}
+        self._failed: dict[int, tuple] = {}
+        self._last_error = ""
+        self._loaded_event = threading.Event()
+        self._stop = threading.Event()
+        self._draining = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Under gunicorn, workers share a small state directory so that readiness means "every
+        # worker of this pod has a model" (a probe reaches one worker; requests reach all of them).
+        self._state_dir = os.environ.get(WORKER_STATE_DIR_ENV) or None
+        metrics.MODEL_LOADED_VERSION.labels(settings.model_name).set(0)
+        metrics.MODEL_READY.labels(settings.model_name).set(0)
+
+    # --- what requests use -------------------------------------------------------------------------
+
+    def current(self) -> LoadedModel | None:
+        """The model serving right now, or None before the first successful load."""
+        return self._current
+
+    def states(self) -> list[VersionState]:
+        """Known versions, newest first (serving, loading, failed or retired)."""
+        with self._lock:
+            return [self._states[v] for v in sorted(self._states, reverse=True)]
+
+    @property
+    def last_error(self) -> str:
+        """The most recent load problem ("" when the last attempt succeeded)."""
+        return self._last_error
+
+    @property
+    def ready(self) -> bool:
+        """True when a model is loaded, the process is not shutting down and (under gunicorn) every
+        sibling worker has a model too."""
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why readiness is false, or None when ready."""
+        if self._draining.is_set():
+            return "shutting down"
+        if self._current is None:
+            return self._last_error or "model not loaded yet"
+        if self._state_dir is not None:
+            expected, ready = worker_readiness(Path(self._state_dir))
+            if ready < expected:
+                return f"{ready} of {expected} workers have loaded the model"
+        return None
+
+    @property
+    def draining(self) -> bool:
+        """True once SIGTERM arrived: readiness is false, requests in flight still finish."""
+        return self._draining.is_set()
+
+    def drain(self) -> None:
+        """Start shutting down: readiness turns false and no new version is loaded."""
+        self._draining.set()
+        self._stop.set()
+        metrics.MODEL_READY.labels(self.settings.model_name).set(0)
+        self._mark_worker_ready(False)
+
+    def _mark_worker_ready(self, ready: bool) -> None:
+        if self._state_dir is None:
+            return
+        marker = Path(self._state_dir) / f"ready-{os.getpid()}"
+        try:
+            if ready:
+                marker.touch()
+            else:
+                marker.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot update worker readiness marker %s: %s", marker, exc)
+
+    def wait_until_loaded(self, timeout: float) -> bool:
+        """Block until a model is loaded (True) or ``timeout`` seconds pass (False)."""
+        return self._loaded_event.wait(timeout)
+
+    # --- background loading -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the loader thread: first load (retried until it succeeds), then polling."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the loader thread to stop and wait for it briefly."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        retry = 0.5
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - the loader must survive anything and keep serving
+                log.exception("unexpected error while polling %s", self.model_dir)
+            if self._current is None:
+                self._stop.wait(retry)  # nothing to serve yet: retry soon, backing off to the poll interval
+                retry = min(retry * 2, self.settings.model_poll_seconds or 5.0, 5.0)
+                continue
+            if self.settings.model_poll_seconds <= 0:
+                return
+            self._stop.wait(self.settings.model_poll_seconds)
+
+    def _candidates(self) -> list[int]:
+        if self.settings.model_version is not None:
+            return [self.settings.model_version]
+        return list(reversed(list_versions(self.model_dir)))
+
+    def poll_once(self) -> bool:
+        """Look at the disk once; load and swap in a better version if there is one. True if swapped."""
+        candidates = self._candidates()
+        current = self._current
+        pinned, name = self.settings.model_version, self.settings.model_name
+        problem = None
+        if pinned is not None and not (self.model_dir / str(pinned)).is_dir():
+            problem = f"version {pinned} of model '{name}' not found under {self.model_dir}"
+        elif not candidates:
+            problem = f"no version of model '{name}' found under {self.model_dir}"
+        if problem is not None:
+            if problem != self._last_error:  # log changes, not every poll
+                log.warning("%s; %s", problem, f"version {current.version} keeps serving" if current
+                            else "not ready until one appears")
+            self._set_error(problem)
+            return False
+        for version in candidates:
+            if current is not None and version == current.version:
+                return False  # already serving the best loadable version
+            version_dir = self.model_dir / str(version)
+            fingerprint = _fingerprint(version_dir)
+            if self._failed.get(version) == fingerprint:
+                continue  # failed before and unchanged since: do not thrash
+            if self._load(version, version_dir, fingerprint):
+                return True
+        return False
+
+    def _set_error(self, message: str) -> None:
+        self._last_error = message
+
+    def _load(self, version: int, version_dir: Path, fingerprint: tuple) -> bool:
+        name, kind = self.settings.model_name, self.settings.model_backend
+        with self._lock:
+            self._states[version] = VersionState(version, LOADING)
+        log.info("loading %s version %d from %s with %s", name, version, version_dir, kind)
+        started = time.perf_counter()
+        try:
+            backend = load_backend(kind, version_dir, pool_size=self.settings.threads,
+                                   intra_op_threads=self.settings.intra_op_threads,
+                                   inter_op_threads=self.settings.inter_op_threads)
+            _check_signature(backend)
+            backend.warm_up()
+            metadata = _read_metadata(version_dir)
+        except Exception as exc:  # noqa: BLE001 - a bad version must never take the server down
+            message = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
+            self._failed[version] = fingerprint
+            self._set_error(f"version {version} failed to load: {message}")
+            with self._lock:
+                self._states[version] = VersionState(version, END, "UNKNOWN", message)
+            metrics.MODEL_LOAD_FAILURES.labels(name, str(version)).inc()
+            current = self._current
+            log.error("%s%s", self._last_error,
+                      f"; version {current.version} keeps serving" if current else "; nothing is serving yet")
+            return False
+        seconds = time.perf_counter() - started
+        model = LoadedModel(name, version, version_dir, backend, metadata, seconds)
+        previous, self._current = self._current, model  # the atomic swap
+        self._failed.pop(version, None)
+        self._set_error("")
+        with self._lock:
+            self._states[version] = VersionState(version, AVAILABLE)
+            if previous is not None:
+                self._states[previous.version] = VersionState(previous.version, END)
+            for old in [v for v, s in self._states.items() if s.state == END and s.error_code == "OK"
+                        and v != version and (previous is None or v != previous.version)]:
+                del self._states[old]  # keep only the last retired version in the status list
+        metrics.MODEL_LOAD_SECONDS.labels(name, kind).observe(seconds)
+        metrics.MODEL_LOADS.labels(name, str(version)).inc()
+        metrics.MODEL_LOADED_VERSION.labels(name).set(version)
+        if not self._draining.is_set():
+            metrics.MODEL_READY.labels(name).set(1)
+            self._mark_worker_ready(True)
+        self._loaded_event.set()
+        log.info("serving %s version %d (%s, loaded and warmed up in %.3fs)%s", name, version, kind, seconds,
+                 f", replacing version {previous.version}" if previous else "")
+        return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def worker_readiness(state_dir: Path) -> tuple[int, int]:
+    """(expected workers, live workers with a model) from the shared gunicorn state directory."""
+    try:
+        expected = int((state_dir / EXPECTED_WORKERS_FILE).read_text().strip() or 1)
+        names = os.listdir(state_dir)
+    except (OSError, ValueError):
+        return 1, 1  # no usable shared state: fall back to this worker's own readiness
+    ready = 0
+    for name in names:
+        if name.startswith("ready-") and name[6:].isdigit() and _pid_alive(int(name[6:])):
+            ready += 1
+    return expected, ready
+
+
+def _check_signature(backend: Backend) -> None:
+    """The server speaks float32 tensors with a leading batch dimension; refuse anything else at load."""
+    spec = backend.input
+    if spec.dtype != "float32":
+        raise ModelLoadError(f"input '{spec.name}' has dtype {spec.dtype}; the server supports float32 inputs")
+    if len(spec.shape) < 2 or spec.shape[0] not in (-1, 1) or any(d < 1 for d in spec.shape[1:]):
+        raise ModelLoadError(f"input '{spec.name}' has shape {list(spec.shape)}; expected [-1, fixed dims...]")
+
+
+def _read_metadata(version_dir: Path) -> dict:
+    """metadata.json written by the trainer; missing or malformed metadata is logged, not fatal."""
+    path = version_dir / "metadata.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return {}

@@ -1,0 +1,123 @@
+"""Helpers of the services suites (imported as a top-level module: tests/services has no __init__)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+MODEL = "mnist"
+
+
+def clean_env(**extra: str) -> dict:
+    """The environment for child processes: no inherited server/trainer settings, quiet TensorFlow."""
+    drop = {"PORT", "WORKERS", "THREADS", "MODEL_NAME", "MODEL_BASE_PATH", "MODEL_VERSION", "MODEL_BACKEND",
+            "MODEL_POLL_SECONDS", "PROMETHEUS_MULTIPROC_DIR", "MODEL_ROOT", "TRAINING_DATA", "SKIP_EXISTING",
+            "TRAINING_SEED", "TRAINING_EPOCHS", "LOG_LEVEL", "MAX_BATCH_SIZE", "MAX_BODY_BYTES"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(REPO_ROOT))
+    env.update(extra)
+    return env
+
+
+def run_trainer(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run ``python -m services.training.train`` from the repo root and capture its output."""
+    return subprocess.run([PY, "-m", "services.training.train", *args], cwd=REPO_ROOT, env=clean_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def copy_version(root: Path, src: int, dst: int) -> Path:
+    """Publish a copy of version ``src`` as ``dst`` the way the trainer does (temp name, then rename)."""
+    model_dir = root / MODEL
+    tmp = model_dir / f".tmp-copy-{dst}"
+    shutil.copytree(model_dir / str(src), tmp)
+    meta = json.loads((tmp / "metadata.json").read_text())
+    meta["version"] = dst
+    (tmp / "metadata.json").write_text(json.dumps(meta))
+    os.rename(tmp, model_dir / str(dst))
+    return model_dir / str(dst)
+
+
+def make_app(root: Path, **env: str):
+    """A Flask app on ``root`` built from env-style settings, with its model loaded."""
+    from services.inference.app import create_app
+    from services.inference.settings import Settings
+
+    values = {"MODEL_BASE_PATH": str(root), "MODEL_NAME": MODEL, "MODEL_POLL_SECONDS": "0", "THREADS": "2"}
+    values.update(env)
+    app = create_app(Settings.from_env(values))
+    return app
+
+
+def wait_loaded(app, timeout: float = 60.0) -> None:
+    """Block until the app's repository has a model (fails the test otherwise)."""
+    repo = app.extensions["inference.repository"]
+    assert repo.wait_until_loaded(timeout), f"model not loaded: {repo.last_error}"
+
+
+def free_port() -> int:
+    """An ephemeral TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A real gunicorn model server on 127.0.0.1:<ephemeral port>, stopped with SIGTERM."""
+
+    def __init__(self, root: Path, log_path: Path, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        settings = {"MODEL_BASE_PATH": str(root), "MODEL_NAME": MODEL, "PORT": str(self.port), "HOST": "127.0.0.1",
+                    "WORKERS": "1", "THREADS": "4", "GRACEFUL_TIMEOUT": "10", "MODEL_POLL_SECONDS": "1"}
+        settings.update(env)
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen([GUNICORN, "--config", "services/inference/gunicorn.conf.py"], cwd=REPO_ROOT,
+                                     env=clean_env(**settings), stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Poll readiness until 200, failing with the server log if it never comes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/v2/health/ready", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        """Everything the server wrote so far."""
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM the master (as Kubernetes does) and wait for it to exit; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+

@@ -1,0 +1,52 @@
+"""Container images of the services: hadolint-clean and true to the contracts the chart relies on."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from svc_helpers import REPO_ROOT
+
+DOCKERFILES = {"inference": REPO_ROOT / "services/inference/Dockerfile",
+               "training": REPO_ROOT / "services/training/Dockerfile"}
+COMMANDS = {"inference": '["gunicorn", "--config", "/app/services/inference/gunicorn.conf.py"]',
+            "training": '["python", "-m", "services.training.train"]'}
+
+
+def hadolint() -> str:
+    found = Path(sys.executable).with_name("hadolint")
+    return str(found) if found.exists() else (shutil.which("hadolint") or pytest.skip("hadolint not installed"))
+
+
+@pytest.mark.parametrize("service", sorted(DOCKERFILES))
+def test_hadolint_has_no_findings(service):
+    out = subprocess.run([hadolint(), str(DOCKERFILES[service])], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("service", sorted(DOCKERFILES))
+def test_image_contract(service):
+    text = DOCKERFILES[service].read_text()
+    base = re.search(r"^FROM\s+(\S+)", text, re.M).group(1)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), f"base image not pinned to a full version: {base}"
+    assert re.search(r"^WORKDIR /app$", text, re.M)
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+    assert f"COPY services/{service}/ /app/services/{service}/" in text
+    assert "COPY services/__init__.py /app/services/__init__.py" in text
+    assert re.search(rf"^CMD {re.escape(COMMANDS[service])}$", text, re.M)
+    assert (DOCKERFILES[service].parent / "Dockerfile.dockerignore").is_file()
+
+
+@pytest.mark.parametrize("service", sorted(DOCKERFILES))
+def test_requirements_are_exact_pins(service):
+    lines = [ln.split("#")[0].strip() for ln in (REPO_ROOT / f"services/{service}/requirements.txt").read_text()
+             .splitlines()]
+    pins = [ln for ln in lines if ln]
+    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", ln) for ln in pins), pins
+    if service == "inference":
+        assert not any(ln.lower().startswith(("tensorflow", "keras")) for ln in pins), "no TensorFlow when serving"
