@@ -86,6 +86,7 @@ class Serving:
     target_cpu_percent: int
     pdb: dict[str, int]
     gateway: Gateway
+    client_namespaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class Monitoring:
     latency_seconds: float = 0.25
     latency_percentile: float = 0.99
     rule_labels: tuple[tuple[str, str], ...] = ()
+    prometheus_namespace: str = "monitoring"
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,11 @@ def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
             if parse_quantity(resources["requests"][kind]) > parse_quantity(resources["limits"][kind]):
                 problems.append((f"{section}.resources.requests.{kind}",
                                  f"must be <= limits.{kind} ({resources['limits'][kind]})"))
+    modes = data["training"]["storage"].get("accessModes", ["ReadWriteMany"])
+    if "ReadWriteMany" not in modes:
+        problems.append(("training.storage.accessModes",
+                         f"{modes} cannot work: the training Job writes the model store while server pods on "
+                         "other nodes read it; use ReadWriteMany (an NFS-like storage class)"))
     for list_name, field in (("models", "name"), ("environments", "name"),
                              ("environments", "namespace"), ("environments", "overlay")):
         seen: dict[str, int] = {}
@@ -297,7 +304,8 @@ def _to_settings(data: dict) -> Platform:
             resources=resources(s["resources"]),
             min_replicas=s["autoscaling"]["minReplicas"], max_replicas=s["autoscaling"]["maxReplicas"],
             target_cpu_percent=s["autoscaling"]["targetCPUUtilizationPercentage"],
-            pdb=dict(s["podDisruptionBudget"]), gateway=Gateway(**s.get("gateway", {}))),
+            pdb=dict(s["podDisruptionBudget"]), gateway=Gateway(**s.get("gateway", {})),
+            client_namespaces=tuple(s.get("clientNamespaces", []))),
         training=Training(
             resources=resources(t["resources"]), gpus=t.get("gpus", 0),
             tolerations=tuple(t.get("tolerations", [])), node_selector=dict(t.get("nodeSelector", {})),
@@ -305,7 +313,7 @@ def _to_settings(data: dict) -> Platform:
             ttl_seconds_after_finished=t["ttlSecondsAfterFinished"], schedule=t.get("schedule"),
             dataset_path=t.get("dataset", {}).get("path", ""),
             storage=Storage(storage["claimName"], storage["size"],
-                            tuple(storage.get("accessModes", ["ReadWriteOnce"])), storage.get("storageClassName"))),
+                            tuple(storage.get("accessModes", ["ReadWriteMany"])), storage.get("storageClassName"))),
         environments=tuple(
             Environment(e["name"], e["namespace"], e["overlay"], e["strategy"], e.get("requireDigest", False),
                         e["sync"]["automated"], e["sync"].get("prune", False), e["sync"].get("selfHeal", False))
@@ -320,7 +328,8 @@ def _monitoring(data: dict | None) -> Monitoring:
     if data is None:
         return Monitoring()
     return Monitoring(data["availabilityObjective"], data["latencyObjectiveSeconds"],
-                      data["latencyObjectivePercentile"], tuple(sorted(data.get("ruleLabels", {}).items())))
+                      data["latencyObjectivePercentile"], tuple(sorted(data.get("ruleLabels", {}).items())),
+                      data["prometheusNamespace"])
 
 
 def load_config(path: str | Path) -> Platform:

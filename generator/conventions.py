@@ -5,6 +5,8 @@ Kept free of cdk8s (which starts Node.js through jsii) so the workflow commands 
 
 from __future__ import annotations
 
+#: The Kubernetes minor version the manifests target: schemas, kubectl, Pod Security level.
+KUBERNETES_VERSION = "1.33"
 RELEASE_KEY = "MODEL_VERSION"
 #: The model version a release ConfigMap carries until an overlay pins its own.
 DEFAULT_MODEL_VERSION = "1"

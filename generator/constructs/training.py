@@ -43,8 +43,7 @@ class TrainingJob(Construct):
         super().__init__(scope, id)
         model, training = props.model, props.training
         self.service_account = f"{model.name}-train"
-        self.labels = labels(name="trainer", instance=model.name, component="training", part_of=props.part_of,
-                             version=props.image.tag or props.image.digest.removeprefix("sha256:")[:12])
+        self.labels = labels(name="trainer", instance=model.name, component="training", part_of=props.part_of)
         self.selector = {key: self.labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
         k8s.KubeJob(
             self, "job",
@@ -91,7 +90,9 @@ class TrainingJob(Construct):
             metadata=k8s.ObjectMeta(
                 name=storage.claim_name,
                 labels={**self.labels, "app.kubernetes.io/component": "model-store"},
-                annotations={**ARGOCD_KEEP, "argocd.argoproj.io/sync-wave": "-2"}),
+                # The hook's wave, not earlier: with a WaitForFirstConsumer storage class the claim
+                # binds only once a pod uses it, and Argo CD waits for a wave to be healthy.
+                annotations={**ARGOCD_KEEP, "argocd.argoproj.io/sync-wave": "-1"}),
             spec=k8s.PersistentVolumeClaimSpec(
                 access_modes=list(storage.access_modes),
                 storage_class_name=storage.storage_class,

@@ -26,6 +26,7 @@ import jsonschema
 import kubernetes_validate
 from referencing import Registry, Resource as RefResource
 
+from generator.conventions import KUBERNETES_VERSION
 from generator.validate.model import fmt_path
 
 K8S_SCHEMA_ROOT = Path(kubernetes_validate.__file__).resolve().parent / "kubernetes-json-schema"
@@ -37,7 +38,7 @@ INT_OR_STRING_DEF = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 QUANTITY_PATTERN = (r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
                     r"(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))?$")
 QUANTITY_RE = re.compile(QUANTITY_PATTERN)
-DEFAULT_K8S_VERSION = "1.33"
+DEFAULT_K8S_VERSION = KUBERNETES_VERSION
 
 
 class SchemaError(Exception):

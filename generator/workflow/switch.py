@@ -2,13 +2,14 @@
 
 In ``active-slot.yaml`` the production Service ``<model>-server`` is pointed at the idle slot
 and the preview Service ``<model>-server-preview`` at the previously active one, for every
-model. The two slots' replica counts (``replicas:`` in kustomization.yaml) are swapped too, so
-the new active slot gets the serving capacity and the old one keeps what the idle slot had
-(often a smaller warm standby, or 0). The old slot keeps its image and model version, so
-switching back (``make switch`` again, or ``git revert`` of the commit) is the rollback.
+model. A switch never lowers capacity: the new active slot gets at least the replicas the
+active slot had (``replicas:`` in kustomization.yaml), and the old slot keeps its own, so it
+stays warm for an instant switch back. Scaling the idle slot down (even to 0) is a later,
+separate commit. The old slot keeps its image and model version, so switching back
+(``make switch`` again, or ``git revert`` of the commit) is the rollback.
 
-Argo CD applies the Deployment scale-up and the Service selector change in one sync; to keep
-the new slot's pods warm before traffic moves, give the idle slot replicas ahead of the switch.
+Argo CD applies a scale-up and the selector change in one sync, and the Service only sends
+traffic to ready pods; raise the idle slot's replicas ahead of the switch to have them warm.
 
 Refused (exit 2, nothing changed): not a blue-green environment, an unknown environment, a
 dirty tree, an ``active-slot.yaml`` that does not name a known slot. Exit 3: git or kustomize
@@ -36,9 +37,9 @@ def switch(args: argparse.Namespace) -> int:
         overlay.set_active_slot(model, idle)
         edit.note(f"{model}-server (production) selects slot", active, idle)
         counts = overlay.replicas(model, active), overlay.replicas(model, idle)
-        overlay.set_replicas(model, idle, counts[0])
-        overlay.set_replicas(model, active, counts[1])
-        edit.note(f"{model} replicas {active}/{idle}", f"{counts[0]}/{counts[1]}", f"{counts[1]}/{counts[0]}")
+        if counts[1] < counts[0]:
+            overlay.set_replicas(model, idle, counts[0])
+            edit.note(f"{model} replicas {active}/{idle}", f"{counts[0]}/{counts[1]}", f"{counts[0]}/{counts[0]}")
     if overlay.release(active) == new_release:
         print(f"switch: note: slots {active} and {idle} run the same release ({new_release.describe()})")
     return cli.finish("switch", edit, f"{overlay.env.name}: nothing to switch", dry_run=args.dry_run)

@@ -336,6 +336,12 @@ def train_and_publish(cfg: TrainConfig) -> tuple[Path, dict]:
         try:
             export.publish(tmp_dir, final_dir)
         except export.PublishError as exc:
+            if cfg.skip_existing and (final_dir / export.METADATA_FILE).is_file():
+                # Another run (a second blue-green/canary hook pinning the same version) won the
+                # race: the version exists and is complete, which is all --skip-existing asks for.
+                log.info("%s version %d was published concurrently by another run; keeping it",
+                         cfg.model_name, version)
+                return final_dir, {}
             raise UsageError(str(exc)) from exc
         log.info("published %s version %d to %s", cfg.model_name, version, final_dir)
         return final_dir, metadata

@@ -45,7 +45,7 @@ BAD_CONFIGS = {
     "typo in a key": (
         lambda d: d["serving"].update(replicas=3),
         ["platform.yaml: serving.replicas: unknown key "
-         "(allowed: autoscaling, gateway, gunicorn, podDisruptionBudget, port, resources)"]),
+         "(allowed: autoscaling, clientNamespaces, gateway, gunicorn, podDisruptionBudget, port, resources)"]),
     "namespace not DNS-1123": (
         lambda d: d["environments"][0].update(namespace="ML_Dev"),
         ["platform.yaml: environments[0].namespace: 'ML_Dev' is not a DNS-1123 label "
@@ -78,6 +78,10 @@ BAD_CONFIGS = {
     "generated overlay as environment": (
         lambda d: d["environments"][0].update(overlay="overlays/base"),
         ["platform.yaml: environments[0].overlay: 'overlays/base' is generated; an environment needs its own overlay"]),
+    "model store not shareable": (
+        lambda d: d["training"]["storage"].update(accessModes=["ReadWriteOnce"]),
+        ["platform.yaml: training.storage.accessModes: ['ReadWriteOnce'] cannot work: the training Job writes the "
+         "model store while server pods on other nodes read it; use ReadWriteMany (an NFS-like storage class)"]),
     "selfHeal without automation": (
         lambda d: d["environments"][2].update(sync={"automated": False, "selfHeal": True}),
         ["platform.yaml: environments[2].sync.selfHeal: needs automated: true (Argo CD ignores it otherwise)"]),

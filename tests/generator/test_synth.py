@@ -103,15 +103,17 @@ def test_failed_synth_leaves_the_tree_untouched(tmp_path):
 
 
 def test_write_failure_midway_keeps_the_previous_tree(tmp_path, tree, monkeypatch):
+    """A failure while staging the second generated directory leaves the first one untouched too."""
     config = copy_inputs(tmp_path)
     before = snapshot(tmp_path)
     changed = {path: data + b"# changed\n" for path, data in tree.items()}
+    fail_at = sum(path.startswith(GENERATED_ROOTS[0] + "/") for path in tree) + 2
     calls = {"n": 0}
     real_write = Path.write_bytes
 
     def failing_write(self, data):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == fail_at:
             raise OSError(28, "No space left on device")
         return real_write(self, data)
 

