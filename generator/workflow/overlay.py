@@ -36,7 +36,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from generator.config import ConfigError, Environment, Platform, load_config
+from generator.config import ConfigError, Environment, Image, Platform, load_config
 from generator.conventions import (RELEASE_KEY, VARIANT_LABEL, VARIANTS,  # noqa: F401 (re-exported)
                                    release_config_map_name, variant_image_name)
 from generator.tools import REPO_ROOT, ToolError, render_overlay
@@ -78,15 +78,8 @@ def find_env(platform: Platform, name: str) -> Environment:
 
 
 @dataclass(frozen=True)
-class Pin:
+class Pin(Image):
     """An image as an overlay pins it: the real repository and a tag or a digest."""
-    repository: str
-    tag: str = ""
-    digest: str = ""
-
-    @property
-    def reference(self) -> str:
-        return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
 
     @property
     def short(self) -> str:
