@@ -79,34 +79,24 @@ def _env_bool(environ, name: str) -> bool:
     raise UsageError(f"environment variable {name}={environ[name]!r} is not a boolean (use true or false)")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def _number(kind: type, low: float, high: float | None, rule: str):
+    """An argparse/env converter: ``kind`` parsed from text, kept within [low, high]."""
+    noun = "an integer" if kind is int else "a number"
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not (low <= value and (high is None or value <= high)):  # NaN fails too
+            raise argparse.ArgumentTypeError(f"{value} {rule}")
+        return value
+    return convert
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 1")
-    return value
+_positive_int = _number(int, 1, None, "must be at least 1")
+_non_negative_int = _number(int, 0, None, "must not be negative")
+_fraction = _number(float, 0.0, 1.0, "must be between 0 and 1")
 
 
 def _positive_float(text: str) -> float:
