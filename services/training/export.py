@@ -8,7 +8,6 @@ disk, and renamed into place, so a version directory is either complete or absen
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from services.training.data import sha256_file  # noqa: F401 (artifact checksums use it as export.sha256_file)
 from services.training.model import INPUT_NAME, OUTPUT_NAME
 
 TEMP_PREFIX = ".tmp-"
@@ -106,15 +106,6 @@ def tflite_predict(tflite_model: bytes, x: np.ndarray) -> np.ndarray:
     interpreter = Interpreter(model_content=tflite_model, num_threads=1)
     runner = interpreter.get_signature_runner(SIGNATURE)
     return runner(**{INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[OUTPUT_NAME]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_json(path: Path, payload: dict) -> None:
