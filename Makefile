@@ -1,5 +1,6 @@
-# Every target bootstraps what it needs: .venv from requirements.txt, kubectl and helm
-# into .tools/ (see generator/tools.py). `make help` lists the targets.
+# Every target bootstraps what it needs, and only that: .venv from the pinned dependency
+# group(s) it uses (requirements/*.txt, services/*/requirements.txt), kubectl and helm into
+# .tools/ (see generator/tools/). `make help` lists the targets.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -9,9 +10,17 @@ MAKEFLAGS += --no-print-directory
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-VENV_STAMP := $(VENV)/.installed
 TOOLS_STAMP := .tools/tools.json
-BOOTSTRAP := $(VENV_STAMP) $(TOOLS_STAMP)
+
+# Dependency groups, each a lock file with hashes made by `make lock` from its .in file.
+LOCK_generator := requirements/generator.txt
+LOCK_dev := requirements/dev.txt
+LOCK_inference := services/inference/requirements.txt
+LOCK_training := services/training/requirements.txt
+GROUPS := generator dev inference training
+installed = $(foreach group,$(1),$(VENV)/.installed-$(group))
+GENERATOR := $(call installed,generator) $(TOOLS_STAMP)
+EVERYTHING := $(call installed,$(GROUPS)) $(TOOLS_STAMP)
 
 # jsii prints an end-of-life banner for Node.js 20, the newest the registries offer.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -27,22 +36,38 @@ help: ## List every target with what it does
 
 # --- bootstrap ---------------------------------------------------------------
 
-$(VENV_STAMP): requirements.txt services/inference/requirements.txt services/training/requirements.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+.SECONDEXPANSION:
+$(VENV)/.installed-%: $$(LOCK_$$*) | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $<
 	@touch $@
 
-$(TOOLS_STAMP): generator/tools.py | $(VENV_STAMP)
+$(TOOLS_STAMP): generator/tools/__init__.py | $(call installed,generator)
 	$(PY) -m generator.tools
 
-.PHONY: venv tools
-venv: $(VENV_STAMP) ## Create .venv from the pinned requirements (no work when up to date)
-tools: $(BOOTSTRAP) ## Provide kubectl (with kustomize) and helm; print their versions
+.PHONY: venv tools lock
+venv: $(call installed,$(GROUPS)) ## Install every dependency group into .venv (no work when up to date)
+tools: $(GENERATOR) ## Provide kubectl (with kustomize) and helm; print their versions
+
+# One resolution for all groups (requirements/constraints.txt), then each group's lock from it,
+# so the groups agree on every shared package and can share one .venv.
+LOCK_INPUTS := $(foreach group,$(GROUPS),$(LOCK_$(group):.txt=.in))
+PIP_COMPILE = $(VENV)/bin/pip-compile --quiet --strip-extras --allow-unsafe --no-header \
+  --no-emit-index-url --no-emit-find-links
+lock: $(call installed,dev) ## Re-pin every dependency group from its .in file (exact versions and hashes)
+	$(PIP_COMPILE) --output-file requirements/constraints.txt $(LOCK_INPUTS)
+	@for input in $(LOCK_INPUTS); do \
+	  echo "lock: $${input%.in}.txt"; \
+	  $(PIP_COMPILE) --generate-hashes --constraint requirements/constraints.txt \
+	    --output-file "$${input%.in}.txt" "$$input"; \
+	done
 
 # --- the main job --------------------------------------------------------------
 
 .PHONY: synth check
-synth: $(BOOTSTRAP) ## Generate overlays/base, overlays/components and argocd/ from platform.yaml
+synth: $(GENERATOR) ## Generate overlays/base, overlays/components and argocd/ from platform.yaml
 	$(PY) -m generator synth
 
 check: synth ## Regenerate and fail if the committed generated files were stale
@@ -52,13 +77,13 @@ check: synth ## Regenerate and fail if the committed generated files were stale
 # --- tests and checks --------------------------------------------------------
 
 .PHONY: test validate lint
-test: $(BOOTSTRAP) ## Run every test suite (real kustomize, helm, gunicorn, TensorFlow, LiteRT)
+test: $(EVERYTHING) ## Run every test suite (real kustomize, helm, gunicorn, TensorFlow, LiteRT)
 	$(PY) -m pytest -n 2 --dist loadfile
 
-validate: $(BOOTSTRAP) ## Render every overlay; check schemas, policies, cross-references (ARGS="--output junit")
+validate: $(GENERATOR) ## Render every overlay; check schemas, policies, cross-references (ARGS="--output junit")
 	$(PY) -m generator validate $(ARGS)
 
-lint: $(BOOTSTRAP) ## yamllint every YAML file, hadolint the Dockerfiles, helm lint --strict the chart
+lint: $(GENERATOR) $(call installed,dev) ## yamllint every YAML file, hadolint the Dockerfiles, helm lint --strict the chart
 	$(PY) -m generator lint
 
 # --- release workflow: each edits overlay files only, never a cluster -------------
@@ -67,41 +92,41 @@ lint: $(BOOTSTRAP) ## yamllint every YAML file, hadolint the Dockerfiles, helm l
 DRY = $(if $(DRY_RUN),--dry-run)
 
 .PHONY: promote canary switch set-image diff status
-promote: $(BOOTSTRAP) ## Copy image and model version between overlays: make promote FROM=staging TO=prod
+promote: $(GENERATOR) ## Copy image and model version between overlays: make promote FROM=staging TO=prod
 	$(PY) -m generator promote --from "$(FROM)" --to "$(TO)" $(DRY)
 
-canary: $(BOOTSTRAP) ## Set the canary weight: make canary ENV=prod-canary WEIGHT=25 (100 promotes, 0 aborts)
+canary: $(GENERATOR) ## Set the canary weight: make canary ENV=prod-canary WEIGHT=25 (100 promotes, 0 aborts)
 	$(PY) -m generator canary --env "$(ENV)" --weight "$(WEIGHT)" $(DRY)
 
-switch: $(BOOTSTRAP) ## Flip the active slot: make switch ENV=prod-blue-green
+switch: $(GENERATOR) ## Flip the active slot: make switch ENV=prod-blue-green
 	$(PY) -m generator switch --env "$(ENV)" $(DRY)
 
-set-image: $(BOOTSTRAP) ## Pin an image: make set-image ENV=dev IMAGE=server TAG=... (or DIGEST=sha256:...)
+set-image: $(GENERATOR) ## Pin an image: make set-image ENV=dev IMAGE=server TAG=... (or DIGEST=sha256:...)
 	$(PY) -m generator set-image --env "$(ENV)" --image "$(IMAGE)" $(if $(TAG),--tag "$(TAG)") $(if $(DIGEST),--digest "$(DIGEST)") $(if $(SLOT),--variant "$(SLOT)") $(DRY)
 
-diff: $(BOOTSTRAP) ## Show rendered changes against BASE (default origin/main); MARKDOWN=1 for a PR comment
+diff: $(GENERATOR) ## Show rendered changes against BASE (default origin/main); MARKDOWN=1 for a PR comment
 	$(PY) -m generator diff --base "$(or $(BASE),origin/main)" $(if $(MARKDOWN),--markdown)
 
-status: $(BOOTSTRAP) ## One table of every environment: strategy, image, model version, replicas, weight or slot
+status: $(GENERATOR) ## One table of every environment: strategy, image, model version, replicas, weight or slot
 	$(PY) -m generator status
 
 # --- services ------------------------------------------------------------------
 
 .PHONY: train serve
-train: $(VENV_STAMP) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL= to change)
+train: $(call installed,training) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL= to change)
 	$(PY) -m services.training.train --model-root $(MODEL_ROOT) --model-name $(MODEL)
 
-serve: $(VENV_STAMP) ## Serve the trained models with gunicorn on port 8080 (PORT= to change)
+serve: $(call installed,inference) ## Serve the trained models with gunicorn on port 8080 (PORT= to change)
 	MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) PORT=$(PORT) \
 	  $(VENV)/bin/gunicorn --config services/inference/gunicorn.conf.py
 
 # --- benchmarks (not part of make test) ----------------------------------------
 
 .PHONY: bench bench-validate
-bench: $(VENV_STAMP) ## Benchmark the model server against the HTTP ceiling and a tutorial-style server
+bench: $(EVERYTHING) ## Benchmark the model server against the HTTP ceiling and a tutorial-style server
 	$(PY) -m benchmarks.serving
 
-bench-validate: $(BOOTSTRAP) ## Benchmark make validate against kubernetes-validate, and on a large platform
+bench-validate: $(GENERATOR) ## Benchmark make validate against kubernetes-validate, and on a large platform
 	$(PY) -m benchmarks.validation
 
 .PHONY: clean

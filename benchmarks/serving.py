@@ -135,8 +135,17 @@ class Result:
         return self.rps * self.images_per_request
 
 
-def load(name: str, port: int, request: bytes, *, connections: int, warmup: float, seconds: float,
-         images: int = 1, max_requests: int = 2_000_000) -> Result:
+def load(
+    name: str,
+    port: int,
+    request: bytes,
+    *,
+    connections: int,
+    warmup: float,
+    seconds: float,
+    images: int = 1,
+    max_requests: int = 2_000_000,
+) -> Result:
     """Run ``connections`` client processes against ``port``; aggregate their latencies."""
     ctx = mp.get_context("fork")
     start_at = time.time() + 0.3
@@ -206,8 +215,9 @@ class Gunicorn:
         self.port, self.ready_path = port, ready_path
         self.started = time.perf_counter()
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def wait_ready(self, timeout: float = 120.0) -> float:
         """Seconds from process start until the ready path answered 200."""
@@ -249,8 +259,16 @@ def base_env(**extra: str) -> dict:
 def start_model_server(root: Path, workers: int, threads: int, backend: str = "litert") -> Gunicorn:
     """services/inference exactly as `make serve` runs it, on an ephemeral loopback port."""
     port = free_port()
-    env = base_env(MODEL_BASE_PATH=str(root), MODEL_NAME=MODEL, PORT=str(port), HOST="127.0.0.1",
-                   WORKERS=str(workers), THREADS=str(threads), MODEL_BACKEND=backend, LOG_LEVEL="warning")
+    env = base_env(
+        MODEL_BASE_PATH=str(root),
+        MODEL_NAME=MODEL,
+        PORT=str(port),
+        HOST="127.0.0.1",
+        WORKERS=str(workers),
+        THREADS=str(threads),
+        MODEL_BACKEND=backend,
+        LOG_LEVEL="warning",
+    )
     return Gunicorn([GUNICORN, "--config", "services/inference/gunicorn.conf.py"], env, "/v2/health/ready", port)
 
 
@@ -258,9 +276,21 @@ def start_reference_server(keras_file: Path, workers: int, threads: int) -> Guni
     """The tutorial-style server under the same gunicorn settings."""
     port = free_port()
     env = base_env(REFERENCE_MODEL=str(keras_file))
-    argv = [GUNICORN, "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
-            "--worker-class", "gthread", "--log-level", "warning", "--no-control-socket",
-            "benchmarks.reference_server:create_app()"]
+    argv = [
+        GUNICORN,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--worker-class",
+        "gthread",
+        "--log-level",
+        "warning",
+        "--no-control-socket",
+        "benchmarks.reference_server:create_app()",
+    ]
     return Gunicorn(argv, env, "/health", port)
 
 
@@ -276,9 +306,26 @@ def find_or_train_model(model_root: Path) -> Path:
     bench_root = REPO_ROOT / ".bench" / "models"
     if not (bench_root / MODEL / "1" / "model.keras").is_file():
         print(f"no trained model under {model_root}; training a quick one into {bench_root} ...", flush=True)
-        subprocess.run([PY, "-m", "services.training.train", "--model-root", str(bench_root), "--model-name", MODEL,
-                        "--version", "1", "--epochs", "2", "--max-examples", "2000"], cwd=REPO_ROOT,
-                       env=base_env(), check=True)
+        subprocess.run(
+            [
+                PY,
+                "-m",
+                "services.training.train",
+                "--model-root",
+                str(bench_root),
+                "--model-name",
+                MODEL,
+                "--version",
+                "1",
+                "--epochs",
+                "2",
+                "--max-examples",
+                "2000",
+            ],
+            cwd=REPO_ROOT,
+            env=base_env(),
+            check=True,
+        )
     return bench_root
 
 
@@ -328,8 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "4")))
     p.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", "4")))
     p.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "2")))
-    p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "5")),
-                   help="measure every scenario this many times (interleaved); report medians")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=int(os.environ.get("BENCH_ROUNDS", "5")),
+        help="measure every scenario this many times (interleaved); report medians",
+    )
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--cold-starts", type=int, default=3)
     args = p.parse_args(argv)
@@ -346,10 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     predict = f"/v1/models/{MODEL}:predict"
     common = dict(connections=args.connections, warmup=args.warmup, seconds=args.seconds)
 
-    print(f"model {MODEL} v{version} from {root}; server: {args.workers} worker(s) x {args.threads} threads, "
-          f"{args.connections} keep-alive client connections, median of {args.rounds} rounds of {args.seconds:g}s, "
-          f"{os.cpu_count()} CPUs",
-          flush=True)
+    print(
+        f"model {MODEL} v{version} from {root}; server: {args.workers} worker(s) x {args.threads} threads, "
+        f"{args.connections} keep-alive client connections, median of {args.rounds} rounds of {args.seconds:g}s, "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
 
     model_only = model_only_us_per_image(model_dir / str(version), images)
     cold = []
@@ -360,11 +413,13 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
 
-    scenarios = [("1  trivial route (HTTP ceiling)", http_request("GET", "/v2/health/live"), 1),
-                 ("2  predict, 1 image, JSON [28,28]", http_request("POST", predict, single), 1),
-                 ("2b predict, 1 image, JSON [28,28,1]", http_request("POST", predict, single_c), 1),
-                 ("3  predict, 1 image, b64 PNG", http_request("POST", predict, b64), 1),
-                 ("4  predict, 64 images, JSON", http_request("POST", predict, batch), 64)]
+    scenarios = [
+        ("1  trivial route (HTTP ceiling)", http_request("GET", "/v2/health/live"), 1),
+        ("2  predict, 1 image, JSON [28,28]", http_request("POST", predict, single), 1),
+        ("2b predict, 1 image, JSON [28,28,1]", http_request("POST", predict, single_c), 1),
+        ("3  predict, 1 image, b64 PNG", http_request("POST", predict, b64), 1),
+        ("4  predict, 64 images, JSON", http_request("POST", predict, batch), 64),
+    ]
     rounds: dict[str, list[Result]] = {}
 
     def keep(result: Result) -> None:
@@ -387,34 +442,46 @@ def main(argv: list[str] | None = None) -> int:
         reference.wait_ready()
         ref_body = json.dumps({"instances": [np.round(images[0, :, :, 0], 4).tolist()]}).encode()
         for round_no in range(1, args.rounds + 1):
-            result = load("5  reference: Flask + Keras predict", reference.port,
-                          http_request("POST", "/predict", ref_body), **common)
+            result = load(
+                "5  reference: Flask + Keras predict",
+                reference.port,
+                http_request("POST", "/predict", ref_body),
+                **common,
+            )
             result.rss_mb = max(children_rss_mb(reference.proc.pid) or [float("nan")])
             keep(result)
             print(f"  round {round_no}: {result.name}: {result.rps:,.0f} req/s", flush=True)
     finally:
         reference.stop()
     results = [sorted(rs, key=lambda r: r.rps)[len(rs) // 2] for rs in rounds.values()]  # median rounds
-    per_round = {r.name[:2].strip(): rs for r, rs in zip(results, rounds.values())}
+    per_round = {r.name[:2].strip(): rs for r, rs in zip(results, rounds.values(), strict=True)}
 
     def median_ratio(num: str, den: str, images: bool = False) -> float:
-        values = [(a.images_per_second / b.images_per_second) if images else (a.rps / b.rps)
-                  for a, b in zip(per_round[num], per_round[den])]
+        values = [
+            (a.images_per_second / b.images_per_second) if images else (a.rps / b.rps)
+            for a, b in zip(per_round[num], per_round[den], strict=True)
+        ]
         return statistics.median(values)
 
-    by = {r.name[:2].strip(): r for r in results}
     print()
-    header = f"{'scenario':<38} {'req/s':>9} {'images/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'RSS/worker MB':>14} {'errors':>7}"
+    columns = (("req/s", 9), ("images/s", 10), ("p50 ms", 8), ("p99 ms", 8), ("RSS/worker MB", 14), ("errors", 7))
+    header = f"{'scenario':<38} " + " ".join(f"{name:>{width}}" for name, width in columns)
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r.name:<38} {fmt(r.rps):>9} {fmt(r.images_per_second):>10} {fmt(r.p50_ms, 2):>8} "
-              f"{fmt(r.p99_ms, 2):>8} {fmt(r.rss_mb, 0):>14} {r.errors:>7}")
+        print(
+            f"{r.name:<38} {fmt(r.rps):>9} {fmt(r.images_per_second):>10} {fmt(r.p50_ms, 2):>8} "
+            f"{fmt(r.p99_ms, 2):>8} {fmt(r.rss_mb, 0):>14} {r.errors:>7}"
+        )
     cold_median = statistics.median(cold)
-    print(f"{'cold start to ready (median of ' + str(len(cold)) + ')':<38} {cold_median:>8.2f}s  "
-          f"(runs: {', '.join(f'{c:.2f}' for c in cold)})")
-    print(f"{'LiteRT alone, in process (no HTTP)':<38} {model_only[1]:>6.1f} us/image at batch 1, "
-          f"{model_only[64]:.1f} us/image at batch 64")
+    print(
+        f"{'cold start to ready (median of ' + str(len(cold)) + ')':<38} {cold_median:>8.2f}s  "
+        f"(runs: {', '.join(f'{c:.2f}' for c in cold)})"
+    )
+    print(
+        f"{'LiteRT alone, in process (no HTTP)':<38} {model_only[1]:>6.1f} us/image at batch 1, "
+        f"{model_only[64]:.1f} us/image at batch 64"
+    )
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{'machine load average (1 min) at the end':<38} {load_avg:>6.2f} on {os.cpu_count()} CPUs")
     print()
@@ -423,8 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = [
         ("(2) req/s vs (1) HTTP ceiling", median_ratio("2", "1"), TARGETS["predict_vs_ceiling"], ">="),
         ("(2) req/s vs (5) reference", median_ratio("2", "5"), TARGETS["predict_vs_reference"], ">="),
-        ("(4) images/s vs (2) images/s", median_ratio("4", "2", images=True), TARGETS["batch_vs_single_images"],
-         ">="),
+        ("(4) images/s vs (2) images/s", median_ratio("4", "2", images=True), TARGETS["batch_vs_single_images"], ">="),
         ("cold start seconds (LiteRT)", cold_median, TARGETS["cold_start_seconds"], "<="),
         ("RSS MB per worker (LiteRT)", lite_rss, TARGETS["rss_mb_per_worker"], "<="),
     ]
@@ -432,8 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     for label, measured, target, op in checks:
         ok = measured >= target if op == ">=" else measured <= target
         ratio = measured / target if op == ">=" else target / measured
-        print(f"{label:<34} {measured:>10.2f} {op + ' ' + format(target, 'g'):>9} {ratio:>6.2f}x  "
-              f"{'met' if ok else 'MISSED'}")
+        print(
+            f"{label:<34} {measured:>10.2f} {op + ' ' + format(target, 'g'):>9} {ratio:>6.2f}x  "
+            f"{'met' if ok else 'MISSED'}"
+        )
     if any(r.errors for r in results):
         print("\nwarning: some requests did not answer 200 (see the errors column)")
     return 0

@@ -50,8 +50,12 @@ def sample_resources() -> list[dict]:
     docs.extend(d for d in yaml.safe_load_all(FIXTURE.read_text()) if d)
     store = SchemaStore(K8S_VERSION)
     # Kubernetes kinds only: kubernetes-validate has no schemas for CRDs.
-    return [d for d in docs if store._load_schema(d["apiVersion"], d["kind"]) not in (None,)
-            and store._load_schema(d["apiVersion"], d["kind"])[1]]
+    return [
+        d
+        for d in docs
+        if store._load_schema(d["apiVersion"], d["kind"]) not in (None,)
+        and store._load_schema(d["apiVersion"], d["kind"])[1]
+    ]
 
 
 def time_loop(fn, docs: list[dict], min_seconds: float) -> tuple[float, int]:
@@ -81,9 +85,15 @@ def bench_throughput(docs: list[dict]) -> dict:
     cold = len(docs) / (time.perf_counter() - started)
     ours, ours_n = time_loop(cold_store.errors, docs, 2.0)
     baseline, base_n = time_loop(theirs, docs, 2.0)
-    return {"resources": len(docs), "ours_warm_per_s": ours, "ours_cold_per_s": cold,
-            "kubernetes_validate_per_s": baseline, "ratio_warm": ours / baseline, "ratio_cold": cold / baseline,
-            "samples": {"ours": ours_n, "kubernetes_validate": base_n}}
+    return {
+        "resources": len(docs),
+        "ours_warm_per_s": ours,
+        "ours_cold_per_s": cold,
+        "kubernetes_validate_per_s": baseline,
+        "ratio_warm": ours / baseline,
+        "ratio_cold": cold / baseline,
+        "samples": {"ours": ours_n, "kubernetes_validate": base_n},
+    }
 
 
 def _rename(doc: dict, model: str) -> dict:
@@ -111,37 +121,59 @@ def synthesize(root: Path, models: int) -> None:
         name = f"{model}.yaml"
         (base / name).write_text("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs))
         files.append(name)
-    (base / "kustomization.yaml").write_text(yaml.safe_dump(
-        {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": files}))
+    (base / "kustomization.yaml").write_text(
+        yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": files})
+    )
     argocd = root / "argocd"
     argocd.mkdir()
-    project = {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
-               "metadata": {"name": "bench", "namespace": "argocd"},
-               "spec": {"sourceRepos": [REPO_URL],
-                        "destinations": [{"server": "https://kubernetes.default.svc", "namespace": f"ml-{e}"}
-                                         for e in ENVIRONMENTS],
-                        "clusterResourceWhitelist": [],
-                        "namespaceResourceWhitelist": [{"group": g, "kind": k} for g, k in sorted(kinds)]}}
+    project = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": "bench", "namespace": "argocd"},
+        "spec": {
+            "sourceRepos": [REPO_URL],
+            "destinations": [
+                {"server": "https://kubernetes.default.svc", "namespace": f"ml-{e}"} for e in ENVIRONMENTS
+            ],
+            "clusterResourceWhitelist": [],
+            "namespaceResourceWhitelist": [{"group": g, "kind": k} for g, k in sorted(kinds)],
+        },
+    }
     (argocd / "appproject.yaml").write_text(yaml.safe_dump(project))
     for env in ENVIRONMENTS:
         overlay = root / "overlays" / env
         overlay.mkdir()
-        (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-            "namespace": f"ml-{env}", "resources": ["../base"],
-            "images": [{"name": "registry.example.com/ml/server", "newTag": "1.0.1"}],
-            "labels": [{"pairs": {"environment": env}}]}, sort_keys=False))
-        app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-               "metadata": {"name": f"bench-{env}", "namespace": "argocd"},
-               "spec": {"project": "bench",
-                        "source": {"repoURL": REPO_URL, "targetRevision": "main", "path": f"overlays/{env}"},
-                        "destination": {"server": "https://kubernetes.default.svc", "namespace": f"ml-{env}"},
-                        "syncPolicy": {"syncOptions": ["RespectIgnoreDifferences=true"]},
-                        "ignoreDifferences": [{"group": "apps", "kind": "Deployment",
-                                               "jsonPointers": ["/spec/replicas"]}]}}
+        (overlay / "kustomization.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                    "kind": "Kustomization",
+                    "namespace": f"ml-{env}",
+                    "resources": ["../base"],
+                    "images": [{"name": "registry.example.com/ml/server", "newTag": "1.0.1"}],
+                    "labels": [{"pairs": {"environment": env}}],
+                },
+                sort_keys=False,
+            )
+        )
+        app = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": f"bench-{env}", "namespace": "argocd"},
+            "spec": {
+                "project": "bench",
+                "source": {"repoURL": REPO_URL, "targetRevision": "main", "path": f"overlays/{env}"},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": f"ml-{env}"},
+                "syncPolicy": {"syncOptions": ["RespectIgnoreDifferences=true"]},
+                "ignoreDifferences": [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}],
+            },
+        }
         (argocd / f"application-{env}.yaml").write_text(yaml.safe_dump(app))
-    (root / "platform.yaml").write_text(yaml.safe_dump(
-        {"environments": [{"name": e, "namespace": f"ml-{e}", "overlay": f"overlays/{e}"} for e in ENVIRONMENTS]}))
+    (root / "platform.yaml").write_text(
+        yaml.safe_dump(
+            {"environments": [{"name": e, "namespace": f"ml-{e}", "overlay": f"overlays/{e}"} for e in ENVIRONMENTS]}
+        )
+    )
 
 
 def bench_platform(models: int, repeat: int = 2) -> dict:
@@ -153,8 +185,9 @@ def bench_platform(models: int, repeat: int = 2) -> dict:
             root = Path(tmp)
             synthesize(root, models)
             started = time.perf_counter()
-            result = engine.run(engine.Options(root=root, kubernetes_version=K8S_VERSION, freshness=False,
-                                               kubeconform="off"))
+            result = engine.run(
+                engine.Options(root=root, kubernetes_version=K8S_VERSION, freshness=False, kubeconform="off")
+            )
             times.append(time.perf_counter() - started)
             # Where the time goes: kustomize alone on one overlay, and the in-process checks alone.
             kustomize_started = time.perf_counter()
@@ -165,16 +198,24 @@ def bench_platform(models: int, repeat: int = 2) -> dict:
             engine.check_overlay(SchemaStore(K8S_VERSION), resources)
             checks_one = time.perf_counter() - checks_started
     elapsed = min(times)
-    return {"models": models, "overlays": result.stats["overlays"], "resources": result.stats["resources"],
-            "findings": len(result.findings), "seconds": elapsed, "kustomize_one_overlay_s": kustomize_one,
-            "checks_one_overlay_s": checks_one,
-            "findings_sample": [f.render() for f in result.findings[:5]]}
+    return {
+        "models": models,
+        "overlays": result.stats["overlays"],
+        "resources": result.stats["resources"],
+        "findings": len(result.findings),
+        "seconds": elapsed,
+        "kustomize_one_overlay_s": kustomize_one,
+        "checks_one_overlay_s": checks_one,
+        "findings_sample": [f.render() for f in result.findings[:5]],
+    }
 
 
 def main() -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"bench-validate: Kubernetes {K8S_VERSION} strict schemas, {os.cpu_count()} CPU(s), "
-          f"load average {load:.1f} at start")
+    print(
+        f"bench-validate: Kubernetes {K8S_VERSION} strict schemas, {os.cpu_count()} CPU(s), "
+        f"load average {load:.1f} at start"
+    )
     docs = sample_resources()
     tp = bench_throughput(docs)
     print(f"\nSchema validation, {tp['resources']} distinct Kubernetes resources (repository overlays + fixture):")
@@ -183,26 +224,35 @@ def main() -> int:
     print(f"  kubernetes_validate.validate() per call   {tp['kubernetes_validate_per_s']:10.0f} resources/s")
     print(f"  ratio warm: {tp['ratio_warm']:.1f}x   ratio cold: {tp['ratio_cold']:.1f}x   (target >= 10x)")
 
-    print("\nWhole make validate (no freshness check; cold: no cache) on a synthesized platform, 5 overlays, "
-          "best of 2:")
+    print(
+        "\nWhole make validate (no freshness check; cold: no cache) on a synthesized platform, 5 overlays, best of 2:"
+    )
     runs = [bench_platform(n) for n in (10, 25, 50)]
     for run in runs:
         per = run["seconds"] / run["models"]
-        print(f"  {run['models']:3d} models: {run['resources']:5d} resources in {run['seconds']:6.2f} s "
-              f"({per * 1000:5.0f} ms/model, {run['resources'] / run['seconds']:6.0f} resources/s, "
-              f"{run['findings']} finding(s))")
-        print(f"       of which, per overlay: kustomize build {run['kustomize_one_overlay_s']:.2f} s, "
-              f"all in-process checks {run['checks_one_overlay_s']:.2f} s")
+        print(
+            f"  {run['models']:3d} models: {run['resources']:5d} resources in {run['seconds']:6.2f} s "
+            f"({per * 1000:5.0f} ms/model, {run['resources'] / run['seconds']:6.0f} resources/s, "
+            f"{run['findings']} finding(s))"
+        )
+        print(
+            f"       of which, per overlay: kustomize build {run['kustomize_one_overlay_s']:.2f} s, "
+            f"all in-process checks {run['checks_one_overlay_s']:.2f} s"
+        )
         for line in run["findings_sample"]:
             print(f"      {line}")
     growth = (runs[-1]["seconds"] / runs[0]["seconds"]) / (runs[-1]["models"] / runs[0]["models"])
     checks_growth = (runs[-1]["checks_one_overlay_s"] / runs[0]["checks_one_overlay_s"]) / (
-        runs[-1]["models"] / runs[0]["models"])
+        runs[-1]["models"] / runs[0]["models"]
+    )
     kustomize_growth = (runs[-1]["kustomize_one_overlay_s"] / runs[0]["kustomize_one_overlay_s"]) / (
-        runs[-1]["models"] / runs[0]["models"])
-    print(f"  50 models: {runs[-1]['seconds']:.1f} s (target < 60 s). Growth from 10 to 50 models, divided by the "
-          f"size ratio (1.0 = linear): whole run {growth:.2f}, in-process checks {checks_growth:.2f}, "
-          f"kustomize build {kustomize_growth:.2f}")
+        runs[-1]["models"] / runs[0]["models"]
+    )
+    print(
+        f"  50 models: {runs[-1]['seconds']:.1f} s (target < 60 s). Growth from 10 to 50 models, divided by the "
+        f"size ratio (1.0 = linear): whole run {growth:.2f}, in-process checks {checks_growth:.2f}, "
+        f"kustomize build {kustomize_growth:.2f}"
+    )
     out = REPO_ROOT / ".bench" / "validation.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"throughput": tp, "platform": runs}, indent=2) + "\n")

@@ -23,7 +23,7 @@ EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_TOOL = 0, 1, 2, 3
 def synth(args: argparse.Namespace) -> int:
     """Render platform.yaml into overlays/base and argocd/, atomically."""
     from generator.config import ConfigError
-    from generator.synth import write_tree, render_tree
+    from generator.synth import render_tree, write_tree
     from generator.tools import ToolError
 
     started = time.monotonic()
@@ -61,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in DELEGATED:
         import importlib
+
         return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m generator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("synth", help="generate overlays/base, overlays/components and argocd/ from platform.yaml")
     p.add_argument("--config", type=Path, default=Path("platform.yaml"), help="path to platform.yaml")

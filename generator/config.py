@@ -37,6 +37,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Image:
     """A container image: repository plus a tag or a digest (the digest wins)."""
+
     repository: str
     tag: str = ""
     digest: str = ""
@@ -50,6 +51,7 @@ class Image:
 @dataclass(frozen=True)
 class Resources:
     """cpu and memory requests and limits, as Kubernetes quantities."""
+
     requests: dict[str, str]
     limits: dict[str, str]
 
@@ -61,6 +63,7 @@ class Resources:
 @dataclass(frozen=True)
 class Model:
     """One model the platform trains and serves."""
+
     name: str
     input_shape: tuple[int, ...]
     classes: tuple[str, ...]
@@ -70,6 +73,7 @@ class Model:
 @dataclass(frozen=True)
 class Gateway:
     """The Gateway API Gateway that canary HTTPRoutes attach to (namespace "" = the route's own)."""
+
     name: str = "ml-gateway"
     namespace: str = ""
 
@@ -77,6 +81,7 @@ class Gateway:
 @dataclass(frozen=True)
 class Serving:
     """How the inference service runs (shared by every model)."""
+
     port: int
     workers: int
     threads: int
@@ -92,6 +97,7 @@ class Serving:
 @dataclass(frozen=True)
 class Storage:
     """The model-store volume that training writes and the server reads."""
+
     claim_name: str
     size: str
     access_modes: tuple[str, ...]
@@ -101,6 +107,7 @@ class Storage:
 @dataclass(frozen=True)
 class Training:
     """How the training Job runs."""
+
     resources: Resources
     gpus: int
     tolerations: tuple[dict[str, Any], ...]
@@ -116,6 +123,7 @@ class Training:
 @dataclass(frozen=True)
 class Monitoring:
     """Service-level objectives the alerts and dashboard are built on."""
+
     availability: float = 0.999
     latency_seconds: float = 0.25
     latency_percentile: float = 0.99
@@ -126,6 +134,7 @@ class Monitoring:
 @dataclass(frozen=True)
 class Environment:
     """One deployment target: an overlay synced by one Argo CD Application."""
+
     name: str
     namespace: str
     overlay: str
@@ -139,6 +148,7 @@ class Environment:
 @dataclass(frozen=True)
 class ArgoCD:
     """Where Argo CD runs and where it reads this repository from."""
+
     namespace: str
     project: str
     repo_url: str
@@ -148,6 +158,7 @@ class ArgoCD:
 @dataclass(frozen=True)
 class Platform:
     """The whole of platform.yaml, checked."""
+
     name: str
     description: str
     server_image: Image
@@ -173,7 +184,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
+            )
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
@@ -183,7 +195,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def load_yaml_strict(text: str) -> Any:
     """Parse one YAML document, failing on duplicate keys (PyYAML silently keeps the last)."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
 @lru_cache(maxsize=1)
@@ -225,8 +237,18 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
 
 
 _QUANTITY = re.compile(r"^([0-9.]+)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_FACTORS = {None: 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_FACTORS = {
+    None: 1,
+    "m": Decimal("0.001"),
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 
 
 def parse_quantity(text: str) -> Decimal:
@@ -243,34 +265,52 @@ def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
         problems.append(("serving.autoscaling.maxReplicas", f"must be >= minReplicas ({scaling['minReplicas']})"))
     min_available = data["serving"]["podDisruptionBudget"].get("minAvailable")
     if min_available is not None and min_available >= scaling["minReplicas"]:
-        problems.append(("serving.podDisruptionBudget.minAvailable",
-                         f"must be < autoscaling.minReplicas ({scaling['minReplicas']}), or no pod can ever be evicted"))
+        problems.append(
+            (
+                "serving.podDisruptionBudget.minAvailable",
+                f"must be < autoscaling.minReplicas ({scaling['minReplicas']}), or no pod can ever be evicted",
+            )
+        )
     for section in ("serving", "training"):
         resources = data[section]["resources"]
         for kind in ("cpu", "memory"):
             if parse_quantity(resources["requests"][kind]) > parse_quantity(resources["limits"][kind]):
-                problems.append((f"{section}.resources.requests.{kind}",
-                                 f"must be <= limits.{kind} ({resources['limits'][kind]})"))
+                problems.append(
+                    (f"{section}.resources.requests.{kind}", f"must be <= limits.{kind} ({resources['limits'][kind]})")
+                )
     modes = data["training"]["storage"].get("accessModes", ["ReadWriteMany"])
     if "ReadWriteMany" not in modes:
-        problems.append(("training.storage.accessModes",
-                         f"{modes} cannot work: the training Job writes the model store while server pods on "
-                         "other nodes read it; use ReadWriteMany (an NFS-like storage class)"))
-    for list_name, field in (("models", "name"), ("environments", "name"),
-                             ("environments", "namespace"), ("environments", "overlay")):
+        problems.append(
+            (
+                "training.storage.accessModes",
+                f"{modes} cannot work: the training Job writes the model store while server pods on "
+                "other nodes read it; use ReadWriteMany (an NFS-like storage class)",
+            )
+        )
+    for list_name, field in (
+        ("models", "name"),
+        ("environments", "name"),
+        ("environments", "namespace"),
+        ("environments", "overlay"),
+    ):
         seen: dict[str, int] = {}
         for index, item in enumerate(data[list_name]):
             value = item[field]
             if value in seen:
-                problems.append((f"{list_name}[{index}].{field}",
-                                 f"duplicate {field} {value!r} (also {list_name}[{seen[value]}])"))
+                problems.append(
+                    (f"{list_name}[{index}].{field}", f"duplicate {field} {value!r} (also {list_name}[{seen[value]}])")
+                )
             seen.setdefault(value, index)
     for index, env in enumerate(data["environments"]):
         where = f"environments[{index}]"
         namespace = env["namespace"]
         if not (DNS1123_LABEL.match(namespace) and len(namespace) <= 63):
-            problems.append((f"{where}.namespace",
-                             f"{namespace!r} is not a DNS-1123 label (lower-case letters, digits and '-', at most 63)"))
+            problems.append(
+                (
+                    f"{where}.namespace",
+                    f"{namespace!r} is not a DNS-1123 label (lower-case letters, digits and '-', at most 63)",
+                )
+            )
         overlay = env["overlay"]
         if overlay in RESERVED_OVERLAYS:
             problems.append((f"{where}.overlay", f"{overlay!r} is generated; an environment needs its own overlay"))
@@ -297,29 +337,58 @@ def _to_settings(data: dict) -> Platform:
         description=data["system"].get("description", ""),
         server_image=image(data["images"]["server"]),
         trainer_image=image(data["images"]["trainer"]),
-        models=tuple(Model(m["name"], tuple(m["inputShape"]), tuple(m["classes"]), m.get("backend", "litert"))
-                     for m in data["models"]),
+        models=tuple(
+            Model(m["name"], tuple(m["inputShape"]), tuple(m["classes"]), m.get("backend", "litert"))
+            for m in data["models"]
+        ),
         serving=Serving(
-            port=s["port"], workers=s["gunicorn"]["workers"], threads=s["gunicorn"]["threads"],
+            port=s["port"],
+            workers=s["gunicorn"]["workers"],
+            threads=s["gunicorn"]["threads"],
             resources=resources(s["resources"]),
-            min_replicas=s["autoscaling"]["minReplicas"], max_replicas=s["autoscaling"]["maxReplicas"],
+            min_replicas=s["autoscaling"]["minReplicas"],
+            max_replicas=s["autoscaling"]["maxReplicas"],
             target_cpu_percent=s["autoscaling"]["targetCPUUtilizationPercentage"],
-            pdb=dict(s["podDisruptionBudget"]), gateway=Gateway(**s.get("gateway", {})),
-            client_namespaces=tuple(s.get("clientNamespaces", []))),
+            pdb=dict(s["podDisruptionBudget"]),
+            gateway=Gateway(**s.get("gateway", {})),
+            client_namespaces=tuple(s.get("clientNamespaces", [])),
+        ),
         training=Training(
-            resources=resources(t["resources"]), gpus=t.get("gpus", 0),
-            tolerations=tuple(t.get("tolerations", [])), node_selector=dict(t.get("nodeSelector", {})),
-            backoff_limit=t["backoffLimit"], active_deadline_seconds=t["activeDeadlineSeconds"],
-            ttl_seconds_after_finished=t["ttlSecondsAfterFinished"], schedule=t.get("schedule"),
+            resources=resources(t["resources"]),
+            gpus=t.get("gpus", 0),
+            tolerations=tuple(t.get("tolerations", [])),
+            node_selector=dict(t.get("nodeSelector", {})),
+            backoff_limit=t["backoffLimit"],
+            active_deadline_seconds=t["activeDeadlineSeconds"],
+            ttl_seconds_after_finished=t["ttlSecondsAfterFinished"],
+            schedule=t.get("schedule"),
             dataset_path=t.get("dataset", {}).get("path", ""),
-            storage=Storage(storage["claimName"], storage["size"],
-                            tuple(storage.get("accessModes", ["ReadWriteMany"])), storage.get("storageClassName"))),
+            storage=Storage(
+                storage["claimName"],
+                storage["size"],
+                tuple(storage.get("accessModes", ["ReadWriteMany"])),
+                storage.get("storageClassName"),
+            ),
+        ),
         environments=tuple(
-            Environment(e["name"], e["namespace"], e["overlay"], e["strategy"], e.get("requireDigest", False),
-                        e["sync"]["automated"], e["sync"].get("prune", False), e["sync"].get("selfHeal", False))
-            for e in data["environments"]),
-        argocd=ArgoCD(data["argocd"]["namespace"], data["argocd"]["project"],
-                      data["argocd"]["repoURL"], data["argocd"]["targetRevision"]),
+            Environment(
+                e["name"],
+                e["namespace"],
+                e["overlay"],
+                e["strategy"],
+                e.get("requireDigest", False),
+                e["sync"]["automated"],
+                e["sync"].get("prune", False),
+                e["sync"].get("selfHeal", False),
+            )
+            for e in data["environments"]
+        ),
+        argocd=ArgoCD(
+            data["argocd"]["namespace"],
+            data["argocd"]["project"],
+            data["argocd"]["repoURL"],
+            data["argocd"]["targetRevision"],
+        ),
         monitoring=_monitoring(data.get("monitoring")),
     )
 
@@ -327,9 +396,13 @@ def _to_settings(data: dict) -> Platform:
 def _monitoring(data: dict | None) -> Monitoring:
     if data is None:
         return Monitoring()
-    return Monitoring(data["availabilityObjective"], data["latencyObjectiveSeconds"],
-                      data["latencyObjectivePercentile"], tuple(sorted(data.get("ruleLabels", {}).items())),
-                      data["prometheusNamespace"])
+    return Monitoring(
+        data["availabilityObjective"],
+        data["latencyObjectiveSeconds"],
+        data["latencyObjectivePercentile"],
+        tuple(sorted(data.get("ruleLabels", {}).items())),
+        data["prometheusNamespace"],
+    )
 
 
 def load_config(path: str | Path) -> Platform:

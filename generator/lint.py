@@ -36,15 +36,18 @@ class Outcome:
 
 
 def yaml_targets(files: list[str]) -> list[str]:
-    return [f for f in files if f.endswith((".yaml", ".yml"))
-            and not (f.startswith("charts/") and "/templates/" in f)]
+    return [f for f in files if f.endswith((".yaml", ".yml")) and not (f.startswith("charts/") and "/templates/" in f)]
 
 
 def dockerfiles(files: list[str]) -> list[str]:
     """Dockerfile, Dockerfile.<variant> and <name>.Dockerfile (not Dockerfile.dockerignore)."""
     names = [(f, Path(f).name) for f in files]
-    return [f for f, name in names if not name.endswith(".dockerignore") and (
-        name == "Dockerfile" or name.endswith(".Dockerfile") or name.startswith("Dockerfile."))]
+    return [
+        f
+        for f, name in names
+        if not name.endswith(".dockerignore")
+        and (name == "Dockerfile" or name.endswith(".Dockerfile") or name.startswith("Dockerfile."))
+    ]
 
 
 def charts(root: Path) -> list[str]:
@@ -71,8 +74,9 @@ def _helm(root: Path, chart_dirs: list[str]) -> Outcome:
         return Outcome("helm lint", 0, 0, "")
     try:
         from generator.tools import helm_path
+
         helm = helm_path()
-    except Exception as exc:  # noqa: BLE001 - bootstrapping helm failed: say so, exit 2
+    except Exception as exc:
         return Outcome("helm lint", len(chart_dirs), 2, f"helm is not available: {exc}")
     outcomes = [_run("helm lint", [helm, "lint", "--strict", chart], root, 1) for chart in chart_dirs]
     failed = [o for o in outcomes if o.returncode]
@@ -85,11 +89,17 @@ def lint(root: Path) -> list[Outcome]:
     yamls, dockers, wfs, chart_dirs = yaml_targets(files), dockerfiles(files), workflows(files), charts(root)
     config = root / ".yamllint.yaml"
     jobs = [
-        ("yamllint", [sys.executable, "-m", "yamllint", "--strict", "-f", "parsable", "-c", str(config), *yamls],
-         len(yamls)),
+        (
+            "yamllint",
+            [sys.executable, "-m", "yamllint", "--strict", "-f", "parsable", "-c", str(config), *yamls],
+            len(yamls),
+        ),
         ("hadolint", [str(BIN / "hadolint"), *dockers], len(dockers)),
-        ("check-jsonschema", [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *wfs],
-         len(wfs)),
+        (
+            "check-jsonschema",
+            [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *wfs],
+            len(wfs),
+        ),
     ]
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(_run, name, args, root, n) for name, args, n in jobs]

@@ -31,14 +31,15 @@ class _Dumper(yaml.SafeDumper):
     """Writes multi-line strings (inline Kustomize patches) as readable literal blocks."""
 
 
-_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
-    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+_Dumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None),
+)
 
 
 def _dump(objects: list[dict]) -> bytes:
     """A deterministic multi-document YAML stream with the generated-file header."""
-    docs = [yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
-            for obj in objects]
+    docs = [yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120) for obj in objects]
     return (HEADER + "---\n".join(docs)).encode()
 
 
@@ -54,15 +55,18 @@ def _base_kustomization(platform: Platform, files: list[str]) -> dict:
         "resources": files,
         # One ConfigMap per model pins the released version; overlays merge their own value
         # in, and its hash suffix rolls the server and re-runs training when it changes.
-        "configMapGenerator": [{
-            "name": release_config_map_name(model.name),
-            "literals": [f"{RELEASE_KEY}={DEFAULT_MODEL_VERSION}"],
-            "options": {
-                "labels": {"app.kubernetes.io/instance": model.name, "app.kubernetes.io/part-of": platform.name},
-                # Created before the training hook (-1) that reads it.
-                "annotations": {"argocd.argoproj.io/sync-wave": "-2"},
-            },
-        } for model in platform.models],
+        "configMapGenerator": [
+            {
+                "name": release_config_map_name(model.name),
+                "literals": [f"{RELEASE_KEY}={DEFAULT_MODEL_VERSION}"],
+                "options": {
+                    "labels": {"app.kubernetes.io/instance": model.name, "app.kubernetes.io/part-of": platform.name},
+                    # Created before the training hook (-1) that reads it.
+                    "annotations": {"argocd.argoproj.io/sync-wave": "-2"},
+                },
+            }
+            for model in platform.models
+        ],
     }
 
 
@@ -75,16 +79,40 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
     kinds: set[tuple[str, str]] = {("", "ConfigMap")}
     for model in platform.models:
         chart = cdk8s.Chart(app, f"{model.name}-inference", disable_resource_name_hashes=True)
-        InferenceService(chart, "service", InferenceServiceProps(
-            model=model, image=platform.server_image, serving=platform.serving, part_of=platform.name,
-            model_store_claim=platform.training.storage.claim_name,
-            ingress_namespaces=tuple(dict.fromkeys(
-                ns for ns in (platform.serving.gateway.namespace, platform.monitoring.prometheus_namespace,
-                              *platform.serving.client_namespaces) if ns))))
+        InferenceService(
+            chart,
+            "service",
+            InferenceServiceProps(
+                model=model,
+                image=platform.server_image,
+                serving=platform.serving,
+                part_of=platform.name,
+                model_store_claim=platform.training.storage.claim_name,
+                ingress_namespaces=tuple(
+                    dict.fromkeys(
+                        ns
+                        for ns in (
+                            platform.serving.gateway.namespace,
+                            platform.monitoring.prometheus_namespace,
+                            *platform.serving.client_namespaces,
+                        )
+                        if ns
+                    )
+                ),
+            ),
+        )
         training = cdk8s.Chart(app, f"{model.name}-training", disable_resource_name_hashes=True)
-        TrainingJob(training, "job", TrainingJobProps(
-            model=model, image=platform.trainer_image, training=platform.training, part_of=platform.name,
-            create_model_store=model is platform.models[0]))
+        TrainingJob(
+            training,
+            "job",
+            TrainingJobProps(
+                model=model,
+                image=platform.trainer_image,
+                training=platform.training,
+                part_of=platform.name,
+                create_model_store=model is platform.models[0],
+            ),
+        )
         for built in (chart, training):
             objects = built.to_json()
             kinds.update(_group_kind(obj) for obj in objects)
@@ -97,34 +125,63 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
         files = []
         for model in platform.models:
             chart = cdk8s.Chart(app, f"{model.name}-{strategy}", disable_resource_name_hashes=True)
-            ProgressiveDelivery(chart, "delivery", DeliveryProps(
-                strategy=strategy, model=model, server_image=platform.server_image,
-                trainer_image=platform.trainer_image, serving=platform.serving, training=platform.training,
-                part_of=platform.name, gateway=platform.serving.gateway))
+            ProgressiveDelivery(
+                chart,
+                "delivery",
+                DeliveryProps(
+                    strategy=strategy,
+                    model=model,
+                    server_image=platform.server_image,
+                    trainer_image=platform.trainer_image,
+                    serving=platform.serving,
+                    training=platform.training,
+                    part_of=platform.name,
+                    gateway=platform.serving.gateway,
+                ),
+            )
             objects = chart.to_json()
             kinds.update(_group_kind(obj) for obj in objects)
             files.append(f"{model.name}.yaml")
             tree[f"overlays/components/{strategy}/{model.name}.yaml"] = _dump(objects)
         tree[f"overlays/components/{strategy}/kustomization.yaml"] = _dump(
-            [component_kustomization(strategy, platform.models, platform.name, files)])
+            [component_kustomization(strategy, platform.models, platform.name, files)]
+        )
 
     files = []
     for model in platform.models:
         chart = cdk8s.Chart(app, f"{model.name}-monitoring", disable_resource_name_hashes=True)
-        ServerMonitoring(chart, "monitoring", MonitoringProps(
-            model=model, image=platform.server_image, serving=platform.serving, part_of=platform.name,
-            model_store_claim=platform.training.storage.claim_name, objectives=platform.monitoring))
+        ServerMonitoring(
+            chart,
+            "monitoring",
+            MonitoringProps(
+                model=model,
+                image=platform.server_image,
+                serving=platform.serving,
+                part_of=platform.name,
+                model_store_claim=platform.training.storage.claim_name,
+                objectives=platform.monitoring,
+            ),
+        )
         objects = chart.to_json()
         kinds.update(_group_kind(obj) for obj in objects)
         files.append(f"{model.name}.yaml")
         tree[f"overlays/components/monitoring/{model.name}.yaml"] = _dump(objects)
-    tree["overlays/components/monitoring/kustomization.yaml"] = _dump([{
-        "apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "resources": files}])
+    tree["overlays/components/monitoring/kustomization.yaml"] = _dump(
+        [{"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "resources": files}]
+    )
 
     argo = cdk8s.Chart(app, "argocd", disable_resource_name_hashes=True)
-    ArgoCDApps(argo, "apps", ArgoCDProps(
-        system=platform.name, description=platform.description, argocd=platform.argocd,
-        environments=platform.environments, namespaced_kinds=tuple(kinds)))
+    ArgoCDApps(
+        argo,
+        "apps",
+        ArgoCDProps(
+            system=platform.name,
+            description=platform.description,
+            argocd=platform.argocd,
+            environments=platform.environments,
+            namespaced_kinds=tuple(kinds),
+        ),
+    )
     for obj in argo.to_json():
         kind = obj["kind"].lower()
         tree[f"argocd/{kind}-{obj['metadata']['name']}.yaml"] = _dump([obj])
@@ -138,15 +195,17 @@ def write_tree(tree: dict[str, bytes], root: Path) -> list[str]:
     then are they swapped in with renames. A failure while staging leaves the previous tree
     exactly as it was; unchanged directories keep their files and mtimes.
     """
-    changed: list[str] = [path for path, data in tree.items()
-                          if not (root / path).is_file() or (root / path).read_bytes() != data]
+    changed: list[str] = [
+        path for path, data in tree.items() if not (root / path).is_file() or (root / path).read_bytes() != data
+    ]
     staged: list[tuple[Path, Path]] = []
     try:
         for generated in GENERATED_ROOTS:
             target = root / generated
-            wanted = {p[len(generated) + 1:]: d for p, d in tree.items() if p.startswith(generated + "/")}
-            existing = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()} \
-                if target.exists() else set()
+            wanted = {p[len(generated) + 1 :]: d for p, d in tree.items() if p.startswith(generated + "/")}
+            existing = (
+                {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()} if target.exists() else set()
+            )
             changed += [f"{generated}/{gone}" for gone in sorted(existing - set(wanted))]
             if existing == set(wanted) and all((target / p).read_bytes() == d for p, d in wanted.items()):
                 continue

@@ -27,6 +27,7 @@ RETRY = {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": 
 @dataclass(frozen=True)
 class ArgoCDProps:
     """Who the Argo CD objects describe: the system, its environments and the kinds they deploy."""
+
     system: str
     description: str
     argocd: ArgoCD
@@ -39,10 +40,16 @@ def _kinds(pairs) -> list[dict[str, str]]:
     return [{"group": group, "kind": kind} for group, kind in sorted(set(pairs))]
 
 
-def _object(scope: Construct, id: str, kind: str, name: str, namespace: str, body: dict,
-            finalizers: list[str] | None = None) -> cdk8s.ApiObject:
-    obj = cdk8s.ApiObject(scope, id, api_version=API_VERSION, kind=kind,
-                          metadata=cdk8s.ApiObjectMetadata(name=name, namespace=namespace, finalizers=finalizers))
+def _object(
+    scope: Construct, id: str, kind: str, name: str, namespace: str, body: dict, finalizers: list[str] | None = None
+) -> cdk8s.ApiObject:
+    obj = cdk8s.ApiObject(
+        scope,
+        id,
+        api_version=API_VERSION,
+        kind=kind,
+        metadata=cdk8s.ApiObjectMetadata(name=name, namespace=namespace, finalizers=finalizers),
+    )
     obj.add_json_patch(cdk8s.JsonPatch.add("/spec", body))
     return obj
 
@@ -54,29 +61,49 @@ class ArgoCDApps(Construct):
         super().__init__(scope, id)
         argocd = props.argocd
         self.root_project = f"{argocd.project}-apps"
-        _object(self, "project", "AppProject", argocd.project, argocd.namespace, {
-            "description": f"{props.system}: workloads of every environment",
-            "sourceRepos": [argocd.repo_url],
-            "destinations": [{"server": IN_CLUSTER, "namespace": env.namespace}
-                             for env in props.environments],
-            "clusterResourceWhitelist": _kinds(CLUSTER_KINDS),
-            "namespaceResourceWhitelist": _kinds(props.namespaced_kinds),
-        })
-        _object(self, "root-project", "AppProject", self.root_project, argocd.namespace, {
-            "description": f"{props.system}: the app-of-apps, which deploys only Argo CD objects",
-            "sourceRepos": [argocd.repo_url],
-            "destinations": [{"server": IN_CLUSTER, "namespace": argocd.namespace}],
-            "clusterResourceWhitelist": [],
-            "namespaceResourceWhitelist": _kinds([("argoproj.io", "Application"), ("argoproj.io", "AppProject")]),
-        })
+        _object(
+            self,
+            "project",
+            "AppProject",
+            argocd.project,
+            argocd.namespace,
+            {
+                "description": f"{props.system}: workloads of every environment",
+                "sourceRepos": [argocd.repo_url],
+                "destinations": [{"server": IN_CLUSTER, "namespace": env.namespace} for env in props.environments],
+                "clusterResourceWhitelist": _kinds(CLUSTER_KINDS),
+                "namespaceResourceWhitelist": _kinds(props.namespaced_kinds),
+            },
+        )
+        _object(
+            self,
+            "root-project",
+            "AppProject",
+            self.root_project,
+            argocd.namespace,
+            {
+                "description": f"{props.system}: the app-of-apps, which deploys only Argo CD objects",
+                "sourceRepos": [argocd.repo_url],
+                "destinations": [{"server": IN_CLUSTER, "namespace": argocd.namespace}],
+                "clusterResourceWhitelist": [],
+                "namespaceResourceWhitelist": _kinds([("argoproj.io", "Application"), ("argoproj.io", "AppProject")]),
+            },
+        )
         for env in props.environments:
             self._application(props, env)
-        _object(self, "root", "Application", f"{props.system}-root", argocd.namespace, {
-            "project": self.root_project,
-            "source": {"repoURL": argocd.repo_url, "targetRevision": argocd.target_revision, "path": "argocd"},
-            "destination": {"server": IN_CLUSTER, "namespace": argocd.namespace},
-            "syncPolicy": {"automated": {"prune": True, "selfHeal": True}, "retry": RETRY},
-        })
+        _object(
+            self,
+            "root",
+            "Application",
+            f"{props.system}-root",
+            argocd.namespace,
+            {
+                "project": self.root_project,
+                "source": {"repoURL": argocd.repo_url, "targetRevision": argocd.target_revision, "path": "argocd"},
+                "destination": {"server": IN_CLUSTER, "namespace": argocd.namespace},
+                "syncPolicy": {"automated": {"prune": True, "selfHeal": True}, "retry": RETRY},
+            },
+        )
 
     def _application(self, props: ArgoCDProps, env: Environment) -> None:
         argocd = props.argocd
@@ -85,26 +112,39 @@ class ArgoCDApps(Construct):
                 "CreateNamespace=true",
                 "PrunePropagationPolicy=foreground",
                 "PruneLast=true",
-            ] + (["RespectIgnoreDifferences=true"] if env.strategy == "rolling" else []),
+            ]
+            + (["RespectIgnoreDifferences=true"] if env.strategy == "rolling" else []),
             # The namespace Argo CD creates enforces Pod Security "restricted".
-            "managedNamespaceMetadata": {"labels": {
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": f"v{KUBERNETES_VERSION}",
-            }},
+            "managedNamespaceMetadata": {
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": f"v{KUBERNETES_VERSION}",
+                }
+            },
             "retry": RETRY,
         }
         if env.automated:
-            sync_policy = {"automated": {"prune": env.prune, "selfHeal": env.self_heal, "allowEmpty": False},
-                           **sync_policy}
-        _object(self, f"app-{env.name}", "Application", f"{props.system}-{env.name}", argocd.namespace, {
-            # The project is fixed here, never taken from the overlay, so an overlay cannot escape it.
-            "project": argocd.project,
-            "source": {"repoURL": argocd.repo_url, "targetRevision": argocd.target_revision, "path": env.overlay},
-            "destination": {"server": IN_CLUSTER, "namespace": env.namespace},
-            "syncPolicy": sync_policy,
-            **self._ignore_differences(env),
-            "info": [{"name": "strategy", "value": env.strategy}],
-        }, finalizers=[CASCADE_FINALIZER] if env.prune else None)
+            sync_policy = {
+                "automated": {"prune": env.prune, "selfHeal": env.self_heal, "allowEmpty": False},
+                **sync_policy,
+            }
+        _object(
+            self,
+            f"app-{env.name}",
+            "Application",
+            f"{props.system}-{env.name}",
+            argocd.namespace,
+            {
+                # The project is fixed here, never taken from the overlay, so an overlay cannot escape it.
+                "project": argocd.project,
+                "source": {"repoURL": argocd.repo_url, "targetRevision": argocd.target_revision, "path": env.overlay},
+                "destination": {"server": IN_CLUSTER, "namespace": env.namespace},
+                "syncPolicy": sync_policy,
+                **self._ignore_differences(env),
+                "info": [{"name": "strategy", "value": env.strategy}],
+            },
+            finalizers=[CASCADE_FINALIZER] if env.prune else None,
+        )
 
     @staticmethod
     def _ignore_differences(env: Environment) -> dict:

@@ -26,25 +26,41 @@ def labels(*, name: str, instance: str, component: str, part_of: str) -> dict[st
 def restricted_container(*, name: str, image: str, uid: int, resources: dict, **fields) -> k8s.Container:
     """A container meeting Pod Security "restricted", with a read-only root filesystem."""
     return k8s.Container(
-        name=name, image=image, image_pull_policy="IfNotPresent",
+        name=name,
+        image=image,
+        image_pull_policy="IfNotPresent",
         resources=k8s.ResourceRequirements(
             requests={k: k8s.Quantity.from_string(v) for k, v in resources["requests"].items()},
-            limits={k: k8s.Quantity.from_string(v) for k, v in resources["limits"].items()}),
+            limits={k: k8s.Quantity.from_string(v) for k, v in resources["limits"].items()},
+        ),
         security_context=k8s.SecurityContext(
-            allow_privilege_escalation=False, privileged=False, read_only_root_filesystem=True,
-            run_as_non_root=True, run_as_user=uid, run_as_group=uid,
+            allow_privilege_escalation=False,
+            privileged=False,
+            read_only_root_filesystem=True,
+            run_as_non_root=True,
+            run_as_user=uid,
+            run_as_group=uid,
             capabilities=k8s.Capabilities(drop=["ALL"]),
-            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault")),
-        **fields)
+            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+        ),
+        **fields,
+    )
 
 
 def restricted_pod(*, containers: list[k8s.Container], uid: int, service_account: str, **fields) -> k8s.PodSpec:
     """A pod spec meeting Pod Security "restricted", with no service-account token mounted."""
     return k8s.PodSpec(
-        containers=containers, service_account_name=service_account, automount_service_account_token=False,
+        containers=containers,
+        service_account_name=service_account,
+        automount_service_account_token=False,
         enable_service_links=False,
         security_context=k8s.PodSecurityContext(
-            run_as_non_root=True, run_as_user=uid, run_as_group=uid, fs_group=uid,
+            run_as_non_root=True,
+            run_as_user=uid,
+            run_as_group=uid,
+            fs_group=uid,
             fs_group_change_policy="OnRootMismatch",  # no recursive chown of the model store per run
-            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault")),
-        **fields)
+            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+        ),
+        **fields,
+    )

@@ -21,20 +21,36 @@ import cdk8s
 from constructs import Construct
 
 from generator.config import Gateway, Image, Model, Serving, Training
-from generator.conventions import (DEFAULT_MODEL_VERSION, RELEASE_KEY, VARIANT_LABEL, VARIANTS,
-                                   release_config_map_name, variant_image_name)
 from generator.constructs.inference import InferenceService, InferenceServiceProps
 from generator.constructs.training import TrainingJob, TrainingJobProps
+from generator.conventions import (
+    DEFAULT_MODEL_VERSION,
+    RELEASE_KEY,
+    VARIANT_LABEL,
+    VARIANTS,
+    release_config_map_name,
+    variant_image_name,
+)
 
 CANARY_HEADER = "x-model-track"
 #: Objects of the base that the variants replace, per model: (apiVersion, kind, name suffix).
-REPLACED = (("apps/v1", "Deployment", "-server"), ("autoscaling/v2", "HorizontalPodAutoscaler", "-server"),
-            ("policy/v1", "PodDisruptionBudget", "-server"), ("v1", "ConfigMap", "-server"),
-            ("batch/v1", "Job", "-train"), ("v1", "ConfigMap", "-release"))
+REPLACED = (
+    ("apps/v1", "Deployment", "-server"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", "-server"),
+    ("policy/v1", "PodDisruptionBudget", "-server"),
+    ("v1", "ConfigMap", "-server"),
+    ("batch/v1", "Job", "-train"),
+    ("v1", "ConfigMap", "-release"),
+)
 #: Only the Service is rendered by a Service-only chart release.
-SERVICE_ONLY = {"deployment": {"enabled": False}, "autoscaling": {"enabled": False},
-                "podDisruptionBudget": {"enabled": False}, "networkPolicy": {"enabled": False},
-                "serviceAccount": {"create": False}, "configMap": {"create": False}}
+SERVICE_ONLY = {
+    "deployment": {"enabled": False},
+    "autoscaling": {"enabled": False},
+    "podDisruptionBudget": {"enabled": False},
+    "networkPolicy": {"enabled": False},
+    "serviceAccount": {"create": False},
+    "configMap": {"create": False},
+}
 
 
 def variant_image(image: Image, variant: str) -> Image:
@@ -45,6 +61,7 @@ def variant_image(image: Image, variant: str) -> Image:
 @dataclass(frozen=True)
 class DeliveryProps:
     """What a blue-green or canary component needs for one model."""
+
     strategy: str
     model: Model
     server_image: Image
@@ -65,27 +82,54 @@ class ProgressiveDelivery(Construct):
         server = f"{props.model.name}-server"
         self.service_port = 0
         for variant in (first, second):
-            InferenceService(self, variant, InferenceServiceProps(
-                model=props.model, image=variant_image(props.server_image, variant), serving=props.serving,
-                part_of=props.part_of, model_store_claim=props.training.storage.claim_name,
-                slot=variant if label == "slot" else "", track=variant if label == "track" else "",
-                overrides={
-                    "service": {"enabled": False}, "serviceAccount": {"create": False, "name": server},
-                    "networkPolicy": {"enabled": False}, "autoscaling": {"enabled": False},
-                    # The first variant starts with the serving capacity, the second idle.
-                    "replicaCount": props.serving.min_replicas if variant == first else 0,
-                }))
-            TrainingJob(self, f"train-{variant}", TrainingJobProps(
-                model=props.model, image=props.trainer_image, training=props.training, part_of=props.part_of,
-                variant=variant))
+            InferenceService(
+                self,
+                variant,
+                InferenceServiceProps(
+                    model=props.model,
+                    image=variant_image(props.server_image, variant),
+                    serving=props.serving,
+                    part_of=props.part_of,
+                    model_store_claim=props.training.storage.claim_name,
+                    slot=variant if label == "slot" else "",
+                    track=variant if label == "track" else "",
+                    overrides={
+                        "service": {"enabled": False},
+                        "serviceAccount": {"create": False, "name": server},
+                        "networkPolicy": {"enabled": False},
+                        "autoscaling": {"enabled": False},
+                        # The first variant starts with the serving capacity, the second idle.
+                        "replicaCount": props.serving.min_replicas if variant == first else 0,
+                    },
+                ),
+            )
+            TrainingJob(
+                self,
+                f"train-{variant}",
+                TrainingJobProps(
+                    model=props.model,
+                    image=props.trainer_image,
+                    training=props.training,
+                    part_of=props.part_of,
+                    variant=variant,
+                ),
+            )
         # Per-variant Services: the preview (idle slot) for blue-green, one per track for canary.
         routed = (second,) if props.strategy == "blue-green" else (first, second)
         for variant in routed:
             name = f"{server}-preview" if props.strategy == "blue-green" else f"{server}-{variant}"
-            release = InferenceService(self, f"service-{variant}", InferenceServiceProps(
-                model=props.model, image=props.server_image, serving=props.serving, part_of=props.part_of,
-                model_store_claim=props.training.storage.claim_name,
-                overrides={"fullnameOverride": name, **SERVICE_ONLY}))
+            release = InferenceService(
+                self,
+                f"service-{variant}",
+                InferenceServiceProps(
+                    model=props.model,
+                    image=props.server_image,
+                    serving=props.serving,
+                    part_of=props.part_of,
+                    model_store_claim=props.training.storage.claim_name,
+                    overrides={"fullnameOverride": name, **SERVICE_ONLY},
+                ),
+            )
             for obj in release.helm.api_objects:
                 obj.add_json_patch(cdk8s.JsonPatch.add(f"/spec/selector/{label}", variant))
                 self.service_port = obj.to_json()["spec"]["ports"][0]["port"]
@@ -95,25 +139,46 @@ class ProgressiveDelivery(Construct):
     def _http_route(self, props: DeliveryProps, server: str) -> None:
         port = self.service_port
         route = cdk8s.ApiObject(
-            self, "route", api_version="gateway.networking.k8s.io/v1", kind="HTTPRoute",
-            metadata=cdk8s.ApiObjectMetadata(name=server, labels={
-                "app.kubernetes.io/name": "inference-service", "app.kubernetes.io/instance": props.model.name,
-                "app.kubernetes.io/component": "server", "app.kubernetes.io/part-of": props.part_of,
-                "app.kubernetes.io/managed-by": "cdk8s"}))
+            self,
+            "route",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
+            metadata=cdk8s.ApiObjectMetadata(
+                name=server,
+                labels={
+                    "app.kubernetes.io/name": "inference-service",
+                    "app.kubernetes.io/instance": props.model.name,
+                    "app.kubernetes.io/component": "server",
+                    "app.kubernetes.io/part-of": props.part_of,
+                    "app.kubernetes.io/managed-by": "cdk8s",
+                },
+            ),
+        )
         parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": props.gateway.name}
         if props.gateway.namespace:
             parent["namespace"] = props.gateway.namespace
-        route.add_json_patch(cdk8s.JsonPatch.add("/spec", {
-            "parentRefs": [parent],
-            "rules": [
-                # A/B: a request that asks for the canary gets it, whatever the weights.
-                {"matches": [{"headers": [{"type": "Exact", "name": CANARY_HEADER, "value": "canary"}]}],
-                 "backendRefs": [{"name": f"{server}-canary", "port": port}]},
-                # Everyone else: split by weight (overlays set it; `make canary` edits it).
-                {"backendRefs": [{"name": f"{server}-stable", "port": port, "weight": 100},
-                                 {"name": f"{server}-canary", "port": port, "weight": 0}]},
-            ],
-        }))
+        route.add_json_patch(
+            cdk8s.JsonPatch.add(
+                "/spec",
+                {
+                    "parentRefs": [parent],
+                    "rules": [
+                        # A/B: a request that asks for the canary gets it, whatever the weights.
+                        {
+                            "matches": [{"headers": [{"type": "Exact", "name": CANARY_HEADER, "value": "canary"}]}],
+                            "backendRefs": [{"name": f"{server}-canary", "port": port}],
+                        },
+                        # Everyone else: split by weight (overlays set it; `make canary` edits it).
+                        {
+                            "backendRefs": [
+                                {"name": f"{server}-stable", "port": port, "weight": 100},
+                                {"name": f"{server}-canary", "port": port, "weight": 0},
+                            ]
+                        },
+                    ],
+                },
+            )
+        )
 
 
 def component_kustomization(strategy: str, models: tuple[Model, ...], part_of: str, files: list[str]) -> dict:
@@ -124,20 +189,34 @@ def component_kustomization(strategy: str, models: tuple[Model, ...], part_of: s
     patches = []
     for model in models:
         for api_version, kind, suffix in REPLACED:
-            patches.append({"patch": f"$patch: delete\napiVersion: {api_version}\nkind: {kind}\n"
-                                     f"metadata:\n  name: {model.name}{suffix}\n"})
+            patches.append(
+                {
+                    "patch": f"$patch: delete\napiVersion: {api_version}\nkind: {kind}\n"
+                    f"metadata:\n  name: {model.name}{suffix}\n"
+                }
+            )
         if strategy == "blue-green":
-            patches.append({"patch": f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {model.name}-server\n"
-                                     f"spec:\n  selector:\n    {label}: {first}\n"})
+            patches.append(
+                {
+                    "patch": f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {model.name}-server\n"
+                    f"spec:\n  selector:\n    {label}: {first}\n"
+                }
+            )
     return {
         "apiVersion": "kustomize.config.k8s.io/v1alpha1",
         "kind": "Component",
         "resources": files,
-        "configMapGenerator": [{
-            "name": release_config_map_name(model.name, variant),
-            "literals": [f"{RELEASE_KEY}={DEFAULT_MODEL_VERSION}"],
-            "options": {"labels": {"app.kubernetes.io/instance": model.name, "app.kubernetes.io/part-of": part_of},
-                        "annotations": {"argocd.argoproj.io/sync-wave": "-2"}},
-        } for model in models for variant in VARIANTS[strategy]],
+        "configMapGenerator": [
+            {
+                "name": release_config_map_name(model.name, variant),
+                "literals": [f"{RELEASE_KEY}={DEFAULT_MODEL_VERSION}"],
+                "options": {
+                    "labels": {"app.kubernetes.io/instance": model.name, "app.kubernetes.io/part-of": part_of},
+                    "annotations": {"argocd.argoproj.io/sync-wave": "-2"},
+                },
+            }
+            for model in models
+            for variant in VARIANTS[strategy]
+        ],
         "patches": patches,
     }

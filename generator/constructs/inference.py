@@ -24,6 +24,7 @@ CHART_DIR = REPO_ROOT / "charts" / "inference-service"
 @dataclass(frozen=True)
 class InferenceServiceProps:
     """What an InferenceService needs. ``slot``/``track`` select a blue/green or stable/canary copy."""
+
     model: Model
     image: Image
     serving: Serving
@@ -71,9 +72,11 @@ def chart_values(props: InferenceServiceProps) -> dict[str, Any]:
         "networkPolicy": {
             "enabled": True,
             "denyEgress": True,  # the server reads a mounted volume and calls nothing
-            "ingressFrom": [{"podSelector": {}}] + [
+            "ingressFrom": [{"podSelector": {}}]
+            + [
                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
-                for namespace in props.ingress_namespaces],
+                for namespace in props.ingress_namespaces
+            ],
         },
     }
     return _merge(values, props.overrides)
@@ -82,8 +85,9 @@ def chart_values(props: InferenceServiceProps) -> dict[str, Any]:
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(
-            merged.get(key), dict) else value
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -93,7 +97,8 @@ class InferenceService(Construct):
     def __init__(self, scope: Construct, id: str, props: InferenceServiceProps):
         super().__init__(scope, id)
         self.helm = cdk8s.Helm(
-            self, "chart",
+            self,
+            "chart",
             chart=str(CHART_DIR),
             release_name=props.model.name,
             values=chart_values(props),

@@ -15,7 +15,14 @@ from cdk8s_plus_33 import k8s
 from constructs import Construct
 
 from generator.config import Image, Model, Training
-from generator.constructs.common import ARGOCD_KEEP, MODEL_MOUNT, TRAINER_UID, labels, restricted_container, restricted_pod
+from generator.constructs.common import (
+    ARGOCD_KEEP,
+    MODEL_MOUNT,
+    TRAINER_UID,
+    labels,
+    restricted_container,
+    restricted_pod,
+)
 from generator.conventions import RELEASE_KEY, release_config_map_name
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -25,6 +32,7 @@ EXIT_BAD_INPUT = 2  # the trainer's exit code for bad data or arguments: retryin
 @dataclass(frozen=True)
 class TrainingJobProps:
     """What a TrainingJob needs: the model, the trainer image, how to run, who it belongs to."""
+
     model: Model
     image: Image
     training: Training
@@ -46,7 +54,8 @@ class TrainingJob(Construct):
         self.labels = labels(name="trainer", instance=model.name, component="training", part_of=props.part_of)
         self.selector = {key: self.labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
         k8s.KubeJob(
-            self, "job",
+            self,
+            "job",
             metadata=k8s.ObjectMeta(
                 name=self.service_account + (f"-{props.variant}" if props.variant else ""),
                 labels=self.labels,
@@ -55,48 +64,63 @@ class TrainingJob(Construct):
                     "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
                     # After the model store and release ConfigMap (-2), before the server rolls (0).
                     "argocd.argoproj.io/sync-wave": "-1",
-                }),
-            spec=self._job_spec(props, release=release_config_map_name(model.name, props.variant)))
+                },
+            ),
+            spec=self._job_spec(props, release=release_config_map_name(model.name, props.variant)),
+        )
         if props.variant:
             return
         if props.create_model_store:
             self._model_store(training)
         k8s.KubeServiceAccount(
-            self, "service-account",
+            self,
+            "service-account",
             metadata=k8s.ObjectMeta(name=self.service_account, labels=self.labels),
-            automount_service_account_token=False)
+            automount_service_account_token=False,
+        )
         # Training reads and writes only its volume: no traffic in or out.
         k8s.KubeNetworkPolicy(
-            self, "network-policy",
+            self,
+            "network-policy",
             metadata=k8s.ObjectMeta(name=self.service_account, labels=self.labels),
             spec=k8s.NetworkPolicySpec(
-                pod_selector=k8s.LabelSelector(match_labels=self.selector),
-                policy_types=["Ingress", "Egress"]))
+                pod_selector=k8s.LabelSelector(match_labels=self.selector), policy_types=["Ingress", "Egress"]
+            ),
+        )
         if training.schedule:
             k8s.KubeCronJob(
-                self, "cron-job",
+                self,
+                "cron-job",
                 metadata=k8s.ObjectMeta(name=f"{model.name}-retrain", labels=self.labels),
                 spec=k8s.CronJobSpec(
-                    schedule=training.schedule, concurrency_policy="Forbid",
-                    successful_jobs_history_limit=1, failed_jobs_history_limit=2,
+                    schedule=training.schedule,
+                    concurrency_policy="Forbid",
+                    successful_jobs_history_limit=1,
+                    failed_jobs_history_limit=2,
                     job_template=k8s.JobTemplateSpec(
-                        metadata=k8s.ObjectMeta(labels=self.labels),
-                        spec=self._job_spec(props, release=None))))
+                        metadata=k8s.ObjectMeta(labels=self.labels), spec=self._job_spec(props, release=None)
+                    ),
+                ),
+            )
 
     def _model_store(self, training: Training) -> None:
         storage = training.storage
         k8s.KubePersistentVolumeClaim(
-            self, "model-store",
+            self,
+            "model-store",
             metadata=k8s.ObjectMeta(
                 name=storage.claim_name,
                 labels={**self.labels, "app.kubernetes.io/component": "model-store"},
                 # The hook's wave, not earlier: with a WaitForFirstConsumer storage class the claim
                 # binds only once a pod uses it, and Argo CD waits for a wave to be healthy.
-                annotations={**ARGOCD_KEEP, "argocd.argoproj.io/sync-wave": "-1"}),
+                annotations={**ARGOCD_KEEP, "argocd.argoproj.io/sync-wave": "-1"},
+            ),
             spec=k8s.PersistentVolumeClaimSpec(
                 access_modes=list(storage.access_modes),
                 storage_class_name=storage.storage_class,
-                resources=k8s.VolumeResourceRequirements(requests={"storage": k8s.Quantity.from_string(storage.size)})))
+                resources=k8s.VolumeResourceRequirements(requests={"storage": k8s.Quantity.from_string(storage.size)}),
+            ),
+        )
 
     def _job_spec(self, props: TrainingJobProps, *, release: str | None) -> k8s.JobSpec:
         """The Job body. With a release ConfigMap: train its pinned version unless present.
@@ -111,8 +135,12 @@ class TrainingJob(Construct):
             env.append(k8s.EnvVar(name="TRAINING_DATA", value=f"{MODEL_MOUNT}/{training.dataset_path}"))
         if release:
             env += [
-                k8s.EnvVar(name="MODEL_VERSION", value_from=k8s.EnvVarSource(
-                    config_map_key_ref=k8s.ConfigMapKeySelector(name=release, key=RELEASE_KEY))),
+                k8s.EnvVar(
+                    name="MODEL_VERSION",
+                    value_from=k8s.EnvVarSource(
+                        config_map_key_ref=k8s.ConfigMapKeySelector(name=release, key=RELEASE_KEY)
+                    ),
+                ),
                 k8s.EnvVar(name="SKIP_EXISTING", value="true"),
             ]
         resources = training.resources.as_k8s()
@@ -121,29 +149,50 @@ class TrainingJob(Construct):
             for section in ("requests", "limits"):
                 resources[section][GPU_RESOURCE] = str(training.gpus)
         container = restricted_container(
-            name="trainer", image=props.image.reference, uid=TRAINER_UID,
-            command=["python", "-m", "services.training.train"], env=env, resources=resources,
-            volume_mounts=[k8s.VolumeMount(name="model-store", mount_path=MODEL_MOUNT),
-                           k8s.VolumeMount(name="tmp", mount_path="/tmp")])
+            name="trainer",
+            image=props.image.reference,
+            uid=TRAINER_UID,
+            command=["python", "-m", "services.training.train"],
+            env=env,
+            resources=resources,
+            volume_mounts=[
+                k8s.VolumeMount(name="model-store", mount_path=MODEL_MOUNT),
+                k8s.VolumeMount(name="tmp", mount_path="/tmp"),
+            ],
+        )
         pod = restricted_pod(
-            containers=[container], uid=TRAINER_UID, service_account=self.service_account, restart_policy="Never",
+            containers=[container],
+            uid=TRAINER_UID,
+            service_account=self.service_account,
+            restart_policy="Never",
             node_selector=node_selector or None,
-            tolerations=[k8s.Toleration(**{_snake(k): v for k, v in t.items()}) for t in training.tolerations]
-            or None,
+            tolerations=[k8s.Toleration(**{_snake(k): v for k, v in t.items()}) for t in training.tolerations] or None,
             volumes=[
-                k8s.Volume(name="model-store", persistent_volume_claim=k8s.PersistentVolumeClaimVolumeSource(
-                    claim_name=training.storage.claim_name)),
+                k8s.Volume(
+                    name="model-store",
+                    persistent_volume_claim=k8s.PersistentVolumeClaimVolumeSource(
+                        claim_name=training.storage.claim_name
+                    ),
+                ),
                 k8s.Volume(name="tmp", empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string("1Gi"))),
-            ])
+            ],
+        )
         return k8s.JobSpec(
             backoff_limit=training.backoff_limit,
             active_deadline_seconds=training.active_deadline_seconds,
             ttl_seconds_after_finished=training.ttl_seconds_after_finished,
-            pod_failure_policy=k8s.PodFailurePolicy(rules=[k8s.PodFailurePolicyRule(
-                action="FailJob",
-                on_exit_codes=k8s.PodFailurePolicyOnExitCodesRequirement(
-                    container_name="trainer", operator="In", values=[EXIT_BAD_INPUT]))]),
-            template=k8s.PodTemplateSpec(metadata=k8s.ObjectMeta(labels=self.labels), spec=pod))
+            pod_failure_policy=k8s.PodFailurePolicy(
+                rules=[
+                    k8s.PodFailurePolicyRule(
+                        action="FailJob",
+                        on_exit_codes=k8s.PodFailurePolicyOnExitCodesRequirement(
+                            container_name="trainer", operator="In", values=[EXIT_BAD_INPUT]
+                        ),
+                    )
+                ]
+            ),
+            template=k8s.PodTemplateSpec(metadata=k8s.ObjectMeta(labels=self.labels), spec=pod),
+        )
 
 
 def _snake(camel: str) -> str:

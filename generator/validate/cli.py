@@ -20,21 +20,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m generator validate",
         description="Render every overlay (overlays/*/kustomization.yaml except base and components) and "
-                    "argocd/, then check strict schemas (CRDs included), policies, cross-references, "
-                    "duplicate YAML keys, secrets and generated-file freshness.",
+        "argocd/, then check strict schemas (CRDs included), policies, cross-references, "
+        "duplicate YAML keys, secrets and generated-file freshness.",
         epilog="Findings: 'overlay: Kind/name: field.path: message [check-id]'. Exempt one object from one "
-               "check with the annotation validate.gitops/skip-<check-id>: \"<reason>\". "
-               "Exit codes: 0 clean, 1 findings, 2 usage or internal error.")
-    parser.add_argument("--kubernetes-version", default=DEFAULT_K8S_VERSION, metavar="X.Y",
-                        help=f"Kubernetes version of the schemas (default {DEFAULT_K8S_VERSION}; "
-                             f"available {supported_versions()[0]}..{supported_versions()[-1]})")
+        'check with the annotation validate.gitops/skip-<check-id>: "<reason>". '
+        "Exit codes: 0 clean, 1 findings, 2 usage or internal error.",
+    )
+    parser.add_argument(
+        "--kubernetes-version",
+        default=DEFAULT_K8S_VERSION,
+        metavar="X.Y",
+        help=f"Kubernetes version of the schemas (default {DEFAULT_K8S_VERSION}; "
+        f"available {supported_versions()[0]}..{supported_versions()[-1]})",
+    )
     parser.add_argument("--output", "-o", choices=("text", "json", "junit"), default="text")
-    parser.add_argument("--output-file", type=Path, help="write the report here instead of stdout "
-                        "(the summary line still goes to stderr)")
+    parser.add_argument(
+        "--output-file",
+        type=Path,
+        help="write the report here instead of stdout (the summary line still goes to stderr)",
+    )
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: .)")
     parser.add_argument("--config", type=Path, help="platform.yaml (default: <root>/platform.yaml)")
-    parser.add_argument("--overlay", action="append", metavar="NAME",
-                        help="check only this overlay (repeatable); skips the Argo CD cross-checks")
+    parser.add_argument(
+        "--overlay",
+        action="append",
+        metavar="NAME",
+        help="check only this overlay (repeatable); skips the Argo CD cross-checks",
+    )
     parser.add_argument("--no-freshness", action="store_true", help="skip the generated-file freshness check")
     parser.add_argument("--no-secrets", action="store_true", help="skip the detect-secrets scan")
     parser.add_argument("--no-kubeconform", action="store_true", help="do not run kubeconform even if on PATH")
@@ -56,9 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.root.is_dir():
         print(f"validate: --root {args.root} is not a directory", file=sys.stderr)
         return EXIT_ERROR
-    opts = engine.Options(root=args.root, kubernetes_version=args.kubernetes_version, config=args.config,
-                          overlays=args.overlay, freshness=not args.no_freshness, secrets=not args.no_secrets,
-                          kubeconform="off" if args.no_kubeconform else "auto", jobs=args.jobs)
+    opts = engine.Options(
+        root=args.root,
+        kubernetes_version=args.kubernetes_version,
+        config=args.config,
+        overlays=args.overlay,
+        freshness=not args.no_freshness,
+        secrets=not args.no_secrets,
+        kubeconform="off" if args.no_kubeconform else "auto",
+        jobs=args.jobs,
+    )
     try:
         result = engine.run(opts)
     except (SchemaError, ValueError) as exc:
@@ -68,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"validate: {exc}", file=sys.stderr)
         print("validate: a tool failed; nothing was validated", file=sys.stderr)
         return EXIT_ERROR
-    except Exception:  # noqa: BLE001 - an internal error must not look like findings
+    except Exception:
         traceback.print_exc()
         print("validate: internal error (see the traceback above)", file=sys.stderr)
         return EXIT_ERROR

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator.validate.kube import (CLUSTER_SCOPED, as_list, key_of, map_selector_matches, pod_template,
-                                     selector_matches)
+from generator.validate.kube import (
+    CLUSTER_SCOPED,
+    as_list,
+    key_of,
+    map_selector_matches,
+    pod_template,
+    selector_matches,
+)
 from generator.validate.model import Finding, Resource
 
 CHECKS = {
@@ -42,7 +48,8 @@ def _ignores_replicas(app: Resource, group: str, kind: str, name: str) -> bool:
         if entry.get("group", "") != group or entry.get("kind") != kind or entry.get("name") not in (None, name):
             continue
         if "/spec/replicas" in as_list(entry.get("jsonPointers")) or ".spec.replicas" in as_list(
-                entry.get("jqPathExpressions")):
+            entry.get("jqPathExpressions")
+        ):
             return True
     return False
 
@@ -59,12 +66,23 @@ def hpa_replicas(app: Resource, resources: list[Resource]) -> list[Finding]:
         if target is None or "replicas" not in target.spec:
             continue
         if not _ignores_replicas(app, target.group, target.kind, target.name):
-            out.append(app.finding("spec.ignoreDifferences", f"HPA {hpa.name!r} scales {target.kind}/{target.name}, "
-                                   "which sets spec.replicas: ignore /spec/replicas for it", "argocd-hpa-replicas"))
+            out.append(
+                app.finding(
+                    "spec.ignoreDifferences",
+                    f"HPA {hpa.name!r} scales {target.kind}/{target.name}, "
+                    "which sets spec.replicas: ignore /spec/replicas for it",
+                    "argocd-hpa-replicas",
+                )
+            )
         elif not respect:
-            out.append(app.finding("spec.syncPolicy.syncOptions", "ignoreDifferences on spec.replicas needs "
-                                   "RespectIgnoreDifferences=true, or each sync resets the HPA's replica count",
-                                   "argocd-hpa-replicas"))
+            out.append(
+                app.finding(
+                    "spec.syncPolicy.syncOptions",
+                    "ignoreDifferences on spec.replicas needs "
+                    "RespectIgnoreDifferences=true, or each sync resets the HPA's replica count",
+                    "argocd-hpa-replicas",
+                )
+            )
     return out
 
 
@@ -76,9 +94,15 @@ def check_namespaces(resources: list[Resource], expected: str) -> list[Finding]:
     """Objects outside the environment's namespace escape its AppProject destination and policies."""
     if not expected:
         return []
-    return [res.finding("metadata.namespace", f"namespace {res.namespace or '(none)'!r} is not the environment's "
-                        f"{expected!r}", "namespace")
-            for res in resources if res.kind not in CLUSTER_SCOPED and res.namespace != expected]
+    return [
+        res.finding(
+            "metadata.namespace",
+            f"namespace {res.namespace or '(none)'!r} is not the environment's {expected!r}",
+            "namespace",
+        )
+        for res in resources
+        if res.kind not in CLUSTER_SCOPED and res.namespace != expected
+    ]
 
 
 def check_overlay(resources: list[Resource]) -> list[Finding]:
@@ -94,8 +118,11 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
             continue
         selected = [p for p in pods if p.namespace == svc.namespace and map_selector_matches(selector, p.labels)]
         if not selected:
-            out.append(svc.finding("spec.selector", f"selects no pods in this overlay (selector {selector})",
-                                   "service-selector"))
+            out.append(
+                svc.finding(
+                    "spec.selector", f"selects no pods in this overlay (selector {selector})", "service-selector"
+                )
+            )
             continue
         for index, port in enumerate(as_list(svc.spec.get("ports"))):
             if not isinstance(port, dict):
@@ -112,34 +139,50 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
                             names.add(key_of(cport.get("name")))
                 ok = target in names if isinstance(target, str) else target in numbers
                 if not ok:
-                    out.append(svc.finding(["spec", "ports", index, "targetPort"],
-                                           f"targetPort {target!r} is not a container port of "
-                                           f"{pod.resource.kind}/{pod.resource.name}", "service-target-port"))
+                    out.append(
+                        svc.finding(
+                            ["spec", "ports", index, "targetPort"],
+                            f"targetPort {target!r} is not a container port of {pod.resource.kind}/{pod.resource.name}",
+                            "service-target-port",
+                        )
+                    )
 
     for pdb in by_kind.get("PodDisruptionBudget", {}).values():
         selector = pdb.spec.get("selector")
         if not isinstance(selector, dict) or not any(
-                p.namespace == pdb.namespace and selector_matches(selector, p.labels) for p in pods):
+            p.namespace == pdb.namespace and selector_matches(selector, p.labels) for p in pods
+        ):
             out.append(pdb.finding("spec.selector", "selects no pods in this overlay", "pdb-target"))
 
     for hpa in by_kind.get("HorizontalPodAutoscaler", {}).values():
         ref = _d(hpa.spec.get("scaleTargetRef"))
         if (hpa.namespace, key_of(ref.get("name"))) not in by_kind.get(key_of(ref.get("kind", "")), {}):
-            out.append(hpa.finding("spec.scaleTargetRef", f"{ref.get('kind')}/{ref.get('name')} does not exist "
-                                   "in this overlay", "hpa-target"))
+            out.append(
+                hpa.finding(
+                    "spec.scaleTargetRef",
+                    f"{ref.get('kind')}/{ref.get('name')} does not exist in this overlay",
+                    "hpa-target",
+                )
+            )
 
     for netpol in by_kind.get("NetworkPolicy", {}).values():
         selector = netpol.spec.get("podSelector")
-        if isinstance(selector, dict) and selector and not any(
-                p.namespace == netpol.namespace and selector_matches(selector, p.labels) for p in pods):
+        if (
+            isinstance(selector, dict)
+            and selector
+            and not any(p.namespace == netpol.namespace and selector_matches(selector, p.labels) for p in pods)
+        ):
             out.append(netpol.finding("spec.podSelector", "selects no pods in this overlay", "netpol-target"))
 
     for pod in pods:
         res, spec, prefix = pod.resource, pod.spec, pod.prefix
         sa = spec.get("serviceAccountName") or spec.get("serviceAccount")
         if isinstance(sa, str) and sa != "default" and (pod.namespace, sa) not in by_kind.get("ServiceAccount", {}):
-            out.append(res.finding(prefix + ["serviceAccountName"], f"ServiceAccount {sa!r} does not exist",
-                                   "ref-serviceaccount"))
+            out.append(
+                res.finding(
+                    prefix + ["serviceAccountName"], f"ServiceAccount {sa!r} does not exist", "ref-serviceaccount"
+                )
+            )
         configmaps = by_kind.get("ConfigMap", {})
         pvcs = by_kind.get("PersistentVolumeClaim", {})
         for index, volume in enumerate(as_list(spec.get("volumes"))):
@@ -147,29 +190,53 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
                 continue
             cm = _d(volume.get("configMap"))
             if cm and not cm.get("optional") and (pod.namespace, key_of(cm.get("name"))) not in configmaps:
-                out.append(res.finding(prefix + ["volumes", index, "configMap", "name"],
-                                       f"ConfigMap {cm.get('name')!r} does not exist", "ref-configmap"))
+                out.append(
+                    res.finding(
+                        prefix + ["volumes", index, "configMap", "name"],
+                        f"ConfigMap {cm.get('name')!r} does not exist",
+                        "ref-configmap",
+                    )
+                )
             for sindex, source in enumerate(as_list(_d(volume.get("projected")).get("sources"))):
                 pcm = _d(_d(source).get("configMap"))
                 if pcm and not pcm.get("optional") and (pod.namespace, key_of(pcm.get("name"))) not in configmaps:
-                    out.append(res.finding(prefix + ["volumes", index, "projected", "sources", sindex, "configMap",
-                                                     "name"], f"ConfigMap {pcm.get('name')!r} does not exist",
-                                           "ref-configmap"))
+                    out.append(
+                        res.finding(
+                            prefix + ["volumes", index, "projected", "sources", sindex, "configMap", "name"],
+                            f"ConfigMap {pcm.get('name')!r} does not exist",
+                            "ref-configmap",
+                        )
+                    )
             claim = _d(volume.get("persistentVolumeClaim")).get("claimName")
             if claim is not None and (pod.namespace, key_of(claim)) not in pvcs:
-                out.append(res.finding(prefix + ["volumes", index, "persistentVolumeClaim", "claimName"],
-                                       f"PersistentVolumeClaim {claim!r} does not exist", "ref-pvc"))
+                out.append(
+                    res.finding(
+                        prefix + ["volumes", index, "persistentVolumeClaim", "claimName"],
+                        f"PersistentVolumeClaim {claim!r} does not exist",
+                        "ref-pvc",
+                    )
+                )
         for path, container in pod.containers():
             for index, source in enumerate(as_list(container.get("envFrom"))):
                 ref = _d(_d(source).get("configMapRef"))
                 if ref and not ref.get("optional") and (pod.namespace, key_of(ref.get("name"))) not in configmaps:
-                    out.append(res.finding(path + ["envFrom", index, "configMapRef", "name"],
-                                           f"ConfigMap {ref.get('name')!r} does not exist", "ref-configmap"))
+                    out.append(
+                        res.finding(
+                            path + ["envFrom", index, "configMapRef", "name"],
+                            f"ConfigMap {ref.get('name')!r} does not exist",
+                            "ref-configmap",
+                        )
+                    )
             for index, env in enumerate(as_list(container.get("env"))):
                 ref = _d(_d(_d(env).get("valueFrom")).get("configMapKeyRef"))
                 if ref and not ref.get("optional") and (pod.namespace, key_of(ref.get("name"))) not in configmaps:
-                    out.append(res.finding(path + ["env", index, "valueFrom", "configMapKeyRef", "name"],
-                                           f"ConfigMap {ref.get('name')!r} does not exist", "ref-configmap"))
+                    out.append(
+                        res.finding(
+                            path + ["env", index, "valueFrom", "configMapKeyRef", "name"],
+                            f"ConfigMap {ref.get('name')!r} does not exist",
+                            "ref-configmap",
+                        )
+                    )
 
     services = by_kind.get("Service", {})
     for route in by_kind.get("HTTPRoute", {}).values():
@@ -182,16 +249,26 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
                 svc = services.get((key_of(namespace), key_of(backend.get("name"))))
                 path = ["spec", "rules", rindex, "backendRefs", bindex]
                 if svc is None:
-                    out.append(route.finding(path + ["name"], f"Service {backend.get('name')!r} does not exist",
-                                             "route-backend"))
+                    out.append(
+                        route.finding(
+                            path + ["name"], f"Service {backend.get('name')!r} does not exist", "route-backend"
+                        )
+                    )
                 elif "port" in backend and backend["port"] not in [
-                        _d(p).get("port") for p in as_list(svc.spec.get("ports"))]:
-                    out.append(route.finding(path + ["port"], f"Service {backend.get('name')!r} has no port "
-                                             f"{backend['port']}", "route-backend"))
+                    _d(p).get("port") for p in as_list(svc.spec.get("ports"))
+                ]:
+                    out.append(
+                        route.finding(
+                            path + ["port"],
+                            f"Service {backend.get('name')!r} has no port {backend['port']}",
+                            "route-backend",
+                        )
+                    )
     return out
 
 
 # --- Argo CD ---------------------------------------------------------------------------------
+
 
 def _is_wildcard(value) -> bool:
     return isinstance(value, str) and ("*" in value)
@@ -209,7 +286,7 @@ def _norm_repo(url) -> str:
     return str(url or "").rstrip("/").removesuffix(".git")
 
 
-def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[str, "object"]) -> list[Finding]:
+def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[str, object]) -> list[Finding]:
     """``deployed`` maps a repository-relative path to the Rendered object for it (or None when
     the path is not one the validator rendered)."""
     out: list[Finding] = []
@@ -218,27 +295,49 @@ def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[st
         spec = project.spec
         for index, repo in enumerate(as_list(spec.get("sourceRepos"))):
             if _is_wildcard(repo):
-                out.append(project.finding(["spec", "sourceRepos", index], f"wildcard source repo {repo!r}",
-                                           "argocd-project-wildcard"))
+                out.append(
+                    project.finding(
+                        ["spec", "sourceRepos", index], f"wildcard source repo {repo!r}", "argocd-project-wildcard"
+                    )
+                )
         for index, dest in enumerate(as_list(spec.get("destinations"))):
             for key in ("server", "namespace", "name"):
                 if _is_wildcard(_d(dest).get(key)):
-                    out.append(project.finding(["spec", "destinations", index, key],
-                                               f"wildcard destination {key} {_d(dest).get(key)!r}",
-                                               "argocd-project-wildcard"))
+                    out.append(
+                        project.finding(
+                            ["spec", "destinations", index, key],
+                            f"wildcard destination {key} {_d(dest).get(key)!r}",
+                            "argocd-project-wildcard",
+                        )
+                    )
         if "namespaceResourceWhitelist" not in spec:
-            out.append(project.finding("spec.namespaceResourceWhitelist", "not set, so every namespaced kind is "
-                                       "allowed: list the kinds the project deploys", "argocd-project-wildcard"))
+            out.append(
+                project.finding(
+                    "spec.namespaceResourceWhitelist",
+                    "not set, so every namespaced kind is allowed: list the kinds the project deploys",
+                    "argocd-project-wildcard",
+                )
+            )
         for index, namespace in enumerate(as_list(spec.get("sourceNamespaces"))):
             if _is_wildcard(namespace):
-                out.append(project.finding(["spec", "sourceNamespaces", index], f"wildcard source namespace "
-                                           f"{namespace!r}", "argocd-project-wildcard"))
+                out.append(
+                    project.finding(
+                        ["spec", "sourceNamespaces", index],
+                        f"wildcard source namespace {namespace!r}",
+                        "argocd-project-wildcard",
+                    )
+                )
         for list_name in ("clusterResourceWhitelist", "namespaceResourceWhitelist"):
             for index, entry in enumerate(as_list(spec.get(list_name))):
                 for key in ("group", "kind"):
                     if _is_wildcard(_d(entry).get(key)):
-                        out.append(project.finding(["spec", list_name, index, key], f"wildcard {key} in {list_name}",
-                                                   "argocd-project-wildcard"))
+                        out.append(
+                            project.finding(
+                                ["spec", list_name, index, key],
+                                f"wildcard {key} in {list_name}",
+                                "argocd-project-wildcard",
+                            )
+                        )
 
     referenced: set[str] = set()
     for app in (r for r in argocd_resources if r.kind == "Application"):
@@ -247,59 +346,100 @@ def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[st
                 referenced.add(Path(source["path"]).as_posix().strip("/"))
     for rel, rendered in sorted(deployed.items()):
         if rel.startswith("overlays/") and rel not in referenced:
-            out.append(Finding(rendered.name, "", "", "", f"no Argo CD Application deploys {rel}: add the environment "
-                               "to platform.yaml (make synth writes its Application) or remove the overlay",
-                               "argocd-overlay-synced"))
+            out.append(
+                Finding(
+                    rendered.name,
+                    "",
+                    "",
+                    "",
+                    f"no Argo CD Application deploys {rel}: add the environment "
+                    "to platform.yaml (make synth writes its Application) or remove the overlay",
+                    "argocd-overlay-synced",
+                )
+            )
 
     for app in (r for r in argocd_resources if r.kind == "Application"):
         spec = app.spec
         sources = [(["spec", "source"], spec["source"])] if isinstance(spec.get("source"), dict) else []
-        sources += [(["spec", "sources", i], s) for i, s in enumerate(as_list(spec.get("sources")))
-                    if isinstance(s, dict)]
+        sources += [
+            (["spec", "sources", i], s) for i, s in enumerate(as_list(spec.get("sources"))) if isinstance(s, dict)
+        ]
         dest = _d(spec.get("destination"))
         project = projects.get(key_of(spec.get("project")))
         if project is None:
-            out.append(app.finding("spec.project", f"AppProject {spec.get('project')!r} is not defined in argocd/",
-                                   "argocd-project"))
+            out.append(
+                app.finding(
+                    "spec.project", f"AppProject {spec.get('project')!r} is not defined in argocd/", "argocd-project"
+                )
+            )
         else:
             pspec = project.spec
             repos = [_norm_repo(r) for r in as_list(pspec.get("sourceRepos"))]
             for path, source in sources:
                 if _norm_repo(source.get("repoURL")) not in repos:
-                    out.append(app.finding(path + ["repoURL"], f"AppProject {project.name!r} does not permit repo "
-                                           f"{source.get('repoURL')!r}", "argocd-project"))
+                    out.append(
+                        app.finding(
+                            path + ["repoURL"],
+                            f"AppProject {project.name!r} does not permit repo {source.get('repoURL')!r}",
+                            "argocd-project",
+                        )
+                    )
             dests = [_d(d) for d in as_list(pspec.get("destinations"))]
-            if not any(d.get("namespace") == dest.get("namespace") and (
-                    d.get("server") == dest.get("server") if "server" in dest else d.get("name") == dest.get("name"))
-                    for d in dests):
-                out.append(app.finding("spec.destination", f"AppProject {project.name!r} does not permit destination "
-                                       f"{dest.get('server') or dest.get('name')} namespace {dest.get('namespace')!r}",
-                                       "argocd-project"))
+            if not any(
+                d.get("namespace") == dest.get("namespace")
+                and (d.get("server") == dest.get("server") if "server" in dest else d.get("name") == dest.get("name"))
+                for d in dests
+            ):
+                out.append(
+                    app.finding(
+                        "spec.destination",
+                        f"AppProject {project.name!r} does not permit destination "
+                        f"{dest.get('server') or dest.get('name')} namespace {dest.get('namespace')!r}",
+                        "argocd-project",
+                    )
+                )
         for path, source in sources:
             rel = source.get("path")
             if not isinstance(rel, str) or source.get("chart"):
                 continue
             directory = (root / rel).resolve()
             if not directory.is_dir() or root.resolve() not in (directory, *directory.parents):
-                out.append(app.finding(path + ["path"], f"path {rel!r} does not exist in the repository",
-                                       "argocd-app-path"))
+                out.append(
+                    app.finding(path + ["path"], f"path {rel!r} does not exist in the repository", "argocd-app-path")
+                )
                 continue
             rendered = deployed.get(Path(rel).as_posix().strip("/"))
             if rendered is None:
                 if not any(directory.glob("*.y*ml")):
-                    out.append(app.finding(path + ["path"], f"path {rel!r} holds no kustomization and no manifests",
-                                           "argocd-app-path"))
+                    out.append(
+                        app.finding(
+                            path + ["path"], f"path {rel!r} holds no kustomization and no manifests", "argocd-app-path"
+                        )
+                    )
                 continue
             if not rendered.ok:
-                out.append(app.finding(path + ["path"], f"path {rel!r} does not build (see the {rendered.name} "
-                                       "findings)", "argocd-app-path"))
+                out.append(
+                    app.finding(
+                        path + ["path"],
+                        f"path {rel!r} does not build (see the {rendered.name} findings)",
+                        "argocd-app-path",
+                    )
+                )
                 continue
-            namespaces = {rendered.namespace} if rendered.namespace else {
-                r.namespace for r in rendered.resources if r.namespace and r.kind not in CLUSTER_SCOPED}
+            namespaces = (
+                {rendered.namespace}
+                if rendered.namespace
+                else {r.namespace for r in rendered.resources if r.namespace and r.kind not in CLUSTER_SCOPED}
+            )
             if namespaces and key_of(dest.get("namespace")) not in namespaces:
-                out.append(app.finding("spec.destination.namespace",
-                                       f"{dest.get('namespace')!r} differs from the namespace of {rel!r} "
-                                       f"({', '.join(sorted(namespaces))})", "argocd-app-namespace"))
+                out.append(
+                    app.finding(
+                        "spec.destination.namespace",
+                        f"{dest.get('namespace')!r} differs from the namespace of {rel!r} "
+                        f"({', '.join(sorted(namespaces))})",
+                        "argocd-app-namespace",
+                    )
+                )
             out.extend(hpa_replicas(app, rendered.resources))
             if project is None:
                 continue
@@ -307,13 +447,23 @@ def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[st
             for group, kind in kinds:
                 if kind in CLUSTER_SCOPED:
                     if not _permits(project.spec.get("clusterResourceWhitelist"), group, kind):
-                        out.append(app.finding(path + ["path"], f"deploys cluster-scoped {kind} (group {group!r}) "
-                                               f"but AppProject {project.name!r} does not whitelist it",
-                                               "argocd-project-kinds"))
+                        out.append(
+                            app.finding(
+                                path + ["path"],
+                                f"deploys cluster-scoped {kind} (group {group!r}) "
+                                f"but AppProject {project.name!r} does not whitelist it",
+                                "argocd-project-kinds",
+                            )
+                        )
                 else:
                     white = project.spec.get("namespaceResourceWhitelist")
                     black = project.spec.get("namespaceResourceBlacklist")
                     if (white is not None and not _permits(white, group, kind)) or _permits(black, group, kind):
-                        out.append(app.finding(path + ["path"], f"deploys {kind} (group {group!r}) but AppProject "
-                                               f"{project.name!r} does not permit it", "argocd-project-kinds"))
+                        out.append(
+                            app.finding(
+                                path + ["path"],
+                                f"deploys {kind} (group {group!r}) but AppProject {project.name!r} does not permit it",
+                                "argocd-project-kinds",
+                            )
+                        )
     return out

@@ -12,10 +12,10 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -32,10 +32,25 @@ SCHEMA_CHECKS = {
     "kubeconform": "kubeconform -strict agrees (only when kubeconform is on PATH)",
 }
 # Checks no annotation can switch off: they say the object is not what the cluster will accept.
-NOT_EXEMPTABLE = {"schema", "no-schema", "build", "exemption", "yaml-duplicate-key", "yaml-syntax",
-                  "freshness", "secrets-scan", "kubeconform"}
-ALL_CHECKS = {**SCHEMA_CHECKS, **repofiles.CHECKS, **semantics.CHECKS, **policies.CHECKS,
-              **crossrefs.CHECKS, **freshness.CHECKS}
+NOT_EXEMPTABLE = {
+    "schema",
+    "no-schema",
+    "build",
+    "exemption",
+    "yaml-duplicate-key",
+    "yaml-syntax",
+    "freshness",
+    "secrets-scan",
+    "kubeconform",
+}
+ALL_CHECKS = {
+    **SCHEMA_CHECKS,
+    **repofiles.CHECKS,
+    **semantics.CHECKS,
+    **policies.CHECKS,
+    **crossrefs.CHECKS,
+    **freshness.CHECKS,
+}
 # Generated from pinned registry packages and checked by crd_schemas.py --check instead.
 SECRETS_SCAN_EXCLUDE = ("generator/validate/crds/schemas/",)
 
@@ -71,7 +86,8 @@ def environments(config: Path) -> dict[str, policies.Environment]:
     for env in environments if isinstance(environments, list) else []:
         if isinstance(env, dict) and isinstance(env.get("overlay"), str):
             out[env["overlay"].strip("/")] = policies.Environment(
-                require_digest=env.get("requireDigest") is True, namespace=str(env.get("namespace") or ""))
+                require_digest=env.get("requireDigest") is True, namespace=str(env.get("namespace") or "")
+            )
     return out
 
 
@@ -81,7 +97,7 @@ def apply_exemptions(findings: list[Finding], resources: list[Resource]) -> tupl
     for res in resources:
         for key, value in res.annotations.items():
             if isinstance(key, str) and key.startswith(EXEMPT_PREFIX):
-                check = key[len(EXEMPT_PREFIX):]
+                check = key[len(EXEMPT_PREFIX) :]
                 path = fmt_path(["metadata", "annotations", key])
                 if check not in ALL_CHECKS:
                     extra.append(res.finding(path, f"unknown check {check!r}", "exemption"))
@@ -92,7 +108,7 @@ def apply_exemptions(findings: list[Finding], resources: list[Resource]) -> tupl
     for finding in findings:
         res = index.get((finding.overlay, finding.kind, finding.name))
         reason = res.annotations.get(EXEMPT_PREFIX + finding.check) if res else None
-        if (finding.check not in NOT_EXEMPTABLE and isinstance(reason, str) and reason.strip()):
+        if finding.check not in NOT_EXEMPTABLE and isinstance(reason, str) and reason.strip():
             exempted += 1
         else:
             kept.append(finding)
@@ -106,19 +122,37 @@ def schema_findings(store: SchemaStore, res: Resource) -> list[Finding]:
     if errors is None:
         served, crds = store.known_versions(res.kind)
         if served:
-            return [res.finding("apiVersion", f"{res.api_version} {res.kind} is not served by Kubernetes "
-                                f"{store.kubernetes_version}; use {' or '.join(served)}", "no-schema")]
+            return [
+                res.finding(
+                    "apiVersion",
+                    f"{res.api_version} {res.kind} is not served by Kubernetes "
+                    f"{store.kubernetes_version}; use {' or '.join(served)}",
+                    "no-schema",
+                )
+            ]
         if crds:
-            return [res.finding("apiVersion", f"no converted CRD schema for {res.api_version} {res.kind}; there is "
-                                f"one for {' and '.join(crds)} (add versions with crd_schemas.py)", "no-schema")]
-        return [res.finding("", f"no schema for {res.api_version} {res.kind} (Kubernetes {store.kubernetes_version} "
-                            "or the converted CRDs in generator/validate/crds): add it with crd_schemas.py",
-                            "no-schema")]
+            return [
+                res.finding(
+                    "apiVersion",
+                    f"no converted CRD schema for {res.api_version} {res.kind}; there is "
+                    f"one for {' and '.join(crds)} (add versions with crd_schemas.py)",
+                    "no-schema",
+                )
+            ]
+        return [
+            res.finding(
+                "",
+                f"no schema for {res.api_version} {res.kind} (Kubernetes {store.kubernetes_version} "
+                "or the converted CRDs in generator/validate/crds): add it with crd_schemas.py",
+                "no-schema",
+            )
+        ]
     return [res.finding(path, message, "schema") for path, message in errors]
 
 
-def check_overlay(store: SchemaStore, resources: list[Resource],
-                  env: policies.Environment | None = None) -> list[Finding]:
+def check_overlay(
+    store: SchemaStore, resources: list[Resource], env: policies.Environment | None = None
+) -> list[Finding]:
     """Every in-process check of one rendered overlay (schemas, semantics, policies, references)."""
     out: list[Finding] = []
     for res in resources:
@@ -138,20 +172,43 @@ def run_kubeconform(rendered: list[render.Rendered], version: str) -> tuple[list
     for item in rendered:
         if not item.text:
             continue
-        proc = subprocess.run([binary, "-strict", "-summary", "-output", "json", "-kubernetes-version",
-                               f"{version}.0" if version.count(".") == 1 else version,
-                               "-schema-location", "default", "-schema-location", template],
-                              input=item.text, capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                binary,
+                "-strict",
+                "-summary",
+                "-output",
+                "json",
+                "-kubernetes-version",
+                f"{version}.0" if version.count(".") == 1 else version,
+                "-schema-location",
+                "default",
+                "-schema-location",
+                template,
+            ],
+            input=item.text,
+            capture_output=True,
+            text=True,
+        )
         try:
             report = json.loads(proc.stdout or "{}")
         except json.JSONDecodeError:
-            out.append(Finding(item.name, "", "", "", f"kubeconform failed: {proc.stderr.strip()[-200:]}",
-                               "kubeconform"))
+            out.append(
+                Finding(item.name, "", "", "", f"kubeconform failed: {proc.stderr.strip()[-200:]}", "kubeconform")
+            )
             continue
         for res in report.get("resources", []):
             if res.get("status") in ("statusInvalid", "statusError"):
-                out.append(Finding(item.name, res.get("kind", ""), res.get("name", ""), "",
-                                   " ".join(str(res.get("msg", "")).split()), "kubeconform"))
+                out.append(
+                    Finding(
+                        item.name,
+                        res.get("kind", ""),
+                        res.get("name", ""),
+                        "",
+                        " ".join(str(res.get("msg", "")).split()),
+                        "kubeconform",
+                    )
+                )
     return out, binary
 
 
@@ -160,8 +217,10 @@ def _select_overlays(root: Path, names: list[str] | None) -> list[Path]:
     if names:
         unknown = set(names) - {d.name for d in overlay_dirs}
         if unknown:
-            raise ValueError(f"unknown overlay(s): {', '.join(sorted(unknown))}; "
-                             f"found: {', '.join(d.name for d in overlay_dirs) or 'none'}")
+            raise ValueError(
+                f"unknown overlay(s): {', '.join(sorted(unknown))}; "
+                f"found: {', '.join(d.name for d in overlay_dirs) or 'none'}"
+            )
         overlay_dirs = [d for d in overlay_dirs if d.name in set(names)]
     return overlay_dirs
 
@@ -185,8 +244,17 @@ def run(opts: Options) -> Result:
                 child.proc.wait()
 
 
-def _run(opts: Options, root: Path, config: Path, store: SchemaStore, overlay_dirs: list[Path], renderer,
-         notes: list[str], children: list, started: float) -> Result:
+def _run(
+    opts: Options,
+    root: Path,
+    config: Path,
+    store: SchemaStore,
+    overlay_dirs: list[Path],
+    renderer,
+    notes: list[str],
+    children: list,
+    started: float,
+) -> Result:
     fresh_proc = None
     if opts.freshness:
         if config.is_file() and (root / "generator" / "synth.py").is_file():
@@ -204,22 +272,22 @@ def _run(opts: Options, root: Path, config: Path, store: SchemaStore, overlay_di
     argocd = render.load_argocd(root, renderer)
     # Kustomizations an Application deploys that are not environment overlays get rendered too.
     known = {d.resolve() for d in overlay_dirs} | {(root / "argocd").resolve()}
-    for res in (argocd.resources if argocd and not opts.overlays else []):
+    for res in argocd.resources if argocd and not opts.overlays else []:
         if res.kind == "Application":
             sources = res.spec.get("sources") if isinstance(res.spec.get("sources"), list) else []
             for source in [res.spec.get("source"), *sources]:
                 rel = source.get("path") if isinstance(source, dict) else None
                 if isinstance(rel, str):
                     directory = (root / rel).resolve()
-                    if (directory not in known and root in directory.parents
-                            and render.kustomization_file(directory)):
+                    if directory not in known and root in directory.parents and render.kustomization_file(directory):
                         overlay_dirs.append(directory)
                         known.add(directory)
     chart_futures = []
     if opts.charts and not opts.overlays:
         pool = ThreadPoolExecutor(max_workers=2)
-        chart_futures = [pool.submit(render.render_chart, root, chart, values)
-                         for chart, values in render.chart_targets(root)]
+        chart_futures = [
+            pool.submit(render.render_chart, root, chart, values) for chart, values in render.chart_targets(root)
+        ]
         pool.shutdown(wait=False)
     rendered, _ = render.render_all(root, overlay_dirs, renderer, opts.jobs, with_argocd=False)
     for item in rendered:
@@ -272,7 +340,14 @@ def _run(opts: Options, root: Path, config: Path, store: SchemaStore, overlay_di
 
     findings, exempted = apply_exemptions(findings, all_resources)
     findings = sorted(set(findings), key=lambda f: (f.overlay, f.kind, f.name, f.path, f.check, f.message))
-    stats = {"overlays": len(rendered), "charts": len(charts), "resources": len(all_resources), "exempted": exempted,
-             "kubernetes_version": store.kubernetes_version, "elapsed": time.perf_counter() - started,
-             "notes": notes, "checks": len(ALL_CHECKS)}
+    stats = {
+        "overlays": len(rendered),
+        "charts": len(charts),
+        "resources": len(all_resources),
+        "exempted": exempted,
+        "kubernetes_version": store.kubernetes_version,
+        "elapsed": time.perf_counter() - started,
+        "notes": notes,
+        "checks": len(ALL_CHECKS),
+    }
     return Result(findings, stats)

@@ -13,13 +13,36 @@ CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
 # Kinds the API server keeps at cluster scope (the ones a GitOps repo may plausibly carry).
 CLUSTER_SCOPED = {
-    "APIService", "CertificateSigningRequest", "ClusterIssuer", "ClusterRole", "ClusterRoleBinding",
-    "ComponentStatus", "CSIDriver", "CSINode", "CustomResourceDefinition", "FlowSchema",
-    "GatewayClass", "IngressClass", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding",
-    "MutatingWebhookConfiguration", "Namespace", "Node", "PersistentVolume",
-    "PriorityClass", "PriorityLevelConfiguration", "RuntimeClass", "StorageClass",
-    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration",
-    "VolumeAttachment", "VolumeAttributesClass", "DeviceClass", "ClusterTrustBundle", "IPAddress",
+    "APIService",
+    "CertificateSigningRequest",
+    "ClusterIssuer",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ComponentStatus",
+    "CSIDriver",
+    "CSINode",
+    "CustomResourceDefinition",
+    "FlowSchema",
+    "GatewayClass",
+    "IngressClass",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
+    "MutatingWebhookConfiguration",
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "PriorityClass",
+    "PriorityLevelConfiguration",
+    "RuntimeClass",
+    "StorageClass",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingWebhookConfiguration",
+    "VolumeAttachment",
+    "VolumeAttributesClass",
+    "DeviceClass",
+    "ClusterTrustBundle",
+    "IPAddress",
     "ServiceCIDR",
 }
 
@@ -71,12 +94,13 @@ def key_of(value):
 
 
 def pod_template(resource: Resource) -> PodTemplate | None:
-    kind, doc = resource.kind, resource.doc
+    kind = resource.kind
     if kind not in WORKLOAD_KINDS:
         return None
     if kind == "Pod":
-        return PodTemplate(resource, ["spec"], resource.spec, _dict(resource.metadata.get("labels")),
-                           resource.namespace)
+        return PodTemplate(
+            resource, ["spec"], resource.spec, _dict(resource.metadata.get("labels")), resource.namespace
+        )
     if kind == "CronJob":
         job_spec = _dict(_dict(resource.spec.get("jobTemplate")).get("spec"))
         template = _dict(job_spec.get("template"))

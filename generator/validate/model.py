@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_$-]+$")
 
 

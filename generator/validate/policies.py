@@ -42,12 +42,29 @@ CHECKS = {
     "secret-data": "no Secret carries data in git",
 }
 
-ALLOWED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
-                        "persistentVolumeClaim", "projected", "secret", "image"}
-SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-                "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-                "net.ipv4.tcp_keepalive_probes"}
+ALLOWED_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+    "image",
+}
+SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}
 
 
 @dataclass
@@ -79,33 +96,58 @@ def pod_security(pod: PodTemplate) -> list[Finding]:
             kinds = [k for k in volume if k != "name"]
             bad = [k for k in kinds if k not in ALLOWED_VOLUME_TYPES]
             if bad:
-                out.append(res.finding(prefix + ["volumes", index, bad[0]],
-                                       f"volume type {bad[0]!r} is not allowed by the restricted profile",
-                                       "pss-volume-types"))
+                out.append(
+                    res.finding(
+                        prefix + ["volumes", index, bad[0]],
+                        f"volume type {bad[0]!r} is not allowed by the restricted profile",
+                        "pss-volume-types",
+                    )
+                )
     for index, sysctl in enumerate(as_list(pod_sc.get("sysctls"))):
         if isinstance(sysctl, dict) and key_of(sysctl.get("name")) not in SAFE_SYSCTLS:
-            out.append(res.finding(prefix + ["securityContext", "sysctls", index, "name"],
-                                   f"sysctl {sysctl.get('name')!r} is not in the safe set", "pss-sysctls"))
+            out.append(
+                res.finding(
+                    prefix + ["securityContext", "sysctls", index, "name"],
+                    f"sysctl {sysctl.get('name')!r} is not in the safe set",
+                    "pss-sysctls",
+                )
+            )
     pod_seccomp = _d(pod_sc.get("seccompProfile")).get("type")
     if pod_seccomp is not None and pod_seccomp not in ("RuntimeDefault", "Localhost"):
-        out.append(res.finding(prefix + ["securityContext", "seccompProfile", "type"],
-                               f"seccompProfile {pod_seccomp!r} must be RuntimeDefault or Localhost", "pss-seccomp"))
+        out.append(
+            res.finding(
+                prefix + ["securityContext", "seccompProfile", "type"],
+                f"seccompProfile {pod_seccomp!r} must be RuntimeDefault or Localhost",
+                "pss-seccomp",
+            )
+        )
     if pod_sc.get("runAsUser") == 0:
-        out.append(res.finding(prefix + ["securityContext", "runAsUser"], "runAsUser must not be 0",
-                               "pss-run-as-user"))
+        out.append(res.finding(prefix + ["securityContext", "runAsUser"], "runAsUser must not be 0", "pss-run-as-user"))
     if pod_sc.get("runAsNonRoot") is False:
-        out.append(res.finding(prefix + ["securityContext", "runAsNonRoot"], "runAsNonRoot must not be false",
-                               "pss-run-as-non-root"))
+        out.append(
+            res.finding(
+                prefix + ["securityContext", "runAsNonRoot"], "runAsNonRoot must not be false", "pss-run-as-non-root"
+            )
+        )
     _selinux(res, prefix + ["securityContext"], pod_sc, out)
     _apparmor(res, prefix + ["securityContext"], pod_sc, out)
     _host_process(res, prefix + ["securityContext"], pod_sc, out)
-    annotations = _d(_d(_d(res.doc.get("spec")).get("template")).get("metadata")).get("annotations") \
-        if res.kind != "Pod" else res.annotations
+    annotations = (
+        _d(_d(_d(res.doc.get("spec")).get("template")).get("metadata")).get("annotations")
+        if res.kind != "Pod"
+        else res.annotations
+    )
     for key, value in _d(annotations).items():
         if str(key).startswith("container.apparmor.security.beta.kubernetes.io/") and not (
-                value == "runtime/default" or str(value).startswith("localhost/")):
-            out.append(res.finding(prefix[:-1] + ["metadata", "annotations", key],
-                                   f"AppArmor profile {value!r} is not allowed", "pss-apparmor"))
+            value == "runtime/default" or str(value).startswith("localhost/")
+        ):
+            out.append(
+                res.finding(
+                    prefix[:-1] + ["metadata", "annotations", key],
+                    f"AppArmor profile {value!r} is not allowed",
+                    "pss-apparmor",
+                )
+            )
 
     for path, container in pod.containers():
         cname = container.get("name", "?")
@@ -115,50 +157,83 @@ def pod_security(pod: PodTemplate) -> list[Finding]:
             out.append(res.finding(sc_path + ["privileged"], f"container {cname!r} is privileged", "pss-privileged"))
         for pindex, port in enumerate(as_list(container.get("ports"))):
             if isinstance(port, dict) and port.get("hostPort") not in (None, 0):
-                out.append(res.finding(path + ["ports", pindex, "hostPort"], "hostPort must not be set",
-                                       "pss-host-ports"))
+                out.append(
+                    res.finding(path + ["ports", pindex, "hostPort"], "hostPort must not be set", "pss-host-ports")
+                )
         if sc.get("procMount") not in (None, "Default"):
             out.append(res.finding(sc_path + ["procMount"], "procMount must be Default", "pss-proc-mount"))
         _selinux(res, sc_path, sc, out)
         _apparmor(res, sc_path, sc, out)
         _host_process(res, sc_path, sc, out)
         if sc.get("allowPrivilegeEscalation") is not False:
-            out.append(res.finding(sc_path + ["allowPrivilegeEscalation"],
-                                   f"container {cname!r}: allowPrivilegeEscalation must be false",
-                                   "pss-privilege-escalation"))
+            out.append(
+                res.finding(
+                    sc_path + ["allowPrivilegeEscalation"],
+                    f"container {cname!r}: allowPrivilegeEscalation must be false",
+                    "pss-privilege-escalation",
+                )
+            )
         if _effective(pod_sc, sc, "runAsNonRoot") is not True:
-            out.append(res.finding(sc_path + ["runAsNonRoot"],
-                                   f"container {cname!r}: runAsNonRoot must be true "
-                                   "(here or in the pod securityContext)",
-                                   "pss-run-as-non-root"))
+            out.append(
+                res.finding(
+                    sc_path + ["runAsNonRoot"],
+                    f"container {cname!r}: runAsNonRoot must be true (here or in the pod securityContext)",
+                    "pss-run-as-non-root",
+                )
+            )
         user = _effective(pod_sc, sc, "runAsUser")
         if sc.get("runAsUser") == 0:
-            out.append(res.finding(sc_path + ["runAsUser"], f"container {cname!r}: runAsUser must not be 0",
-                                   "pss-run-as-user"))
+            out.append(
+                res.finding(sc_path + ["runAsUser"], f"container {cname!r}: runAsUser must not be 0", "pss-run-as-user")
+            )
         elif user is None:
             # Restricted allows it unset, but then the kubelet must trust the image's USER, and a
             # non-numeric USER fails runAsNonRoot at start: the repository requires a number.
-            out.append(res.finding(sc_path + ["runAsUser"], f"container {cname!r}: runAsUser is not set (here or in "
-                                   "the pod securityContext); set a non-zero UID", "pss-run-as-user"))
+            out.append(
+                res.finding(
+                    sc_path + ["runAsUser"],
+                    f"container {cname!r}: runAsUser is not set (here or in "
+                    "the pod securityContext); set a non-zero UID",
+                    "pss-run-as-user",
+                )
+            )
         seccomp = _d(sc.get("seccompProfile")).get("type") if "seccompProfile" in sc else pod_seccomp
         if seccomp not in ("RuntimeDefault", "Localhost"):
-            out.append(res.finding(sc_path + ["seccompProfile", "type"],
-                                   f"container {cname!r}: seccompProfile.type must be RuntimeDefault or Localhost "
-                                   "(here or in the pod securityContext)", "pss-seccomp"))
+            out.append(
+                res.finding(
+                    sc_path + ["seccompProfile", "type"],
+                    f"container {cname!r}: seccompProfile.type must be RuntimeDefault or Localhost "
+                    "(here or in the pod securityContext)",
+                    "pss-seccomp",
+                )
+            )
         caps = _d(sc.get("capabilities"))
         drop = as_list(caps.get("drop"))
         if "ALL" not in drop:
-            out.append(res.finding(sc_path + ["capabilities", "drop"],
-                                   f"container {cname!r}: capabilities must drop ALL", "pss-capabilities"))
+            out.append(
+                res.finding(
+                    sc_path + ["capabilities", "drop"],
+                    f"container {cname!r}: capabilities must drop ALL",
+                    "pss-capabilities",
+                )
+            )
         for cindex, cap in enumerate(as_list(caps.get("add"))):
             if cap != "NET_BIND_SERVICE":
-                out.append(res.finding(sc_path + ["capabilities", "add", cindex],
-                                       f"container {cname!r}: capability {cap!r} must not be added",
-                                       "pss-capabilities"))
+                out.append(
+                    res.finding(
+                        sc_path + ["capabilities", "add", cindex],
+                        f"container {cname!r}: capability {cap!r} must not be added",
+                        "pss-capabilities",
+                    )
+                )
         if sc.get("readOnlyRootFilesystem") is not True:
-            out.append(res.finding(sc_path + ["readOnlyRootFilesystem"],
-                                   f"container {cname!r}: readOnlyRootFilesystem must be true "
-                                   "(mount an emptyDir where it writes)", "read-only-root-fs"))
+            out.append(
+                res.finding(
+                    sc_path + ["readOnlyRootFilesystem"],
+                    f"container {cname!r}: readOnlyRootFilesystem must be true (mount an emptyDir where it writes)",
+                    "read-only-root-fs",
+                )
+            )
     return out
 
 
@@ -166,25 +241,30 @@ def _selinux(res: Resource, path: list, sc: dict, out: list[Finding]) -> None:
     opts = _d(sc.get("seLinuxOptions"))
     for key in ("user", "role"):
         if opts.get(key):
-            out.append(res.finding(path + ["seLinuxOptions", key], f"seLinuxOptions.{key} must not be set",
-                                   "pss-selinux"))
-    if opts.get("type") not in (None, "", "container_t", "container_init_t", "container_kvm_t",
-                                "container_engine_t"):
-        out.append(res.finding(path + ["seLinuxOptions", "type"], f"SELinux type {opts.get('type')!r} is not allowed",
-                               "pss-selinux"))
+            out.append(
+                res.finding(path + ["seLinuxOptions", key], f"seLinuxOptions.{key} must not be set", "pss-selinux")
+            )
+    if opts.get("type") not in (None, "", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"):
+        out.append(
+            res.finding(
+                path + ["seLinuxOptions", "type"], f"SELinux type {opts.get('type')!r} is not allowed", "pss-selinux"
+            )
+        )
 
 
 def _host_process(res: Resource, path: list, sc: dict, out: list[Finding]) -> None:
     if _d(sc.get("windowsOptions")).get("hostProcess") is True:
-        out.append(res.finding(path + ["windowsOptions", "hostProcess"], "hostProcess must not be true",
-                               "pss-host-process"))
+        out.append(
+            res.finding(path + ["windowsOptions", "hostProcess"], "hostProcess must not be true", "pss-host-process")
+        )
 
 
 def _apparmor(res: Resource, path: list, sc: dict, out: list[Finding]) -> None:
     kind = _d(sc.get("appArmorProfile")).get("type")
     if kind not in (None, "RuntimeDefault", "Localhost"):
-        out.append(res.finding(path + ["appArmorProfile", "type"], f"AppArmor profile {kind!r} is not allowed",
-                               "pss-apparmor"))
+        out.append(
+            res.finding(path + ["appArmorProfile", "type"], f"AppArmor profile {kind!r} is not allowed", "pss-apparmor")
+        )
 
 
 def resources_and_probes(pod: PodTemplate) -> list[Finding]:
@@ -199,8 +279,13 @@ def resources_and_probes(pod: PodTemplate) -> list[Finding]:
             values = _d(resources.get(section))
             for key in ("cpu", "memory"):
                 if key not in values:
-                    out.append(res.finding(path + ["resources", section, key],
-                                           f"container {cname!r}: {section}.{key} is not set", "resources"))
+                    out.append(
+                        res.finding(
+                            path + ["resources", section, key],
+                            f"container {cname!r}: {section}.{key} is not set",
+                            "resources",
+                        )
+                    )
         if is_server and path[-2] == "containers":
             for probe in ("readinessProbe", "livenessProbe"):
                 if not isinstance(container.get(probe), dict):
@@ -220,8 +305,14 @@ def images(pod: PodTemplate, env: Environment) -> list[Finding]:
         elif digest is None and tag == "latest":
             out.append(res.finding(path + ["image"], f"image {image!r} uses the mutable tag 'latest'", "image-tag"))
         if env.require_digest and digest is None:
-            out.append(res.finding(path + ["image"], f"image {image!r} has no digest; this environment "
-                                   "requires @sha256:... (platform.yaml requireDigest)", "image-digest"))
+            out.append(
+                res.finding(
+                    path + ["image"],
+                    f"image {image!r} has no digest; this environment "
+                    "requires @sha256:... (platform.yaml requireDigest)",
+                    "image-digest",
+                )
+            )
     return out
 
 
@@ -234,9 +325,13 @@ def automount(pod: PodTemplate, accounts: dict[tuple[str, str], Resource]) -> li
         sa = accounts.get((pod.namespace, key_of(spec.get("serviceAccountName") or "default")))
         if sa is not None and sa.doc.get("automountServiceAccountToken") is False:
             return []
-    return [pod.resource.finding(pod.prefix + ["automountServiceAccountToken"],
-                                 "automountServiceAccountToken must be false (in the pod spec or its ServiceAccount)",
-                                 "automount-token")]
+    return [
+        pod.resource.finding(
+            pod.prefix + ["automountServiceAccountToken"],
+            "automountServiceAccountToken must be false (in the pod spec or its ServiceAccount)",
+            "automount-token",
+        )
+    ]
 
 
 def job_limits(res: Resource) -> list[Finding]:
@@ -246,16 +341,23 @@ def job_limits(res: Resource) -> list[Finding]:
         spec, prefix = _d(_d(res.spec.get("jobTemplate")).get("spec")), ["spec", "jobTemplate", "spec"]
     else:
         return []
-    return [res.finding(prefix + [key], f"{key} is not set", "job-limits")
-            for key in ("backoffLimit", "ttlSecondsAfterFinished") if not isinstance(spec.get(key), int)]
+    return [
+        res.finding(prefix + [key], f"{key} is not set", "job-limits")
+        for key in ("backoffLimit", "ttlSecondsAfterFinished")
+        if not isinstance(spec.get(key), int)
+    ]
 
 
 def secret_data(res: Resource) -> list[Finding]:
     if res.kind != "Secret" or res.api_version != "v1":
         return []
-    return [res.finding([key], f"Secret carries {key} in git; use a sealed/external secret or create it out of band",
-                        "secret-data")
-            for key in ("data", "stringData") if res.doc.get(key)]
+    return [
+        res.finding(
+            [key], f"Secret carries {key} in git; use a sealed/external secret or create it out of band", "secret-data"
+        )
+        for key in ("data", "stringData")
+        if res.doc.get(key)
+    ]
 
 
 def check_overlay(resources: list[Resource], env: Environment) -> list[Finding]:
@@ -280,9 +382,15 @@ def check_overlay(resources: list[Resource], env: Environment) -> list[Finding]:
 def pdb_coverage(resources: list[Resource], pods: list[PodTemplate]) -> list[Finding]:
     out = []
     pdbs = [r for r in resources if r.kind == "PodDisruptionBudget"]
-    hpas = {(r.namespace, key_of(_d(r.spec.get("scaleTargetRef")).get("kind")),
-             key_of(_d(r.spec.get("scaleTargetRef")).get("name"))): r
-            for r in resources if r.kind == "HorizontalPodAutoscaler"}
+    hpas = {
+        (
+            r.namespace,
+            key_of(_d(r.spec.get("scaleTargetRef")).get("kind")),
+            key_of(_d(r.spec.get("scaleTargetRef")).get("name")),
+        ): r
+        for r in resources
+        if r.kind == "HorizontalPodAutoscaler"
+    }
     for pod in pods:
         res = pod.resource
         if res.kind != "Deployment":
@@ -293,8 +401,12 @@ def pdb_coverage(resources: list[Resource], pods: list[PodTemplate]) -> list[Fin
         needs = (isinstance(replicas, int) and replicas >= 2) or (isinstance(min_replicas, int) and min_replicas >= 2)
         if not needs:
             continue
-        covered = any(p.namespace == res.namespace and isinstance(p.spec.get("selector"), dict)
-                      and selector_matches(p.spec["selector"], pod.labels) for p in pdbs)
+        covered = any(
+            p.namespace == res.namespace
+            and isinstance(p.spec.get("selector"), dict)
+            and selector_matches(p.spec["selector"], pod.labels)
+            for p in pdbs
+        )
         if not covered:
             why = f"replicas {replicas}" if not hpa else f"HPA minReplicas {min_replicas}"
             out.append(res.finding("spec.replicas", f"{why} but no PodDisruptionBudget selects its pods", "pdb"))
@@ -305,11 +417,17 @@ def network_policy_coverage(resources: list[Resource], pods: list[PodTemplate]) 
     policies = [r for r in resources if r.kind == "NetworkPolicy"]
     out = []
     for pod in pods:
-        covered = any(p.namespace == pod.namespace and selector_matches(p.spec.get("podSelector"), pod.labels)
-                      for p in policies if isinstance(p.spec.get("podSelector"), dict))
+        covered = any(
+            p.namespace == pod.namespace and selector_matches(p.spec.get("podSelector"), pod.labels)
+            for p in policies
+            if isinstance(p.spec.get("podSelector"), dict)
+        )
         if not covered:
-            out.append(pod.resource.finding(pod.prefix[:-1] + ["metadata", "labels"],
-                                            "no NetworkPolicy selects these pods", "network-policy"))
+            out.append(
+                pod.resource.finding(
+                    pod.prefix[:-1] + ["metadata", "labels"], "no NetworkPolicy selects these pods", "network-policy"
+                )
+            )
     return out
 
 
@@ -322,9 +440,15 @@ def _replicas(res: Resource, hpas: dict) -> int | None:
 
 def pdb_headroom(resources: list[Resource], pods: list[PodTemplate]) -> list[Finding]:
     """A PDB that can never allow an eviction blocks every node drain."""
-    hpas = {(r.namespace, key_of(_d(r.spec.get("scaleTargetRef")).get("kind")),
-             key_of(_d(r.spec.get("scaleTargetRef")).get("name"))): r
-            for r in resources if r.kind == "HorizontalPodAutoscaler"}
+    hpas = {
+        (
+            r.namespace,
+            key_of(_d(r.spec.get("scaleTargetRef")).get("kind")),
+            key_of(_d(r.spec.get("scaleTargetRef")).get("name")),
+        ): r
+        for r in resources
+        if r.kind == "HorizontalPodAutoscaler"
+    }
     out = []
     for pdb in (r for r in resources if r.kind == "PodDisruptionBudget"):
         selector = pdb.spec.get("selector")
@@ -332,12 +456,20 @@ def pdb_headroom(resources: list[Resource], pods: list[PodTemplate]) -> list[Fin
             continue
         max_unavailable, min_available = pdb.spec.get("maxUnavailable"), pdb.spec.get("minAvailable")
         if max_unavailable in (0, "0%"):
-            out.append(pdb.finding("spec.maxUnavailable", "maxUnavailable 0 blocks every voluntary eviction "
-                                   "(node drains hang)", "pdb-allows-disruption"))
+            out.append(
+                pdb.finding(
+                    "spec.maxUnavailable",
+                    "maxUnavailable 0 blocks every voluntary eviction (node drains hang)",
+                    "pdb-allows-disruption",
+                )
+            )
             continue
         if min_available == "100%":
-            out.append(pdb.finding("spec.minAvailable", "minAvailable 100% blocks every voluntary eviction",
-                                   "pdb-allows-disruption"))
+            out.append(
+                pdb.finding(
+                    "spec.minAvailable", "minAvailable 100% blocks every voluntary eviction", "pdb-allows-disruption"
+                )
+            )
             continue
         if not isinstance(min_available, int) or isinstance(min_available, bool):
             continue
@@ -348,9 +480,15 @@ def pdb_headroom(resources: list[Resource], pods: list[PodTemplate]) -> list[Fin
                 continue
             replicas = _replicas(pod.resource, hpas)
             if replicas is not None and min_available >= replicas:
-                out.append(pdb.finding("spec.minAvailable", f"minAvailable {min_available} >= the {replicas} "
-                                       f"replica(s) of {pod.resource.kind}/{pod.resource.name}: no eviction is ever "
-                                       "allowed (node drains hang)", "pdb-allows-disruption"))
+                out.append(
+                    pdb.finding(
+                        "spec.minAvailable",
+                        f"minAvailable {min_available} >= the {replicas} "
+                        f"replica(s) of {pod.resource.kind}/{pod.resource.name}: no eviction is ever "
+                        "allowed (node drains hang)",
+                        "pdb-allows-disruption",
+                    )
+                )
     return out
 
 
@@ -364,7 +502,11 @@ def route_weights(resources: list[Resource]) -> list[Finding]:
             if len(refs) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) for w in weights):
                 continue
             if sum(weights) != 100:
-                out.append(route.finding(["spec", "rules", index, "backendRefs"],
-                                         f"backend weights {weights} add up to {sum(weights)}, not 100",
-                                         "route-weights"))
+                out.append(
+                    route.finding(
+                        ["spec", "rules", index, "backendRefs"],
+                        f"backend weights {weights} add up to {sum(weights)}, not 100",
+                        "route-weights",
+                    )
+                )
     return out

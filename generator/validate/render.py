@@ -8,10 +8,10 @@ generated ``overlays/base`` and ``overlays/components/*``. Rendering runs the pi
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -47,8 +47,7 @@ def discover_overlays(root: Path) -> list[Path]:
     base = root / "overlays"
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir()
-                  if p.is_dir() and p.name not in NOT_ENVIRONMENTS and kustomization_file(p))
+    return sorted(p for p in base.iterdir() if p.is_dir() and p.name not in NOT_ENVIRONMENTS and kustomization_file(p))
 
 
 def kustomization_namespace(directory: Path) -> str:
@@ -63,18 +62,24 @@ def kustomization_namespace(directory: Path) -> str:
     return value if isinstance(value, str) else ""
 
 
-def parse_rendered(name: str, text: str, source: str, keep_lines: bool = False
-                   ) -> tuple[list[Resource], list[Finding]]:
+def parse_rendered(name: str, text: str, source: str, keep_lines: bool = False) -> tuple[list[Resource], list[Finding]]:
     """Parse a rendered stream into resources; YAML problems become findings. ``keep_lines``:
     the stream is a file in the repository, so a resource's line is worth reporting."""
     stream = load_stream(text)
-    findings = [Finding(source, "", "", dup.path or "(top level)",
-                        f"duplicate key {dup.key!r} (first at line {dup.first_line}, repeated at line {dup.line})",
-                        "yaml-duplicate-key", dup.line)
-                for dup in stream.duplicates]
+    findings = [
+        Finding(
+            source,
+            "",
+            "",
+            dup.path or "(top level)",
+            f"duplicate key {dup.key!r} (first at line {dup.first_line}, repeated at line {dup.line})",
+            "yaml-duplicate-key",
+            dup.line,
+        )
+        for dup in stream.duplicates
+    ]
     if stream.error:
-        findings.append(Finding(source, "", "", "", f"invalid YAML: {stream.error}", "yaml-syntax",
-                                stream.error_line))
+        findings.append(Finding(source, "", "", "", f"invalid YAML: {stream.error}", "yaml-syntax", stream.error_line))
     resources = []
     for doc in stream.documents:
         if isinstance(doc.data, dict) and doc.data.get("kind") == "List" and isinstance(doc.data.get("items"), list):
@@ -83,8 +88,11 @@ def parse_rendered(name: str, text: str, source: str, keep_lines: bool = False
             items = [doc.data]
         for item in items:
             if not isinstance(item, dict):
-                findings.append(Finding(source, "", "", "", f"document at line {doc.line} is not a mapping",
-                                        "yaml-syntax", doc.line))
+                findings.append(
+                    Finding(
+                        source, "", "", "", f"document at line {doc.line} is not a mapping", "yaml-syntax", doc.line
+                    )
+                )
                 continue
             resources.append(Resource(item, name, doc.line if keep_lines else None))
     return resources, findings
@@ -95,7 +103,7 @@ def render_overlay_dir(root: Path, directory: Path, render: Callable[[Path], str
     result = Rendered(directory.name, rel, namespace=kustomization_namespace(directory))
     try:
         text = render(directory)
-    except Exception as exc:  # noqa: BLE001 - any failure to build is a finding about the overlay
+    except Exception as exc:
         message = " ".join(str(exc).split())
         result.findings.append(Finding(result.name, "", "", "", f"kustomize build failed: {message}", "build"))
         result.ok = False
@@ -146,9 +154,10 @@ def render_chart(root: Path, chart: Path, values: Path | None) -> Rendered:
         args += ["--values", str(values)]
     try:
         text = tools.run_tool(args)
-    except Exception as exc:  # noqa: BLE001 - a chart that does not render is a finding
-        result.findings.append(Finding(name, "", "", "", "helm template failed: " + " ".join(str(exc).split()),
-                                       "build"))
+    except Exception as exc:
+        result.findings.append(
+            Finding(name, "", "", "", "helm template failed: " + " ".join(str(exc).split()), "build")
+        )
         result.ok = False
         return result
     result.text = text
@@ -165,8 +174,13 @@ def default_renderer() -> Callable[[Path], str]:
     return tools.render_overlay
 
 
-def render_all(root: Path, overlays: list[Path], render: Callable[[Path], str] | None = None,
-               jobs: int | None = None, with_argocd: bool = True) -> tuple[list[Rendered], Rendered | None]:
+def render_all(
+    root: Path,
+    overlays: list[Path],
+    render: Callable[[Path], str] | None = None,
+    jobs: int | None = None,
+    with_argocd: bool = True,
+) -> tuple[list[Rendered], Rendered | None]:
     """Render the overlays in parallel threads (each render is a subprocess)."""
     render = render or default_renderer()
     workers = max(1, min(jobs or (os.cpu_count() or 2) * 2, len(overlays) + 1))

@@ -24,19 +24,29 @@ CHECKS = {
 def tracked_files(root: Path) -> list[str]:
     """Files git knows about or would add (tracked plus untracked, not ignored); sorted."""
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=root, capture_output=True, check=True).stdout
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         skip = {".git", ".venv", ".cache", ".tools", "__pycache__", ".pytest_cache", ".hypothesis"}
-        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                      if p.is_file() and not skip.intersection(p.relative_to(root).parts))
+        return sorted(
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and not skip.intersection(p.relative_to(root).parts)
+        )
     return sorted({name for name in out.decode().split("\0") if name and (root / name).is_file()})
 
 
 def yaml_files(root: Path, files: list[str]) -> list[str]:
     """Every YAML file except Helm templates (``charts/<chart>/templates/``)."""
-    return [f for f in files if f.endswith((".yaml", ".yml"))
-            and not (f.startswith("charts/") and "templates" in Path(f).parts[2:-1])]
+    return [
+        f
+        for f in files
+        if f.endswith((".yaml", ".yml")) and not (f.startswith("charts/") and "templates" in Path(f).parts[2:-1])
+    ]
 
 
 def duplicate_keys(root: Path, files: list[str]) -> list[Finding]:
@@ -49,9 +59,17 @@ def duplicate_keys(root: Path, files: list[str]) -> list[Finding]:
             continue
         stream = load_stream(text)
         for dup in stream.duplicates:
-            out.append(Finding(rel, "", "", dup.path or "(top level)",
-                               f"duplicate key {dup.key!r} (first at line {dup.first_line})",
-                               "yaml-duplicate-key", dup.line))
+            out.append(
+                Finding(
+                    rel,
+                    "",
+                    "",
+                    dup.path or "(top level)",
+                    f"duplicate key {dup.key!r} (first at line {dup.first_line})",
+                    "yaml-duplicate-key",
+                    dup.line,
+                )
+            )
         if stream.error:
             out.append(Finding(rel, "", "", "", f"invalid YAML: {stream.error}", "yaml-syntax", stream.error_line))
     return out
@@ -76,8 +94,13 @@ class SecretsScan:
         self.todo = [name for name, key in self.digests.items() if key not in self.cached]
         self.proc = None
         if self.todo:
-            self.proc = subprocess.Popen([sys.executable, "-m", "detect_secrets", "scan", *self.todo], cwd=root,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "detect_secrets", "scan", *self.todo],
+                cwd=root,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
 
     def finish(self) -> list[Finding]:
         if self.proc is not None:
@@ -87,9 +110,21 @@ class SecretsScan:
             results = json.loads(stdout).get("results", {})
             for name in self.todo:
                 self.cached[self.digests[name]] = [
-                    {"type": hit["type"], "line": hit.get("line_number")} for hit in results.get(name, [])]
+                    {"type": hit["type"], "line": hit.get("line_number")} for hit in results.get(name, [])
+                ]
             live = set(self.digests.values())
             cache.save(self.root, "secrets", {k: v for k, v in self.cached.items() if k in live})
-        return [Finding(name, "", "", "", f"possible secret ({hit['type']}); remove it, or mark a false positive "
-                        "with an inline '# pragma: allowlist secret' comment", "secrets-scan", hit["line"])
-                for name, key in sorted(self.digests.items()) for hit in self.cached.get(key, [])]
+        return [
+            Finding(
+                name,
+                "",
+                "",
+                "",
+                f"possible secret ({hit['type']}); remove it, or mark a false positive "
+                "with an inline '# pragma: allowlist secret' comment",
+                "secrets-scan",
+                hit["line"],
+            )
+            for name, key in sorted(self.digests.items())
+            for hit in self.cached.get(key, [])
+        ]

@@ -13,8 +13,10 @@ def summary(findings: list[Finding], stats: dict) -> str:
     status = "clean" if not findings else f"{len(findings)} finding(s) from {checks} check(s)"
     extra = f", {stats['exempted']} exempted" if stats.get("exempted") else ""
     charts = f", {stats['charts']} chart render(s)" if stats.get("charts") else ""
-    return (f"validate: {status}{extra}; {stats['overlays']} overlay(s){charts}, {stats['resources']} resource(s), "
-            f"Kubernetes {stats['kubernetes_version']}, {stats['elapsed']:.2f}s")
+    return (
+        f"validate: {status}{extra}; {stats['overlays']} overlay(s){charts}, {stats['resources']} resource(s), "
+        f"Kubernetes {stats['kubernetes_version']}, {stats['elapsed']:.2f}s"
+    )
 
 
 def text(findings: list[Finding], stats: dict) -> str:
@@ -25,8 +27,14 @@ def text(findings: list[Finding], stats: dict) -> str:
 
 
 def as_json(findings: list[Finding], stats: dict) -> str:
-    return json.dumps({"summary": summary(findings, stats), "stats": stats,
-                       "findings": [f.as_dict() for f in findings]}, indent=2, sort_keys=True) + "\n"
+    return (
+        json.dumps(
+            {"summary": summary(findings, stats), "stats": stats, "findings": [f.as_dict() for f in findings]},
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
 
 
 def _case_name(finding: Finding) -> str:
@@ -40,14 +48,22 @@ def junit(findings: list[Finding], stats: dict, checks: dict[str, str]) -> str:
         by_check.setdefault(finding.check, []).append(finding)
     suites = []
     for check, items in sorted(by_check.items()):
-        cases = [f'    <testcase classname={quoteattr("validate." + check)} name={quoteattr(_case_name(f))}>\n'
-                 f'      <failure message={quoteattr(f.message)} type={quoteattr(check)}>{escape(f.render())}'
-                 '</failure>\n    </testcase>' for f in items]
+        cases = [
+            f"    <testcase classname={quoteattr('validate.' + check)} name={quoteattr(_case_name(f))}>\n"
+            f"      <failure message={quoteattr(f.message)} type={quoteattr(check)}>{escape(f.render())}"
+            "</failure>\n    </testcase>"
+            for f in items
+        ]
         if not items:
-            cases = [f'    <testcase classname={quoteattr("validate." + check)} '
-                     f'name={quoteattr(checks.get(check, check))}/>']
-        suites.append(f'  <testsuite name={quoteattr(check)} tests="{len(cases)}" failures="{len(items)}" '
-                      f'errors="0">\n' + "\n".join(cases) + "\n  </testsuite>")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuites name="validate" tests="{sum(max(1, len(v)) for v in by_check.values())}" '
-            f'failures="{len(findings)}" time="{stats["elapsed"]:.3f}">\n' + "\n".join(suites) + "\n</testsuites>\n")
+            cases = [
+                f"    <testcase classname={quoteattr('validate.' + check)} name={quoteattr(checks.get(check, check))}/>"
+            ]
+        suites.append(
+            f'  <testsuite name={quoteattr(check)} tests="{len(cases)}" failures="{len(items)}" '
+            f'errors="0">\n' + "\n".join(cases) + "\n  </testsuite>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuites name="validate" tests="{sum(max(1, len(v)) for v in by_check.values())}" '
+        f'failures="{len(findings)}" time="{stats["elapsed"]:.3f}">\n' + "\n".join(suites) + "\n</testsuites>\n"
+    )

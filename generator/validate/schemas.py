@@ -24,7 +24,8 @@ from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
-from referencing import Registry, Resource as RefResource
+from referencing import Registry
+from referencing import Resource as RefResource
 
 from generator.conventions import KUBERNETES_VERSION
 from generator.validate.model import fmt_path
@@ -35,8 +36,10 @@ DEFS_ID = "https://kubernetes.io/api/_definitions.json"
 QUANTITY_DEF = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 INT_OR_STRING_DEF = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 # The API server's resource.Quantity grammar (apimachinery/pkg/api/resource/quantity.go).
-QUANTITY_PATTERN = (r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-                    r"(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))?$")
+QUANTITY_PATTERN = (
+    r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))?$"
+)
 QUANTITY_RE = re.compile(QUANTITY_PATTERN)
 DEFAULT_K8S_VERSION = KUBERNETES_VERSION
 
@@ -61,8 +64,9 @@ def k8s_schema_dir(version: str) -> Path:
         raise SchemaError(f"invalid Kubernetes version {version!r} (expected e.g. 1.33 or 1.33.0)")
     path = K8S_SCHEMA_ROOT / f"v{match[1]}.{match[2]}.0-local-strict"
     if not path.is_dir():
-        raise SchemaError(f"no schemas for Kubernetes {match[1]}.{match[2]}; "
-                          f"supported: {', '.join(supported_versions())}")
+        raise SchemaError(
+            f"no schemas for Kubernetes {match[1]}.{match[2]}; supported: {', '.join(supported_versions())}"
+        )
     return path
 
 
@@ -131,10 +135,12 @@ class SchemaStore:
         served = []
         for path in sorted(self.schema_dir.glob(f"{kind.lower()}-*.json")):
             gvks = json.loads(path.read_text()).get("x-kubernetes-group-version-kind", [])
-            served += [f"{g['group']}/{g['version']}" if g["group"] else g["version"]
-                       for g in gvks if g.get("kind") == kind]
-        crds = [f"{p.parent.name}/{p.stem.split('_')[-1]}"
-                for p in sorted(self.crd_dir.glob(f"*/{kind.lower()}_*.json"))]
+            served += [
+                f"{g['group']}/{g['version']}" if g["group"] else g["version"] for g in gvks if g.get("kind") == kind
+            ]
+        crds = [
+            f"{p.parent.name}/{p.stem.split('_')[-1]}" for p in sorted(self.crd_dir.glob(f"*/{kind.lower()}_*.json"))
+        ]
         return sorted(set(served)), crds
 
     def has_schema(self, api_version: str, kind: str) -> bool:
@@ -199,7 +205,8 @@ def describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         if marker == "int-or-string":
             return [(fmt_path(path), f"expected integer or string, got {_type_name(instance)} {_short(instance)}")]
         if isinstance(schema.get(keyword), list) and all(
-                isinstance(s, dict) and set(s) <= {"type", "format"} for s in schema[keyword]):
+            isinstance(s, dict) and set(s) <= {"type", "format"} for s in schema[keyword]
+        ):
             types = " or ".join(str(s.get("type")) for s in schema[keyword])
             return [(fmt_path(path), f"expected {types}, got {_type_name(instance)} {_short(instance)}")]
         branches = schema.get(keyword) if isinstance(schema.get(keyword), list) else []
@@ -220,5 +227,8 @@ def describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
 
 
 def quantity_ok(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) or (
-        isinstance(value, str) and bool(QUANTITY_RE.match(value)))
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        or (isinstance(value, str) and bool(QUANTITY_RE.match(value)))
+    )

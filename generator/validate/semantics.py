@@ -3,9 +3,18 @@ not match its own template, duplicate env var / container / port names."""
 
 from __future__ import annotations
 
-from generator.validate.kube import (DNS1035_KINDS, DNS1035_LABEL, DNS1123_LABEL, DNS1123_LABEL_KINDS,
-                                     DNS1123_SUBDOMAIN, LABEL_VALUE, QUALIFIED_NAME, pod_template,
-                                     as_list, selector_matches)
+from generator.validate.kube import (
+    DNS1035_KINDS,
+    DNS1035_LABEL,
+    DNS1123_LABEL,
+    DNS1123_LABEL_KINDS,
+    DNS1123_SUBDOMAIN,
+    LABEL_VALUE,
+    QUALIFIED_NAME,
+    as_list,
+    pod_template,
+    selector_matches,
+)
 from generator.validate.model import Finding, Resource
 
 CHECKS = {
@@ -36,8 +45,13 @@ def _labels(resource: Resource, labels, path: list, out: list[Finding]) -> None:
         if not isinstance(key, str) or not _label_key_ok(key):
             out.append(resource.finding(path + [key], f"invalid label key {key!r}", "invalid-label"))
         if isinstance(value, str) and (len(value) > 63 or not LABEL_VALUE.match(value)):
-            out.append(resource.finding(path + [key], f"invalid label value {value!r} "
-                                        "(≤63 characters: alphanumerics, '-', '_', '.')", "invalid-label"))
+            out.append(
+                resource.finding(
+                    path + [key],
+                    f"invalid label value {value!r} (≤63 characters: alphanumerics, '-', '_', '.')",
+                    "invalid-label",
+                )
+            )
 
 
 def check(resource: Resource) -> list[Finding]:
@@ -63,39 +77,61 @@ def check(resource: Resource) -> list[Finding]:
     if resource.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}:
         selector = resource.spec.get("selector")
         if isinstance(selector, dict) and not selector_matches(selector, pod.labels):
-            out.append(resource.finding("spec.selector", "selector does not match the pod template labels "
-                                        f"{dict(sorted(pod.labels.items()))}", "selector-mismatch"))
+            out.append(
+                resource.finding(
+                    "spec.selector",
+                    f"selector does not match the pod template labels {dict(sorted(pod.labels.items()))}",
+                    "selector-mismatch",
+                )
+            )
         elif isinstance(selector, dict) and not selector:
             out.append(resource.finding("spec.selector", "empty selector", "selector-mismatch"))
         match_labels = selector.get("matchLabels") if isinstance(selector, dict) else None
         for key in match_labels if isinstance(match_labels, dict) else {}:
             if key in MUTABLE_LABELS:
-                out.append(resource.finding(["spec", "selector", "matchLabels", key],
-                                            f"selector uses {key!r}, which changes between releases; selectors "
-                                            "are immutable", "selector-mutable-label"))
+                out.append(
+                    resource.finding(
+                        ["spec", "selector", "matchLabels", key],
+                        f"selector uses {key!r}, which changes between releases; selectors are immutable",
+                        "selector-mutable-label",
+                    )
+                )
     names: dict[str, list] = {}
     port_names: dict[str, list] = {}
     for path, container in pod.containers():
         cname = container.get("name")
         if isinstance(cname, str):
             if cname in names:
-                out.append(resource.finding(path + ["name"], f"container name {cname!r} repeats "
-                                            f"(first at {'.'.join(map(str, names[cname]))})", "duplicate-name"))
+                out.append(
+                    resource.finding(
+                        path + ["name"],
+                        f"container name {cname!r} repeats (first at {'.'.join(map(str, names[cname]))})",
+                        "duplicate-name",
+                    )
+                )
             names.setdefault(cname, path)
         seen_env: dict[str, int] = {}
         for index, env in enumerate(as_list(container.get("env"))):
             env_name = env.get("name") if isinstance(env, dict) else None
             if isinstance(env_name, str):
                 if env_name in seen_env:
-                    out.append(resource.finding(path + ["env", index, "name"],
-                                                f"env var {env_name!r} repeats (first at env[{seen_env[env_name]}]); "
-                                                "only the last one takes effect", "duplicate-env"))
+                    out.append(
+                        resource.finding(
+                            path + ["env", index, "name"],
+                            f"env var {env_name!r} repeats (first at env[{seen_env[env_name]}]); "
+                            "only the last one takes effect",
+                            "duplicate-env",
+                        )
+                    )
                 seen_env.setdefault(env_name, index)
         for index, port in enumerate(as_list(container.get("ports"))):
             pname = port.get("name") if isinstance(port, dict) else None
             if isinstance(pname, str):
                 if pname in port_names:
-                    out.append(resource.finding(path + ["ports", index, "name"],
-                                                f"port name {pname!r} repeats in the pod", "duplicate-name"))
+                    out.append(
+                        resource.finding(
+                            path + ["ports", index, "name"], f"port name {pname!r} repeats in the pod", "duplicate-name"
+                        )
+                    )
                 port_names.setdefault(pname, path)
     return out

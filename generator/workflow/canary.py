@@ -27,6 +27,7 @@ failed (nothing changed).
 from __future__ import annotations
 
 import argparse
+
 from generator.workflow import cli
 from generator.workflow.errors import Refused
 from generator.workflow.overlay import Overlay
@@ -61,13 +62,17 @@ def step(overlay: Overlay, weight: int) -> cli.Edit:
     env = overlay.env.name
     stable_release, canary_release = overlay.release(stable), overlay.release(canary)
     if weight > 0 and stable_release == canary_release:
-        raise Refused(f"the {canary} track of {env} runs exactly what {stable} runs "
-                      f"({stable_release.describe()}): promote a candidate first, e.g. "
-                      f"`make promote FROM=staging TO={env}`")
+        raise Refused(
+            f"the {canary} track of {env} runs exactly what {stable} runs "
+            f"({stable_release.describe()}): promote a candidate first, e.g. "
+            f"`make promote FROM=staging TO={env}`"
+        )
     current = {m: overlay.weights(m) for m in overlay.models}
     if weight == 100 and all(w[canary] == 0 for w in current.values()):
-        raise Refused(f"the canary of {env} takes no traffic (weight 0: aborted or not started), so it is "
-                      f"untested: set a weight first (`make canary ENV={env} WEIGHT=10`)")
+        raise Refused(
+            f"the canary of {env} takes no traffic (weight 0: aborted or not started), so it is "
+            f"untested: set a weight first (`make canary ENV={env} WEIGHT=10`)"
+        )
 
     if weight == 100:
         title = f"canary {env}: promote the canary to stable ({canary_release.describe()})"
@@ -79,14 +84,17 @@ def step(overlay: Overlay, weight: int) -> cli.Edit:
     if weight == 100:
         overlay.set_release(canary_release, stable)
         edit.note(f"{stable} server", stable_release.server.reference, canary_release.server.reference)
-        for (model, old), (_, new) in zip(stable_release.versions, canary_release.versions):
+        for (model, old), (_, new) in zip(stable_release.versions, canary_release.versions, strict=True):
             edit.note(f"{stable} {model} model version", old, new)
     for model in overlay.models:
         old_weights = current[model]
         new_weights = {stable: 100 - weight, canary: weight} if weight < 100 else {stable: 100, canary: 0}
         overlay.set_weights(model, new_weights)
-        edit.note(f"{model} weights {stable}/{canary}", f"{old_weights[stable]}/{old_weights[canary]}",
-                  f"{new_weights[stable]}/{new_weights[canary]}")
+        edit.note(
+            f"{model} weights {stable}/{canary}",
+            f"{old_weights[stable]}/{old_weights[canary]}",
+            f"{new_weights[stable]}/{new_weights[canary]}",
+        )
         old = overlay.replicas(model, stable), overlay.replicas(model, canary)
         new = split_replicas(sum(old), weight)
         overlay.set_replicas(model, stable, new[0])
@@ -99,11 +107,17 @@ def canary(args: argparse.Namespace) -> int:
     weight = parse_weight(args.weight)
     overlay = cli.open_overlay(args, args.env)
     if overlay.strategy != "canary":
-        raise Refused(f"{overlay.env.name} is a {overlay.strategy} environment, not a canary one"
-                      + (" (use `make switch`)" if overlay.strategy == "blue-green" else ""))
+        raise Refused(
+            f"{overlay.env.name} is a {overlay.strategy} environment, not a canary one"
+            + (" (use `make switch`)" if overlay.strategy == "blue-green" else "")
+        )
     edit = step(overlay, weight)
-    return cli.finish("canary", edit, f"{overlay.env.name} is already at canary weight {weight} "
-                                      f"with that replica split; nothing to change", dry_run=args.dry_run)
+    return cli.finish(
+        "canary",
+        edit,
+        f"{overlay.env.name} is already at canary weight {weight} with that replica split; nothing to change",
+        dry_run=args.dry_run,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,4 +129,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     import sys
+
     sys.exit(main())

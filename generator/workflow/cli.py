@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from generator.workflow import git
 from generator.workflow.errors import EXIT_OK, EXIT_REFUSED, EXIT_TOOL, Refused, ToolFailed
-from generator.workflow.overlay import (ALLOW_DIRTY_ENV_VAR, Overlay, find_env, load_platform,
-                                        resolve_root)
+from generator.workflow.overlay import ALLOW_DIRTY_ENV_VAR, Overlay, find_env, load_platform, resolve_root
 
-EPILOG = ("Exit codes: 0 done, 2 refused or bad input (one line says why; nothing changed), "
-          "3 git or kustomize failed (nothing changed).")
+EPILOG = (
+    "Exit codes: 0 done, 2 refused or bad input (one line says why; nothing changed), "
+    "3 git or kustomize failed (nothing changed)."
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,20 +25,31 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser(prog: str, description: str, *, edits: bool = True) -> argparse.ArgumentParser:
-    p = _Parser(prog=f"python -m generator {prog}", description=description, epilog=EPILOG,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(
+        prog=f"python -m generator {prog}",
+        description=description,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--repo", metavar="PATH", help="repository root (default: $ML_GITOPS_ROOT, else this checkout)")
     if edits:
-        p.add_argument("--allow-dirty", action="store_true",
-                       help=f"skip the clean-tree check (or set {ALLOW_DIRTY_ENV_VAR}=1): for scripts that "
-                            "put several edits into one commit, such as CI's release workflow")
-        p.add_argument("--dry-run", action="store_true",
-                       help="print the edit as a unified diff and prove it builds (in a scratch copy); write nothing")
+        p.add_argument(
+            "--allow-dirty",
+            action="store_true",
+            help=f"skip the clean-tree check (or set {ALLOW_DIRTY_ENV_VAR}=1): for scripts that "
+            "put several edits into one commit, such as CI's release workflow",
+        )
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print the edit as a unified diff and prove it builds (in a scratch copy); write nothing",
+        )
     return p
 
 
-def run(name: str, p: argparse.ArgumentParser, argv: list[str] | None,
-        body: Callable[[argparse.Namespace], int]) -> int:
+def run(
+    name: str, p: argparse.ArgumentParser, argv: list[str] | None, body: Callable[[argparse.Namespace], int]
+) -> int:
     """Parse, run ``body``, and turn Refused/ToolFailed into one line and an exit code."""
     try:
         try:
@@ -56,8 +68,9 @@ def run(name: str, p: argparse.ArgumentParser, argv: list[str] | None,
 @dataclass
 class Edit:
     """One command's change to one overlay, described for the person who runs it."""
+
     overlay: Overlay
-    title: str                      # the commit subject the command suggests
+    title: str  # the commit subject the command suggests
     changes: list[str] = field(default_factory=list)  # human lines, "what: before -> after"
 
     def note(self, what: str, before: object, after: object) -> None:
@@ -76,8 +89,11 @@ def open_overlay(args: argparse.Namespace, env_name: str, *, check_clean: bool =
 
 def ensure_clean(args: argparse.Namespace, root: Path) -> None:
     """The clean-tree check, unless --allow-dirty, $ML_GITOPS_ALLOW_DIRTY=1 or --dry-run (writes nothing)."""
-    if not (getattr(args, "allow_dirty", False) or getattr(args, "dry_run", False)
-            or os.environ.get(ALLOW_DIRTY_ENV_VAR) == "1"):
+    if not (
+        getattr(args, "allow_dirty", False)
+        or getattr(args, "dry_run", False)
+        or os.environ.get(ALLOW_DIRTY_ENV_VAR) == "1"
+    ):
         git.ensure_clean(root)
 
 
@@ -97,7 +113,8 @@ def finish(name: str, edit: Edit, nothing: str, dry_run: bool = False) -> int:
     for line in edit.changes:
         print(f"  {line}")
     print(f"  edited {', '.join(paths)} (kustomize build ok)")
-    print(f"  next: review with `make diff BASE=HEAD`, then commit: git commit -m {edit.title!r} -- "
-          f"{edit.overlay.env.overlay}")
+    print(
+        f"  next: review with `make diff BASE=HEAD`, then commit: git commit -m {edit.title!r} -- "
+        f"{edit.overlay.env.overlay}"
+    )
     return EXIT_OK
-

@@ -65,12 +65,12 @@ class FieldChange:
 
 @dataclass
 class ResourceChange:
-    op: str            # "+", "-", "~"
+    op: str  # "+", "-", "~"
     kind: str
     namespace: str
     name: str
     fields: list[FieldChange] = field(default_factory=list)
-    risk: str = ""     # for added/removed resources
+    risk: str = ""  # for added/removed resources
 
     @property
     def title(self) -> str:
@@ -86,8 +86,8 @@ class ResourceChange:
 class OverlayDiff:
     name: str
     changes: list[ResourceChange] = field(default_factory=list)
-    note: str = ""     # "new overlay", "removed overlay", "does not build at base: ..."
-    error: str = ""    # the working tree does not build
+    note: str = ""  # "new overlay", "removed overlay", "does not build at base: ..."
+    error: str = ""  # the working tree does not build
 
 
 # --- normalising and comparing ----------------------------------------------------------------
@@ -96,8 +96,9 @@ class OverlayDiff:
 def discover(overlays_dir: Path) -> list[str]:
     if not overlays_dir.is_dir():
         return []
-    return sorted(p.parent.name for p in overlays_dir.glob("*/kustomization.yaml")
-                  if p.parent.name not in NOT_ENVIRONMENTS)
+    return sorted(
+        p.parent.name for p in overlays_dir.glob("*/kustomization.yaml") if p.parent.name not in NOT_ENVIRONMENTS
+    )
 
 
 def index(docs: list[dict]) -> dict[tuple[str, str, str], dict]:
@@ -152,12 +153,12 @@ def compare(before: Any, after: Any, path: str = "") -> list[FieldChange]:
         out = []
         if named_before is not None and named_after is not None:
             for name in list(named_before) + [n for n in named_after if n not in named_before]:
-                out += compare(named_before.get(name, MISSING), named_after.get(name, MISSING),
-                               f"{path}[name={name}]")
+                out += compare(named_before.get(name, MISSING), named_after.get(name, MISSING), f"{path}[name={name}]")
             return out
         for i in range(max(len(before), len(after))):
-            out += compare(before[i] if i < len(before) else MISSING, after[i] if i < len(after) else MISSING,
-                           f"{path}[{i}]")
+            out += compare(
+                before[i] if i < len(before) else MISSING, after[i] if i < len(after) else MISSING, f"{path}[{i}]"
+            )
         return out
     if before is MISSING and after is MISSING:
         return []
@@ -182,7 +183,8 @@ def classify(kind: str, path: str) -> str:
     if kind == "HTTPRoute" and path.startswith("spec.rules"):
         return "weight" if path.endswith(".weight") else "routing"
     if kind in ("PodDisruptionBudget", "NetworkPolicy") and (
-            path.startswith("spec.selector") or path.startswith("spec.podSelector")):
+        path.startswith("spec.selector") or path.startswith("spec.podSelector")
+    ):
         return "selector"
     if kind == "ConfigMap" and path == "data.MODEL_VERSION":
         return "model version"
@@ -225,8 +227,14 @@ def run_diff(root: Path, base: str) -> tuple[str, list[OverlayDiff]]:
         base_names = discover(Path(tmp) / "overlays")
         work_names = discover(root / "overlays")
         names = sorted(set(base_names) | set(work_names))
-        jobs = [(n, Path(tmp) / "overlays" / n if n in base_names else None,
-                 root / "overlays" / n if n in work_names else None) for n in names]
+        jobs = [
+            (
+                n,
+                Path(tmp) / "overlays" / n if n in base_names else None,
+                root / "overlays" / n if n in work_names else None,
+            )
+            for n in names
+        ]
 
         def both(job):
             name, base_dir, work_dir = job
@@ -262,14 +270,16 @@ def fmt(value: Any, limit: int = 100) -> str:
     if value is MISSING:
         return "(none)"
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def text_report(base: str, commit: str, diffs: list[OverlayDiff]) -> str:
     changed = [d for d in diffs if d.changes or d.error or d.note]
     risky = sum(len(c.risks) for d in diffs for c in d.changes)
-    lines = [f"diff: working tree against {base} ({commit[:12]}): {len(changed)} of {len(diffs)} overlay(s) "
-             f"changed, {risky} risky change(s)"]
+    lines = [
+        f"diff: working tree against {base} ({commit[:12]}): {len(changed)} of {len(diffs)} overlay(s) "
+        f"changed, {risky} risky change(s)"
+    ]
     for d in changed:
         lines.append("")
         lines.append(f"{d.name} (overlays/{d.name})" + (f": {d.note}" if d.note else ""))
@@ -295,8 +305,12 @@ def _md(value: str) -> str:
 
 def markdown_report(base: str, commit: str, diffs: list[OverlayDiff]) -> str:
     changed = [d for d in diffs if d.changes or d.error or d.note]
-    risky_rows = [(d, c, f) for d in diffs for c in d.changes for f in ([None] if c.risk else []) + [
-        f for f in c.fields if f.risk]]
+    risky_rows = [
+        (d, c, f)
+        for d in diffs
+        for c in d.changes
+        for f in ([None] if c.risk else []) + [f for f in c.fields if f.risk]
+    ]
     kinds = sorted({(f.risk if f else c.risk) for d, c, f in risky_rows})
     out = [f"### Rendered changes against `{base}` (`{commit[:12]}`)", ""]
     summary = f"**{len(changed)} of {len(diffs)} overlay(s) changed**"
@@ -314,8 +328,10 @@ def markdown_report(base: str, commit: str, diffs: list[OverlayDiff]) -> str:
             if f is None:
                 out.append(f"| :warning: {c.risk} | {d.name} | {c.title} | | | |")
             else:
-                out.append(f"| :warning: {f.risk} | {d.name} | {c.title} | {_md(f.path)} | {_md(fmt(f.before, 60))} "
-                           f"| {_md(fmt(f.after, 60))} |")
+                out.append(
+                    f"| :warning: {f.risk} | {d.name} | {c.title} | {_md(f.path)} | {_md(fmt(f.before, 60))} "
+                    f"| {_md(fmt(f.after, 60))} |"
+                )
         out.append("")
     for d in changed:
         if not d.changes:
@@ -323,16 +339,22 @@ def markdown_report(base: str, commit: str, diffs: list[OverlayDiff]) -> str:
                 out += [f"**{d.name}**: {d.note}", ""]
             continue
         counts = {op: sum(1 for c in d.changes if c.op == op) for op in "+-~"}
-        label = ", ".join(f"{n} {w}" for w, n in (("added", counts["+"]), ("removed", counts["-"]),
-                                                  ("changed", counts["~"])) if n)
-        out += [f"<details><summary><b>{d.name}</b>: {label}" + (f" ({d.note})" if d.note else "")
-                + "</summary>", "", "```diff"]
+        label = ", ".join(
+            f"{n} {w}" for w, n in (("added", counts["+"]), ("removed", counts["-"]), ("changed", counts["~"])) if n
+        )
+        out += [
+            f"<details><summary><b>{d.name}</b>: {label}" + (f" ({d.note})" if d.note else "") + "</summary>",
+            "",
+            "```diff",
+        ]
         for c in d.changes:
             marker = {"+": "+", "-": "-", "~": "!"}[c.op]
             out.append(f"{marker} {c.title}" + (f"   [{c.risk}]" if c.risk else ""))
             for f in c.fields:
-                out.append(f"{'!' if f.risk else ' '}   {f.path}: {fmt(f.before)} -> {fmt(f.after)}"
-                           + (f"   [{f.risk}]" if f.risk else ""))
+                out.append(
+                    f"{'!' if f.risk else ' '}   {f.path}: {fmt(f.before)} -> {fmt(f.after)}"
+                    + (f"   [{f.risk}]" if f.risk else "")
+                )
         out += ["```", "", "</details>", ""]
     unchanged = [d.name for d in diffs if d not in changed]
     if unchanged:
@@ -340,8 +362,12 @@ def markdown_report(base: str, commit: str, diffs: list[OverlayDiff]) -> str:
     text = "\n".join(out).rstrip() + "\n"
     if len(text) > MARKDOWN_LIMIT:  # GitHub rejects a comment over 65536 characters
         cut = text.rfind("\n", 0, MARKDOWN_LIMIT - 200)
-        text = (text[:cut] + "\n```\n\n</details>\n\n**Truncated**: the full report is `make diff BASE="
-                + base + "` (text).\n")
+        text = (
+            text[:cut]
+            + "\n```\n\n</details>\n\n**Truncated**: the full report is `make diff BASE="
+            + base
+            + "` (text).\n"
+        )
     return text
 
 

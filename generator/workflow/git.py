@@ -37,8 +37,9 @@ def ensure_clean(root: Path) -> None:
     dirty = [line[3:] for line in out.splitlines() if line.strip()]
     if dirty:
         shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
-        raise Refused(f"uncommitted changes in {shown}: commit or stash them first, so this change is "
-                      f"one reviewable commit")
+        raise Refused(
+            f"uncommitted changes in {shown}: commit or stash them first, so this change is one reviewable commit"
+        )
 
 
 def resolve_revision(root: Path, rev: str) -> str:

@@ -28,17 +28,17 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from generator.config import ConfigError, Environment, Image, Platform, load_config
-from generator.conventions import (RELEASE_KEY, VARIANT_LABEL, VARIANTS,  # noqa: F401 (re-exported)
-                                   release_config_map_name, variant_image_name)
+from generator.conventions import RELEASE_KEY, VARIANT_LABEL, VARIANTS, release_config_map_name, variant_image_name  # noqa: F401 (re-exported)
 from generator.tools import REPO_ROOT, ToolError, render_overlay
 from generator.workflow.errors import Refused, ToolFailed
 
@@ -96,6 +96,7 @@ class Pin(Image):
 @dataclass(frozen=True)
 class Release:
     """What one environment (or one variant of it) runs: server image and model versions."""
+
     server: Pin
     versions: tuple[tuple[str, str], ...]  # (model, MODEL_VERSION)
 
@@ -138,7 +139,7 @@ class YamlFile:
             raise Refused(f"cannot read {path}: {exc.strerror}") from exc
         try:
             self.docs = list(_yaml().load_all(self.original.decode("utf-8")))
-        except Exception as exc:  # noqa: BLE001 - ruamel raises many kinds
+        except Exception as exc:
             raise Refused(f"{path} is not valid YAML: {exc}") from exc
 
     def dump(self) -> bytes:
@@ -179,6 +180,7 @@ def _set_scalar(mapping: CommentedMap, key: str, value: Any, *, replace: str | N
 @dataclass
 class Overlay:
     """The editable release state of one environment."""
+
     root: Path
     platform: Platform
     env: Environment
@@ -251,8 +253,10 @@ class Overlay:
 
     def _write_pin(self, entry_name: str, pin: Pin, new_name: bool) -> None:
         if pin.tag and self.env.require_digest:
-            raise Refused(f"{self.env.name} requires image digests (requireDigest in platform.yaml); "
-                          f"{pin.reference} is pinned by tag")
+            raise Refused(
+                f"{self.env.name} requires image digests (requireDigest in platform.yaml); "
+                f"{pin.reference} is pinned by tag"
+            )
         entry = self._image_entry(entry_name, create=True)
         if new_name:
             entry["newName"] = pin.repository
@@ -287,8 +291,7 @@ class Overlay:
         doc["data"][RELEASE_KEY] = DoubleQuotedScalarString(version)
 
     def release(self, variant: str = "") -> Release:
-        return Release(self.server_pin(variant),
-                       tuple((m, self.model_version(m, variant)) for m in self.models))
+        return Release(self.server_pin(variant), tuple((m, self.model_version(m, variant)) for m in self.models))
 
     def set_release(self, release: Release, variant: str = "") -> None:
         self.set_server_pin(release.server, variant)
@@ -357,8 +360,10 @@ class Overlay:
             refs = {ref.get("name"): ref for ref in rule.get("backendRefs") or []}
             if wanted <= set(refs):
                 return {v: refs[f"{model}-server-{v}"] for v in self.variants}
-        raise Refused(f"{self.env.overlay}/traffic.yaml has no HTTPRoute {model}-server rule that splits "
-                      f"traffic between {' and '.join(sorted(wanted))}")
+        raise Refused(
+            f"{self.env.overlay}/traffic.yaml has no HTTPRoute {model}-server rule that splits "
+            f"traffic between {' and '.join(sorted(wanted))}"
+        )
 
     def weights(self, model: str) -> dict[str, int]:
         return {v: int(ref.get("weight", 1)) for v, ref in self._weighted_refs(model).items()}
@@ -385,10 +390,10 @@ class Overlay:
         except (ToolError, OSError) as exc:
             for f in written:
                 _atomic_write(f.path, f.original)
-            raise ToolFailed(f"{self.env.overlay} no longer builds after the edit, so every file was "
-                             f"restored: {exc}") from exc
+            raise ToolFailed(
+                f"{self.env.overlay} no longer builds after the edit, so every file was restored: {exc}"
+            ) from exc
         return [f.path.relative_to(self.root).as_posix() for f in changed]
-
 
     def preview(self) -> str:
         """The edit as a unified diff, after proving it builds in a scratch copy of overlays/."""
@@ -405,8 +410,12 @@ class Overlay:
         out = []
         for f in changed:
             rel = f.path.relative_to(self.root).as_posix()
-            out += difflib.unified_diff(f.original.decode().splitlines(keepends=True),
-                                        f.dump().decode().splitlines(keepends=True), f"a/{rel}", f"b/{rel}")
+            out += difflib.unified_diff(
+                f.original.decode().splitlines(keepends=True),
+                f.dump().decode().splitlines(keepends=True),
+                f"a/{rel}",
+                f"b/{rel}",
+            )
         return "".join(out)
 
 

@@ -52,9 +52,11 @@ def target_variant(overlay: Overlay) -> tuple[str, str]:
         busy = {m: w for m, w in running.items() if w > 0}
         if busy:
             weights = ", ".join(f"{m} weight {w}" for m, w in busy.items())
-            raise Refused(f"{overlay.env.name} has a canary in progress ({weights}): "
-                          f"finish it first with `make canary ENV={overlay.env.name} WEIGHT=100` (promote) "
-                          f"or `WEIGHT=0` (abort)")
+            raise Refused(
+                f"{overlay.env.name} has a canary in progress ({weights}): "
+                f"finish it first with `make canary ENV={overlay.env.name} WEIGHT=100` (promote) "
+                f"or `WEIGHT=0` (abort)"
+            )
         return canary, f"{canary} track"
     if overlay.strategy == "blue-green":
         slot = overlay.common_slot("idle")
@@ -77,11 +79,15 @@ def promote(args: argparse.Namespace) -> int:
 
     src = f"{source.env.name}" + (f" ({where_from})" if where_from else "")
     dst = f"{target.env.name}" + (f" ({where_to})" if where_to else "")
-    edit = cli.Edit(target, f"promote {source.env.name} to {target.env.name}"
-                            + (f" {where_to}" if where_to else "") + f": {release.describe()}")
+    edit = cli.Edit(
+        target,
+        f"promote {source.env.name} to {target.env.name}"
+        + (f" {where_to}" if where_to else "")
+        + f": {release.describe()}",
+    )
     edit.note("server", before.server.reference, release.server.reference)
     edit.note("trainer", trainer_before.reference, trainer.reference)
-    for (model, old), (_, new) in zip(before.versions, release.versions):
+    for (model, old), (_, new) in zip(before.versions, release.versions, strict=True):
         edit.note(f"{model} model version", old, new)
     edit.title = f"promote {src} -> {dst}: {release.describe()}, trainer {trainer.short}"
     nothing = f"{dst} already runs what {src} runs ({release.describe()}, trainer {trainer.short})"
@@ -89,12 +95,16 @@ def promote(args: argparse.Namespace) -> int:
     if rc == 0 and target.strategy == "blue-green":
         empty = [m for m in target.models if target.replicas(m, variant) == 0]
         if empty:
-            print(f"  note: slot {variant} runs 0 replicas, so the preview Service has no pods to smoke-test; "
-                  f"give it some under replicas: in {target.env.overlay}/kustomization.yaml")
+            print(
+                f"  note: slot {variant} runs 0 replicas, so the preview Service has no pods to smoke-test; "
+                f"give it some under replicas: in {target.env.overlay}/kustomization.yaml"
+            )
     if rc == 0 and variant:
-        follow = (f"make canary ENV={target.env.name} WEIGHT=10" if target.strategy == "canary"
-                  else f"smoke-test via Service {target.models[0]}-server-preview, then "
-                       f"make switch ENV={target.env.name}")
+        follow = (
+            f"make canary ENV={target.env.name} WEIGHT=10"
+            if target.strategy == "canary"
+            else f"smoke-test via Service {target.models[0]}-server-preview, then make switch ENV={target.env.name}"
+        )
         print(f"  then (after merge): {follow}")
     return rc
 
@@ -108,4 +118,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     import sys
+
     sys.exit(main())

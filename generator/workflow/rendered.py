@@ -95,7 +95,8 @@ class Manifests:
     def get_configmap(self, name: str) -> dict | None:
         """A ConfigMap by its exact name or its name without the kustomize hash suffix."""
         return self.get("ConfigMap", name) or next(
-            (d for d in self.of_kind("ConfigMap") if HASH_SUFFIX.sub("", d["metadata"]["name"]) == name), None)
+            (d for d in self.of_kind("ConfigMap") if HASH_SUFFIX.sub("", d["metadata"]["name"]) == name), None
+        )
 
     def pod_labels(self, workload: dict) -> dict:
         return ((workload.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
@@ -121,14 +122,23 @@ class Manifests:
         return "?"
 
     def server_deployments(self, model: str) -> list[dict]:
-        return [d for d in self.of_kind("Deployment")
-                if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "server"
-                and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/instance") == model]
+        return [
+            d
+            for d in self.of_kind("Deployment")
+            if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "server"
+            and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/instance") == model
+        ]
 
     def hpa_for(self, workload: dict) -> dict | None:
-        return next((h for h in self.of_kind("HorizontalPodAutoscaler")
-                     if h["spec"]["scaleTargetRef"].get("kind") == workload["kind"]
-                     and h["spec"]["scaleTargetRef"]["name"] == workload["metadata"]["name"]), None)
+        return next(
+            (
+                h
+                for h in self.of_kind("HorizontalPodAutoscaler")
+                if h["spec"]["scaleTargetRef"].get("kind") == workload["kind"]
+                and h["spec"]["scaleTargetRef"]["name"] == workload["metadata"]["name"]
+            ),
+            None,
+        )
 
     def route_weights(self, route_name: str) -> dict[str, int]:
         """Deployment name -> weight of the default (no ``matches``) rule of an HTTPRoute."""
@@ -143,7 +153,8 @@ class Manifests:
                 service = self.get("Service", ref["name"])
                 for workload in self.selected_workloads(service) if service else []:
                     weights[workload["metadata"]["name"]] = weights.get(workload["metadata"]["name"], 0) + int(
-                        ref.get("weight", 1))
+                        ref.get("weight", 1)
+                    )
         return weights
 
 
@@ -154,4 +165,3 @@ def short_image(image: str) -> str:
         repo, digest = name.split("@", 1)
         return f"{repo}@{digest[:19]}"
     return name
-

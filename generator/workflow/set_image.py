@@ -72,8 +72,7 @@ def set_image(args: argparse.Namespace) -> int:
     target = f"{env.name}" + (f" {where}" if where else "")
     edit = cli.Edit(overlay, f"set-image {target}: {args.image} {pin.short}")
     edit.note(args.image, before.reference, pin.reference)
-    return cli.finish("set-image", edit, f"{target} already pins {args.image} {pin.reference}",
-                      dry_run=args.dry_run)
+    return cli.finish("set-image", edit, f"{target} already pins {args.image} {pin.reference}", dry_run=args.dry_run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,4 +87,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     import sys
+
     sys.exit(main())

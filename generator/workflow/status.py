@@ -38,9 +38,9 @@ class Row:
     model_version: str
     replicas: str
     traffic: str
-    weight: int | None = None       # canary: HTTPRoute weight in percent
+    weight: int | None = None  # canary: HTTPRoute weight in percent
     pod_share: float | None = None  # share of the model's serving pods, percent
-    active: bool | None = None      # blue-green: selected by the production Service
+    active: bool | None = None  # blue-green: selected by the production Service
 
 
 @dataclass
@@ -67,8 +67,13 @@ def env_status(root, env, models: list[str]) -> EnvStatus:
     except ToolFailed as exc:
         status.error = str(exc).splitlines()[-1] if str(exc) else "kustomize build failed"
         return status
-    trainers = sorted({short_image(c["image"]) for job in m.of_kind("Job") + m.of_kind("CronJob")
-                       for c in job_pod_spec(job)["containers"]})
+    trainers = sorted(
+        {
+            short_image(c["image"])
+            for job in m.of_kind("Job") + m.of_kind("CronJob")
+            for c in job_pod_spec(job)["containers"]
+        }
+    )
     status.trainer = ", ".join(trainers)
     label = VARIANT_LABEL.get(env.strategy, "")
     for model in models:
@@ -81,7 +86,7 @@ def env_status(root, env, models: list[str]) -> EnvStatus:
         shown = {d["metadata"]["name"] for d in m.selected_workloads(preview)} if preview else set()
         order = VARIANTS.get(env.strategy, ())
 
-        def rank(d: dict) -> tuple:
+        def rank(d: dict, order: tuple[str, ...] = order) -> tuple:
             variant = m.pod_labels(d).get(label, "") if label else ""
             return (order.index(variant) if variant in order else len(order), d["metadata"]["name"])
 
@@ -90,11 +95,16 @@ def env_status(root, env, models: list[str]) -> EnvStatus:
             container = m.container(d, "server")
             hpa = m.hpa_for(d)
             count = int(d["spec"].get("replicas", 1))
-            row = Row(model=model, variant=m.pod_labels(d).get(label, "") if label else "",
-                      image=container["image"], model_version=m.env_value(container, "MODEL_VERSION"),
-                      replicas=(f"{hpa['spec'].get('minReplicas', 1)}-{hpa['spec']['maxReplicas']} HPA" if hpa
-                                else str(count)),
-                      traffic="all" if name in live else "none")
+            row = Row(
+                model=model,
+                variant=m.pod_labels(d).get(label, "") if label else "",
+                image=container["image"],
+                model_version=m.env_value(container, "MODEL_VERSION"),
+                replicas=(
+                    f"{hpa['spec'].get('minReplicas', 1)}-{hpa['spec']['maxReplicas']} HPA" if hpa else str(count)
+                ),
+                traffic="all" if name in live else "none",
+            )
             if env.strategy == "canary":
                 weight_sum = sum(weights.values()) or 1
                 row.weight = round(100 * weights.get(name, 0) / weight_sum)
@@ -115,8 +125,17 @@ def collect(root) -> list[EnvStatus]:
 
 
 def table(statuses: list[EnvStatus]) -> str:
-    header = ("ENVIRONMENT", "STRATEGY", "NAMESPACE", "VARIANT", "SERVER IMAGE", "MODEL", "REPLICAS", "TRAFFIC",
-              "TRAINER IMAGE")
+    header = (
+        "ENVIRONMENT",
+        "STRATEGY",
+        "NAMESPACE",
+        "VARIANT",
+        "SERVER IMAGE",
+        "MODEL",
+        "REPLICAS",
+        "TRAFFIC",
+        "TRAINER IMAGE",
+    )
     lines: list[tuple[str, ...]] = [header]
     for s in statuses:
         first = (s.name, s.strategy, s.namespace)
@@ -124,12 +143,21 @@ def table(statuses: list[EnvStatus]) -> str:
             lines.append((*first, "-", f"ERROR: {s.error}", "", "", "", ""))
             continue
         for i, r in enumerate(s.rows):
-            lines.append((*(first if i == 0 else ("", "", "")), r.variant or "-", short_image(r.image),
-                          f"{r.model} v{r.model_version}", r.replicas, r.traffic, s.trainer if i == 0 else ""))
+            lines.append(
+                (
+                    *(first if i == 0 else ("", "", "")),
+                    r.variant or "-",
+                    short_image(r.image),
+                    f"{r.model} v{r.model_version}",
+                    r.replicas,
+                    r.traffic,
+                    s.trainer if i == 0 else "",
+                )
+            )
     widths = [max(len(line[i]) for line in lines if not line[4].startswith("ERROR")) for i in range(len(header))]
     out = []
     for line in lines:
-        cells = [c.ljust(w) for c, w in zip(line, widths)]
+        cells = [c.ljust(w) for c, w in zip(line, widths, strict=True)]
         out.append("  ".join(cells).rstrip())
     return "\n".join(out)
 
@@ -152,4 +180,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     import sys
+
     sys.exit(main())

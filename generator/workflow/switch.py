@@ -27,8 +27,10 @@ from generator.workflow.errors import Refused
 def switch(args: argparse.Namespace) -> int:
     overlay = cli.open_overlay(args, args.env)
     if overlay.strategy != "blue-green":
-        raise Refused(f"{overlay.env.name} is a {overlay.strategy} environment, not a blue-green one"
-                      + (" (use `make canary`)" if overlay.strategy == "canary" else ""))
+        raise Refused(
+            f"{overlay.env.name} is a {overlay.strategy} environment, not a blue-green one"
+            + (" (use `make canary`)" if overlay.strategy == "canary" else "")
+        )
     active = overlay.common_slot("active")
     idle = overlay.common_slot("idle")
     new_release = overlay.release(idle)
@@ -53,4 +55,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     import sys
+
     sys.exit(main())

@@ -79,8 +79,9 @@ def _serving(repo: ModelRepository, version: int | None = None) -> LoadedModel:
         raise ApiError(503, f"model '{repo.settings.model_name}' is not loaded yet{detail}", {"Retry-After": "1"})
     g.version = str(model.version)
     if version is not None and version != model.version:
-        raise ApiError(404, f"version {version} of model '{model.name}' is not loaded; "
-                            f"this server serves version {model.version}")
+        raise ApiError(
+            404, f"version {version} of model '{model.name}' is not loaded; this server serves version {model.version}"
+        )
     return model
 
 
@@ -100,12 +101,16 @@ def to_batch(value, spec: TensorSpec, where: str) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError):
-        raise ApiError(400, f"{where}: nested lists are ragged or too deep; every instance must have shape "
-                            f"{_shape_text(spec)}") from None
+        raise ApiError(
+            400, f"{where}: nested lists are ragged or too deep; every instance must have shape {_shape_text(spec)}"
+        ) from None
     if arr.dtype.kind not in "iuf":
         kind = {"b": "booleans", "U": "strings", "O": "mixed or non-numeric values"}.get(arr.dtype.kind, "values")
-        raise ApiError(400, f"{where} holds {kind}; expected numbers (float32, {spec.name} values in [0, 1] "
-                            "for pixels / 255) or {\"b64\": \"<PNG>\"} objects")
+        raise ApiError(
+            400,
+            f"{where} holds {kind}; expected numbers (float32, {spec.name} values in [0, 1] "
+            'for pixels / 255) or {"b64": "<PNG>"} objects',
+        )
     return _conform(arr, spec, where)
 
 
@@ -139,8 +144,9 @@ def decode_b64_image(obj: dict, spec: TensorSpec, where: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(raw), formats=["PNG"]) as img:
             if img.size != (width, height):
-                raise ApiError(400, f"{where}: image is {img.size[0]}x{img.size[1]} pixels; "
-                                    f"the model expects {width}x{height}")
+                raise ApiError(
+                    400, f"{where}: image is {img.size[0]}x{img.size[1]} pixels; the model expects {width}x{height}"
+                )
             pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
     except ApiError:
         raise
@@ -155,8 +161,11 @@ def _instance(value, spec: TensorSpec, where: str, named_ok: bool = True) -> np.
             return decode_b64_image(value, spec, where)
         if named_ok and set(value) == {spec.name}:  # {"image": <tensor or b64>}, one level only
             return _instance(value[spec.name], spec, f"{where}.{spec.name}", named_ok=False)
-        raise ApiError(400, f"{where}: unexpected object with keys {sorted(value)[:5]}; an instance is a tensor, "
-                            f"{{\"b64\": ...}} or {{\"{spec.name}\": <tensor or b64>}}")
+        raise ApiError(
+            400,
+            f"{where}: unexpected object with keys {sorted(value)[:5]}; an instance is a tensor, "
+            f'{{"b64": ...}} or {{"{spec.name}": <tensor or b64>}}',
+        )
     return to_batch([value], spec, where)[0]
 
 
@@ -178,17 +187,19 @@ def parse_predict(body: bytes, spec: TensorSpec, max_batch: int) -> tuple[np.nda
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if not body.strip():
-            raise ApiError(400, "request body is empty; send {\"instances\": [...]} or {\"inputs\": ...}") from None
+            raise ApiError(400, 'request body is empty; send {"instances": [...]} or {"inputs": ...}') from None
         if b"NaN" in body or b"Infinity" in body:
             raise ApiError(400, "NaN and Infinity are not valid JSON numbers nor valid model inputs") from None
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise ApiError(400, "request body must be a JSON object with 'instances' (row format) "
-                            "or 'inputs' (columnar format)")
+        raise ApiError(
+            400, "request body must be a JSON object with 'instances' (row format) or 'inputs' (columnar format)"
+        )
     unknown = set(doc) - _ALLOWED_KEYS
     if unknown:
-        raise ApiError(400, f"unknown field(s) {sorted(unknown)}; expected 'instances' or 'inputs' "
-                            "and optionally 'signature_name'")
+        raise ApiError(
+            400, f"unknown field(s) {sorted(unknown)}; expected 'instances' or 'inputs' and optionally 'signature_name'"
+        )
     sig = doc.get("signature_name")
     if sig not in (None, "", "serving_default"):
         raise ApiError(400, f"signature_name {sig!r} not found; the model has 'serving_default'")
@@ -206,8 +217,9 @@ def parse_predict(body: bytes, spec: TensorSpec, max_batch: int) -> tuple[np.nda
         where = "inputs"
         if isinstance(value, dict) and "b64" not in value:
             if set(value) != {spec.name}:
-                raise ApiError(400, f"inputs: unknown input(s) {sorted(value)}; the model's only input is "
-                                    f"'{spec.name}'")
+                raise ApiError(
+                    400, f"inputs: unknown input(s) {sorted(value)}; the model's only input is '{spec.name}'"
+                )
             value, where = value[spec.name], f"inputs.{spec.name}"
         if not isinstance(value, list):
             raise ApiError(400, f"{where} must be a batch: a list with one entry per instance")
@@ -268,8 +280,11 @@ def _status(name: str, version: int | None) -> Response:
         if not states:
             raise ApiError(404, f"version {version} of model '{name}' is not known to this server")
     if not states:
-        raise ApiError(503, f"model '{name}' has no version loaded or loading: {repo.last_error or 'starting'}",
-                       {"Retry-After": "1"})
+        raise ApiError(
+            503,
+            f"model '{name}' has no version loaded or loading: {repo.last_error or 'starting'}",
+            {"Retry-After": "1"},
+        )
     current = repo.current()
     if current is not None:
         g.version = str(current.version)
@@ -295,17 +310,23 @@ def _metadata(name: str, version: int | None) -> Response:
     inp, out = model.backend.input, model.backend.output
     signature = {
         "inputs": {inp.name: inp.to_tf_serving(f"serving_default_{inp.name}:0")},
-        "outputs": {out.name: out.to_tf_serving(f"StatefulPartitionedCall:0")},
+        "outputs": {out.name: out.to_tf_serving("StatefulPartitionedCall:0")},
         "method_name": "tensorflow/serving/predict",
     }
-    return json_response({
-        "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
-        "metadata": {
-            "signature_def": {"signature_def": {"serving_default": signature}},
-            "model_info": {"backend": model.backend.kind, "path": str(model.path),
-                           "load_seconds": round(model.load_seconds, 4), "training": model.metadata},
-        },
-    })
+    return json_response(
+        {
+            "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
+            "metadata": {
+                "signature_def": {"signature_def": {"serving_default": signature}},
+                "model_info": {
+                    "backend": model.backend.kind,
+                    "path": str(model.path),
+                    "load_seconds": round(model.load_seconds, 4),
+                    "training": model.metadata,
+                },
+            },
+        }
+    )
 
 
 @bp.get("/v1/models/<name:name>/metadata")

@@ -22,8 +22,15 @@ from services.inference.settings import Settings
 
 log = logging.getLogger("services.inference")
 
-_MODEL_ENDPOINTS = {"predict", "predict_version", "model_status", "model_version_status", "model_metadata",
-                    "model_version_metadata", "model_ready"}
+_MODEL_ENDPOINTS = {
+    "predict",
+    "predict_version",
+    "model_status",
+    "model_version_status",
+    "model_metadata",
+    "model_version_metadata",
+    "model_ready",
+}
 _HTTP_MESSAGES = {
     404: "no such route; see /v1/models/<name>, /v1/models/<name>:predict, /v2/health/ready, /metrics",
     405: "method {method} is not allowed on {path}",
@@ -85,8 +92,11 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
         if exc.code == 413:
             _drain_body()
         template = _HTTP_MESSAGES.get(exc.code or 500)
-        message = (template.format(method=request.method, path=request.path, limit=settings.max_body_bytes)
-                   if template else (exc.description or exc.name))
+        message = (
+            template.format(method=request.method, path=request.path, limit=settings.max_body_bytes)
+            if template
+            else (exc.description or exc.name)
+        )
         headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
         return error_response(exc.code or 500, message, headers)
 
@@ -116,7 +126,11 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
 
     if start_loader:
         repository.start()
-    log.info("model server for '%s' (%s backend) reading %s; version %s", settings.model_name,
-             settings.model_backend, repository.model_dir,
-             settings.model_version if settings.model_version is not None else "latest")
+    log.info(
+        "model server for '%s' (%s backend) reading %s; version %s",
+        settings.model_name,
+        settings.model_backend,
+        repository.model_dir,
+        settings.model_version if settings.model_version is not None else "latest",
+    )
     return app

@@ -19,8 +19,15 @@ SIGNATURE = "serving_default"
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
 
-_NP_TO_TF = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int32": "DT_INT32", "int64": "DT_INT64",
-             "uint8": "DT_UINT8", "int8": "DT_INT8", "float16": "DT_HALF"}
+_NP_TO_TF = {
+    "float32": "DT_FLOAT",
+    "float64": "DT_DOUBLE",
+    "int32": "DT_INT32",
+    "int64": "DT_INT64",
+    "uint8": "DT_UINT8",
+    "int8": "DT_INT8",
+    "float16": "DT_HALF",
+}
 
 
 class ModelLoadError(RuntimeError):
@@ -116,8 +123,8 @@ class LiteRTBackend(Backend):
         if len(sig["inputs"]) != 1 or len(sig["outputs"]) != 1:
             raise ModelLoadError(f"'{SIGNATURE}' must have exactly one input and one output tensor")
         runner = interp.get_signature_runner(SIGNATURE)
-        (in_name, in_det), = runner.get_input_details().items()
-        (out_name, out_det), = runner.get_output_details().items()
+        ((in_name, in_det),) = runner.get_input_details().items()
+        ((out_name, out_det),) = runner.get_output_details().items()
 
         def spec(name, det):
             return TensorSpec(name, np.dtype(det["dtype"]).name, tuple(int(d) for d in det["shape_signature"]))
@@ -203,12 +210,14 @@ class TensorFlowBackend(Backend):
         try:
             tf = _import_tensorflow(intra_op_threads, inter_op_threads)
         except ImportError as exc:
-            raise ModelLoadError("MODEL_BACKEND=tensorflow needs TensorFlow, which is not installed here "
-                                 f"(the serving image carries LiteRT only; use MODEL_BACKEND=litert): {exc}") from exc
+            raise ModelLoadError(
+                "MODEL_BACKEND=tensorflow needs TensorFlow, which is not installed here "
+                f"(the serving image carries LiteRT only; use MODEL_BACKEND=litert): {exc}"
+            ) from exc
         self._tf = tf
         try:
             loaded = tf.saved_model.load(str(version_dir))
-        except Exception as exc:  # noqa: BLE001 - TF raises many types for corrupt models
+        except Exception as exc:
             raise ModelLoadError(f"TensorFlow cannot load the SavedModel: {type(exc).__name__}: {exc}") from exc
         if SIGNATURE not in loaded.signatures:
             raise ModelLoadError(f"the SavedModel has no '{SIGNATURE}' signature (found {sorted(loaded.signatures)})")
@@ -217,8 +226,8 @@ class TensorFlowBackend(Backend):
         outputs = fn.structured_outputs
         if len(kwargs) != 1 or len(outputs) != 1:
             raise ModelLoadError(f"'{SIGNATURE}' must have exactly one input and one output tensor")
-        (in_name, in_spec), = kwargs.items()
-        (out_name, out_spec), = outputs.items()
+        ((in_name, in_spec),) = kwargs.items()
+        ((out_name, out_spec),) = outputs.items()
 
         def spec(name, s):
             return TensorSpec(name, s.dtype.name, tuple(-1 if d is None else int(d) for d in s.shape))
@@ -237,8 +246,9 @@ class TensorFlowBackend(Backend):
         self._loaded = None
 
 
-def load_backend(kind: str, version_dir: Path, pool_size: int = 1, intra_op_threads: int = 1,
-                 inter_op_threads: int = 1) -> Backend:
+def load_backend(
+    kind: str, version_dir: Path, pool_size: int = 1, intra_op_threads: int = 1, inter_op_threads: int = 1
+) -> Backend:
     """Load ``version_dir`` with the named backend (``litert`` or ``tensorflow``)."""
     if kind == "litert":
         return LiteRTBackend(version_dir, pool_size=pool_size, num_threads=intra_op_threads)

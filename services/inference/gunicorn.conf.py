@@ -36,11 +36,13 @@ except ConfigError as _exc:
 
 # Metrics files must be placed before any worker imports prometheus_client.
 _METRICS_DIR = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"inference-metrics-{os.getpid()}"))
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"inference-metrics-{os.getpid()}")
+)
 _OWN_METRICS_DIR = _METRICS_DIR.endswith(f"inference-metrics-{os.getpid()}")
 # Per-worker readiness markers: the pod is ready only when every worker has a model (internal).
 _STATE_DIR = os.environ.setdefault(
-    "INFERENCE_WORKER_STATE_DIR", os.path.join(tempfile.gettempdir(), f"inference-workers-{os.getpid()}"))
+    "INFERENCE_WORKER_STATE_DIR", os.path.join(tempfile.gettempdir(), f"inference-workers-{os.getpid()}")
+)
 
 
 def _writable(path: str) -> bool:
@@ -74,9 +76,15 @@ def on_starting(server):
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path, exist_ok=True)
     _write_expected_workers(server.num_workers)
-    server.log.info("metrics directory %s; %d worker(s) x %d thread(s); model %s from %s (%s)",
-                    _METRICS_DIR, workers, threads, _settings.model_name, _settings.model_base_path,
-                    _settings.model_backend)
+    server.log.info(
+        "metrics directory %s; %d worker(s) x %d thread(s); model %s from %s (%s)",
+        _METRICS_DIR,
+        workers,
+        threads,
+        _settings.model_name,
+        _settings.model_base_path,
+        _settings.model_backend,
+    )
 
 
 def _write_expected_workers(count: int) -> None:
@@ -100,8 +108,11 @@ def post_worker_init(worker):
     def on_sigterm(sig, frame):
         if repository is not None and not repository.draining:
             repository.drain()
-            worker.log.info("SIGTERM: readiness is false; draining (delay %.1fs, grace %ss)",
-                            _settings.drain_delay_seconds, graceful_timeout)
+            worker.log.info(
+                "SIGTERM: readiness is false; draining (delay %.1fs, grace %ss)",
+                _settings.drain_delay_seconds,
+                graceful_timeout,
+            )
         if _settings.drain_delay_seconds > 0:
             timer = threading.Timer(_settings.drain_delay_seconds, graceful_exit, args=(sig, None))
             timer.daemon = True

@@ -16,7 +16,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as a single-line JSON object."""
         payload = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "pid": record.process,
@@ -42,10 +42,18 @@ def gunicorn_logconfig(log_format: str, level: str, access_log: bool) -> dict | 
         "disable_existing_loggers": False,
         "root": {"level": "WARNING", "handlers": ["error_console"]},
         "loggers": {
-            "gunicorn.error": {"level": level.upper(), "handlers": ["error_console"], "propagate": False,
-                               "qualname": "gunicorn.error"},
-            "gunicorn.access": {"level": "INFO" if access_log else "WARNING", "handlers": ["console"],
-                                "propagate": False, "qualname": "gunicorn.access"},
+            "gunicorn.error": {
+                "level": level.upper(),
+                "handlers": ["error_console"],
+                "propagate": False,
+                "qualname": "gunicorn.error",
+            },
+            "gunicorn.access": {
+                "level": "INFO" if access_log else "WARNING",
+                "handlers": ["console"],
+                "propagate": False,
+                "qualname": "gunicorn.access",
+            },
         },
         "handlers": {
             "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},

@@ -11,49 +11,75 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
-                               generate_latest)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 REQUESTS = Counter(
-    "inference_requests", "HTTP requests answered, by endpoint, model, served version and status code.",
+    "inference_requests",
+    "HTTP requests answered, by endpoint, model, served version and status code.",
     ["endpoint", "model", "version", "code"],
 )
 REQUEST_LATENCY = Histogram(
-    "inference_request_duration_seconds", "Time from request start to response, by endpoint and model.",
-    ["endpoint", "model"], buckets=LATENCY_BUCKETS,
+    "inference_request_duration_seconds",
+    "Time from request start to response, by endpoint and model.",
+    ["endpoint", "model"],
+    buckets=LATENCY_BUCKETS,
 )
 MODEL_LATENCY = Histogram(
-    "inference_model_duration_seconds", "Time spent in the model runtime per predict call (no HTTP/JSON).",
-    ["model", "backend"], buckets=LATENCY_BUCKETS,
+    "inference_model_duration_seconds",
+    "Time spent in the model runtime per predict call (no HTTP/JSON).",
+    ["model", "backend"],
+    buckets=LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram(
-    "inference_batch_size", "Instances per predict request.", ["model"], buckets=BATCH_BUCKETS,
+    "inference_batch_size",
+    "Instances per predict request.",
+    ["model"],
+    buckets=BATCH_BUCKETS,
 )
 IN_FLIGHT = Gauge(
-    "inference_requests_in_flight", "Requests being handled right now (all workers).", multiprocess_mode="livesum",
+    "inference_requests_in_flight",
+    "Requests being handled right now (all workers).",
+    multiprocess_mode="livesum",
 )
 MODEL_LOAD_SECONDS = Histogram(
-    "inference_model_load_seconds", "Time to load and warm up a model version.", ["model", "backend"],
+    "inference_model_load_seconds",
+    "Time to load and warm up a model version.",
+    ["model", "backend"],
     buckets=LOAD_BUCKETS,
 )
 MODEL_LOADS = Counter(
-    "inference_model_loads", "Model versions loaded successfully.", ["model", "version"],
+    "inference_model_loads",
+    "Model versions loaded successfully.",
+    ["model", "version"],
 )
 MODEL_LOAD_FAILURES = Counter(
-    "inference_model_load_failures", "Model versions that failed to load (the previous one keeps serving).",
+    "inference_model_load_failures",
+    "Model versions that failed to load (the previous one keeps serving).",
     ["model", "version"],
 )
 MODEL_LOADED_VERSION = Gauge(
-    "inference_model_loaded_version", "Version each live worker serves (0 = none yet); one series per worker pid.",
-    ["model"], multiprocess_mode="liveall",
+    "inference_model_loaded_version",
+    "Version each live worker serves (0 = none yet); one series per worker pid.",
+    ["model"],
+    multiprocess_mode="liveall",
 )
 MODEL_READY = Gauge(
-    "inference_model_ready", "1 when every live worker has a model loaded and is not draining, else 0.",
-    ["model"], multiprocess_mode="livemin",
+    "inference_model_ready",
+    "1 when every live worker has a model loaded and is not draining, else 0.",
+    ["model"],
+    multiprocess_mode="livemin",
 )
 
 

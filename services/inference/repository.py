@@ -56,8 +56,11 @@ class VersionState:
 
     def to_json(self) -> dict:
         """As one entry of TF Serving's ``model_version_status`` list."""
-        return {"version": str(self.version), "state": self.state,
-                "status": {"error_code": self.error_code, "error_message": self.error_message}}
+        return {
+            "version": str(self.version),
+            "state": self.state,
+            "status": {"error_code": self.error_code, "error_message": self.error_message},
+        }
 
 
 def list_versions(model_dir: Path) -> list[int]:
@@ -193,7 +196,7 @@ class ModelRepository:
         while not self._stop.is_set():
             try:
                 self.poll_once()
-            except Exception:  # noqa: BLE001 - the loader must survive anything and keep serving
+            except Exception:
                 log.exception("unexpected error while polling %s", self.model_dir)
             if self._current is None:
                 self._stop.wait(retry)  # nothing to serve yet: retry soon, backing off to the poll interval
@@ -220,8 +223,11 @@ class ModelRepository:
             problem = f"no version of model '{name}' found under {self.model_dir}"
         if problem is not None:
             if problem != self._last_error:  # log changes, not every poll
-                log.warning("%s; %s", problem, f"version {current.version} keeps serving" if current
-                            else "not ready until one appears")
+                log.warning(
+                    "%s; %s",
+                    problem,
+                    f"version {current.version} keeps serving" if current else "not ready until one appears",
+                )
             self._set_error(problem)
             return False
         for version in candidates:
@@ -245,13 +251,17 @@ class ModelRepository:
         log.info("loading %s version %d from %s with %s", name, version, version_dir, kind)
         started = time.perf_counter()
         try:
-            backend = load_backend(kind, version_dir, pool_size=self.settings.threads,
-                                   intra_op_threads=self.settings.intra_op_threads,
-                                   inter_op_threads=self.settings.inter_op_threads)
+            backend = load_backend(
+                kind,
+                version_dir,
+                pool_size=self.settings.threads,
+                intra_op_threads=self.settings.intra_op_threads,
+                inter_op_threads=self.settings.inter_op_threads,
+            )
             _check_signature(backend)
             backend.warm_up()
             metadata = _read_metadata(version_dir)
-        except Exception as exc:  # noqa: BLE001 - a bad version must never take the server down
+        except Exception as exc:
             message = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
             self._failed[version] = fingerprint
             self._set_error(f"version {version} failed to load: {message}")
@@ -259,8 +269,11 @@ class ModelRepository:
                 self._states[version] = VersionState(version, END, "UNKNOWN", message)
             metrics.MODEL_LOAD_FAILURES.labels(name, str(version)).inc()
             current = self._current
-            log.error("%s%s", self._last_error,
-                      f"; version {current.version} keeps serving" if current else "; nothing is serving yet")
+            log.error(
+                "%s%s",
+                self._last_error,
+                f"; version {current.version} keeps serving" if current else "; nothing is serving yet",
+            )
             return False
         seconds = time.perf_counter() - started
         model = LoadedModel(name, version, version_dir, backend, metadata, seconds)
@@ -271,8 +284,14 @@ class ModelRepository:
             self._states[version] = VersionState(version, AVAILABLE)
             if previous is not None:
                 self._states[previous.version] = VersionState(previous.version, END)
-            for old in [v for v, s in self._states.items() if s.state == END and s.error_code == "OK"
-                        and v != version and (previous is None or v != previous.version)]:
+            for old in [
+                v
+                for v, s in self._states.items()
+                if s.state == END
+                and s.error_code == "OK"
+                and v != version
+                and (previous is None or v != previous.version)
+            ]:
                 del self._states[old]  # keep only the last retired version in the status list
         metrics.MODEL_LOAD_SECONDS.labels(name, kind).observe(seconds)
         metrics.MODEL_LOADS.labels(name, str(version)).inc()
@@ -281,8 +300,14 @@ class ModelRepository:
             metrics.MODEL_READY.labels(name).set(1)
             self._mark_worker_ready(True)
         self._loaded_event.set()
-        log.info("serving %s version %d (%s, loaded and warmed up in %.3fs)%s", name, version, kind, seconds,
-                 f", replacing version {previous.version}" if previous else "")
+        log.info(
+            "serving %s version %d (%s, loaded and warmed up in %.3fs)%s",
+            name,
+            version,
+            kind,
+            seconds,
+            f", replacing version {previous.version}" if previous else "",
+        )
         return True
 
 

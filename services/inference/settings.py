@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Mapping
 
 BACKENDS = ("litert", "tensorflow")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -94,7 +94,7 @@ class Settings:
     inter_op_threads: int = 1
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every setting; raises :class:`ConfigError` naming the bad variable."""
         env = os.environ if env is None else env
         name = env.get("MODEL_NAME", "").strip() or "mnist"
@@ -125,7 +125,7 @@ class Settings:
             inter_op_threads=_int(env, "INTER_OP_THREADS", 1, 1, 256),
         )
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         """A copy with some fields changed (used by tests and tools)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)

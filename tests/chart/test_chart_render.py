@@ -7,11 +7,11 @@ import re
 
 import kubernetes_validate
 import pytest
-
-from chart_helpers import CHART, RELEASE, by_kind, one, render, run_helm, template
+from chart_helpers import CHART, RELEASE, one, render, run_helm, template
 
 try:  # the Kubernetes version the repository validates against
     from generator.tools import KUBECTL_MINOR
+
     K8S_VERSION = f"{KUBECTL_MINOR[0]}.{KUBECTL_MINOR[1]}"
 except ImportError:  # pragma: no cover - generator not importable
     K8S_VERSION = "1.33"
@@ -30,11 +30,24 @@ VARIANTS = {
 WORKLOAD_KINDS = {"Deployment", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
 SHARED_KINDS = {"Service", "ServiceAccount", "NetworkPolicy"}
 ALL_KINDS = WORKLOAD_KINDS | SHARED_KINDS
-SERVER_ENV = {"PORT", "WORKERS", "THREADS", "GRACEFUL_TIMEOUT", "LOG_LEVEL", "MODEL_NAME",
-              "MODEL_BASE_PATH", "MODEL_BACKEND", "MODEL_POLL_SECONDS", "MAX_BATCH_SIZE",
-              "MAX_BODY_BYTES", "INTRA_OP_THREADS",
-              # further knobs of services/inference/settings.py
-              "INTER_OP_THREADS", "WORKER_TIMEOUT", "ACCESS_LOG"}
+SERVER_ENV = {
+    "PORT",
+    "WORKERS",
+    "THREADS",
+    "GRACEFUL_TIMEOUT",
+    "LOG_LEVEL",
+    "MODEL_NAME",
+    "MODEL_BASE_PATH",
+    "MODEL_BACKEND",
+    "MODEL_POLL_SECONDS",
+    "MAX_BATCH_SIZE",
+    "MAX_BODY_BYTES",
+    "INTRA_OP_THREADS",
+    # further knobs of services/inference/settings.py
+    "INTER_OP_THREADS",
+    "WORKER_TIMEOUT",
+    "ACCESS_LOG",
+}
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 DIGEST = "sha256:" + "ab" * 32
 
@@ -59,6 +72,7 @@ RENDER_IDS = [c[0] for c in all_renders()]
 
 
 # --- every variant ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name,sets,values", all_renders(), ids=RENDER_IDS)
 def test_every_resource_is_valid_kubernetes(name, sets, values):
@@ -135,6 +149,7 @@ def test_labels(name, sets, values):
 
 # --- names and progressive delivery ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("variant", ["blue", "green", "stable", "canary", ""])
 def test_workload_resources_carry_the_variant(variant):
     key = {"blue": "slot", "green": "slot", "stable": "track", "canary": "track"}.get(variant)
@@ -158,23 +173,29 @@ def test_workload_resources_carry_the_variant(variant):
     else:
         assert set(selector) == {"app.kubernetes.io/name", "app.kubernetes.io/instance"}
     hpa = one(docs, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "name": FULLNAME + suffix}
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME + suffix}
     envfrom = container(docs)["envFrom"][0]["configMapRef"]["name"]
     assert envfrom == one(docs, "ConfigMap")["metadata"]["name"] == FULLNAME + suffix
     assert pod_spec(docs)["serviceAccountName"] == FULLNAME
 
 
-@pytest.mark.parametrize("scenario,renders", [
-    ("blue-green", [("slot=blue",), ("slot=green",)]),
-    ("canary", [("track=stable",), ("track=canary",)]),
-])
+@pytest.mark.parametrize(
+    "scenario,renders",
+    [
+        ("blue-green", [("slot=blue",), ("slot=green",)]),
+        ("canary", [("track=stable",), ("track=canary",)]),
+    ],
+)
 def test_variants_compose_into_one_namespace(scenario, renders):
     """How the kustomize components use the chart: render each variant, shared resources once.
     The union has unique (kind, name); the shared Service selects the pods of both variants;
     each Deployment's selector matches only its own pods."""
-    shared_off = ("service.enabled=false", "serviceAccount.create=false",
-                  f"serviceAccount.name={FULLNAME}", "networkPolicy.enabled=false")
+    shared_off = (
+        "service.enabled=false",
+        "serviceAccount.create=false",
+        f"serviceAccount.name={FULLNAME}",
+        "networkPolicy.enabled=false",
+    )
     first = render(*renders[0])
     second = render(*renders[1], *shared_off)
     assert not {d["kind"] for d in second} & SHARED_KINDS
@@ -184,7 +205,7 @@ def test_variants_compose_into_one_namespace(scenario, renders):
     deployments = [one(first, "Deployment"), one(second, "Deployment")]
     pods = [d["spec"]["template"]["metadata"]["labels"].items() for d in deployments]
     assert all(service_selector <= labels for labels in pods)
-    for deployment, own in zip(deployments, pods):
+    for deployment, own in zip(deployments, pods, strict=True):
         selector = deployment["spec"]["selector"]["matchLabels"].items()
         assert sum(selector <= labels for labels in pods) == 1 and selector <= own
     assert all(d["spec"]["template"]["spec"]["serviceAccountName"] == FULLNAME for d in deployments)
@@ -214,6 +235,7 @@ def test_long_names_stay_within_63_characters():
 
 # --- the server contract ------------------------------------------------------------------------
 
+
 def test_container_contract():
     docs = render()
     c = container(docs)
@@ -221,8 +243,11 @@ def test_container_contract():
     assert "args" not in c
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert c["image"] == "ml-gitops/inference-server:0.1.0"
-    for probe, path in [("startupProbe", "/v2/health/live"), ("livenessProbe", "/v2/health/live"),
-                        ("readinessProbe", "/v2/health/ready")]:
+    for probe, path in [
+        ("startupProbe", "/v2/health/live"),
+        ("livenessProbe", "/v2/health/live"),
+        ("readinessProbe", "/v2/health/ready"),
+    ]:
         assert c[probe]["httpGet"] == {"path": path, "port": "http", "scheme": "HTTP"}
     startup = c["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 60, "model load takes ~60 s"
@@ -255,8 +280,10 @@ def test_model_version_from_a_release_config_map():
     """How the generated overlays pin the version: an env entry still named MODEL_VERSION, read
     from a per-environment release ConfigMap (wins over model.version)."""
     c = container(render("model.versionConfigMap=mnist-release-blue", "model.version=3", "slot=blue"))
-    assert c["env"][0] == {"name": "MODEL_VERSION", "valueFrom": {
-        "configMapKeyRef": {"name": "mnist-release-blue", "key": "MODEL_VERSION"}}}
+    assert c["env"][0] == {
+        "name": "MODEL_VERSION",
+        "valueFrom": {"configMapKeyRef": {"name": "mnist-release-blue", "key": "MODEL_VERSION"}},
+    }
     assert [e["name"] for e in c["env"]].count("MODEL_VERSION") == 1
 
 
@@ -274,7 +301,9 @@ def test_termination_grace_exceeds_drain_time():
 def test_topology_spread_defaults():
     constraints = pod_spec(render())["topologySpreadConstraints"]
     assert [(c["topologyKey"], c["whenUnsatisfiable"]) for c in constraints] == [
-        ("kubernetes.io/hostname", "DoNotSchedule"), ("topology.kubernetes.io/zone", "ScheduleAnyway")]
+        ("kubernetes.io/hostname", "DoNotSchedule"),
+        ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+    ]
     assert all(c["matchLabelKeys"] == ["pod-template-hash"] for c in constraints)
     assert "topologySpreadConstraints" not in pod_spec(render("topologySpread.enabled=false"))
 
@@ -291,6 +320,7 @@ def test_network_policy_admits_only_the_serving_port():
 
 
 # --- image and version label --------------------------------------------------------------------
+
 
 def test_digest_wins_over_tag():
     docs = render("image.repository=reg.example/srv", "image.tag=1.2.3", f"image.digest={DIGEST}")
@@ -315,15 +345,19 @@ def test_long_tag_gives_a_valid_version_label():
 
 # --- toggles --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("setting,kind", [
-    ("deployment.enabled=false", "Deployment"),
-    ("service.enabled=false", "Service"),
-    ("serviceAccount.create=false", "ServiceAccount"),
-    ("autoscaling.enabled=false", "HorizontalPodAutoscaler"),
-    ("podDisruptionBudget.enabled=false", "PodDisruptionBudget"),
-    ("networkPolicy.enabled=false", "NetworkPolicy"),
-    ("configMap.create=false", "ConfigMap"),
-])
+
+@pytest.mark.parametrize(
+    "setting,kind",
+    [
+        ("deployment.enabled=false", "Deployment"),
+        ("service.enabled=false", "Service"),
+        ("serviceAccount.create=false", "ServiceAccount"),
+        ("autoscaling.enabled=false", "HorizontalPodAutoscaler"),
+        ("podDisruptionBudget.enabled=false", "PodDisruptionBudget"),
+        ("networkPolicy.enabled=false", "NetworkPolicy"),
+        ("configMap.create=false", "ConfigMap"),
+    ],
+)
 def test_each_resource_toggles_off(setting, kind):
     docs = render(setting)
     assert {d["kind"] for d in docs} == ALL_KINDS - {kind}
@@ -332,9 +366,15 @@ def test_each_resource_toggles_off(setting, kind):
 
 
 def test_everything_off_renders_nothing():
-    docs = render("deployment.enabled=false", "service.enabled=false", "serviceAccount.create=false",
-                  "autoscaling.enabled=false", "podDisruptionBudget.enabled=false",
-                  "networkPolicy.enabled=false", "configMap.create=false")
+    docs = render(
+        "deployment.enabled=false",
+        "service.enabled=false",
+        "serviceAccount.create=false",
+        "autoscaling.enabled=false",
+        "podDisruptionBudget.enabled=false",
+        "networkPolicy.enabled=false",
+        "configMap.create=false",
+    )
     assert docs == []
 
 
@@ -370,6 +410,7 @@ def test_pdb_min_available():
 
 
 # --- checksum and determinism ---------------------------------------------------------------------
+
 
 def checksum(*sets: str) -> str:
     return one(render(*sets), "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]

@@ -8,21 +8,24 @@ import re
 
 import jsonschema
 import pytest
-import yaml
-
 import readme_params
+import yaml
 from chart_helpers import CHART, VALUES_DIR, run_helm, template
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 
 
-@pytest.mark.parametrize("args", [
-    [],
-    ["--values", str(VALUES_DIR / "production.yaml")],
-    ["--set", "slot=green"],
-    ["--set", "track=canary", "--values", str(VALUES_DIR / "production.yaml")],
-], ids=["defaults", "production", "slot=green", "production,track=canary"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--values", str(VALUES_DIR / "production.yaml")],
+        ["--set", "slot=green"],
+        ["--set", "track=canary", "--values", str(VALUES_DIR / "production.yaml")],
+    ],
+    ids=["defaults", "production", "slot=green", "production,track=canary"],
+)
 def test_helm_lint_strict_is_clean(args):
     result = run_helm("lint", "--strict", str(CHART), *args)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -48,9 +51,21 @@ def _merge(base: dict, override: dict) -> dict:
 def test_schema_closes_every_object_the_chart_defines():
     """additionalProperties: false wherever the chart defines the keys (free-form Kubernetes
     objects and string maps excepted)."""
-    free = {"global", "commonLabels", "commonAnnotations", "podAnnotations", "podLabels",
-            "nodeSelector", "affinity", "behavior", "annotations", "podSelector",
-            "namespaceSelector", "windowsOptions", "valueFrom"}
+    free = {
+        "global",
+        "commonLabels",
+        "commonAnnotations",
+        "podAnnotations",
+        "podLabels",
+        "nodeSelector",
+        "affinity",
+        "behavior",
+        "annotations",
+        "podSelector",
+        "namespaceSelector",
+        "windowsOptions",
+        "valueFrom",
+    }
 
     def walk(node: dict, path: str) -> None:
         if node.get("type") == "object" and path.rsplit(".", 1)[-1] not in free:
@@ -63,30 +78,34 @@ def test_schema_closes_every_object_the_chart_defines():
     walk(SCHEMA, "")
 
 
-@pytest.mark.parametrize("sets,message", [
-    (["model.backend=onnx"], "at '/model/backend': value must be one of 'litert', 'tensorflow'"),
-    (["modle.name=x"], "additional properties 'modle' not allowed"),
-    (["server.wokers=2"], "at '/server': additional properties 'wokers' not allowed"),
-    (["slot=blue", "track=canary"], "slot and track are mutually exclusive"),
-    (["slot=purple"], "at '/slot': value must be one of '', 'blue', 'green'"),
-    (["track=beta"], "at '/track': value must be one of '', 'stable', 'canary'"),
-    (["image.tag=latest"], "latest is a mutable tag"),
-    (["image.tag=", "image.digest="], "image.tag or image.digest must be set"),
-    (["image.digest=sha256:1234"], "at '/image/digest'"),
-    (["resources.limits.memory=lots"], "at '/resources/limits/memory'"),
-    (["resources.requests.cpu=fast"], "at '/resources/requests/cpu'"),
-    (["resources.requests.cpu=null"], "at '/resources/requests': missing property 'cpu'"),
-    (["server.port=80"], "at '/server/port': minimum"),
-    (["server.logLevel=verbose"], "at '/server/logLevel'"),
-    (["model.version=latest"], "at '/model/version'"),
-    (["model.version=0"], "at '/model/version'"),
-    (["model.name=MNIST"], "at '/model/name'"),
-    (["server.maxBodyBytes=10"], "at '/server/maxBodyBytes': minimum"),
-    (["fullnameOverride=Mnist_Server"], "at '/fullnameOverride'"),
-    (["podSecurityContext.runAsUsr=1"], "additional properties 'runAsUsr' not allowed"),
-    (["networkPolicy.ingressFrom[0].pods.app=x"], "at '/networkPolicy/ingressFrom/0'"),
-    (["extraEnv[0].name=MODEL_VERSION", "extraEnv[0].value=1"], "at '/extraEnv/0/name'"),
-], ids=lambda v: v if isinstance(v, str) else ",".join(v))
+@pytest.mark.parametrize(
+    "sets,message",
+    [
+        (["model.backend=onnx"], "at '/model/backend': value must be one of 'litert', 'tensorflow'"),
+        (["modle.name=x"], "additional properties 'modle' not allowed"),
+        (["server.wokers=2"], "at '/server': additional properties 'wokers' not allowed"),
+        (["slot=blue", "track=canary"], "slot and track are mutually exclusive"),
+        (["slot=purple"], "at '/slot': value must be one of '', 'blue', 'green'"),
+        (["track=beta"], "at '/track': value must be one of '', 'stable', 'canary'"),
+        (["image.tag=latest"], "latest is a mutable tag"),
+        (["image.tag=", "image.digest="], "image.tag or image.digest must be set"),
+        (["image.digest=sha256:1234"], "at '/image/digest'"),
+        (["resources.limits.memory=lots"], "at '/resources/limits/memory'"),
+        (["resources.requests.cpu=fast"], "at '/resources/requests/cpu'"),
+        (["resources.requests.cpu=null"], "at '/resources/requests': missing property 'cpu'"),
+        (["server.port=80"], "at '/server/port': minimum"),
+        (["server.logLevel=verbose"], "at '/server/logLevel'"),
+        (["model.version=latest"], "at '/model/version'"),
+        (["model.version=0"], "at '/model/version'"),
+        (["model.name=MNIST"], "at '/model/name'"),
+        (["server.maxBodyBytes=10"], "at '/server/maxBodyBytes': minimum"),
+        (["fullnameOverride=Mnist_Server"], "at '/fullnameOverride'"),
+        (["podSecurityContext.runAsUsr=1"], "additional properties 'runAsUsr' not allowed"),
+        (["networkPolicy.ingressFrom[0].pods.app=x"], "at '/networkPolicy/ingressFrom/0'"),
+        (["extraEnv[0].name=MODEL_VERSION", "extraEnv[0].value=1"], "at '/extraEnv/0/name'"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else ",".join(v),
+)
 def test_schema_rejects_bad_values_with_a_clear_message(sets, message):
     result = template(*sets)
     assert result.returncode != 0
@@ -94,13 +113,18 @@ def test_schema_rejects_bad_values_with_a_clear_message(sets, message):
     assert message in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("sets,message", [
-    (["terminationGracePeriodSeconds=20"],
-     "terminationGracePeriodSeconds (20) must be greater than server.gracefulTimeoutSeconds (20)"
-     " + lifecycle.preStopSleepSeconds (5)"),
-    (["autoscaling.minReplicas=8"], "autoscaling.minReplicas (8) must be <= autoscaling.maxReplicas (6)"),
-    (["podDisruptionBudget.maxUnavailable="], "set maxUnavailable or minAvailable"),
-])
+@pytest.mark.parametrize(
+    "sets,message",
+    [
+        (
+            ["terminationGracePeriodSeconds=20"],
+            "terminationGracePeriodSeconds (20) must be greater than server.gracefulTimeoutSeconds (20)"
+            " + lifecycle.preStopSleepSeconds (5)",
+        ),
+        (["autoscaling.minReplicas=8"], "autoscaling.minReplicas (8) must be <= autoscaling.maxReplicas (6)"),
+        (["podDisruptionBudget.maxUnavailable="], "set maxUnavailable or minAvailable"),
+    ],
+)
 def test_cross_field_checks_fail_with_a_clear_message(sets, message):
     result = template(*sets)
     assert result.returncode != 0
@@ -121,6 +145,7 @@ def test_default_image_tag_is_the_app_version_and_pinned():
 
 
 # --- README ---------------------------------------------------------------------------------------
+
 
 def _leaves(node, prefix=""):
     """Dotted paths of the leaves of values.yaml: scalars, lists and empty maps."""
@@ -144,18 +169,34 @@ def test_every_value_is_annotated():
 def test_readme_table_documents_every_value_with_its_default():
     readme = (CHART / "README.md").read_text()
     assert readme_params.readme_with_table(readme) == readme, (
-        "README parameter table is stale: run .venv/bin/python tests/chart/readme_params.py --write")
+        "README parameter table is stale: run .venv/bin/python tests/chart/readme_params.py --write"
+    )
     rows = re.findall(r"^\| `([^`]+)` \|", readme, re.M)
     assert sorted(rows) == sorted(_leaves(VALUES))
 
 
-@pytest.mark.parametrize("sets,expected", [
-    ([], ["deployment/mnist-inference-service", "port-forward service/mnist-inference-service 8080:80",
-          "networkPolicy.ingressFrom is empty"]),
-    (["slot=blue", "service.enabled=false", "autoscaling.enabled=false", "replicaCount=1"],
-     ["deployment/mnist-inference-service-blue", "No Service rendered", ",slot=blue",
-      "WARNING: replicaCount is 1"]),
-])
+@pytest.mark.parametrize(
+    "sets,expected",
+    [
+        (
+            [],
+            [
+                "deployment/mnist-inference-service",
+                "port-forward service/mnist-inference-service 8080:80",
+                "networkPolicy.ingressFrom is empty",
+            ],
+        ),
+        (
+            ["slot=blue", "service.enabled=false", "autoscaling.enabled=false", "replicaCount=1"],
+            [
+                "deployment/mnist-inference-service-blue",
+                "No Service rendered",
+                ",slot=blue",
+                "WARNING: replicaCount is 1",
+            ],
+        ),
+    ],
+)
 def test_notes(sets, expected):
     args = [a for s in sets for a in ("--set", s)]
     result = run_helm("install", "mnist", str(CHART), "--dry-run=client", "--namespace", "serving", *args)

@@ -25,14 +25,16 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-
-from generator.tools import REPO_ROOT, render_overlay
 from prometheus_client.parser import text_string_to_metric_families
-
 from promql_names import metric_names, monitoring_expressions
 
-OVERLAYS = sorted(p.parent.name for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
-                  if p.parent.name not in ("base", "components"))
+from generator.tools import REPO_ROOT, render_overlay
+
+OVERLAYS = sorted(
+    p.parent.name
+    for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
+    if p.parent.name not in ("base", "components")
+)
 IMAGE_WORKDIR = "/app"
 VENV_BIN = Path(sys.executable).parent
 DIGIT = [[[0.0] for _ in range(28)] for _ in range(28)]
@@ -61,7 +63,7 @@ def container_env(container: dict, objects: list[dict], mounts: dict[str, Path])
     for name, value in env.items():
         for mount_path, local in mounts.items():
             if value == mount_path or value.startswith(mount_path + "/"):
-                env[name] = str(local) + value[len(mount_path):]
+                env[name] = str(local) + value[len(mount_path) :]
     return env
 
 
@@ -84,8 +86,11 @@ def local_command(container: dict) -> list[str]:
 
 
 def base_env(tmp: Path) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE",
-                                                          "OPENBLAS_L2_SIZE", "SYSTEMROOT")}
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if k in ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SYSTEMROOT")
+    }
     # The containers run with the image's WORKDIR on sys.path; /tmp is their emptyDir.
     return {**keep, "PYTHONPATH": str(REPO_ROOT), "TMPDIR": str(tmp / "tmp-dir"), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -113,8 +118,14 @@ def run_training_job(overlay: str, objects: list[dict], store: Path, tmp: Path) 
         mounts = local_mounts(container, tmp / job["metadata"]["name"], {"model-store": store})
         env = {**base_env(tmp), **container_env(container, objects, mounts)}
         (tmp / "tmp-dir").mkdir(exist_ok=True)
-        result = subprocess.run(local_command(container), cwd=REPO_ROOT, env=env, capture_output=True,
-                                text=True, timeout=job["spec"]["activeDeadlineSeconds"])
+        result = subprocess.run(
+            local_command(container),
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=job["spec"]["activeDeadlineSeconds"],
+        )
         assert result.returncode == 0, f"{overlay} Job {job['metadata']['name']}:\n{result.stderr[-3000:]}"
         version = int(env["MODEL_VERSION"])
         metadata = json.loads((store / env["MODEL_NAME"] / str(version) / "metadata.json").read_text())
@@ -125,8 +136,13 @@ def run_training_job(overlay: str, objects: list[dict], store: Path, tmp: Path) 
 
 def monitoring_metric_names(objects: list[dict]) -> tuple[set[str], set[str]]:
     """(names the rules record, every metric name the rules and dashboards query)."""
-    recorded = {rule["record"] for o in by_kind(objects, "PrometheusRule").values()
-                for group in o["spec"]["groups"] for rule in group["rules"] if "record" in rule}
+    recorded = {
+        rule["record"]
+        for o in by_kind(objects, "PrometheusRule").values()
+        for group in o["spec"]["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
     named = {name for _, expr in monitoring_expressions(objects) for name in metric_names(expr)}
     return recorded, named
 
@@ -136,9 +152,15 @@ def declared_series() -> set[str]:
     from prometheus_client.metrics import MetricWrapperBase
 
     from services.inference import metrics
+
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
-    return {family.name + suffix for value in vars(metrics).values() if isinstance(value, MetricWrapperBase)
-            for family in value.describe() for suffix in suffixes.get(family.type, ("",))}
+    return {
+        family.name + suffix
+        for value in vars(metrics).values()
+        if isinstance(value, MetricWrapperBase)
+        for family in value.describe()
+        for suffix in suffixes.get(family.type, ("",))
+    }
 
 
 def resolve_port(container: dict, port: int | str) -> int:
@@ -158,9 +180,14 @@ def serve_deployment(overlay: str, objects: list[dict], deployment: dict, store:
     assert int(env["PORT"]) == declared, f"{overlay}: server PORT {env['PORT']} != containerPort {declared}"
     local = free_port()
     env["PORT"] = str(local)
-    process = subprocess.Popen(local_command(container), cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=open(tmp / f"{deployment['metadata']['name']}.log", "w"),
-                               start_new_session=True)
+    process = subprocess.Popen(
+        local_command(container),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / f"{deployment['metadata']['name']}.log", "w"),
+        start_new_session=True,
+    )
     return process, container, env, {declared: local}
 
 
@@ -190,8 +217,11 @@ def test_manifests_run_as_declared(overlay, model_store, tmp_path):
     objects = rendered(overlay)
     version = run_training_job(overlay, objects, model_store, tmp_path)
     services = by_kind(objects, "Service")
-    deployments = [d for d in by_kind(objects, "Deployment").values()
-                   if any(c["name"] == "server" for c in d["spec"]["template"]["spec"]["containers"])]
+    deployments = [
+        d
+        for d in by_kind(objects, "Deployment").values()
+        if any(c["name"] == "server" for c in d["spec"]["template"]["spec"]["containers"])
+    ]
     assert deployments
     for deployment in deployments:
         process, container, env, ports = serve_deployment(overlay, objects, deployment, model_store, tmp_path)
@@ -200,23 +230,28 @@ def test_manifests_run_as_declared(overlay, model_store, tmp_path):
         try:
             startup = container["startupProbe"]
             budget = startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3)
-            wait_for(lambda: probe(container, "startupProbe", ports), budget, f"{overlay} startupProbe")
-            wait_for(lambda: probe(container, "readinessProbe", ports), 60, f"{overlay} readinessProbe")
+            wait_for(lambda c=container, p=ports: probe(c, "startupProbe", p), budget, f"{overlay} startupProbe")
+            wait_for(lambda c=container, p=ports: probe(c, "readinessProbe", p), 60, f"{overlay} readinessProbe")
             assert probe(container, "livenessProbe", ports).status_code == 200
             pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-            selecting = [s for s in services.values()
-                         if s["spec"].get("selector") and s["spec"]["selector"].items() <= pod_labels.items()]
+            selecting = [
+                s
+                for s in services.values()
+                if s["spec"].get("selector") and s["spec"]["selector"].items() <= pod_labels.items()
+            ]
             assert selecting, f"{overlay}: no Service selects {deployment['metadata']['name']}"
             for service in selecting:
                 target = service["spec"]["ports"][0]["targetPort"]
                 port = ports[resolve_port(container, target)]
-                answer = requests.post(f"http://127.0.0.1:{port}/v1/models/{model}:predict",
-                                       json={"instances": [DIGIT]}, timeout=10)
+                answer = requests.post(
+                    f"http://127.0.0.1:{port}/v1/models/{model}:predict", json={"instances": [DIGIT]}, timeout=10
+                )
                 assert answer.status_code == 200, answer.text
                 assert len(answer.json()["predictions"][0]) == 10
             scraped = requests.get(f"http://127.0.0.1:{ports[resolve_port(container, 'http')]}/metrics", timeout=5)
-            exported = {sample.name for family in text_string_to_metric_families(scraped.text)
-                        for sample in family.samples}
+            exported = {
+                sample.name for family in text_string_to_metric_families(scraped.text) for sample in family.samples
+            }
             recorded, named = monitoring_metric_names(objects)
             assert named, f"{overlay} renders no PrometheusRule or dashboard"
             # A labelled counter that never fired (load failures) has no series yet: it counts as
@@ -224,8 +259,9 @@ def test_manifests_run_as_declared(overlay, model_store, tmp_path):
             missing = named - exported - recorded
             assert missing <= declared_series(), f"{overlay}: not exported by the server: {missing}"
             assert not {n for n in missing if n.startswith(("inference_requests", "inference_request_"))}
-            status = requests.get(f"http://127.0.0.1:{ports[resolve_port(container, 'http')]}/v1/models/{model}",
-                                  timeout=5).json()
+            status = requests.get(
+                f"http://127.0.0.1:{ports[resolve_port(container, 'http')]}/v1/models/{model}", timeout=5
+            ).json()
             served = {int(v["version"]) for v in status["model_version_status"] if v["state"] == "AVAILABLE"}
             assert served == {pinned}, f"{overlay}: pinned {pinned}, serving {status}"
         finally:

@@ -8,9 +8,9 @@ import re
 
 import pytest
 import yaml
+from promql_names import metric_names, monitoring_expressions
 
 from generator.tools import REPO_ROOT, render_overlay
-from promql_names import metric_names, monitoring_expressions
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,11 @@ def prod() -> list[dict]:
 
 def test_prod_renders_servicemonitor_rule_and_dashboard(prod):
     kinds = {(o["kind"], o["metadata"]["name"]) for o in prod}
-    assert {("ServiceMonitor", "mnist-server"), ("PrometheusRule", "mnist-server"),
-            ("ConfigMap", "mnist-dashboard")} <= kinds
+    assert {
+        ("ServiceMonitor", "mnist-server"),
+        ("PrometheusRule", "mnist-server"),
+        ("ConfigMap", "mnist-dashboard"),
+    } <= kinds
 
 
 def test_every_expression_parses_and_names_metrics(prod):
@@ -33,15 +36,21 @@ def test_every_expression_parses_and_names_metrics(prod):
 
 def test_a_broken_expression_is_caught():
     with pytest.raises(ValueError):
-        metric_names('sum(rate(inference_requests_total[5m])')
+        metric_names("sum(rate(inference_requests_total[5m])")
 
 
 def test_alerts_cover_the_failure_modes(prod):
     (rule,) = [o for o in prod if o["kind"] == "PrometheusRule"]
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
-    assert {"InferenceErrorBudgetBurn1h", "InferenceErrorBudgetBurn6h", "InferenceLatencyBudgetBurn1h",
-            "InferenceLatencyBudgetBurn6h", "InferenceNoModelLoaded", "InferenceModelLoadFailures",
-            "InferenceCanaryWorseThanStable"} <= set(alerts)
+    assert {
+        "InferenceErrorBudgetBurn1h",
+        "InferenceErrorBudgetBurn6h",
+        "InferenceLatencyBudgetBurn1h",
+        "InferenceLatencyBudgetBurn6h",
+        "InferenceNoModelLoaded",
+        "InferenceModelLoadFailures",
+        "InferenceCanaryWorseThanStable",
+    } <= set(alerts)
     for name, alert in alerts.items():
         assert alert["labels"]["severity"] in ("critical", "warning"), name
         assert alert["annotations"]["runbook"].startswith("README.md#operating"), name

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+
 import pytest
 import yaml
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from generator.config import Platform, load_config  # noqa: E402
-from generator.tools import REPO_ROOT, render_overlay  # noqa: E402
+from generator.config import Platform, load_config
+from generator.tools import REPO_ROOT, render_overlay
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +22,9 @@ def platform() -> Platform:
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict]]:
     """overlay name -> the objects `kubectl kustomize` renders for it (real kustomize)."""
-    overlays = sorted(p.parent for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
-                      if p.parent.name not in ("base", "components"))
+    overlays = sorted(
+        p.parent
+        for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
+        if p.parent.name not in ("base", "components")
+    )
     return {overlay.name: [doc for doc in yaml.safe_load_all(render_overlay(overlay)) if doc] for overlay in overlays}

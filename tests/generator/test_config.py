@@ -41,50 +41,69 @@ def problems(tmp_path: Path, data) -> list[str]:
 BAD_CONFIGS = {
     "max below min": (
         lambda d: d["serving"]["autoscaling"].update(maxReplicas=1),
-        ["platform.yaml: serving.autoscaling.maxReplicas: must be >= minReplicas (2)"]),
+        ["platform.yaml: serving.autoscaling.maxReplicas: must be >= minReplicas (2)"],
+    ),
     "typo in a key": (
         lambda d: d["serving"].update(replicas=3),
-        ["platform.yaml: serving.replicas: unknown key "
-         "(allowed: autoscaling, clientNamespaces, gateway, gunicorn, podDisruptionBudget, port, resources)"]),
+        [
+            "platform.yaml: serving.replicas: unknown key "
+            "(allowed: autoscaling, clientNamespaces, gateway, gunicorn, podDisruptionBudget, port, resources)"
+        ],
+    ),
     "namespace not DNS-1123": (
         lambda d: d["environments"][0].update(namespace="ML_Dev"),
-        ["platform.yaml: environments[0].namespace: 'ML_Dev' is not a DNS-1123 label "
-         "(lower-case letters, digits and '-', at most 63)"]),
+        [
+            "platform.yaml: environments[0].namespace: 'ML_Dev' is not a DNS-1123 label "
+            "(lower-case letters, digits and '-', at most 63)"
+        ],
+    ),
     "duplicate environment": (
         lambda d: d["environments"][1].update(name="dev"),
-        ["platform.yaml: environments[1].name: duplicate name 'dev' (also environments[0])"]),
+        ["platform.yaml: environments[1].name: duplicate name 'dev' (also environments[0])"],
+    ),
     "overlay missing": (
         lambda d: d["environments"][2].update(overlay="overlays/production"),
-        ["platform.yaml: environments[2].overlay: overlays/production/kustomization.yaml does not exist"]),
+        ["platform.yaml: environments[2].overlay: overlays/production/kustomization.yaml does not exist"],
+    ),
     "latest tag": (
         lambda d: d["images"]["server"].update(tag="latest"),
-        ["platform.yaml: images.server.tag: 'latest' is mutable; pin a version tag or a digest"]),
+        ["platform.yaml: images.server.tag: 'latest' is mutable; pin a version tag or a digest"],
+    ),
     "unknown backend": (
         lambda d: d["models"][0].update(backend="onnx"),
-        ["platform.yaml: models[0].backend: 'onnx' is not one of litert, tensorflow"]),
-    "missing section": (
-        lambda d: d.pop("argocd"),
-        ["platform.yaml: argocd: is required"]),
+        ["platform.yaml: models[0].backend: 'onnx' is not one of litert, tensorflow"],
+    ),
+    "missing section": (lambda d: d.pop("argocd"), ["platform.yaml: argocd: is required"]),
     "requests above limits": (
         lambda d: d["serving"]["resources"]["requests"].update(memory="1Gi"),
-        ["platform.yaml: serving.resources.requests.memory: must be <= limits.memory (768Mi)"]),
+        ["platform.yaml: serving.resources.requests.memory: must be <= limits.memory (768Mi)"],
+    ),
     "bad quantity": (
         lambda d: d["training"]["resources"]["limits"].update(memory="lots"),
-        ["platform.yaml: training.resources.limits.memory: 'lots' is not valid "
-         "(must match ^[0-9]+(\\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$)"]),
+        [
+            "platform.yaml: training.resources.limits.memory: 'lots' is not valid "
+            "(must match ^[0-9]+(\\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$)"
+        ],
+    ),
     "tag and digest": (
         lambda d: d["images"]["trainer"].update(digest="sha256:" + "a" * 64),
-        ["platform.yaml: images.trainer: give exactly one of tag or digest"]),
+        ["platform.yaml: images.trainer: give exactly one of tag or digest"],
+    ),
     "generated overlay as environment": (
         lambda d: d["environments"][0].update(overlay="overlays/base"),
-        ["platform.yaml: environments[0].overlay: 'overlays/base' is generated; an environment needs its own overlay"]),
+        ["platform.yaml: environments[0].overlay: 'overlays/base' is generated; an environment needs its own overlay"],
+    ),
     "model store not shareable": (
         lambda d: d["training"]["storage"].update(accessModes=["ReadWriteOnce"]),
-        ["platform.yaml: training.storage.accessModes: ['ReadWriteOnce'] cannot work: the training Job writes the "
-         "model store while server pods on other nodes read it; use ReadWriteMany (an NFS-like storage class)"]),
+        [
+            "platform.yaml: training.storage.accessModes: ['ReadWriteOnce'] cannot work: the training Job writes the "
+            "model store while server pods on other nodes read it; use ReadWriteMany (an NFS-like storage class)"
+        ],
+    ),
     "selfHeal without automation": (
         lambda d: d["environments"][2].update(sync={"automated": False, "selfHeal": True}),
-        ["platform.yaml: environments[2].sync.selfHeal: needs automated: true (Argo CD ignores it otherwise)"]),
+        ["platform.yaml: environments[2].sync.selfHeal: needs automated: true (Argo CD ignores it otherwise)"],
+    ),
 }
 
 
@@ -98,6 +117,7 @@ def test_several_semantic_problems_each_get_a_line(tmp_path):
     def change(d):
         d["serving"]["autoscaling"].update(maxReplicas=1)
         d["environments"][1].update(namespace=d["environments"][0]["namespace"])
+
     assert problems(tmp_path, mutated(change)) == [
         "platform.yaml: serving.autoscaling.maxReplicas: must be >= minReplicas (2)",
         "platform.yaml: environments[1].namespace: duplicate namespace 'ml-dev' (also environments[0])",
@@ -108,7 +128,8 @@ def test_duplicate_yaml_key_is_an_error(tmp_path):
     text = (REPO_ROOT / "platform.yaml").read_text().replace("  port: 8080\n", "  port: 8080\n  port: 9090\n")
     first = text.splitlines().index("  port: 8080") + 1
     assert problems(tmp_path, text) == [
-        f"platform.yaml: line {first + 1}, column 3: duplicate key 'port' (first on line {first})"]
+        f"platform.yaml: line {first + 1}, column 3: duplicate key 'port' (first on line {first})"
+    ]
 
 
 def test_unparsable_yaml_names_the_line(tmp_path):
@@ -127,8 +148,12 @@ def test_quantities_compare_by_value():
 
 def test_cli_exit_code_two_and_nothing_written(tmp_path):
     path = write_platform(tmp_path, mutated(lambda d: d["serving"]["autoscaling"].update(maxReplicas=1)))
-    result = subprocess.run([sys.executable, "-m", "generator", "synth", "--config", str(path)],
-                            capture_output=True, text=True, cwd=REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "generator", "synth", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     assert result.returncode == 2
     assert "platform.yaml: serving.autoscaling.maxReplicas: must be >= minReplicas (2)" in result.stderr
     assert not (tmp_path / "argocd").exists() and not (tmp_path / "overlays" / "base").exists()

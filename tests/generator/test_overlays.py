@@ -11,12 +11,18 @@ import yaml
 
 from generator.tools import REPO_ROOT
 
-OVERLAYS = sorted(p.parent.name for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
-                  if p.parent.name not in ("base", "components"))
+OVERLAYS = sorted(
+    p.parent.name
+    for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
+    if p.parent.name not in ("base", "components")
+)
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 POD_TEMPLATE_PATHS = {
-    "Deployment": ("spec", "template"), "StatefulSet": ("spec", "template"), "DaemonSet": ("spec", "template"),
-    "Job": ("spec", "template"), "CronJob": ("spec", "jobTemplate", "spec", "template"),
+    "Deployment": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
 }
 
 
@@ -46,7 +52,7 @@ def restricted_violations(where: str, template: dict) -> list[str]:
     for container in spec.get("initContainers", []) + spec["containers"]:
         sc = container.get("securityContext", {})
         at = f"{where}: container {container['name']}"
-        if not (sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True):
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
             found.append(f"{at}: runAsNonRoot must be true")
         if sc.get("runAsUser", pod_sc.get("runAsUser", 1)) == 0:
             found.append(f"{at}: runAsUser must not be 0")
@@ -76,8 +82,16 @@ def test_there_are_environment_overlays():
 def test_overlay_renders_objects_in_its_namespace(overlay, rendered, platform):
     objects = rendered[overlay]
     env = next(e for e in platform.environments if e.overlay == f"overlays/{overlay}")
-    expected = {"Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "Job", "PersistentVolumeClaim",
-                "ConfigMap", "ServiceAccount"}
+    expected = {
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "Job",
+        "PersistentVolumeClaim",
+        "ConfigMap",
+        "ServiceAccount",
+    }
     # Rolling environments autoscale; blue-green and canary variants run the replicas git pins.
     expected |= {"rolling": {"HorizontalPodAutoscaler"}, "canary": {"HTTPRoute"}}.get(env.strategy, set())
     assert expected <= {o["kind"] for o in objects}
@@ -107,10 +121,15 @@ def test_restricted_check_catches_a_privileged_container(rendered):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_server_and_training_read_the_pinned_release(overlay, rendered):
     objects = rendered[overlay]
-    pinned = {doc["metadata"]["name"]: doc["data"]["MODEL_VERSION"] for doc in yaml.safe_load_all(
-        (REPO_ROOT / "overlays" / overlay / "release.yaml").read_text())}
-    releases = {o["metadata"]["name"]: o for o in objects
-                if o["kind"] == "ConfigMap" and o["metadata"]["name"].rsplit("-", 1)[0] in pinned}
+    pinned = {
+        doc["metadata"]["name"]: doc["data"]["MODEL_VERSION"]
+        for doc in yaml.safe_load_all((REPO_ROOT / "overlays" / overlay / "release.yaml").read_text())
+    }
+    releases = {
+        o["metadata"]["name"]: o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].rsplit("-", 1)[0] in pinned
+    }
     # One release ConfigMap per pin, with a content-hash suffix, carrying the pinned version.
     assert {name.rsplit("-", 1)[0]: cm["data"]["MODEL_VERSION"] for name, cm in releases.items()} == pinned
     readers = set()
@@ -129,8 +148,9 @@ def test_argocd_applications_point_at_existing_overlays_in_their_namespace(platf
     for app in env_apps:
         path = app["spec"]["source"]["path"]
         assert (REPO_ROOT / path / "kustomization.yaml").is_file(), path
-        namespaces = {o["metadata"]["namespace"] for o in rendered[path.split("/", 1)[1]]
-                      if o["kind"] not in CLUSTER_SCOPED}
+        namespaces = {
+            o["metadata"]["namespace"] for o in rendered[path.split("/", 1)[1]] if o["kind"] not in CLUSTER_SCOPED
+        }
         assert namespaces == {app["spec"]["destination"]["namespace"]}, path
         assert app["spec"]["project"] == platform.argocd.project
 
@@ -149,11 +169,14 @@ def test_appproject_is_least_privilege(platform, rendered):
 
 def test_kubectl_kustomize_fails_loudly_on_a_broken_overlay(tmp_path):
     from generator.tools import ToolError, render_overlay
+
     (tmp_path / "kustomization.yaml").write_text("resources: [missing.yaml]\n")
     with pytest.raises(ToolError, match="missing.yaml"):
         render_overlay(tmp_path)
 
 
 def test_tools_bootstrap_is_a_no_op_when_done():
-    result = subprocess.run(["make", "--question", ".venv/.installed", ".tools/tools.json"], cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        ["make", "--question", ".venv/.installed", ".tools/tools.json"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -29,13 +29,18 @@ def copy_inputs(dest: Path) -> Path:
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def run_synth(config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "generator", "synth", "--config", str(config)],
-                          capture_output=True, text=True, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "generator", "synth", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
 
 
 def test_same_inputs_give_identical_bytes(tree):
@@ -43,8 +48,12 @@ def test_same_inputs_give_identical_bytes(tree):
 
 
 def test_committed_generated_files_equal_a_fresh_synth(tree):
-    on_disk = {str(p.relative_to(REPO_ROOT)): p.read_bytes()
-               for root in GENERATED_ROOTS for p in sorted((REPO_ROOT / root).rglob("*")) if p.is_file()}
+    on_disk = {
+        str(p.relative_to(REPO_ROOT)): p.read_bytes()
+        for root in GENERATED_ROOTS
+        for p in sorted((REPO_ROOT / root).rglob("*"))
+        if p.is_file()
+    }
     stale = sorted(set(tree) ^ set(on_disk) | {k for k in tree if on_disk.get(k) != tree[k]})
     assert not stale, f"generated files are stale, run `make synth`: {stale}"
 
@@ -83,8 +92,10 @@ def test_synth_twice_changes_nothing_the_second_time(tmp_path):
 def test_synth_never_touches_hand_edited_overlays(tmp_path):
     config = copy_inputs(tmp_path)
     (tmp_path / "overlays" / "base" / "stray.yaml").write_text("# left over\n")
+
     def hand_edited():
         return {k: v for k, v in snapshot(tmp_path / "overlays").items() if not k.startswith(("base/", "components/"))}
+
     before = hand_edited()
     assert run_synth(config).returncode == 0
     assert hand_edited() == before
@@ -97,7 +108,9 @@ def test_failed_synth_leaves_the_tree_untouched(tmp_path):
     before = snapshot(tmp_path)
     result = run_synth(config)
     assert result.returncode == 2
-    assert result.stderr.splitlines()[0] == "platform.yaml: serving.autoscaling.maxReplicas: must be >= minReplicas (20)"
+    assert (
+        result.stderr.splitlines()[0] == "platform.yaml: serving.autoscaling.maxReplicas: must be >= minReplicas (20)"
+    )
     assert "nothing was written" in result.stderr
     assert snapshot(tmp_path) == before
 

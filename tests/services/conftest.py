@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from svc_helpers import MODEL, Server, run_trainer
 
 
@@ -30,8 +29,20 @@ def trained_store(tmp_path_factory, worker_id) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not (root / MODEL / "1" / "metadata.json").is_file():
-                result = run_trainer("--model-root", str(root), "--model-name", MODEL, "--version", "1",
-                                     "--epochs", "2", "--max-examples", "1500", "--seed", "7")
+                result = run_trainer(
+                    "--model-root",
+                    str(root),
+                    "--model-name",
+                    MODEL,
+                    "--version",
+                    "1",
+                    "--epochs",
+                    "2",
+                    "--max-examples",
+                    "1500",
+                    "--seed",
+                    "7",
+                )
                 assert result.returncode == 0, result.stderr[-3000:]
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -22,9 +22,25 @@ MODEL = "mnist"
 
 def clean_env(**extra: str) -> dict:
     """The environment for child processes: no inherited server/trainer settings, quiet TensorFlow."""
-    drop = {"PORT", "WORKERS", "THREADS", "MODEL_NAME", "MODEL_BASE_PATH", "MODEL_VERSION", "MODEL_BACKEND",
-            "MODEL_POLL_SECONDS", "PROMETHEUS_MULTIPROC_DIR", "MODEL_ROOT", "TRAINING_DATA", "SKIP_EXISTING",
-            "TRAINING_SEED", "TRAINING_EPOCHS", "LOG_LEVEL", "MAX_BATCH_SIZE", "MAX_BODY_BYTES"}
+    drop = {
+        "PORT",
+        "WORKERS",
+        "THREADS",
+        "MODEL_NAME",
+        "MODEL_BASE_PATH",
+        "MODEL_VERSION",
+        "MODEL_BACKEND",
+        "MODEL_POLL_SECONDS",
+        "PROMETHEUS_MULTIPROC_DIR",
+        "MODEL_ROOT",
+        "TRAINING_DATA",
+        "SKIP_EXISTING",
+        "TRAINING_SEED",
+        "TRAINING_EPOCHS",
+        "LOG_LEVEL",
+        "MAX_BATCH_SIZE",
+        "MAX_BODY_BYTES",
+    }
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(REPO_ROOT))
     env.update(extra)
@@ -33,8 +49,14 @@ def clean_env(**extra: str) -> dict:
 
 def run_trainer(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
     """Run ``python -m services.training.train`` from the repo root and capture its output."""
-    return subprocess.run([PY, "-m", "services.training.train", *args], cwd=REPO_ROOT, env=clean_env(**env),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [PY, "-m", "services.training.train", *args],
+        cwd=REPO_ROOT,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def copy_version(root: Path, src: int, dst: int) -> Path:
@@ -80,13 +102,26 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        settings = {"MODEL_BASE_PATH": str(root), "MODEL_NAME": MODEL, "PORT": str(self.port), "HOST": "127.0.0.1",
-                    "WORKERS": "1", "THREADS": "4", "GRACEFUL_TIMEOUT": "10", "MODEL_POLL_SECONDS": "1"}
+        settings = {
+            "MODEL_BASE_PATH": str(root),
+            "MODEL_NAME": MODEL,
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "WORKERS": "1",
+            "THREADS": "4",
+            "GRACEFUL_TIMEOUT": "10",
+            "MODEL_POLL_SECONDS": "1",
+        }
         settings.update(env)
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([GUNICORN, "--config", "services/inference/gunicorn.conf.py"], cwd=REPO_ROOT,
-                                     env=clean_env(**settings), stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [GUNICORN, "--config", "services/inference/gunicorn.conf.py"],
+            cwd=REPO_ROOT,
+            env=clean_env(**settings),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Poll readiness until 200, failing with the server log if it never comes."""
@@ -119,5 +154,3 @@ class Server:
                 self.proc.wait(5)
         self._log.close()
         return self.proc.returncode
-
-

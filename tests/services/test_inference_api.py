@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-
 from svc_helpers import MODEL, make_app, wait_loaded
 
 PREDICT = f"/v1/models/{MODEL}:predict"
@@ -50,8 +49,11 @@ def assert_error(resp, status: int, *fragments: str):
 def test_model_status_is_tf_serving_shaped(client):
     resp = client.get(f"/v1/models/{MODEL}")
     assert resp.status_code == 200
-    assert resp.get_json() == {"model_version_status": [
-        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    assert resp.get_json() == {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
     assert client.get(f"/v1/models/{MODEL}/versions/1").status_code == 200
     assert_error(client.get(f"/v1/models/{MODEL}/versions/9"), 404, "version 9")
     assert_error(client.get(f"/v1/models/{MODEL}/versions/x1"), 400, "positive integer")
@@ -85,10 +87,16 @@ def test_health_routes(client):
 def test_metrics_exposition(client):
     post(client, {"instances": [np.zeros((28, 28)).tolist()]})
     text = client.get("/metrics").get_data(as_text=True)
-    for name in ("inference_requests_total", "inference_request_duration_seconds_bucket",
-                 "inference_batch_size_bucket", "inference_model_load_seconds_count",
-                 "inference_model_loaded_version", "inference_model_ready", "inference_model_duration_seconds",
-                 "inference_requests_in_flight"):
+    for name in (
+        "inference_requests_total",
+        "inference_request_duration_seconds_bucket",
+        "inference_batch_size_bucket",
+        "inference_model_load_seconds_count",
+        "inference_model_loaded_version",
+        "inference_model_ready",
+        "inference_model_duration_seconds",
+        "inference_requests_in_flight",
+    ):
         assert name in text, name
     assert 'inference_requests_total{code="200",endpoint="predict",model="mnist",version="1"}' in text
 
@@ -144,36 +152,44 @@ def test_versioned_predict(client):
 # --- every error status -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body, fragments", [
-    (b"{", ("not valid JSON",)),
-    (b"", ("empty",)),
-    (b'{"instances": [NaN]}', ("NaN",)),
-    (b"[1, 2]", ("JSON object",)),
-    (b'{"instances": [' + b"[" * 1010 + b"0" + b"]" * 1010 + b"]}", ("shape",)),
-    (b'{"instances": [{"b64": ""}, ' + b"[" * 900 + b"0" + b"]" * 900 + b"]}", ("b64",)),
-    (b'{"instances": [' + b'{"image": ' * 900 + b"0" + b"}" * 900 + b"]}", ("unexpected object",)),
-    ({"instances": [], }, ("empty",)),
-    ({}, ("exactly one of",)),
-    ({"instances": [[0]], "inputs": [[0]]}, ("exactly one of",)),
-    ({"instances": [[0]], "extra": 1}, ("unknown field", "extra")),
-    ({"instances": 5}, ("must be a list",)),
-    ({"instances": [[1, 2, 3]]}, ("shape [28, 28, 1]",)),
-    ({"instances": [[[0.0] * 28] * 27]}, ("shape",)),
-    ({"instances": [[[0.0] * 28] * 28, [[0.0] * 28] * 27]}, ("instances[1]", "got 27 rows")),
-    ({"instances": [[[0.0] * 28] * 27 + [[0.0] * 27]]}, ("ragged",)),
-    ({"instances": [[["a"] * 28] * 28]}, ("strings",)),
-    ({"instances": [[[True] * 28] * 28]}, ("booleans",)),
-    ({"instances": [[[None] * 28] * 28]}, ("non-numeric",)),
-    ({"instances": [[[1e39] * 28] * 28]}, ("float32",)),
-    ({"instances": [{"b64": "!!!"}]}, ("base64",)),
-    ({"instances": [{"b64": base64.b64encode(b"not a png").decode()}]}, ("PNG",)),
-    ({"instances": [{"b64": "", "x": 1}]}, ("exactly one string field",)),
-    ({"instances": [{"pixels": [0]}]}, ("unexpected object", "pixels")),
-    ({"instances": [{"image": {"image": [[0.0] * 28] * 28}}]}, ("unexpected object",)),
-    ({"inputs": {"pixels": [[0]]}}, ("unknown input",)),
-    ({"inputs": 3}, ("must be a batch",)),
-    ({"instances": [[[0.0] * 28] * 28], "signature_name": "other"}, ("signature_name",)),
-])
+@pytest.mark.parametrize(
+    "body, fragments",
+    [
+        (b"{", ("not valid JSON",)),
+        (b"", ("empty",)),
+        (b'{"instances": [NaN]}', ("NaN",)),
+        (b"[1, 2]", ("JSON object",)),
+        (b'{"instances": [' + b"[" * 1010 + b"0" + b"]" * 1010 + b"]}", ("shape",)),
+        (b'{"instances": [{"b64": ""}, ' + b"[" * 900 + b"0" + b"]" * 900 + b"]}", ("b64",)),
+        (b'{"instances": [' + b'{"image": ' * 900 + b"0" + b"}" * 900 + b"]}", ("unexpected object",)),
+        (
+            {
+                "instances": [],
+            },
+            ("empty",),
+        ),
+        ({}, ("exactly one of",)),
+        ({"instances": [[0]], "inputs": [[0]]}, ("exactly one of",)),
+        ({"instances": [[0]], "extra": 1}, ("unknown field", "extra")),
+        ({"instances": 5}, ("must be a list",)),
+        ({"instances": [[1, 2, 3]]}, ("shape [28, 28, 1]",)),
+        ({"instances": [[[0.0] * 28] * 27]}, ("shape",)),
+        ({"instances": [[[0.0] * 28] * 28, [[0.0] * 28] * 27]}, ("instances[1]", "got 27 rows")),
+        ({"instances": [[[0.0] * 28] * 27 + [[0.0] * 27]]}, ("ragged",)),
+        ({"instances": [[["a"] * 28] * 28]}, ("strings",)),
+        ({"instances": [[[True] * 28] * 28]}, ("booleans",)),
+        ({"instances": [[[None] * 28] * 28]}, ("non-numeric",)),
+        ({"instances": [[[1e39] * 28] * 28]}, ("float32",)),
+        ({"instances": [{"b64": "!!!"}]}, ("base64",)),
+        ({"instances": [{"b64": base64.b64encode(b"not a png").decode()}]}, ("PNG",)),
+        ({"instances": [{"b64": "", "x": 1}]}, ("exactly one string field",)),
+        ({"instances": [{"pixels": [0]}]}, ("unexpected object", "pixels")),
+        ({"instances": [{"image": {"image": [[0.0] * 28] * 28}}]}, ("unexpected object",)),
+        ({"inputs": {"pixels": [[0]]}}, ("unknown input",)),
+        ({"inputs": 3}, ("must be a batch",)),
+        ({"instances": [[[0.0] * 28] * 28], "signature_name": "other"}, ("signature_name",)),
+    ],
+)
 def test_bad_bodies_are_400_with_a_message(client, body, fragments):
     assert_error(post(client, body), 400, *fragments)
 
@@ -251,15 +267,32 @@ def test_settings_defaults_and_errors():
     from services.inference.settings import ConfigError, Settings
 
     s = Settings.from_env({})
-    assert (s.port, s.workers, s.threads, s.graceful_timeout, s.log_level, s.model_name, s.model_base_path,
-            s.model_version, s.model_backend, s.model_poll_seconds, s.max_batch_size, s.intra_op_threads) == (
-        8080, 1, 4, 20.0, "info", "mnist", "/models", None, "litert", 30.0, 64, 1)
+    assert (
+        s.port,
+        s.workers,
+        s.threads,
+        s.graceful_timeout,
+        s.log_level,
+        s.model_name,
+        s.model_base_path,
+        s.model_version,
+        s.model_backend,
+        s.model_poll_seconds,
+        s.max_batch_size,
+        s.intra_op_threads,
+    ) == (8080, 1, 4, 20.0, "info", "mnist", "/models", None, "litert", 30.0, 64, 1)
     assert s.max_body_bytes == 8 * 1024 * 1024
     pinned = Settings.from_env({"MODEL_VERSION": " 3 ", "MODEL_BACKEND": "TensorFlow", "MODEL_POLL_SECONDS": "0"})
     assert (pinned.model_version, pinned.model_backend, pinned.model_poll_seconds) == (3, "tensorflow", 0.0)
-    for env, name in [({"PORT": "70000"}, "PORT"), ({"THREADS": "0"}, "THREADS"), ({"MODEL_VERSION": "v1"},
-                      "MODEL_VERSION"), ({"MODEL_NAME": "MNIST/x"}, "MODEL_NAME"), ({"ACCESS_LOG": "maybe"},
-                      "ACCESS_LOG"), ({"MODEL_POLL_SECONDS": "-1"}, "MODEL_POLL_SECONDS"),
-                      ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"), ({"GRACEFUL_TIMEOUT": "inf"}, "GRACEFUL_TIMEOUT")]:
+    for env, name in [
+        ({"PORT": "70000"}, "PORT"),
+        ({"THREADS": "0"}, "THREADS"),
+        ({"MODEL_VERSION": "v1"}, "MODEL_VERSION"),
+        ({"MODEL_NAME": "MNIST/x"}, "MODEL_NAME"),
+        ({"ACCESS_LOG": "maybe"}, "ACCESS_LOG"),
+        ({"MODEL_POLL_SECONDS": "-1"}, "MODEL_POLL_SECONDS"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"GRACEFUL_TIMEOUT": "inf"}, "GRACEFUL_TIMEOUT"),
+    ]:
         with pytest.raises(ConfigError, match=name):
             Settings.from_env(env)

@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from svc_helpers import MODEL, make_app, wait_loaded
 
 TOLERANCE = 1e-5
@@ -48,9 +47,9 @@ def test_litert_handles_changing_batch_sizes_and_threads(backends, digits):
         np.testing.assert_allclose(litert.predict(x[:n]), reference[:n], atol=1e-6)
     slices = [(i % 5 + 1, i) for i in range(40)]
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda s: litert.predict(x[s[1]:s[1] + s[0]]), slices))
-    for (n, start), out in zip(slices, results):
-        np.testing.assert_allclose(out, litert.predict(x[start:start + n]), atol=1e-6)
+        results = list(pool.map(lambda s: litert.predict(x[s[1] : s[1] + s[0]]), slices))
+    for (n, start), out in zip(slices, results, strict=True):
+        np.testing.assert_allclose(out, litert.predict(x[start : start + n]), atol=1e-6)
 
 
 def test_tensorflow_backend_serves_through_the_api(trained_store, backends, digits):
@@ -59,8 +58,11 @@ def test_tensorflow_backend_serves_through_the_api(trained_store, backends, digi
         wait_loaded(app)
         client = app.test_client()
         x, _ = digits
-        resp = client.post(f"/v1/models/{MODEL}:predict", data=json.dumps({"instances": x[:5].tolist()}),
-                           content_type="application/json")
+        resp = client.post(
+            f"/v1/models/{MODEL}:predict",
+            data=json.dumps({"instances": x[:5].tolist()}),
+            content_type="application/json",
+        )
         assert resp.status_code == 200
         litert, _ = backends
         assert np.max(np.abs(np.array(resp.get_json()["predictions"]) - litert.predict(x[:5]))) <= TOLERANCE
@@ -91,9 +93,12 @@ def test_serving_package_does_not_import_tensorflow():
 
     from svc_helpers import REPO_ROOT, clean_env
 
-    code = ("import sys; import services.inference.app, services.inference.backends; "
-            "from services.inference.backends import LiteRTBackend; "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=clean_env(), capture_output=True,
-                         text=True, timeout=60)
+    code = (
+        "import sys; import services.inference.app, services.inference.backends; "
+        "from services.inference.backends import LiteRTBackend; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; print('ok')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=clean_env(), capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr

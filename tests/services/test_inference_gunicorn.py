@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
-
 from svc_helpers import GUNICORN, MODEL, REPO_ROOT, clean_env, copy_version
 
 pytestmark = pytest.mark.slow
@@ -47,8 +46,9 @@ def test_two_workers_serve_the_api_and_aggregate_metrics(model_store, start_serv
 
     buf = io.BytesIO()
     Image.fromarray(np.round(x[0, :, :, 0] * 255).astype(np.uint8)).save(buf, format="PNG")
-    resp = s.post(f"{url}/v1/models/{MODEL}:predict", json={"instances": [{"b64": base64.b64encode(buf.getvalue())
-                                                                             .decode()}]})
+    resp = s.post(
+        f"{url}/v1/models/{MODEL}:predict", json={"instances": [{"b64": base64.b64encode(buf.getvalue()).decode()}]}
+    )
     assert resp.status_code == 200
 
     assert s.get(f"{url}/v1/models/{MODEL}").json()["model_version_status"][0]["state"] == "AVAILABLE"
@@ -58,13 +58,19 @@ def test_two_workers_serve_the_api_and_aggregate_metrics(model_store, start_serv
 
     assert s.get(f"{url}/v1/models/other").status_code == 404
     assert s.get(f"{url}/v1/models/{MODEL}:predict").status_code == 405
-    assert s.post(f"{url}/v1/models/{MODEL}:predict", data="x", headers={"Content-Type": "text/plain"}
-                  ).status_code == 415
-    big = s.post(f"{url}/v1/models/{MODEL}:predict", data=b"[" + b"0," * 100000 + b"0]",
-                 headers={"Content-Type": "application/json"})
+    assert (
+        s.post(f"{url}/v1/models/{MODEL}:predict", data="x", headers={"Content-Type": "text/plain"}).status_code == 415
+    )
+    big = s.post(
+        f"{url}/v1/models/{MODEL}:predict",
+        data=b"[" + b"0," * 100000 + b"0]",
+        headers={"Content-Type": "application/json"},
+    )
     assert big.status_code == 413 and "MAX_BODY_BYTES" in big.json()["error"]
-    assert s.post(f"{url}/v1/models/{MODEL}:predict", data="{", headers={"Content-Type": "application/json"}
-                  ).status_code == 400
+    assert (
+        s.post(f"{url}/v1/models/{MODEL}:predict", data="{", headers={"Content-Type": "application/json"}).status_code
+        == 400
+    )
 
     for _ in range(30):  # spread over both workers (fresh connections)
         assert requests.post(f"{url}/v1/models/{MODEL}:predict", json=ZERO).status_code == 200
@@ -99,8 +105,10 @@ def test_sigterm_finishes_the_request_in_flight(model_store, start_server):
     server = start_server(model_store, WORKERS="1", THREADS="2", GRACEFUL_TIMEOUT="10")
     body = json.dumps(ZERO).encode()
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    head = (f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     sock.sendall(head + body[:100])  # the request is in flight: headers read, body incomplete
     time.sleep(0.5)
     started = time.monotonic()
@@ -147,17 +155,26 @@ def test_tensorflow_backend_loads_after_fork(trained_store, start_server):
     server = start_server(trained_store, WORKERS="2", THREADS="2", MODEL_BACKEND="tensorflow")
     resp = requests.post(server.url + f"/v1/models/{MODEL}:predict", json=ZERO)
     assert resp.status_code == 200
-    assert requests.get(server.url + f"/v1/models/{MODEL}/metadata").json()["metadata"]["model_info"][
-        "backend"] == "tensorflow"
+    assert (
+        requests.get(server.url + f"/v1/models/{MODEL}/metadata").json()["metadata"]["model_info"]["backend"]
+        == "tensorflow"
+    )
 
 
-@pytest.mark.parametrize("env, fragment", [({"WORKERS": "many"}, "WORKERS"), ({"MODEL_BACKEND": "onnx"},
-                                                                              "MODEL_BACKEND")])
+@pytest.mark.parametrize(
+    "env, fragment", [({"WORKERS": "many"}, "WORKERS"), ({"MODEL_BACKEND": "onnx"}, "MODEL_BACKEND")]
+)
 def test_bad_configuration_fails_fast_with_a_message(tmp_path, env, fragment):
     settings = {"MODEL_BASE_PATH": str(tmp_path), "PORT": "18080"}
     settings.update(env)
-    out = subprocess.run([GUNICORN, "--config", "services/inference/gunicorn.conf.py"], cwd=REPO_ROOT,
-                         env=clean_env(**settings), capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [GUNICORN, "--config", "services/inference/gunicorn.conf.py"],
+        cwd=REPO_ROOT,
+        env=clean_env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode != 0
     assert fragment in out.stderr
 

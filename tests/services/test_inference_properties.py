@@ -9,23 +9,38 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from svc_helpers import MODEL, make_app, wait_loaded
 
-PATHS = [f"/v1/models/{MODEL}:predict", f"/v1/models/{MODEL}/versions/1:predict",
-         f"/v1/models/{MODEL}/versions/2:predict", "/v1/models/other:predict"]
-SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                             HealthCheck.too_slow])
+PATHS = [
+    f"/v1/models/{MODEL}:predict",
+    f"/v1/models/{MODEL}/versions/1:predict",
+    f"/v1/models/{MODEL}/versions/2:predict",
+    "/v1/models/other:predict",
+]
+SETTINGS = settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1),
-                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
-json_values = st.recursive(json_scalars, lambda kids: st.one_of(
-    st.lists(kids, max_size=6), st.dictionaries(st.text(max_size=8), kids, max_size=4)), max_leaves=40)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda kids: st.one_of(st.lists(kids, max_size=6), st.dictionaries(st.text(max_size=8), kids, max_size=4)),
+    max_leaves=40,
+)
 
 
 def _numbers():
-    return st.one_of(st.floats(width=32, allow_nan=False, allow_infinity=False), st.integers(-1000, 1000),
-                     st.floats(min_value=-1e40, max_value=1e40))
+    return st.one_of(
+        st.floats(width=32, allow_nan=False, allow_infinity=False),
+        st.integers(-1000, 1000),
+        st.floats(min_value=-1e40, max_value=1e40),
+    )
 
 
 @st.composite
@@ -53,9 +68,17 @@ def b64_objects(draw):
 
 @st.composite
 def predict_documents(draw):
-    value = draw(st.one_of(tensors(), st.lists(b64_objects(), max_size=3), json_values,
-                           st.lists(st.dictionaries(st.sampled_from(["image", "b64", "x"]),
-                                                    st.one_of(tensors(), json_scalars), max_size=2), max_size=3)))
+    value = draw(
+        st.one_of(
+            tensors(),
+            st.lists(b64_objects(), max_size=3),
+            json_values,
+            st.lists(
+                st.dictionaries(st.sampled_from(["image", "b64", "x"]), st.one_of(tensors(), json_scalars), max_size=2),
+                max_size=3,
+            ),
+        )
+    )
     key = draw(st.sampled_from(["instances", "inputs"]))
     doc = {key: value}
     if draw(st.booleans()):
@@ -93,18 +116,30 @@ def test_any_json_never_5xx(client, doc):
 
 
 @SETTINGS
-@given(body=st.binary(max_size=300), content_type=st.sampled_from(
-    ["application/json", "text/plain", "", "application/json; charset=latin-1", "multipart/form-data"]))
+@given(
+    body=st.binary(max_size=300),
+    content_type=st.sampled_from(
+        ["application/json", "text/plain", "", "application/json; charset=latin-1", "multipart/form-data"]
+    ),
+)
 def test_any_bytes_never_5xx(client, body, content_type):
     check(client.post(PATHS[0], data=body, content_type=content_type or None))
 
 
 @SETTINGS
-@given(segment=st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="/?#%"),
-                       min_size=1, max_size=12),
-       method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]))
+@given(
+    segment=st.text(
+        alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="/?#%"), min_size=1, max_size=12
+    ),
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
+)
 def test_any_route_never_5xx(client, segment, method):
-    for path in (f"/v1/models/{segment}", f"/v1/models/{MODEL}/versions/{segment}", f"/v2/models/{segment}/ready",
-                 f"/v1/models/{segment}:predict", f"/{segment}"):
+    for path in (
+        f"/v1/models/{segment}",
+        f"/v1/models/{MODEL}/versions/{segment}",
+        f"/v2/models/{segment}/ready",
+        f"/v1/models/{segment}:predict",
+        f"/{segment}",
+    ):
         resp = client.open(path, method=method, data=b"{}", content_type="application/json")
         assert resp.status_code < 500, (path, method, resp.get_data(as_text=True))

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-
 from svc_helpers import MODEL, copy_version, make_app, wait_loaded
 
 ZERO = {"instances": [np.zeros((28, 28)).tolist()]}
@@ -29,8 +28,10 @@ def publish_corrupt(root, version: int, payload: bytes = b"this is not a flatbuf
 def failures(version: int) -> float:
     from prometheus_client import REGISTRY
 
-    return REGISTRY.get_sample_value("inference_model_load_failures_total",
-                                     {"model": MODEL, "version": str(version)}) or 0.0
+    return (
+        REGISTRY.get_sample_value("inference_model_load_failures_total", {"model": MODEL, "version": str(version)})
+        or 0.0
+    )
 
 
 def wait_for(predicate, timeout: float = 15.0) -> bool:
@@ -132,8 +133,12 @@ def test_pinned_version_is_served_even_when_newer_exist(model_store, stop_apps):
     wait_loaded(app)
     client = app.test_client()
     assert predict(client).headers["X-Model-Version"] == "1"
-    assert client.post(f"/v1/models/{MODEL}/versions/2:predict", data=json.dumps(ZERO),
-                       content_type="application/json").status_code == 404
+    assert (
+        client.post(
+            f"/v1/models/{MODEL}/versions/2:predict", data=json.dumps(ZERO), content_type="application/json"
+        ).status_code
+        == 404
+    )
 
 
 def test_pinned_version_missing_means_not_ready_with_a_reason(model_store, stop_apps):

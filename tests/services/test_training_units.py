@@ -66,16 +66,19 @@ def test_npz_variants(tmp_path):
     np.testing.assert_array_equal(datasets.load_dataset(tmp_path / "onehot.npz").y, y)
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"a": np.zeros(3)}, "expected arrays x_train"),
-    ({"x": np.zeros((30, 27, 27)), "y": np.zeros(30)}, "shape"),
-    ({"x": np.zeros((30, 28, 28)), "y": np.zeros(29)}, "30 images but 29 labels"),
-    ({"x": np.zeros((30, 28, 28)), "y": np.full(30, 10)}, "0..9"),
-    ({"x": np.zeros((30, 28, 28)), "y": np.full(30, 1.5)}, "integers"),
-    ({"x": np.full((30, 28, 28), np.nan), "y": np.zeros(30)}, "NaN"),
-    ({"x": np.full((30, 28, 28), 300.0), "y": np.zeros(30)}, "0..255"),
-    ({"x": np.zeros((5, 28, 28)), "y": np.zeros(5)}, "at least"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"a": np.zeros(3)}, "expected arrays x_train"),
+        ({"x": np.zeros((30, 27, 27)), "y": np.zeros(30)}, "shape"),
+        ({"x": np.zeros((30, 28, 28)), "y": np.zeros(29)}, "30 images but 29 labels"),
+        ({"x": np.zeros((30, 28, 28)), "y": np.full(30, 10)}, "0..9"),
+        ({"x": np.zeros((30, 28, 28)), "y": np.full(30, 1.5)}, "integers"),
+        ({"x": np.full((30, 28, 28), np.nan), "y": np.zeros(30)}, "NaN"),
+        ({"x": np.full((30, 28, 28), 300.0), "y": np.zeros(30)}, "0..255"),
+        ({"x": np.zeros((5, 28, 28)), "y": np.zeros(5)}, "at least"),
+    ],
+)
 def test_bad_npz_contents_are_data_errors(tmp_path, arrays, message):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(datasets.DataError, match=message):
@@ -117,7 +120,7 @@ def test_holdout_split_is_stratified_and_seeded():
     y = np.repeat(np.arange(10), 100)
     a = datasets.split_holdout(x, y, 0.2, seed=3)
     b = datasets.split_holdout(x, y, 0.2, seed=3)
-    for left, right in zip(a, b):
+    for left, right in zip(a, b, strict=True):
         np.testing.assert_array_equal(left, right)
     assert np.bincount(a[3]).tolist() == [20] * 10 and len(a[0]) == 800
     assert not set(a[0].tolist()) & set(a[2].tolist())
@@ -128,21 +131,49 @@ def test_holdout_split_is_stratified_and_seeded():
 
 
 def test_flags_win_over_environment_and_env_fills_the_rest():
-    env = {"MODEL_ROOT": "/envroot", "MODEL_NAME": "digits", "MODEL_VERSION": "4", "TRAINING_SEED": "9",
-           "SKIP_EXISTING": "TRUE", "TRAINING_DATA": "/data/mnist.npz", "TRAINING_EPOCHS": "3"}
+    env = {
+        "MODEL_ROOT": "/envroot",
+        "MODEL_NAME": "digits",
+        "MODEL_VERSION": "4",
+        "TRAINING_SEED": "9",
+        "SKIP_EXISTING": "TRUE",
+        "TRAINING_DATA": "/data/mnist.npz",
+        "TRAINING_EPOCHS": "3",
+    }
     cfg = train.parse_args(["--model-name", "mnist", "--epochs", "5"], env)
     assert (str(cfg.model_root), cfg.model_name, cfg.version, cfg.seed, cfg.skip_existing, cfg.data, cfg.epochs) == (
-        "/envroot", "mnist", 4, 9, True, "/data/mnist.npz", 5)
+        "/envroot",
+        "mnist",
+        4,
+        9,
+        True,
+        "/data/mnist.npz",
+        5,
+    )
     defaults = train.parse_args([], {})
-    assert (str(defaults.model_root), defaults.model_name, defaults.version, defaults.seed, defaults.skip_existing,
-            defaults.data) == ("/models", "mnist", None, 42, False, None)
+    assert (
+        str(defaults.model_root),
+        defaults.model_name,
+        defaults.version,
+        defaults.seed,
+        defaults.skip_existing,
+        defaults.data,
+    ) == ("/models", "mnist", None, 42, False, None)
 
 
-@pytest.mark.parametrize("argv, env", [
-    (["--version", "0"], {}), (["--epochs", "x"], {}), ([], {"MODEL_VERSION": "two"}),
-    ([], {"SKIP_EXISTING": "maybe"}), (["--model-name", "Bad/Name"], {}), ([], {"TRAINING_SEED": "-1"}),
-    (["--holdout-fraction", "1"], {}), (["--unknown"], {}),
-])
+@pytest.mark.parametrize(
+    "argv, env",
+    [
+        (["--version", "0"], {}),
+        (["--epochs", "x"], {}),
+        ([], {"MODEL_VERSION": "two"}),
+        ([], {"SKIP_EXISTING": "maybe"}),
+        (["--model-name", "Bad/Name"], {}),
+        ([], {"TRAINING_SEED": "-1"}),
+        (["--holdout-fraction", "1"], {}),
+        (["--unknown"], {}),
+    ],
+)
 def test_bad_usage_exits_2(argv, env, capsys):
     with pytest.raises(SystemExit) as info:
         train.parse_args(argv, env)
@@ -220,7 +251,7 @@ def test_same_inputs_give_the_same_weights(tmp_path):
     weights_a = keras.models.load_model(path_a / "model.keras").get_weights()
     weights_b = keras.models.load_model(path_b / "model.keras").get_weights()
     assert len(weights_a) == len(weights_b) == 6
-    for wa, wb in zip(weights_a, weights_b):
+    for wa, wb in zip(weights_a, weights_b, strict=True):
         np.testing.assert_array_equal(wa, wb)
     probe = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
     out_a = export.tflite_predict((path_a / "model.tflite").read_bytes(), probe)

@@ -4,16 +4,29 @@ overlay (fixtures/clean.yaml) and expects findings at exact locations, or their 
 from __future__ import annotations
 
 import pytest
+from validate_support import check_docs, clean_docs, has_finding, load_cases, mutate, parse_expectation
 
 from generator.validate import engine
 from generator.validate.policies import Environment
-from validate_support import check_docs, clean_docs, has_finding, load_cases, mutate, parse_expectation
 
 CASES = load_cases()
 # Checks proven elsewhere (render, file-level, Argo CD, freshness, kubeconform): see test_engine.py.
-CHECKED_ELSEWHERE = {"build", "yaml-duplicate-key", "yaml-syntax", "secrets-scan", "freshness", "kubeconform",
-                     "argocd-app-path", "argocd-app-namespace", "argocd-project", "argocd-project-kinds",
-                     "argocd-project-wildcard", "argocd-hpa-replicas", "namespace", "argocd-overlay-synced"}
+CHECKED_ELSEWHERE = {
+    "build",
+    "yaml-duplicate-key",
+    "yaml-syntax",
+    "secrets-scan",
+    "freshness",
+    "kubeconform",
+    "argocd-app-path",
+    "argocd-app-namespace",
+    "argocd-project",
+    "argocd-project-kinds",
+    "argocd-project-wildcard",
+    "argocd-hpa-replicas",
+    "namespace",
+    "argocd-overlay-synced",
+}
 
 
 def test_clean_fixture_passes_every_check():
@@ -52,19 +65,24 @@ def test_every_check_has_a_failing_fixture():
 def test_findings_render_in_the_documented_format():
     case = {"set": {"Deployment/web": {"spec.template.spec.containers[0].securityContext.privileged": True}}}
     finding = next(f for f in check_docs(mutate(clean_docs(), case)) if f.check == "pss-privileged")
-    assert finding.render() == ("fixture: Deployment/web: spec.template.spec.containers[0].securityContext."
-                                "privileged: container 'server' is privileged [pss-privileged]")
+    assert finding.render() == (
+        "fixture: Deployment/web: spec.template.spec.containers[0].securityContext."
+        "privileged: container 'server' is privileged [pss-privileged]"
+    )
 
 
-@pytest.mark.parametrize("value", ["1", "0.5", "500m", "1.5Gi", "1e3", "1E3", "+1", "-1", ".5", "5.", "1Ki", "100M",
-                                   "2Ti", "1n", "1u", 2, 0.25])
+@pytest.mark.parametrize(
+    "value",
+    ["1", "0.5", "500m", "1.5Gi", "1e3", "1E3", "+1", "-1", ".5", "5.", "1Ki", "100M", "2Ti", "1n", "1u", 2, 0.25],
+)
 def test_valid_quantities(value):
     from generator.validate.schemas import quantity_ok
+
     assert quantity_ok(value)
 
 
-@pytest.mark.parametrize("value", ["lots", "1.5 Gi", "1GB", "1gi", "Gi", "1e", "--1", "1.2.3", "", " 1", "1Mi ",
-                                   True])
+@pytest.mark.parametrize("value", ["lots", "1.5 Gi", "1GB", "1gi", "Gi", "1e", "--1", "1.2.3", "", " 1", "1Mi ", True])
 def test_invalid_quantities(value):
     from generator.validate.schemas import quantity_ok
+
     assert not quantity_ok(value)

@@ -13,9 +13,13 @@ from generator.validate import crd_schemas
 from generator.validate.schemas import CRD_SCHEMA_DIR
 
 SCHEMAS = sorted(CRD_SCHEMA_DIR.rglob("*.json"))
-USED_KINDS = {("argoproj.io", "v1alpha1", "Application"), ("argoproj.io", "v1alpha1", "AppProject"),
-              ("gateway.networking.k8s.io", "v1", "HTTPRoute"), ("monitoring.coreos.com", "v1", "ServiceMonitor"),
-              ("monitoring.coreos.com", "v1", "PrometheusRule")}
+USED_KINDS = {
+    ("argoproj.io", "v1alpha1", "Application"),
+    ("argoproj.io", "v1alpha1", "AppProject"),
+    ("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+    ("monitoring.coreos.com", "v1", "ServiceMonitor"),
+    ("monitoring.coreos.com", "v1", "PrometheusRule"),
+}
 
 
 def test_every_kind_the_repository_uses_has_a_committed_schema():
@@ -61,8 +65,9 @@ def test_schema_is_valid_standalone_and_strict(path):
     assert all(ref.startswith("#/$defs/") for ref in refs), refs  # nothing to fetch
     for where, node in _subschemas(schema):
         if node.get("properties"):
-            assert node.get("additionalProperties") is not None or node.get(
-                "x-kubernetes-preserve-unknown-fields"), f"{path.name}: {where} is not strict"
+            assert node.get("additionalProperties") is not None or node.get("x-kubernetes-preserve-unknown-fields"), (
+                f"{path.name}: {where} is not strict"
+            )
     assert '"nullable"' not in text
 
 
@@ -72,12 +77,16 @@ def test_extract_schema_literal_handles_braces_in_strings():
 
 
 def test_strictify():
-    raw = {"type": "object", "properties": {
-        "a": {"type": "string", "nullable": True},
-        "b": {"type": "object", "properties": {"c": {"type": "integer"}}},
-        "d": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "properties": {"e": {}}},
-        "f": {"x-kubernetes-int-or-string": True, "type": "string"},
-        "m": {"$ref": "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta#"}}}
+    raw = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "string", "nullable": True},
+            "b": {"type": "object", "properties": {"c": {"type": "integer"}}},
+            "d": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "properties": {"e": {}}},
+            "f": {"x-kubernetes-int-or-string": True, "type": "string"},
+            "m": {"$ref": "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta#"},
+        },
+    }
     out = crd_schemas.strictify(raw)
     assert out["additionalProperties"] is False
     assert out["properties"]["a"]["type"] == ["string", "null"]
@@ -88,7 +97,7 @@ def test_strictify():
 
 
 def test_fields_named_description_are_restored_from_the_type_declaration():
-    declaration = '''import { IObjectMeta } from "x";
+    declaration = """import { IObjectMeta } from "x";
 export interface IAppProject {
     "spec": {
         /**
@@ -103,10 +112,17 @@ export interface IAppProject {
     };
 }
 export declare class AppProject {}
-'''
-    schema = {"properties": {"spec": {"properties": {
-        "roles": {"items": {"properties": {"name": {"type": "string"}}}},
-        "sourceRepos": {"items": {"type": "string"}}}}}}
+"""
+    schema = {
+        "properties": {
+            "spec": {
+                "properties": {
+                    "roles": {"items": {"properties": {"name": {"type": "string"}}}},
+                    "sourceRepos": {"items": {"type": "string"}},
+                }
+            }
+        }
+    }
     restored = crd_schemas.restore_dropped_properties(schema, crd_schemas.parse_type_declaration(declaration))
     assert restored == ["spec.description", "spec.roles.description"]
     assert schema["properties"]["spec"]["properties"]["description"] == {"type": "string"}

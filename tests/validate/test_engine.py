@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from validate_support import CON, REPO, add_patch, build_repo, clean_docs, lines, run
 
 from generator.validate import cli
-from validate_support import CON, REPO, add_patch, build_repo, clean_docs, lines, run
 
 
 @pytest.fixture
@@ -47,24 +47,31 @@ def _edit_app(repo: Path, env: str, **changes) -> None:
 
 def test_application_pointing_at_a_missing_path(repo):
     _edit_app(repo, "dev", spec__source__path="overlays/dve")
-    assert ("argocd: Application/app-dev: spec.source.path: path 'overlays/dve' does not exist in the repository "
-            "[argocd-app-path]") in lines(run(repo))
+    assert (
+        "argocd: Application/app-dev: spec.source.path: path 'overlays/dve' does not exist in the repository "
+        "[argocd-app-path]"
+    ) in lines(run(repo))
 
 
 def test_application_path_that_does_not_build(repo):
     (repo / "overlays" / "dev" / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../nowhere\n")
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../nowhere\n"
+    )
     got = lines(run(repo))
     assert any(line.startswith("dev: kustomize build failed:") and line.endswith("[build]") for line in got)
-    assert ("argocd: Application/app-dev: spec.source.path: path 'overlays/dev' does not build "
-            "(see the dev findings) [argocd-app-path]") in got
+    assert (
+        "argocd: Application/app-dev: spec.source.path: path 'overlays/dev' does not build "
+        "(see the dev findings) [argocd-app-path]"
+    ) in got
 
 
 def test_application_destination_namespace_must_be_the_overlays(repo):
     _edit_app(repo, "dev", spec__destination__namespace="ml-prod")
     got = lines(run(repo))
-    assert ("argocd: Application/app-dev: spec.destination.namespace: 'ml-prod' differs from the namespace of "
-            "'overlays/dev' (ml-dev) [argocd-app-namespace]") in got
+    assert (
+        "argocd: Application/app-dev: spec.destination.namespace: 'ml-prod' differs from the namespace of "
+        "'overlays/dev' (ml-dev) [argocd-app-namespace]"
+    ) in got
     assert any("[argocd-project]" in line and "does not permit destination" in line for line in got)
 
 
@@ -72,22 +79,29 @@ def test_appproject_must_permit_repo_and_every_kind(repo):
     path = repo / "argocd" / "appproject.yaml"
     project = yaml.safe_load(path.read_text())
     project["spec"]["namespaceResourceWhitelist"] = [
-        e for e in project["spec"]["namespaceResourceWhitelist"] if e["kind"] != "NetworkPolicy"]
+        e for e in project["spec"]["namespaceResourceWhitelist"] if e["kind"] != "NetworkPolicy"
+    ]
     project["spec"]["sourceRepos"] = ["https://git.example.com/other.git"]
     path.write_text(yaml.safe_dump(project))
     got = lines(run(repo))
-    assert ("argocd: Application/app-dev: spec.source.path: deploys NetworkPolicy (group 'networking.k8s.io') "
-            "but AppProject 'ml' does not permit it [argocd-project-kinds]") in got
-    assert ("argocd: Application/app-dev: spec.source.repoURL: AppProject 'ml' does not permit repo "
-            f"'{REPO}' [argocd-project]") in got
+    assert (
+        "argocd: Application/app-dev: spec.source.path: deploys NetworkPolicy (group 'networking.k8s.io') "
+        "but AppProject 'ml' does not permit it [argocd-project-kinds]"
+    ) in got
+    assert (
+        "argocd: Application/app-dev: spec.source.repoURL: AppProject 'ml' does not permit repo "
+        f"'{REPO}' [argocd-project]"
+    ) in got
 
 
 def test_cluster_scoped_kinds_need_the_cluster_whitelist(repo):
     (repo / "overlays" / "base" / "ns.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n")
     kust = repo / "overlays" / "base" / "kustomization.yaml"
     kust.write_text(kust.read_text() + "- ns.yaml\n")
-    assert ("argocd: Application/app-dev: spec.source.path: deploys cluster-scoped Namespace (group '') but "
-            "AppProject 'ml' does not whitelist it [argocd-project-kinds]") in lines(run(repo))
+    assert (
+        "argocd: Application/app-dev: spec.source.path: deploys cluster-scoped Namespace (group '') but "
+        "AppProject 'ml' does not whitelist it [argocd-project-kinds]"
+    ) in lines(run(repo))
 
 
 def test_appproject_wildcards(repo):
@@ -98,33 +112,44 @@ def test_appproject_wildcards(repo):
     del project["spec"]["namespaceResourceWhitelist"]
     path.write_text(yaml.safe_dump(project))
     got = lines(run(repo))
-    assert ("argocd: AppProject/ml: spec.namespaceResourceWhitelist: not set, so every namespaced kind is allowed: "
-            "list the kinds the project deploys [argocd-project-wildcard]") in got
+    assert (
+        "argocd: AppProject/ml: spec.namespaceResourceWhitelist: not set, so every namespaced kind is allowed: "
+        "list the kinds the project deploys [argocd-project-wildcard]"
+    ) in got
     assert "argocd: AppProject/ml: spec.sourceRepos[1]: wildcard source repo '*' [argocd-project-wildcard]" in got
-    assert ("argocd: AppProject/ml: spec.clusterResourceWhitelist[0].group: wildcard group in "
-            "clusterResourceWhitelist [argocd-project-wildcard]") in got
+    assert (
+        "argocd: AppProject/ml: spec.clusterResourceWhitelist[0].group: wildcard group in "
+        "clusterResourceWhitelist [argocd-project-wildcard]"
+    ) in got
 
 
 def test_application_with_unknown_project(repo):
     _edit_app(repo, "dev", spec__project="nope")
-    assert ("argocd: Application/app-dev: spec.project: AppProject 'nope' is not defined in argocd/ "
-            "[argocd-project]") in lines(run(repo))
+    assert (
+        "argocd: Application/app-dev: spec.project: AppProject 'nope' is not defined in argocd/ [argocd-project]"
+    ) in lines(run(repo))
 
 
 def test_duplicate_keys_in_a_source_file_are_reported_with_lines(repo):
     path = repo / "overlays" / "dev" / "kustomization.yaml"
     path.write_text(path.read_text() + "namespace: ml-prod\n")
     got = lines(run(repo))
-    assert ("overlays/dev/kustomization.yaml:6: (top level): duplicate key 'namespace' (first at line 3) "
-            "[yaml-duplicate-key]") in got
+    assert (
+        "overlays/dev/kustomization.yaml:6: (top level): duplicate key 'namespace' (first at line 3) "
+        "[yaml-duplicate-key]"
+    ) in got
 
 
 def test_duplicate_keys_in_argocd_objects(repo):
     path = repo / "argocd" / "application-dev.yaml"
     path.write_text(path.read_text().replace("  project: ml\n", "  project: ml\n  project: ml\n"))
     got = lines(run(repo))
-    assert any(line.startswith("argocd/application-dev.yaml:") and "duplicate key 'project'" in line
-               and line.endswith("[yaml-duplicate-key]") for line in got), got
+    assert any(
+        line.startswith("argocd/application-dev.yaml:")
+        and "duplicate key 'project'" in line
+        and line.endswith("[yaml-duplicate-key]")
+        for line in got
+    ), got
 
 
 def test_invalid_yaml_is_a_finding_not_a_crash(repo):
@@ -137,17 +162,22 @@ def test_secret_looking_strings_are_found_by_detect_secrets(repo):
     # Assembled at run time so that this file itself carries no secret-looking string.
     key_id, secret = "AKIA" + "IOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"
     (repo / "overlays" / "dev" / "creds.env").write_text(
-        f'AWS_SECRET_ACCESS_KEY = "{secret}"\naws_access_key_id = {key_id}\n')
+        f'AWS_SECRET_ACCESS_KEY = "{secret}"\naws_access_key_id = {key_id}\n'
+    )
     got = lines(run(repo, secrets=True))
     assert any(line.startswith("overlays/dev/creds.env:") and line.endswith("[secrets-scan]") for line in got), got
 
 
 def test_freshness_compares_against_a_fresh_synth(repo):
-    from generator.validate import freshness
     import hashlib
+
+    from generator.validate import freshness
+
     (repo / "argocd" / "stale.yaml").write_text("# Generated by make synth\n")
-    expected = {p.relative_to(repo).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in [*(repo / "argocd").glob("application-*.yaml"), *(repo / "overlays" / "base").iterdir()]}
+    expected = {
+        p.relative_to(repo).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in [*(repo / "argocd").glob("application-*.yaml"), *(repo / "overlays" / "base").iterdir()]
+    }
     expected["argocd/appproject.yaml"] = "0" * 64
     expected["argocd/missing.yaml"] = "0" * 64
     got = [f.render() for f in freshness.compare(repo, expected)]
@@ -163,15 +193,24 @@ def test_cli_exit_codes_and_formats(repo, capsys, tmp_path):
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1].startswith("validate: clean; 1 overlay(s), 14 resource(s), Kubernetes 1.33, ")
-    add_patch(repo / "overlays" / "dev", "Deployment/web",
-              [{"op": "add", "path": f"{CON}/securityContext/privileged", "value": True}])
+    add_patch(
+        repo / "overlays" / "dev",
+        "Deployment/web",
+        [{"op": "add", "path": f"{CON}/securityContext/privileged", "value": True}],
+    )
     assert cli.main(args + ["--output", "json"]) == 1
     report = json.loads(capsys.readouterr().out)
     for finding in report["findings"]:
         finding.pop("line")
-    assert {"check": "pss-privileged", "overlay": "dev", "kind": "Deployment", "name": "web",
-            "resource": "Deployment/web", "path": "spec.template.spec.containers[0].securityContext.privileged",
-            "message": "container 'server' is privileged"} in report["findings"]
+    assert {
+        "check": "pss-privileged",
+        "overlay": "dev",
+        "kind": "Deployment",
+        "name": "web",
+        "resource": "Deployment/web",
+        "path": "spec.template.spec.containers[0].securityContext.privileged",
+        "message": "container 'server' is privileged",
+    } in report["findings"]
     junit_file = tmp_path / "report.xml"
     assert cli.main(args + ["--output", "junit", "--output-file", str(junit_file)]) == 1
     tree = ET.parse(junit_file)
@@ -187,16 +226,26 @@ def test_cli_exit_codes_and_formats(repo, capsys, tmp_path):
 
 def test_kubernetes_version_is_configurable(repo):
     # autoscaling/v2 HPAs exist from 1.23; resizePolicy on containers appears in 1.27's schema.
-    add_patch(repo / "overlays" / "dev", "Deployment/web",
-              [{"op": "add", "path": f"{CON}/resizePolicy", "value": [{"resourceName": "cpu",
-                                                                       "restartPolicy": "NotRequired"}]}])
+    add_patch(
+        repo / "overlays" / "dev",
+        "Deployment/web",
+        [
+            {
+                "op": "add",
+                "path": f"{CON}/resizePolicy",
+                "value": [{"resourceName": "cpu", "restartPolicy": "NotRequired"}],
+            }
+        ],
+    )
     assert lines(run(repo, kubernetes_version="1.33")) == []
-    assert ("dev: Deployment/web: spec.template.spec.containers[0].resizePolicy: unknown field 'resizePolicy' "
-            "[schema]") in lines(run(repo, kubernetes_version="1.26"))
+    assert (
+        "dev: Deployment/web: spec.template.spec.containers[0].resizePolicy: unknown field 'resizePolicy' [schema]"
+    ) in lines(run(repo, kubernetes_version="1.26"))
 
 
 def test_secrets_scan_is_cached_per_file_content(repo):
     from generator.validate import repofiles
+
     notes = repo / "overlays" / "dev" / "notes.txt"
     notes.write_text("nothing to see\n")
     files = repofiles.tracked_files(repo)
@@ -218,8 +267,9 @@ def _chart(repo: Path) -> Path:
     (chart / "values.yaml").write_text("tag: '1.0'\n")
     web = next(d for d in clean_docs() if d["kind"] == "Deployment")
     web["metadata"].pop("namespace")
-    text = yaml.safe_dump(web).replace("registry.example.com/ml/server:1.0.0",
-                                       "registry.example.com/ml/server:{{ .Values.tag }}")
+    text = yaml.safe_dump(web).replace(
+        "registry.example.com/ml/server:1.0.0", "registry.example.com/ml/server:{{ .Values.tag }}"
+    )
     (chart / "templates" / "deployment.yaml").write_text(text)
     return chart
 
@@ -231,8 +281,10 @@ def test_charts_render_with_defaults_and_every_ci_values_file(repo):
     result = run(repo)
     assert result.stats["charts"] == 2
     got = lines(result)
-    assert ("charts/demo[ci/latest-values.yaml]: Deployment/web: spec.template.spec.containers[0].image: image "
-            "'registry.example.com/ml/server:latest' uses the mutable tag 'latest' [image-tag]") in got
+    assert (
+        "charts/demo[ci/latest-values.yaml]: Deployment/web: spec.template.spec.containers[0].image: image "
+        "'registry.example.com/ml/server:latest' uses the mutable tag 'latest' [image-tag]"
+    ) in got
     assert not [line for line in got if line.startswith("charts/demo:") and "[image-tag]" in line]
 
 
@@ -249,32 +301,42 @@ def test_kubeconform_runs_when_on_path_and_its_findings_are_reported(repo, tmp_p
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "kubeconform"
-    fake.write_text(textwrap.dedent("""\
+    fake.write_text(
+        textwrap.dedent("""\
         #!/bin/sh
         cat > /dev/null
         printf '{"resources": [{"filename": "stdin", "kind": "Deployment", "name": "web", "version": "apps/v1",
         "status": "statusInvalid", "msg": "args: %s"}], "summary": {}}' "$*"
-        """))
+        """)
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
     result = run(repo, kubeconform="auto")
     got = [line for line in lines(result) if line.endswith("[kubeconform]")]
-    assert got and got[0].startswith("argocd: Deployment/web: args: -strict -summary -output json "
-                                     "-kubernetes-version 1.33.0 -schema-location default -schema-location ")
+    assert got and got[0].startswith(
+        "argocd: Deployment/web: args: -strict -summary -output json "
+        "-kubernetes-version 1.33.0 -schema-location default -schema-location "
+    )
     assert "generator/validate/crds/schemas/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json" in got[0]
     assert any(line.startswith("dev: Deployment/web: args:") for line in got)
 
 
 def test_hpa_scaled_deployments_need_argocd_to_ignore_replicas(repo):
     _edit_app(repo, "dev", spec__ignoreDifferences=[])
-    assert ("argocd: Application/app-dev: spec.ignoreDifferences: HPA 'web' scales Deployment/web, which sets "
-            "spec.replicas: ignore /spec/replicas for it [argocd-hpa-replicas]") in lines(run(repo))
-    _edit_app(repo, "dev", spec__ignoreDifferences=[{"group": "apps", "kind": "Deployment",
-                                                     "jqPathExpressions": [".spec.replicas"]}],
-              spec__syncPolicy={})
-    assert ("argocd: Application/app-dev: spec.syncPolicy.syncOptions: ignoreDifferences on spec.replicas needs "
-            "RespectIgnoreDifferences=true, or each sync resets the HPA's replica count [argocd-hpa-replicas]"
-            ) in lines(run(repo))
+    assert (
+        "argocd: Application/app-dev: spec.ignoreDifferences: HPA 'web' scales Deployment/web, which sets "
+        "spec.replicas: ignore /spec/replicas for it [argocd-hpa-replicas]"
+    ) in lines(run(repo))
+    _edit_app(
+        repo,
+        "dev",
+        spec__ignoreDifferences=[{"group": "apps", "kind": "Deployment", "jqPathExpressions": [".spec.replicas"]}],
+        spec__syncPolicy={},
+    )
+    assert (
+        "argocd: Application/app-dev: spec.syncPolicy.syncOptions: ignoreDifferences on spec.replicas needs "
+        "RespectIgnoreDifferences=true, or each sync resets the HPA's replica count [argocd-hpa-replicas]"
+    ) in lines(run(repo))
     _edit_app(repo, "dev", spec__syncPolicy={"syncOptions": ["RespectIgnoreDifferences=true"]})
     assert lines(run(repo)) == []
 
@@ -292,22 +354,30 @@ def test_the_repository_itself_validates_clean():
 
 def test_objects_outside_the_environment_namespace(repo):
     (repo / "overlays" / "dev" / "extra.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: kube-system\ndata: {}\n")
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: kube-system\ndata: {}\n"
+    )
     kust = repo / "overlays" / "dev" / "kustomization.yaml"
     kust.write_text(kust.read_text().replace("namespace: ml-dev\n", "") + "- extra.yaml\n")
     got = lines(run(repo))
-    assert "dev: ConfigMap/extra: metadata.namespace: namespace 'kube-system' is not the environment's 'ml-dev' " \
-           "[namespace]" in got
-    assert "dev: Deployment/web: metadata.namespace: namespace '(none)' is not the environment's 'ml-dev' " \
-           "[namespace]" in got
+    assert (
+        "dev: ConfigMap/extra: metadata.namespace: namespace 'kube-system' is not the environment's 'ml-dev' "
+        "[namespace]" in got
+    )
+    assert (
+        "dev: Deployment/web: metadata.namespace: namespace '(none)' is not the environment's 'ml-dev' "
+        "[namespace]" in got
+    )
 
 
 def test_an_overlay_no_application_deploys(repo):
     import shutil
+
     shutil.copytree(repo / "overlays" / "dev", repo / "overlays" / "qa")
     got = lines(run(repo))
-    assert ("qa: no Argo CD Application deploys overlays/qa: add the environment to platform.yaml (make synth "
-            "writes its Application) or remove the overlay [argocd-overlay-synced]") in got
+    assert (
+        "qa: no Argo CD Application deploys overlays/qa: add the environment to platform.yaml (make synth "
+        "writes its Application) or remove the overlay [argocd-overlay-synced]"
+    ) in got
 
 
 def test_platform_yaml_require_digest_applies_to_its_overlay(repo):
@@ -315,6 +385,8 @@ def test_platform_yaml_require_digest_applies_to_its_overlay(repo):
     platform["environments"][0]["requireDigest"] = True
     (repo / "platform.yaml").write_text(yaml.safe_dump(platform))
     got = [line for line in lines(run(repo)) if "[image-digest]" in line]
-    assert got == ["dev: Deployment/web: spec.template.spec.containers[0].image: image "
-                   "'registry.example.com/ml/server:1.0.0' has no digest; this environment requires @sha256:... "
-                   "(platform.yaml requireDigest) [image-digest]"]
+    assert got == [
+        "dev: Deployment/web: spec.template.spec.containers[0].image: image "
+        "'registry.example.com/ml/server:1.0.0' has no digest; this environment requires @sha256:... "
+        "(platform.yaml requireDigest) [image-digest]"
+    ]

@@ -18,11 +18,21 @@ def test_repository_passes_make_lint(capsys):
 
 
 def test_helm_templates_are_not_yamllinted_but_values_are():
-    files = ["charts/x/templates/deployment.yaml", "charts/x/values.yaml", "overlays/dev/kustomization.yaml",
-             "services/inference/Dockerfile", "services/inference/Dockerfile.dockerignore",
-             "services/training/Dockerfile.gpu", ".github/workflows/pr.yaml", "README.md"]
-    assert lint.yaml_targets(files) == ["charts/x/values.yaml", "overlays/dev/kustomization.yaml",
-                                        ".github/workflows/pr.yaml"]
+    files = [
+        "charts/x/templates/deployment.yaml",
+        "charts/x/values.yaml",
+        "overlays/dev/kustomization.yaml",
+        "services/inference/Dockerfile",
+        "services/inference/Dockerfile.dockerignore",
+        "services/training/Dockerfile.gpu",
+        ".github/workflows/pr.yaml",
+        "README.md",
+    ]
+    assert lint.yaml_targets(files) == [
+        "charts/x/values.yaml",
+        "overlays/dev/kustomization.yaml",
+        ".github/workflows/pr.yaml",
+    ]
     assert lint.dockerfiles(files) == ["services/inference/Dockerfile", "services/training/Dockerfile.gpu"]
     assert lint.workflows(files) == [".github/workflows/pr.yaml"]
 
@@ -41,7 +51,7 @@ def test_yamllint_fails_on_a_bad_file(tmp_path):
     (root / "bad.yaml").write_text("a: 1\na: 2\nb:   [1,2]   \n")
     outcome = _outcome(root, "yamllint")
     assert outcome.returncode == 1
-    assert "bad.yaml:2:1: [error] duplication of key \"a\" in mapping (key-duplicates)" in outcome.output
+    assert 'bad.yaml:2:1: [error] duplication of key "a" in mapping (key-duplicates)' in outcome.output
 
 
 def test_hadolint_fails_on_a_bad_dockerfile(tmp_path):

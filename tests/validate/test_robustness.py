@@ -8,16 +8,19 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from validate_support import check_docs, clean_docs
 
 DOCS = clean_docs()
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 70000) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 70000)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=6)
+    max_leaves=6,
+)
 
 
 def _paths(node, prefix=()):
@@ -35,8 +38,12 @@ PATHS = [(i, p) for i, doc in enumerate(DOCS) for p in _paths(doc) if p]
 EXAMPLES = os.environ.get("ROBUSTNESS_EXAMPLES")
 
 
-@settings(max_examples=int(EXAMPLES or 300), derandomize=EXAMPLES is None, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(EXAMPLES or 300),
+    derandomize=EXAMPLES is None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(target=st.sampled_from(PATHS), value=json_values)
 def test_any_field_with_any_value_never_crashes(target, value):
     index, path = target

@@ -34,8 +34,15 @@ def test_runs_on_pull_requests_with_pinned_actions():
 
 def test_freshness_validate_test_and_kubeconform_steps():
     script = _script()
-    for needle in ("make synth", "git status --porcelain", "make validate", "make test", "make lint",
-                   "kubeconform -strict", '-kubernetes-version "$KUBERNETES_VERSION"'):
+    for needle in (
+        "make synth",
+        "git status --porcelain",
+        "make validate",
+        "make test",
+        "make lint",
+        "kubeconform -strict",
+        '-kubernetes-version "$KUBERNETES_VERSION"',
+    ):
         assert needle in script, needle
     assert script.index("make synth") < script.index("make validate")
 
@@ -46,6 +53,8 @@ def test_kubeconform_uses_the_repository_crd_schemas_and_pinned_version():
     template = "generator/validate/crds/schemas/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
     assert template in _script()
     example = crd_schemas.schema_path("argoproj.io", "v1alpha1", "Application")
-    assert example.as_posix().endswith(template.replace("{{.Group}}", "argoproj.io")
-                                       .replace("{{.ResourceKind}}", "application")
-                                       .replace("{{.ResourceAPIVersion}}", "v1alpha1"))
+    assert example.as_posix().endswith(
+        template.replace("{{.Group}}", "argoproj.io")
+        .replace("{{.ResourceKind}}", "application")
+        .replace("{{.ResourceAPIVersion}}", "v1alpha1")
+    )

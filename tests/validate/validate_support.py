@@ -104,8 +104,7 @@ def parse_expectation(text: str) -> tuple[str, str, str]:
 
 
 def has_finding(findings, check: str, resource: str, path: str | None = None) -> bool:
-    return any(f.check == check and f.resource == resource and (path is None or f.path == path)
-               for f in findings)
+    return any(f.check == check and f.resource == resource and (path is None or f.path == path) for f in findings)
 
 
 def load_cases() -> list[tuple[str, dict]]:
@@ -134,37 +133,49 @@ def build_repo(root: Path, envs=("dev",)) -> Path:
     (root / "overlays" / "base").mkdir(parents=True)
     (root / "overlays" / "base" / "app.yaml").write_text(_dump(docs))
     (root / "overlays" / "base" / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- app.yaml\n")
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- app.yaml\n"
+    )
     (root / "argocd").mkdir()
-    project = {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
-               "metadata": {"name": "ml", "namespace": "argocd"},
-               "spec": {"sourceRepos": [REPO],
-                        "destinations": [{"server": "https://kubernetes.default.svc", "namespace": f"ml-{e}"}
-                                         for e in envs],
-                        "clusterResourceWhitelist": [],
-                        "namespaceResourceWhitelist": sorted(
-                            ({"group": d["apiVersion"].rpartition("/")[0], "kind": d["kind"]} for d in docs),
-                            key=lambda x: (x["group"], x["kind"]))}}
+    project = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": "ml", "namespace": "argocd"},
+        "spec": {
+            "sourceRepos": [REPO],
+            "destinations": [{"server": "https://kubernetes.default.svc", "namespace": f"ml-{e}"} for e in envs],
+            "clusterResourceWhitelist": [],
+            "namespaceResourceWhitelist": sorted(
+                ({"group": d["apiVersion"].rpartition("/")[0], "kind": d["kind"]} for d in docs),
+                key=lambda x: (x["group"], x["kind"]),
+            ),
+        },
+    }
     (root / "argocd" / "appproject.yaml").write_text(_dump([project]))
     platform = {"environments": []}
     for env in envs:
         overlay = root / "overlays" / env
         overlay.mkdir()
-        (overlay / "kustomization.yaml").write_text(textwrap.dedent(f"""\
+        (overlay / "kustomization.yaml").write_text(
+            textwrap.dedent(f"""\
             apiVersion: kustomize.config.k8s.io/v1beta1
             kind: Kustomization
             namespace: ml-{env}
             resources:
             - ../base
-            """))
-        app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-               "metadata": {"name": f"app-{env}", "namespace": "argocd"},
-               "spec": {"project": "ml",
-                        "source": {"repoURL": REPO, "targetRevision": "main", "path": f"overlays/{env}"},
-                        "destination": {"server": "https://kubernetes.default.svc", "namespace": f"ml-{env}"},
-                        "syncPolicy": {"syncOptions": ["RespectIgnoreDifferences=true"]},
-                        "ignoreDifferences": [{"group": "apps", "kind": "Deployment",
-                                               "jsonPointers": ["/spec/replicas"]}]}}
+            """)
+        )
+        app = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": f"app-{env}", "namespace": "argocd"},
+            "spec": {
+                "project": "ml",
+                "source": {"repoURL": REPO, "targetRevision": "main", "path": f"overlays/{env}"},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": f"ml-{env}"},
+                "syncPolicy": {"syncOptions": ["RespectIgnoreDifferences=true"]},
+                "ignoreDifferences": [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}],
+            },
+        }
         (root / "argocd" / f"application-{env}.yaml").write_text(_dump([app]))
         platform["environments"].append({"name": env, "namespace": f"ml-{env}", "overlay": f"overlays/{env}"})
     (root / "platform.yaml").write_text(yaml.safe_dump(platform))
@@ -189,7 +200,6 @@ def run(root: Path, **kw) -> engine.Result:
 
 def lines(result) -> list[str]:
     return [f.render() for f in result.findings]
-
 
 
 CON = "/spec/template/spec/containers/0"

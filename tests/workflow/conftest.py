@@ -11,7 +11,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.pop("ML_GITOPS_ALLOW_DIRTY", None)
 os.environ.pop("ML_GITOPS_ROOT", None)
 
-from workflow_support import Repo, make_template  # noqa: E402
+from workflow_support import Repo, make_template
 
 
 @pytest.fixture(scope="session")

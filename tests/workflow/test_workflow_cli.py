@@ -8,16 +8,17 @@ import subprocess
 import sys
 
 import yaml
+from workflow_support import TAG_A, Repo
 
 from generator.tools import REPO_ROOT
-from workflow_support import TAG_A, Repo
 
 
 def cli(repo: Repo, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "ML_GITOPS_ROOT": str(repo.root), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     env.pop("ML_GITOPS_ALLOW_DIRTY", None)
-    return subprocess.run([sys.executable, "-m", "generator", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "generator", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_make_entry_point_passes_options_through(repo: Repo):
@@ -25,7 +26,8 @@ def test_make_entry_point_passes_options_through(repo: Repo):
     result = cli(repo, "set-image", "--env", "dev", "--image", "server", "--tag", TAG_A)
     assert result.returncode == 0, (
         "python -m generator drops options after a delegated command (argparse.REMAINDER); "
-        f"generator/__main__.py must hand argv to the workflow module unchanged:\n{result.stderr}")
+        f"generator/__main__.py must hand argv to the workflow module unchanged:\n{result.stderr}"
+    )
     assert f'newTag: "{TAG_A}"' in (repo.root / "overlays/dev/kustomization.yaml").read_text()
     refused = cli(repo, "canary", "--env", "prod-canary", "--weight", "101")
     assert refused.returncode == 2 and "from 0 to 100" in refused.stderr
@@ -46,8 +48,8 @@ def test_release_workflow_pins_both_images_in_dev_and_opens_a_pull_request():
     assert build["permissions"] == {"contents": "read"}
     assert pin["permissions"] == {"contents": "write", "pull-requests": "write"} and pin["needs"] == "build"
     runs = [step.get("run", "") for step in pin["steps"]]
-    assert "make set-image ENV=dev IMAGE=server TAG=\"${{ github.sha }}\"" in runs
-    assert "make set-image ENV=dev IMAGE=trainer TAG=\"${{ github.sha }}\"" in runs
+    assert 'make set-image ENV=dev IMAGE=server TAG="${{ github.sha }}"' in runs
+    assert 'make set-image ENV=dev IMAGE=trainer TAG="${{ github.sha }}"' in runs
     uses = [step["uses"] for job in (build, pin) for step in job["steps"] if "uses" in step]
     assert all("@v" in u and u.split("@v")[1][0].isdigit() and u.count(".") >= 2 for u in uses), uses
     assert any(u.startswith("docker/build-push-action@") for u in uses)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import shutil
 
-from generator.workflow import diff as diff_module
 from workflow_support import TAG_A, Repo, git
+
+from generator.workflow import diff as diff_module
 
 
 def risky(repo: Repo, base: str = "HEAD") -> dict[tuple[str, str, str], set[str]]:
@@ -34,8 +35,10 @@ def test_image_change_is_flagged(repo: Repo):
     result = repo.run("diff", "--base", "HEAD")
     assert result.code == 0, result.err
     path = "spec.template.spec.containers[name=server].image"
-    assert f"! {path}: registry.example.com/ml/inference-server:0.1.0 -> " \
-           f"registry.example.com/ml/inference-server:{TAG_A}   [! image]" in result.out
+    assert (
+        f"! {path}: registry.example.com/ml/inference-server:0.1.0 -> "
+        f"registry.example.com/ml/inference-server:{TAG_A}   [! image]" in result.out
+    )
     assert risky(repo)[("dev", "Deployment ml-dev/mnist-server", path)] == {"image"}
     assert "unchanged: prod, prod-blue-green, prod-canary, staging" in result.out
 
@@ -43,16 +46,23 @@ def test_image_change_is_flagged(repo: Repo):
 def test_service_switch_and_workload_selector_changes_are_flagged(repo: Repo):
     assert repo.run("switch", "--env", "prod-blue-green").code == 0
     flags = risky(repo)
-    assert flags[("prod-blue-green", "Service ml-prod-blue-green/mnist-server", "spec.selector.slot")] == \
-        {"Service switch"}
-    assert flags[("prod-blue-green", "Service ml-prod-blue-green/mnist-server-preview", "spec.selector.slot")] == \
-        {"Service switch"}
+    assert flags[("prod-blue-green", "Service ml-prod-blue-green/mnist-server", "spec.selector.slot")] == {
+        "Service switch"
+    }
+    assert flags[("prod-blue-green", "Service ml-prod-blue-green/mnist-server-preview", "spec.selector.slot")] == {
+        "Service switch"
+    }
     assert {r for (o, t, p), r in flags.items() if p == "spec.replicas" for r in r} == {"replicas"}
     # a Deployment selector change (immutable in Kubernetes) is flagged as a selector change
     scaling = repo.root / "overlays/prod/scaling.yaml"
-    scaling.write_text(scaling.read_text().replace(
-        "spec:\n  template:", "spec:\n  selector:\n    matchLabels:\n      tier: gold\n  template:\n"
-        "    metadata:\n      labels:\n        tier: gold", 1))
+    scaling.write_text(
+        scaling.read_text().replace(
+            "spec:\n  template:",
+            "spec:\n  selector:\n    matchLabels:\n      tier: gold\n  template:\n"
+            "    metadata:\n      labels:\n        tier: gold",
+            1,
+        )
+    )
     flags = risky(repo)
     assert flags[("prod", "Deployment ml-prod/mnist-server", "spec.selector.matchLabels.tier")] == {"selector"}
 
@@ -62,16 +72,28 @@ def test_weight_change_is_flagged_in_text_and_markdown(repo: Repo):
     repo.commit("candidate")
     assert repo.run("canary", "--env", "prod-canary", "--weight", "10").code == 0
     flags = risky(repo)
-    assert flags[("prod-canary", "HTTPRoute ml-prod-canary/mnist-server",
-                  "spec.rules[1].backendRefs[name=mnist-server-canary].weight")] == {"weight"}
-    assert flags[("prod-canary", "HTTPRoute ml-prod-canary/mnist-server",
-                  "spec.rules[1].backendRefs[name=mnist-server-stable].weight")] == {"weight"}
+    assert flags[
+        (
+            "prod-canary",
+            "HTTPRoute ml-prod-canary/mnist-server",
+            "spec.rules[1].backendRefs[name=mnist-server-canary].weight",
+        )
+    ] == {"weight"}
+    assert flags[
+        (
+            "prod-canary",
+            "HTTPRoute ml-prod-canary/mnist-server",
+            "spec.rules[1].backendRefs[name=mnist-server-stable].weight",
+        )
+    ] == {"weight"}
     md = repo.run("diff", "--base", "HEAD", "--markdown")
     assert md.code == 0
     assert md.out.startswith("### Rendered changes against `HEAD`")
     assert "| Risk | Overlay | Resource | Field | Before | After |" in md.out
-    assert "| :warning: weight | prod-canary | HTTPRoute ml-prod-canary/mnist-server | " \
-           "`spec.rules[1].backendRefs[name=mnist-server-canary].weight` | `0` | `10` |" in md.out
+    assert (
+        "| :warning: weight | prod-canary | HTTPRoute ml-prod-canary/mnist-server | "
+        "`spec.rules[1].backendRefs[name=mnist-server-canary].weight` | `0` | `10` |" in md.out
+    )
     assert "<details><summary><b>prod-canary</b>" in md.out and "```diff" in md.out
 
 
@@ -85,17 +107,26 @@ def test_model_version_matches_configmaps_across_their_hash(repo: Repo):
     assert not any(c.op in "+-" for c in staging.changes)  # not a removed and an added ConfigMap
     change = next(c for c in staging.changes if c.name == "mnist-release")
     assert [(f.path, f.before, f.after, f.risk) for f in change.fields] == [
-        ("data.MODEL_VERSION", "1", "2", "model version")]
+        ("data.MODEL_VERSION", "1", "2", "model version")
+    ]
 
 
 def test_removed_pdb_and_network_policy_are_flagged(repo: Repo):
     kustomization = repo.root / "overlays/prod/kustomization.yaml"
-    kustomization.write_text(kustomization.read_text().replace("patches:\n", (
-        "patches:\n"
-        "  - patch: |-\n      $patch: delete\n      apiVersion: policy/v1\n      kind: PodDisruptionBudget\n"
-        "      metadata:\n        name: mnist-server\n"
-        "  - patch: |-\n      $patch: delete\n      apiVersion: networking.k8s.io/v1\n      kind: NetworkPolicy\n"
-        "      metadata:\n        name: mnist-server\n"), 1))
+    kustomization.write_text(
+        kustomization.read_text().replace(
+            "patches:\n",
+            (
+                "patches:\n"
+                "  - patch: |-\n      $patch: delete\n      apiVersion: policy/v1\n      kind: PodDisruptionBudget\n"
+                "      metadata:\n        name: mnist-server\n"
+                "  - patch: |-\n      $patch: delete\n      apiVersion: networking.k8s.io/v1\n"
+                "      kind: NetworkPolicy\n"
+                "      metadata:\n        name: mnist-server\n"
+            ),
+            1,
+        )
+    )
     flags = risky(repo)
     assert flags[("prod", "PodDisruptionBudget ml-prod/mnist-server", "")] == {"removed PodDisruptionBudget"}
     assert flags[("prod", "NetworkPolicy ml-prod/mnist-server", "")] == {"removed NetworkPolicy"}
@@ -142,8 +173,21 @@ def test_a_working_tree_that_does_not_build_exits_3_with_the_report(repo: Repo):
 
 
 def test_markdown_stays_within_a_github_comment():
-    many = [diff_module.OverlayDiff(f"env{i}", [diff_module.ResourceChange(
-        "~", "ConfigMap", "ns", f"cm{j}", [diff_module.FieldChange(f"data.k{k}", "a" * 90, "b" * 90)
-                                           for k in range(20)]) for j in range(20)]) for i in range(5)]
+    many = [
+        diff_module.OverlayDiff(
+            f"env{i}",
+            [
+                diff_module.ResourceChange(
+                    "~",
+                    "ConfigMap",
+                    "ns",
+                    f"cm{j}",
+                    [diff_module.FieldChange(f"data.k{k}", "a" * 90, "b" * 90) for k in range(20)],
+                )
+                for j in range(20)
+            ],
+        )
+        for i in range(5)
+    ]
     text = diff_module.markdown_report("origin/main", "0" * 40, many)
     assert len(text) <= diff_module.MARKDOWN_LIMIT and "**Truncated**" in text

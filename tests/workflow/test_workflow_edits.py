@@ -6,21 +6,24 @@ from __future__ import annotations
 import difflib
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
+from workflow_support import DIGEST_A, TAG_A, Repo
 
 from generator.tools import ToolError
 from generator.workflow import overlay as overlay_module
 from generator.workflow.canary import split_replicas
-from workflow_support import DIGEST_A, TAG_A, Repo
 
 SERVER = "registry.example.com/ml/inference-server"
 TRAINER = "registry.example.com/ml/trainer"
 
 
 def changed_lines(before: bytes, after: bytes) -> list[str]:
-    return [line for line in difflib.unified_diff(before.decode().splitlines(), after.decode().splitlines(),
-                                                  lineterm="", n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    return [
+        line
+        for line in difflib.unified_diff(before.decode().splitlines(), after.decode().splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
 
 
 def refuse(repo: Repo, command: str, *args: str, says: str) -> None:
@@ -56,8 +59,9 @@ def test_set_image_changes_exactly_the_tag_line(repo: Repo):
     result = repo.run("set-image", "--env", "dev", "--image", "server", "--tag", TAG_A)
     assert result.code == 0, result.err
     after = (repo.root / "overlays/dev/kustomization.yaml").read_bytes()
-    assert changed_lines(before, after) == ['-    newTag: "0.1.0"', f'+    newTag: "{TAG_A}"'] or \
-        (len(changed_lines(before, after)) == 2 and f'newTag: "{TAG_A}"' in after.decode())
+    assert changed_lines(before, after) == ['-    newTag: "0.1.0"', f'+    newTag: "{TAG_A}"'] or (
+        len(changed_lines(before, after)) == 2 and f'newTag: "{TAG_A}"' in after.decode()
+    )
     assert repo.image("dev", SERVER) == {"name": SERVER, "newTag": TAG_A}
     assert repo.image("dev", TRAINER)["newTag"] == "0.1.0"  # the trainer is untouched
     assert "overlays/dev/kustomization.yaml" in result.out
@@ -78,12 +82,15 @@ def test_set_image_numeric_looking_tag_stays_a_string(repo: Repo):
     assert repo.image("dev", SERVER)["newTag"] == "1234567"
 
 
-@pytest.mark.parametrize("env, args, entry", [
-    ("prod-canary", (), "inference-server-canary"),          # default: the canary track
-    ("prod-blue-green", (), "inference-server-green"),       # default: the idle slot
-    ("prod-blue-green", ("--variant", "blue"), "inference-server-blue"),
-    ("prod-canary", ("--variant", "stable"), "inference-server-stable"),
-])
+@pytest.mark.parametrize(
+    "env, args, entry",
+    [
+        ("prod-canary", (), "inference-server-canary"),  # default: the canary track
+        ("prod-blue-green", (), "inference-server-green"),  # default: the idle slot
+        ("prod-blue-green", ("--variant", "blue"), "inference-server-blue"),
+        ("prod-canary", ("--variant", "stable"), "inference-server-stable"),
+    ],
+)
 def test_set_image_on_variants(repo: Repo, env, args, entry):
     others = {e["name"]: e for e in repo.kustomization(env)["images"] if e["name"] != entry}
     result = repo.run("set-image", "--env", env, "--image", "server", "--tag", TAG_A, *args)
@@ -103,20 +110,23 @@ def test_allow_dirty_batches_two_edits(repo: Repo, monkeypatch):
     assert repo.image("dev", TRAINER)["newTag"] == repo.image("staging", TRAINER)["newTag"] == TAG_A
 
 
-@pytest.mark.parametrize("args, says", [
-    (("--env", "qa", "--image", "server", "--tag", TAG_A), "unknown environment 'qa'"),
-    (("--env", "dev", "--image", "sidecar", "--tag", TAG_A), "IMAGE must be one of"),
-    (("--env", "dev", "--image", "server", "--tag", "has space"), "not a valid image tag"),
-    (("--env", "dev", "--image", "server", "--tag", "latest"), "mutable"),
-    (("--env", "dev", "--image", "server", "--digest", "sha256:abc"), "not a valid digest"),
-    (("--env", "dev", "--image", "server", "--tag", TAG_A, "--digest", DIGEST_A), "exactly one"),
-    (("--env", "dev", "--image", "server"), "exactly one"),
-    (("--env", "dev", "--image", "server", "--tag", TAG_A, "--variant", "blue"), "rolling"),
-    (("--env", "prod-canary", "--image", "trainer", "--tag", TAG_A, "--variant", "canary"), "shared"),
-    (("--env", "prod-canary", "--image", "server", "--tag", TAG_A, "--variant", "blue"), "not 'blue'"),
-    (("--env", "dev", "--image", "server", "--tag", "0.1.0"), "already pins"),
-    (("--env", "dev", "--image", "server", "--tag", TAG_A, "--bogus"), "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (("--env", "qa", "--image", "server", "--tag", TAG_A), "unknown environment 'qa'"),
+        (("--env", "dev", "--image", "sidecar", "--tag", TAG_A), "IMAGE must be one of"),
+        (("--env", "dev", "--image", "server", "--tag", "has space"), "not a valid image tag"),
+        (("--env", "dev", "--image", "server", "--tag", "latest"), "mutable"),
+        (("--env", "dev", "--image", "server", "--digest", "sha256:abc"), "not a valid digest"),
+        (("--env", "dev", "--image", "server", "--tag", TAG_A, "--digest", DIGEST_A), "exactly one"),
+        (("--env", "dev", "--image", "server"), "exactly one"),
+        (("--env", "dev", "--image", "server", "--tag", TAG_A, "--variant", "blue"), "rolling"),
+        (("--env", "prod-canary", "--image", "trainer", "--tag", TAG_A, "--variant", "canary"), "shared"),
+        (("--env", "prod-canary", "--image", "server", "--tag", TAG_A, "--variant", "blue"), "not 'blue'"),
+        (("--env", "dev", "--image", "server", "--tag", "0.1.0"), "already pins"),
+        (("--env", "dev", "--image", "server", "--tag", TAG_A, "--bogus"), "unrecognized arguments"),
+    ],
+)
 def test_set_image_refusals(repo: Repo, args, says):
     refuse(repo, "set-image", *args, says=says)
 
@@ -130,10 +140,10 @@ def test_set_image_default_target_is_refused_mid_canary(repo: Repo):
     canary_candidate(repo)
     assert repo.run("canary", "--env", "prod-canary", "--weight", "10").code == 0
     repo.commit("canary 10")
-    refuse(repo, "set-image", "--env", "prod-canary", "--image", "server", "--tag", "9.9.9",
-           says="canary in progress")
-    result = repo.run("set-image", "--env", "prod-canary", "--image", "server", "--tag", "9.9.9",
-                      "--variant", "canary")  # explicit: allowed, and said to be live
+    refuse(repo, "set-image", "--env", "prod-canary", "--image", "server", "--tag", "9.9.9", says="canary in progress")
+    result = repo.run(
+        "set-image", "--env", "prod-canary", "--image", "server", "--tag", "9.9.9", "--variant", "canary"
+    )  # explicit: allowed, and said to be live
     assert result.code == 0 and "LIVE" in result.out
 
 
@@ -212,13 +222,22 @@ def test_promote_from_blue_green_reads_the_active_slot(repo: Repo):
     assert repo.image("prod", SERVER)["newTag"] == "0.1.0"  # the active slot's, not the idle candidate
 
 
-@pytest.mark.parametrize("args, says", [
-    (("--from", "staging", "--to", "staging"), "both 'staging'"),
-    (("--from", "qa", "--to", "prod"), "unknown environment 'qa'"),
-    (("--from", "staging", "--to", "production"), "unknown environment 'production'"),
-    (("--from", "staging", "--to", "prod"), "already runs"),  # the start state: identical pins
-    (("--from", "staging",), "required"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (("--from", "staging", "--to", "staging"), "both 'staging'"),
+        (("--from", "qa", "--to", "prod"), "unknown environment 'qa'"),
+        (("--from", "staging", "--to", "production"), "unknown environment 'production'"),
+        (("--from", "staging", "--to", "prod"), "already runs"),  # the start state: identical pins
+        (
+            (
+                "--from",
+                "staging",
+            ),
+            "required",
+        ),
+    ],
+)
 def test_promote_refusals(repo: Repo, args, says):
     refuse(repo, "promote", *args, says=says)
 
@@ -258,13 +277,17 @@ def test_canary_weight_sets_weights_and_replica_split(repo: Repo):
     assert result.code == 0, result.err
     assert repo.weights() == {"mnist-server-stable": 75, "mnist-server-canary": 25}
     expected_stable, expected_canary = split_replicas(total, 25)
-    assert repo.replicas("prod-canary") == {"mnist-server-stable": expected_stable,
-                                            "mnist-server-canary": expected_canary}
+    assert repo.replicas("prod-canary") == {
+        "mnist-server-stable": expected_stable,
+        "mnist-server-canary": expected_canary,
+    }
     assert expected_canary >= 1 and expected_stable + expected_canary == max(total, 2)
     # only the two weight lines of traffic.yaml change; its comments and layout stay
-    assert changed_lines(traffic_before, (repo.root / "overlays/prod-canary/traffic.yaml").read_bytes()) == [
-        "-          weight: 100", "-          weight: 0", "+          weight: 75", "+          weight: 25"] or \
-        len(changed_lines(traffic_before, (repo.root / "overlays/prod-canary/traffic.yaml").read_bytes())) == 4
+    assert (
+        changed_lines(traffic_before, (repo.root / "overlays/prod-canary/traffic.yaml").read_bytes())
+        == ["-          weight: 100", "-          weight: 0", "+          weight: 75", "+          weight: 25"]
+        or len(changed_lines(traffic_before, (repo.root / "overlays/prod-canary/traffic.yaml").read_bytes())) == 4
+    )
 
 
 def test_canary_100_promotes_the_canary_to_stable(repo: Repo):
@@ -297,15 +320,18 @@ def test_canary_0_aborts_and_keeps_the_candidate_visible(repo: Repo):
     refuse(repo, "canary", "--env", "prod-canary", "--weight", "100", says="takes no traffic")
 
 
-@pytest.mark.parametrize("weight, says", [("101", "from 0 to 100"), ("-1", "from 0 to 100"),
-                                          ("abc", "integer"), ("2.5", "integer"), ("", "integer")])
+@pytest.mark.parametrize(
+    "weight, says",
+    [("101", "from 0 to 100"), ("-1", "from 0 to 100"), ("abc", "integer"), ("2.5", "integer"), ("", "integer")],
+)
 def test_canary_refuses_bad_weights(repo: Repo, weight, says):
     canary_candidate(repo)
     refuse(repo, "canary", "--env", "prod-canary", "--weight", weight, says=says)
 
 
-@pytest.mark.parametrize("env, says", [("prod-blue-green", "not a canary"), ("dev", "not a canary"),
-                                       ("nowhere", "unknown environment")])
+@pytest.mark.parametrize(
+    "env, says", [("prod-blue-green", "not a canary"), ("dev", "not a canary"), ("nowhere", "unknown environment")]
+)
 def test_canary_refuses_other_environments(repo: Repo, env, says):
     refuse(repo, "canary", "--env", env, "--weight", "10", says=says)
 
@@ -346,8 +372,10 @@ def test_switch_flips_selectors_and_never_lowers_capacity(repo: Repo):
     before = (repo.root / "overlays/prod-blue-green/active-slot.yaml").read_bytes()
     result = repo.run("switch", "--env", "prod-blue-green")
     assert result.code == 0, result.err
-    assert repo.slots() == {"mnist-server": slots["mnist-server-preview"],
-                            "mnist-server-preview": slots["mnist-server"]}
+    assert repo.slots() == {
+        "mnist-server": slots["mnist-server-preview"],
+        "mnist-server-preview": slots["mnist-server"],
+    }
     # The new active slot gets the serving capacity; the old one stays warm for a switch back.
     assert repo.replicas("prod-blue-green") == {active: replicas[active], idle: replicas[active]}
     assert repo.kustomization("prod-blue-green")["images"] == images
@@ -359,8 +387,9 @@ def test_switch_flips_selectors_and_never_lowers_capacity(repo: Repo):
     assert repo.replicas("prod-blue-green") == {active: replicas[active], idle: replicas[active]}
 
 
-@pytest.mark.parametrize("env, says", [("prod-canary", "not a blue-green"), ("staging", "not a blue-green"),
-                                       ("blue", "unknown environment")])
+@pytest.mark.parametrize(
+    "env, says", [("prod-canary", "not a blue-green"), ("staging", "not a blue-green"), ("blue", "unknown environment")]
+)
 def test_switch_refuses_other_environments(repo: Repo, env, says):
     refuse(repo, "switch", "--env", env, says=says)
 
@@ -394,4 +423,3 @@ def test_an_edit_that_no_longer_builds_is_rolled_back(repo: Repo, monkeypatch):
     assert result.code == 3
     assert "restored" in result.err
     assert repo.snapshot() == before  # no partial edit, no temporary file left behind
-

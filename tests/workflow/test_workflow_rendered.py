@@ -4,10 +4,9 @@ which pods each Service selects, and the traffic share from HTTPRoute weights an
 from __future__ import annotations
 
 import pytest
+from workflow_support import TAG_A, Repo, by_kind, model_version, pods_of, replica_shares, route_shares, server_image
 
 from generator.workflow.canary import split_replicas
-from workflow_support import (TAG_A, Repo, by_kind, model_version, pods_of, replica_shares, route_shares,
-                              server_image)
 
 SERVER = "registry.example.com/ml/inference-server"
 
@@ -23,8 +22,10 @@ def assert_blue_green(repo: Repo, active: str, idle: str) -> None:
     # the production Service's pods run what the overlay pins for the active slot
     pin = repo.image("prod-blue-green", f"inference-server-{active}")
     assert server_image(deployments[f"mnist-server-{active}"]) == f"{SERVER}:{pin['newTag']}"
-    assert model_version(docs, deployments[f"mnist-server-{active}"]) == \
-        repo.versions("prod-blue-green")[f"mnist-release-{active}"]
+    assert (
+        model_version(docs, deployments[f"mnist-server-{active}"])
+        == repo.versions("prod-blue-green")[f"mnist-release-{active}"]
+    )
 
 
 def test_production_and_preview_services_select_exactly_their_slots_across_switches(repo: Repo):

