@@ -38,21 +38,49 @@ def synth(args: argparse.Namespace) -> int:
         return EXIT_TOOL
     changed = write_tree(tree, args.config.resolve().parent)
     for path in changed:
-        print(f"synth: wrote {path}")
+        print(f"synth: {'wrote' if path in tree else 'removed'} {path}")
     print(f"synth: {len(tree)} files, {len(changed)} changed, {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
+def check(args: argparse.Namespace) -> int:
+    """Regenerate, then fail when git's generated tree was stale: a changed, removed or new file
+    (what CI and pre-commit call, so both mean the same thing by "fresh")."""
+    import subprocess
+
+    from generator.synth import GENERATED_ROOTS
+
+    code = synth(args)
+    if code != EXIT_OK:
+        return code
+    root = args.config.resolve().parent
+    status = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=all", "--", *GENERATED_ROOTS],
+        capture_output=True,
+        text=True,
+    )
+    if status.returncode != 0:
+        print(f"check: git status failed: {status.stderr.strip()}", file=sys.stderr)
+        return EXIT_TOOL
+    stale = status.stdout.rstrip()
+    if stale:
+        print(stale, file=sys.stderr)
+        print("check: generated files were stale: commit what make synth wrote", file=sys.stderr)
+        return EXIT_FINDINGS
+    print("check: the generated files in git are fresh")
     return EXIT_OK
 
 
 #: Subcommands with parsers of their own: name -> (module with main(argv) -> int, help).
 DELEGATED = {
     "validate": ("generator.validate.cli", "render and check every overlay"),
-    "lint": ("generator.lint", "yamllint, hadolint, helm lint, workflow schema"),
-    "promote": ("generator.workflow.promote", "copy the pinned image and model version between overlays"),
-    "canary": ("generator.workflow.canary", "set the canary weight (100 promotes, 0 aborts)"),
-    "switch": ("generator.workflow.switch", "flip the active blue-green slot"),
-    "set-image": ("generator.workflow.set_image", "pin a new image tag or digest in an overlay"),
-    "diff": ("generator.workflow.diff", "render every overlay at a base revision and now; show changes"),
-    "status": ("generator.workflow.status", "one table of every environment"),
+    "lint": ("generator.lint", "helm lint --strict every chart (make lint runs every other linter too)"),
+    "promote": ("generator.release.promote", "copy the pinned image and model version between overlays"),
+    "canary": ("generator.release.canary", "set the canary weight (100 promotes, 0 aborts)"),
+    "switch": ("generator.release.switch", "flip the active blue-green slot"),
+    "set-image": ("generator.release.set_image", "pin a new image tag or digest in an overlay"),
+    "diff": ("generator.release.diff", "render every overlay at a base revision and now; show changes"),
+    "status": ("generator.release.status", "one table of every environment"),
 }
 
 
@@ -70,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("synth", help="generate overlays/base, overlays/components and argocd/ from platform.yaml")
     p.add_argument("--config", type=Path, default=Path("platform.yaml"), help="path to platform.yaml")
     p.set_defaults(run=synth)
+    p = sub.add_parser("check", help="synth, then fail if the generated files in git were stale (or new)")
+    p.add_argument("--config", type=Path, default=Path("platform.yaml"), help="path to platform.yaml")
+    p.set_defaults(run=check)
     for name, (_, text) in DELEGATED.items():
         sub.add_parser(name, help=f"{text} (see: python -m generator {name} --help)")
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -178,7 +179,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """A SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
@@ -206,38 +207,40 @@ def _schema_validator() -> jsonschema.protocols.Validator:
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
-def _dotted(path) -> str:
+def _dotted(path: Iterable[object]) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 
 
-def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
-    """Turn a jsonschema error into (path, message) a person can act on."""
+def _describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
+    """Turn a jsonschema error into (path, message) pairs a person can act on: one per problem."""
     path = list(error.absolute_path)
+    schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed))
-        return _dotted(path + [unknown[0]]), f"unknown key (allowed: {', '.join(allowed)})"
+        allowed = sorted(schema.get("properties", {}))
+        instance: dict = error.instance if isinstance(error.instance, dict) else {}
+        unknown = sorted(set(instance) - set(allowed), key=str)
+        return [(_dotted(path + [key]), f"unknown key (allowed: {', '.join(allowed)})") for key in unknown]
     if error.validator == "required":
         missing = error.message.split("'")[1]
-        return _dotted(path + [missing]), "is required"
+        return [(_dotted(path + [missing]), "is required")]
     if error.validator == "pattern":
-        return _dotted(path), f"{error.instance!r} is not valid (must match {error.validator_value})"
+        return [(_dotted(path), f"{error.instance!r} is not valid (must match {error.validator_value})")]
     if error.validator == "enum":
-        return _dotted(path), f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+        return [(_dotted(path), f"{error.instance!r} is not one of {', '.join(map(str, schema.get('enum', [])))}")]
     if error.validator == "not" and path and path[-1] == "tag":
-        return _dotted(path), "'latest' is mutable; pin a version tag or a digest"
+        return [(_dotted(path), "'latest' is mutable; pin a version tag or a digest")]
     if error.validator == "oneOf" and isinstance(error.instance, dict) and "repository" in error.instance:
-        return _dotted(path), "give exactly one of tag or digest"
+        return [(_dotted(path), "give exactly one of tag or digest")]
     if error.validator in ("minProperties", "maxProperties") and path[-1:] == ["podDisruptionBudget"]:
-        return _dotted(path), "give exactly one of maxUnavailable or minAvailable"
-    return _dotted(path), error.message
+        return [(_dotted(path), "give exactly one of maxUnavailable or minAvailable")]
+    return [(_dotted(path), error.message)]
 
 
 _QUANTITY = re.compile(r"^([0-9.]+)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_FACTORS = {
+_FACTORS: dict[str | None, Decimal | int] = {
     None: 1,
     "m": Decimal("0.001"),
     "k": 10**3,
@@ -253,7 +256,10 @@ _FACTORS = {
 
 def parse_quantity(text: str) -> Decimal:
     """Value of a Kubernetes quantity such as ``250m`` or ``768Mi`` (schema-checked first)."""
-    number, suffix = _QUANTITY.match(text).groups()
+    match = _QUANTITY.match(text)
+    if match is None:
+        raise ValueError(f"not a quantity: {text!r}")
+    number, suffix = match.groups()
     return Decimal(number) * _FACTORS[suffix]
 
 
@@ -420,7 +426,7 @@ def load_config(path: str | Path) -> Platform:
     if not isinstance(data, dict):
         raise ConfigError([f"{label}: (top level): must be a mapping, got {type(data).__name__}"])
     errors = sorted(_schema_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    problems = [_describe(error) for error in errors]
+    problems = [problem for error in errors for problem in _describe(error)]
     if not problems:
         problems = _semantic_problems(data, path.parent)
     if problems:

@@ -1,6 +1,6 @@
-"""Names shared by what the generator writes and what the workflow commands edit.
+"""Names shared by what the generator writes and what the release commands edit.
 
-Kept free of cdk8s (which starts Node.js through jsii) so the workflow commands stay fast.
+Kept free of cdk8s (which starts Node.js through jsii) so the release commands stay fast.
 """
 
 from __future__ import annotations

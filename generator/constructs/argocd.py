@@ -7,6 +7,7 @@ generated base and components really contain, so the project grows only with the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cdk8s
@@ -36,7 +37,7 @@ class ArgoCDProps:
     namespaced_kinds: tuple[tuple[str, str], ...]
 
 
-def _kinds(pairs) -> list[dict[str, str]]:
+def _kinds(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
     return [{"group": group, "kind": kind} for group, kind in sorted(set(pairs))]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cdk8s_plus_33 import k8s
 
 MANAGED_BY = "cdk8s"
@@ -23,7 +25,7 @@ def labels(*, name: str, instance: str, component: str, part_of: str) -> dict[st
     }
 
 
-def restricted_container(*, name: str, image: str, uid: int, resources: dict, **fields) -> k8s.Container:
+def restricted_container(*, name: str, image: str, uid: int, resources: dict, **fields: Any) -> k8s.Container:
     """A container meeting Pod Security "restricted", with a read-only root filesystem."""
     return k8s.Container(
         name=name,
@@ -47,7 +49,7 @@ def restricted_container(*, name: str, image: str, uid: int, resources: dict, **
     )
 
 
-def restricted_pod(*, containers: list[k8s.Container], uid: int, service_account: str, **fields) -> k8s.PodSpec:
+def restricted_pod(*, containers: list[k8s.Container], uid: int, service_account: str, **fields: Any) -> k8s.PodSpec:
     """A pod spec meeting Pod Security "restricted", with no service-account token mounted."""
     return k8s.PodSpec(
         containers=containers,

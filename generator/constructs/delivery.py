@@ -7,7 +7,7 @@ name, its selector label, its own release ConfigMap (model version) and its own 
 
 Variant images use logical names (``inference-server-blue``) that the overlay's ``images:``
 maps to a real repository and tag, so each variant's whole release (image and model version)
-is pinned in the overlay's kustomization.yaml, where the workflow commands edit it.
+is pinned in the overlay's kustomization.yaml, where the release commands edit it.
 
 Variants run fixed replicas (no HorizontalPodAutoscaler): the idle slot can be scaled to zero,
 and without a Gateway the canary's share of traffic is its share of the replicas.

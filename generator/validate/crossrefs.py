@@ -10,6 +10,7 @@ every kind the path deploys, without wildcards.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from generator.validate.kube import (
     CLUSTER_SCOPED,
@@ -20,6 +21,7 @@ from generator.validate.kube import (
     selector_matches,
 )
 from generator.validate.model import Finding, Resource
+from generator.validate.render import Rendered
 
 CHECKS = {
     "namespace": "every namespaced object lands in the overlay's namespace (platform.yaml environments)",
@@ -86,7 +88,7 @@ def hpa_replicas(app: Resource, resources: list[Resource]) -> list[Finding]:
     return out
 
 
-def _d(value) -> dict:
+def _d(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
@@ -246,16 +248,16 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
                 if backend.get("kind", "Service") != "Service" or backend.get("group", "") != "":
                     continue
                 namespace = backend.get("namespace", route.namespace)
-                svc = services.get((key_of(namespace), key_of(backend.get("name"))))
+                target = services.get((key_of(namespace), key_of(backend.get("name"))))
                 path = ["spec", "rules", rindex, "backendRefs", bindex]
-                if svc is None:
+                if target is None:
                     out.append(
                         route.finding(
                             path + ["name"], f"Service {backend.get('name')!r} does not exist", "route-backend"
                         )
                     )
                 elif "port" in backend and backend["port"] not in [
-                    _d(p).get("port") for p in as_list(svc.spec.get("ports"))
+                    _d(p).get("port") for p in as_list(target.spec.get("ports"))
                 ]:
                     out.append(
                         route.finding(
@@ -270,11 +272,11 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
 # --- Argo CD ---------------------------------------------------------------------------------
 
 
-def _is_wildcard(value) -> bool:
+def _is_wildcard(value: object) -> bool:
     return isinstance(value, str) and ("*" in value)
 
 
-def _permits(entries, group: str, kind: str) -> bool:
+def _permits(entries: Any, group: str, kind: str) -> bool:
     for entry in as_list(entries):
         entry = _d(entry)
         if entry.get("group", "") in (group, "*") and entry.get("kind") in (kind, "*"):
@@ -282,11 +284,11 @@ def _permits(entries, group: str, kind: str) -> bool:
     return False
 
 
-def _norm_repo(url) -> str:
+def _norm_repo(url: object) -> str:
     return str(url or "").rstrip("/").removesuffix(".git")
 
 
-def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[str, object]) -> list[Finding]:
+def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[str, Rendered | None]) -> list[Finding]:
     """``deployed`` maps a repository-relative path to the Rendered object for it (or None when
     the path is not one the validator rendered)."""
     out: list[Finding] = []
@@ -345,7 +347,7 @@ def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[st
             if isinstance(source, dict) and isinstance(source.get("path"), str):
                 referenced.add(Path(source["path"]).as_posix().strip("/"))
     for rel, rendered in sorted(deployed.items()):
-        if rel.startswith("overlays/") and rel not in referenced:
+        if rendered is not None and rel.startswith("overlays/") and rel not in referenced:
             out.append(
                 Finding(
                     rendered.name,
@@ -360,27 +362,29 @@ def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[st
 
     for app in (r for r in argocd_resources if r.kind == "Application"):
         spec = app.spec
-        sources = [(["spec", "source"], spec["source"])] if isinstance(spec.get("source"), dict) else []
+        sources: list[tuple[list[str | int], dict]] = (
+            [(["spec", "source"], spec["source"])] if isinstance(spec.get("source"), dict) else []
+        )
         sources += [
             (["spec", "sources", i], s) for i, s in enumerate(as_list(spec.get("sources"))) if isinstance(s, dict)
         ]
         dest = _d(spec.get("destination"))
-        project = projects.get(key_of(spec.get("project")))
-        if project is None:
+        app_project = projects.get(key_of(spec.get("project")))
+        if app_project is None:
             out.append(
                 app.finding(
                     "spec.project", f"AppProject {spec.get('project')!r} is not defined in argocd/", "argocd-project"
                 )
             )
         else:
-            pspec = project.spec
+            pspec = app_project.spec
             repos = [_norm_repo(r) for r in as_list(pspec.get("sourceRepos"))]
             for path, source in sources:
                 if _norm_repo(source.get("repoURL")) not in repos:
                     out.append(
                         app.finding(
                             path + ["repoURL"],
-                            f"AppProject {project.name!r} does not permit repo {source.get('repoURL')!r}",
+                            f"AppProject {app_project.name!r} does not permit repo {source.get('repoURL')!r}",
                             "argocd-project",
                         )
                     )
@@ -393,27 +397,31 @@ def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[st
                 out.append(
                     app.finding(
                         "spec.destination",
-                        f"AppProject {project.name!r} does not permit destination "
+                        f"AppProject {app_project.name!r} does not permit destination "
                         f"{dest.get('server') or dest.get('name')} namespace {dest.get('namespace')!r}",
                         "argocd-project",
                     )
                 )
         for path, source in sources:
-            rel = source.get("path")
-            if not isinstance(rel, str) or source.get("chart"):
+            app_path = source.get("path")
+            if not isinstance(app_path, str) or source.get("chart"):
                 continue
-            directory = (root / rel).resolve()
+            directory = (root / app_path).resolve()
             if not directory.is_dir() or root.resolve() not in (directory, *directory.parents):
                 out.append(
-                    app.finding(path + ["path"], f"path {rel!r} does not exist in the repository", "argocd-app-path")
+                    app.finding(
+                        path + ["path"], f"path {app_path!r} does not exist in the repository", "argocd-app-path"
+                    )
                 )
                 continue
-            rendered = deployed.get(Path(rel).as_posix().strip("/"))
+            rendered = deployed.get(Path(app_path).as_posix().strip("/"))
             if rendered is None:
                 if not any(directory.glob("*.y*ml")):
                     out.append(
                         app.finding(
-                            path + ["path"], f"path {rel!r} holds no kustomization and no manifests", "argocd-app-path"
+                            path + ["path"],
+                            f"path {app_path!r} holds no kustomization and no manifests",
+                            "argocd-app-path",
                         )
                     )
                 continue
@@ -421,7 +429,7 @@ def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[st
                 out.append(
                     app.finding(
                         path + ["path"],
-                        f"path {rel!r} does not build (see the {rendered.name} findings)",
+                        f"path {app_path!r} does not build (see the {rendered.name} findings)",
                         "argocd-app-path",
                     )
                 )
@@ -435,34 +443,35 @@ def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[st
                 out.append(
                     app.finding(
                         "spec.destination.namespace",
-                        f"{dest.get('namespace')!r} differs from the namespace of {rel!r} "
+                        f"{dest.get('namespace')!r} differs from the namespace of {app_path!r} "
                         f"({', '.join(sorted(namespaces))})",
                         "argocd-app-namespace",
                     )
                 )
             out.extend(hpa_replicas(app, rendered.resources))
-            if project is None:
+            if app_project is None:
                 continue
             kinds = sorted({(r.group, r.kind) for r in rendered.resources})
             for group, kind in kinds:
                 if kind in CLUSTER_SCOPED:
-                    if not _permits(project.spec.get("clusterResourceWhitelist"), group, kind):
+                    if not _permits(app_project.spec.get("clusterResourceWhitelist"), group, kind):
                         out.append(
                             app.finding(
                                 path + ["path"],
                                 f"deploys cluster-scoped {kind} (group {group!r}) "
-                                f"but AppProject {project.name!r} does not whitelist it",
+                                f"but AppProject {app_project.name!r} does not whitelist it",
                                 "argocd-project-kinds",
                             )
                         )
                 else:
-                    white = project.spec.get("namespaceResourceWhitelist")
-                    black = project.spec.get("namespaceResourceBlacklist")
+                    white = app_project.spec.get("namespaceResourceWhitelist")
+                    black = app_project.spec.get("namespaceResourceBlacklist")
                     if (white is not None and not _permits(white, group, kind)) or _permits(black, group, kind):
                         out.append(
                             app.finding(
                                 path + ["path"],
-                                f"deploys {kind} (group {group!r}) but AppProject {project.name!r} does not permit it",
+                                f"deploys {kind} (group {group!r}) "
+                                f"but AppProject {app_project.name!r} does not permit it",
                                 "argocd-project-kinds",
                             )
                         )

@@ -8,9 +8,6 @@ run on the parsed objects with cached schema validators; the children are collec
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +16,12 @@ from pathlib import Path
 
 import yaml
 
-from generator.validate import crossrefs, freshness, policies, render, repofiles, semantics
+from generator.tools.kubeconform import ENV_VAR as KUBECONFORM_ENV
+from generator.tools.kubeconform import find_kubeconform
+from generator.validate import crossrefs, freshness, kubeconform, policies, render, repofiles, semantics
+from generator.validate.kube import as_list
 from generator.validate.model import Finding, Resource, fmt_path
-from generator.validate.schemas import CRD_SCHEMA_DIR, DEFAULT_K8S_VERSION, SchemaStore
+from generator.validate.schemas import DEFAULT_K8S_VERSION, SchemaStore
 
 EXEMPT_PREFIX = "validate.gitops/skip-"
 SCHEMA_CHECKS = {
@@ -29,7 +29,7 @@ SCHEMA_CHECKS = {
     "no-schema": "every resource's kind has a schema (Kubernetes or converted CRD)",
     "build": "every overlay builds with kustomize",
     "exemption": "exemption annotations name a real check and give a reason",
-    "kubeconform": "kubeconform -strict agrees (only when kubeconform is on PATH)",
+    "kubeconform": "kubeconform -strict agrees (whenever kubeconform is available)",
 }
 # Checks no annotation can switch off: they say the object is not what the cluster will accept.
 NOT_EXEMPTABLE = {
@@ -64,7 +64,7 @@ class Options:
     render: Callable[[Path], str] | None = None
     freshness: bool = True
     secrets: bool = True
-    kubeconform: str = "auto"  # auto: run when on PATH; off
+    kubeconform: str = "auto"  # auto: run whenever kubeconform is found; off
     charts: bool = True  # also helm-template every chart under charts/ (defaults and ci/*values.yaml)
     jobs: int | None = None
 
@@ -106,8 +106,8 @@ def apply_exemptions(findings: list[Finding], resources: list[Resource]) -> tupl
                 elif not isinstance(value, str) or not value.strip():
                     extra.append(res.finding(path, "an exemption must give its reason as the value", "exemption"))
     for finding in findings:
-        res = index.get((finding.overlay, finding.kind, finding.name))
-        reason = res.annotations.get(EXEMPT_PREFIX + finding.check) if res else None
+        owner = index.get((finding.overlay, finding.kind, finding.name))
+        reason = owner.annotations.get(EXEMPT_PREFIX + finding.check) if owner else None
         if finding.check not in NOT_EXEMPTABLE and isinstance(reason, str) and reason.strip():
             exempted += 1
         else:
@@ -163,55 +163,6 @@ def check_overlay(
     return out
 
 
-def run_kubeconform(rendered: list[render.Rendered], version: str) -> tuple[list[Finding], str | None]:
-    binary = shutil.which("kubeconform")
-    if binary is None:
-        return [], None
-    template = str(CRD_SCHEMA_DIR) + "/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
-    out: list[Finding] = []
-    for item in rendered:
-        if not item.text:
-            continue
-        proc = subprocess.run(
-            [
-                binary,
-                "-strict",
-                "-summary",
-                "-output",
-                "json",
-                "-kubernetes-version",
-                f"{version}.0" if version.count(".") == 1 else version,
-                "-schema-location",
-                "default",
-                "-schema-location",
-                template,
-            ],
-            input=item.text,
-            capture_output=True,
-            text=True,
-        )
-        try:
-            report = json.loads(proc.stdout or "{}")
-        except json.JSONDecodeError:
-            out.append(
-                Finding(item.name, "", "", "", f"kubeconform failed: {proc.stderr.strip()[-200:]}", "kubeconform")
-            )
-            continue
-        for res in report.get("resources", []):
-            if res.get("status") in ("statusInvalid", "statusError"):
-                out.append(
-                    Finding(
-                        item.name,
-                        res.get("kind", ""),
-                        res.get("name", ""),
-                        "",
-                        " ".join(str(res.get("msg", "")).split()),
-                        "kubeconform",
-                    )
-                )
-    return out, binary
-
-
 def _select_overlays(root: Path, names: list[str] | None) -> list[Path]:
     overlay_dirs = render.discover_overlays(root)
     if names:
@@ -250,7 +201,7 @@ def _run(
     config: Path,
     store: SchemaStore,
     overlay_dirs: list[Path],
-    renderer,
+    renderer: Callable[[Path], str],
     notes: list[str],
     children: list,
     started: float,
@@ -274,8 +225,7 @@ def _run(
     known = {d.resolve() for d in overlay_dirs} | {(root / "argocd").resolve()}
     for res in argocd.resources if argocd and not opts.overlays else []:
         if res.kind == "Application":
-            sources = res.spec.get("sources") if isinstance(res.spec.get("sources"), list) else []
-            for source in [res.spec.get("source"), *sources]:
+            for source in [res.spec.get("source"), *as_list(res.spec.get("sources"))]:
                 rel = source.get("path") if isinstance(source, dict) else None
                 if isinstance(rel, str):
                     directory = (root / rel).resolve()
@@ -320,7 +270,7 @@ def _run(
         for res in argocd.resources:
             findings.extend(schema_findings(store, res))
             findings.extend(semantics.check(res))
-        deployed = {item.path: item for item in rendered}
+        deployed: dict[str, render.Rendered | None] = {item.path: item for item in rendered}
         deployed["argocd"] = argocd
         if not opts.overlays:
             findings.extend(crossrefs.check_argocd(root, argocd.resources, deployed))
@@ -329,10 +279,13 @@ def _run(
 
     findings.extend(repofiles.duplicate_keys(root, files))
     if opts.kubeconform == "auto":
-        kc, binary = run_kubeconform(rendered + charts + ([argocd] if argocd else []), opts.kubernetes_version)
-        findings.extend(kc)
-        if binary is None:
-            notes.append("kubeconform not on PATH: its cross-check did not run (CI runs it)")
+        found = find_kubeconform()
+        if found is None:
+            notes.append(f"kubeconform not found (PATH, ${KUBECONFORM_ENV}, .cache/shared-tools): not run")
+        else:
+            streams = rendered + charts + ([argocd] if argocd else [])
+            findings.extend(kubeconform.run(found.path, streams, root, opts.kubernetes_version))
+            notes.append(f"kubeconform {found.version} agrees on every resource it checked")
     if secrets_scan is not None:
         findings.extend(secrets_scan.finish())
     if fresh_proc is not None:

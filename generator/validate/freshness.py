@@ -71,6 +71,7 @@ class Synth:
                 ]
             self.expected = json.loads(stdout)
             cache.save(self.root, "synth", {self.key: self.expected})
+        assert self.expected is not None  # from the cache, or computed just above
         return compare(self.root, self.expected)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from generator.validate.model import Resource
 
@@ -65,7 +67,7 @@ class PodTemplate:
     labels: dict
     namespace: str
 
-    def containers(self):
+    def containers(self) -> Iterator[tuple[list, dict]]:
         """Yield (path, container) for init, regular and ephemeral containers."""
         for list_name in CONTAINER_LISTS:
             items = self.spec.get(list_name)
@@ -75,20 +77,20 @@ class PodTemplate:
                         yield self.prefix + [list_name, index], container
 
 
-def _dict(value) -> dict:
+def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def as_list(value) -> list:
+def as_list(value: Any) -> list:
     """A list field, or [] when absent or malformed (the schema check reports malformed)."""
     return value if isinstance(value, list) else []
 
 
-def hashable(value) -> bool:
+def hashable(value: object) -> bool:
     return isinstance(value, (str, int, float, bool, type(None)))
 
 
-def key_of(value):
+def key_of(value: Any) -> Any:
     """A document value usable as a lookup key: itself if scalar, else a string that matches nothing."""
     return value if hashable(value) else f"<invalid {type(value).__name__}>"
 

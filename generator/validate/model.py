@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_$-]+$")
 
 
-def fmt_path(parts) -> str:
+def fmt_path(parts: Iterable[object]) -> str:
     """Render a JSON path as ``spec.containers[0].image``; keys that are not plain words (label
     and annotation keys) go in brackets: ``metadata.labels[app.kubernetes.io/name]``."""
     out = ""
@@ -100,6 +101,6 @@ class Resource:
         spec = self.doc.get("spec")
         return spec if isinstance(spec, dict) else {}
 
-    def finding(self, path, message: str, check: str) -> Finding:
+    def finding(self, path: str | Iterable[object], message: str, check: str) -> Finding:
         path = path if isinstance(path, str) else fmt_path(path)
         return Finding(self.overlay, self.kind or "<no kind>", self.name, path, message, check, self.line)

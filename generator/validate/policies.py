@@ -9,6 +9,7 @@ Every check has an id; an object is exempted from one check by the annotation
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from generator.validate.kube import PodTemplate, as_list, key_of, parse_image, pod_template, selector_matches
 from generator.validate.model import Finding, Resource
@@ -75,11 +76,11 @@ class Environment:
     namespace: str = ""
 
 
-def _d(value) -> dict:
+def _d(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _effective(pod_sc: dict, container_sc: dict, key: str):
+def _effective(pod_sc: dict, container_sc: dict, key: str) -> Any:
     """A container's security setting, falling back to the pod's (as the kubelet does)."""
     return container_sc[key] if key in container_sc else pod_sc.get(key)
 

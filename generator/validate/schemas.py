@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import kubernetes_validate
@@ -28,6 +30,7 @@ from referencing import Registry
 from referencing import Resource as RefResource
 
 from generator.conventions import KUBERNETES_VERSION
+from generator.validate.kube import as_list
 from generator.validate.model import fmt_path
 
 K8S_SCHEMA_ROOT = Path(kubernetes_validate.__file__).resolve().parent / "kubernetes-json-schema"
@@ -116,7 +119,7 @@ class SchemaStore:
             return json.loads(crd_file.read_text()), False
         return None
 
-    def validator(self, api_version: str, kind: str):
+    def validator(self, api_version: str, kind: str) -> jsonschema.protocols.Validator | None:
         key = (api_version, kind)
         if key not in self._validators:
             loaded = self._load_schema(api_version, kind)
@@ -160,7 +163,7 @@ class SchemaStore:
         return sorted(set(out))
 
 
-def _type_name(value) -> str:
+def _type_name(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -176,7 +179,7 @@ def _type_name(value) -> str:
     return "object"
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -184,7 +187,8 @@ def _short(value) -> str:
 def describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     """Turn one jsonschema error into precise (path, message) pairs."""
     path = list(error.absolute_path)
-    instance, schema, keyword = error.instance, error.schema, error.validator
+    instance, keyword = error.instance, error.validator
+    schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     if keyword == "additionalProperties" and isinstance(instance, dict):
         known = set(schema.get("properties", {}))
         patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
@@ -209,7 +213,7 @@ def describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         ):
             types = " or ".join(str(s.get("type")) for s in schema[keyword])
             return [(fmt_path(path), f"expected {types}, got {_type_name(instance)} {_short(instance)}")]
-        branches = schema.get(keyword) if isinstance(schema.get(keyword), list) else []
+        branches = as_list(schema.get(keyword))
         if instance is not None:  # "X or null": explain why it is not a valid X
             live = [i for i, s in enumerate(branches) if not (isinstance(s, dict) and s.get("type") == "null")]
             if len(live) == 1:
@@ -226,7 +230,7 @@ def describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     return [(fmt_path(path), error.message if len(error.message) < 200 else error.message[:197] + "...")]
 
 
-def quantity_ok(value) -> bool:
+def quantity_ok(value: object) -> bool:
     return (
         isinstance(value, (int, float))
         and not isinstance(value, bool)

@@ -3,6 +3,8 @@ not match its own template, duplicate env var / container / port names."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from generator.validate.kube import (
     DNS1035_KINDS,
     DNS1035_LABEL,
@@ -38,7 +40,7 @@ def _label_key_ok(key: str) -> bool:
     return 0 < len(name) <= 63 and bool(QUALIFIED_NAME.match(name))
 
 
-def _labels(resource: Resource, labels, path: list, out: list[Finding]) -> None:
+def _labels(resource: Resource, labels: Any, path: list, out: list[Finding]) -> None:
     if not isinstance(labels, dict):
         return
     for key, value in labels.items():

@@ -28,7 +28,7 @@ class DupKeyLoader(_Base):  # type: ignore[misc, valid-type]
     """A SafeLoader (libyaml-backed when available); duplicates are found on the node tree."""
 
 
-def _find_duplicates(node, path: list, out: list[Duplicate]) -> None:
+def _find_duplicates(node: yaml.Node, path: list, out: list[Duplicate]) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict = {}
         for key_node, value_node in node.value:

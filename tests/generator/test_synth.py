@@ -136,3 +136,31 @@ def test_write_failure_midway_keeps_the_previous_tree(tmp_path, tree, monkeypatc
     monkeypatch.undo()
     assert snapshot(tmp_path) == before
     assert not [p for p in tmp_path.rglob(".*") if p.name.startswith((".base-", ".argocd-"))]
+
+
+def test_check_fails_on_a_stale_and_on_an_untracked_generated_file(tmp_path):
+    """`make check` (what CI and pre-commit call): fresh is 0; a generated file git lacks is 1."""
+    config = copy_inputs(tmp_path)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "fresh"], check=True)
+
+    def check() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "generator", "check", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+        )
+
+    assert check().returncode == 0
+    subprocess.run([*git, "rm", "-q", "--cached", "argocd/appproject-ml-platform.yaml"], check=True)
+    untracked = check()
+    assert untracked.returncode == 1
+    assert "?? argocd/appproject-ml-platform.yaml" in untracked.stderr and "stale" in untracked.stderr
+    subprocess.run([*git, "reset", "-q"], check=True)
+    (tmp_path / "argocd/appproject-ml-platform.yaml").write_text("# edited by hand\n")
+    subprocess.run([*git, "commit", "-qam", "hand edit"], check=True)
+    stale = check()
+    assert stale.returncode == 1 and " M argocd/appproject-ml-platform.yaml" in stale.stderr

@@ -5,7 +5,6 @@ formats, exit codes, caches, charts and the kubeconform wiring (mutation tests: 
 from __future__ import annotations
 
 import json
-import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,7 +12,9 @@ import pytest
 import yaml
 from validate_support import CON, REPO, add_patch, build_repo, clean_docs, lines, run
 
-from generator.validate import cli
+from generator.tools.kubeconform import find_kubeconform
+from generator.validate import cli, kubeconform
+from generator.validate.schemas import k8s_schema_dir
 
 
 @pytest.fixture
@@ -295,30 +296,42 @@ def test_a_chart_that_does_not_render_is_a_build_finding(repo):
     assert any(line.startswith("charts/demo: helm template failed:") and line.endswith("[build]") for line in got)
 
 
-def test_kubeconform_runs_when_on_path_and_its_findings_are_reported(repo, tmp_path, monkeypatch):
-    """A stand-in kubeconform (the real one is installed in CI, not on this machine) that
-    reports one invalid resource and echoes the arguments it got."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "kubeconform"
-    fake.write_text(
-        textwrap.dedent("""\
-        #!/bin/sh
-        cat > /dev/null
-        printf '{"resources": [{"filename": "stdin", "kind": "Deployment", "name": "web", "version": "apps/v1",
-        "status": "statusInvalid", "msg": "args: %s"}], "summary": {}}' "$*"
-        """)
-    )
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+def real_kubeconform() -> str:
+    """The kubeconform make validate would use; `make test` provides one (see the Makefile)."""
+    found = find_kubeconform()
+    assert found, "no kubeconform: set KUBECONFORM=<path>, put it on PATH, or run through make (SHARED_TOOLS)"
+    return found.path
+
+
+def test_kubeconform_runs_and_its_findings_name_overlay_resource_and_field(repo, monkeypatch):
+    monkeypatch.setenv("KUBECONFORM", real_kubeconform())
     result = run(repo, kubeconform="auto")
-    got = [line for line in lines(result) if line.endswith("[kubeconform]")]
-    assert got and got[0].startswith(
-        "argocd: Deployment/web: args: -strict -summary -output json "
-        "-kubernetes-version 1.33.0 -schema-location default -schema-location "
-    )
-    assert "generator/validate/crds/schemas/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json" in got[0]
-    assert any(line.startswith("dev: Deployment/web: args:") for line in got)
+    assert lines(result) == [] and any(note.startswith("kubeconform v") for note in result.stats["notes"])
+    add_patch(repo / "overlays" / "dev", "Deployment/web", [{"op": "add", "path": "/spec/replicas", "value": "3"}])
+    got = [line for line in lines(run(repo, kubeconform="auto")) if line.endswith("[kubeconform]")]
+    assert got == ["dev: Deployment/web: spec.replicas: got string, want null or integer [kubeconform]"]
+
+
+def test_a_kubeconform_that_was_asked_for_but_does_not_run_is_an_error(repo, monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFORM", str(tmp_path / "missing"))
+    args = ["--root", str(repo), "--no-freshness", "--no-secrets"]
+    assert cli.main(args) == 2
+    assert cli.main(args + ["--no-kubeconform"]) == 0
+
+
+def test_kubeconform_schemas_are_readable_copies_of_the_pinned_ones(tmp_path):
+    copies = kubeconform.prepare_schemas(tmp_path, "1.33")
+    assert kubeconform.prepare_schemas(tmp_path, "1.33") == copies  # prepared once, then reused
+    original = json.loads((k8s_schema_dir("1.33") / "deployment-apps-v1.json").read_text())
+    copy = json.loads((copies / "deployment-apps-v1.json").read_text())
+    text = json.dumps(copy)
+    assert '"$id"' not in text and "/api/_definitions.json" not in text
+    assert copy["properties"]["spec"]["$ref"] == "_definitions.json#/$defs/io.k8s.api.apps.v1.DeploymentSpec"
+    assert original["properties"]["spec"] == {
+        **copy["properties"]["spec"],
+        "$ref": "/api/" + copy["properties"]["spec"]["$ref"],
+    }
+    assert sorted(p.name for p in copies.iterdir()) == sorted(p.name for p in k8s_schema_dir("1.33").iterdir())
 
 
 def test_hpa_scaled_deployments_need_argocd_to_ignore_replicas(repo):

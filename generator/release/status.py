@@ -23,11 +23,13 @@ import argparse
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from generator.workflow import cli
-from generator.workflow.errors import EXIT_OK, EXIT_TOOL, ToolFailed
-from generator.workflow.overlay import VARIANT_LABEL, VARIANTS, load_platform, resolve_root
-from generator.workflow.rendered import Manifests, render_docs, short_image
+from generator.config import Environment
+from generator.release import cli
+from generator.release.errors import EXIT_OK, EXIT_TOOL, ToolFailed
+from generator.release.overlay import VARIANT_LABEL, VARIANTS, load_platform, resolve_root
+from generator.release.rendered import Manifests, render_docs, short_image
 
 
 @dataclass
@@ -60,7 +62,7 @@ def job_pod_spec(job: dict) -> dict:
     return spec["template"]["spec"]
 
 
-def env_status(root, env, models: list[str]) -> EnvStatus:
+def env_status(root: Path, env: Environment, models: list[str]) -> EnvStatus:
     status = EnvStatus(env.name, env.strategy, env.namespace, env.overlay)
     try:
         m = Manifests(render_docs(root / env.overlay))
@@ -117,7 +119,7 @@ def env_status(root, env, models: list[str]) -> EnvStatus:
     return status
 
 
-def collect(root) -> list[EnvStatus]:
+def collect(root: Path) -> list[EnvStatus]:
     platform = load_platform(root)
     models = [m.name for m in platform.models]
     with ThreadPoolExecutor(max_workers=4) as pool:

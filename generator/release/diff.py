@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator.workflow import cli, git
-from generator.workflow.errors import EXIT_OK, EXIT_TOOL, ToolFailed
-from generator.workflow.overlay import resolve_root
-from generator.workflow.rendered import HASH_SUFFIX, inputs_digest, render_docs
+from generator.release import cli, git
+from generator.release.errors import EXIT_OK, EXIT_TOOL, ToolFailed
+from generator.release.overlay import resolve_root
+from generator.release.rendered import HASH_SUFFIX, inputs_digest, render_docs
 
 GENERATED_KINDS = ("ConfigMap", "Secret")
 NOT_ENVIRONMENTS = {"base", "components"}
@@ -236,7 +236,7 @@ def run_diff(root: Path, base: str) -> tuple[str, list[OverlayDiff]]:
             for n in names
         ]
 
-        def both(job):
+        def both(job: tuple[str, Path | None, Path | None]) -> tuple[str, tuple, tuple]:
             name, base_dir, work_dir = job
             work = _render(work_dir) if work_dir else (None, "")
             if base_dir and work_dir:

@@ -1,4 +1,4 @@
-"""Fixtures for the workflow suites: each test gets its own git repository with the release state."""
+"""Fixtures for the release-command suites: each test gets its own git repository with the release state."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.pop("ML_GITOPS_ALLOW_DIRTY", None)
 os.environ.pop("ML_GITOPS_ROOT", None)
 
-from workflow_support import Repo, make_template
+from release_support import Repo, make_template
 
 
 @pytest.fixture(scope="session")

@@ -39,8 +39,8 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from generator.config import ConfigError, Environment, Image, Platform, load_config
 from generator.conventions import RELEASE_KEY, VARIANT_LABEL, VARIANTS, release_config_map_name, variant_image_name  # noqa: F401 (re-exported)
+from generator.release.errors import Refused, ToolFailed
 from generator.tools import REPO_ROOT, ToolError, render_overlay
-from generator.workflow.errors import Refused, ToolFailed
 
 ROOT_ENV_VAR = "ML_GITOPS_ROOT"
 ALLOW_DIRTY_ENV_VAR = "ML_GITOPS_ALLOW_DIRTY"
@@ -138,7 +138,7 @@ class YamlFile:
         except OSError as exc:
             raise Refused(f"cannot read {path}: {exc.strerror}") from exc
         try:
-            self.docs = list(_yaml().load_all(self.original.decode("utf-8")))
+            self.docs: list[Any] = list(_yaml().load_all(self.original.decode("utf-8")))
         except Exception as exc:
             raise Refused(f"{path} is not valid YAML: {exc}") from exc
 
@@ -155,7 +155,8 @@ class YamlFile:
     def changed(self) -> bool:
         return self.dump() != self.original
 
-    def find(self, kind: str, name: str) -> CommentedMap | None:
+    def find(self, kind: str, name: str) -> Any:
+        """The document of ``kind`` named ``name`` (a ruamel CommentedMap), or None."""
         for doc in self.docs:
             if isinstance(doc, dict) and doc.get("kind") == kind and (doc.get("metadata") or {}).get("name") == name:
                 return doc
@@ -218,13 +219,14 @@ class Overlay:
 
     # images ------------------------------------------------------------------------------
 
-    def _image_entry(self, name: str, create: bool = False) -> CommentedMap | None:
-        images = self.kustomization.get("images")
-        for entry in images or []:
+    def _image_entry(self, name: str) -> CommentedMap | None:
+        for entry in self.kustomization.get("images") or []:
             if entry.get("name") == name:
                 return entry
-        if not create:
-            return None
+        return None
+
+    def _new_image_entry(self, name: str) -> CommentedMap:
+        images = self.kustomization.get("images")
         if images is None:
             self.kustomization["images"] = images = []
         entry = CommentedMap(name=name)
@@ -257,7 +259,7 @@ class Overlay:
                 f"{self.env.name} requires image digests (requireDigest in platform.yaml); "
                 f"{pin.reference} is pinned by tag"
             )
-        entry = self._image_entry(entry_name, create=True)
+        entry = self._image_entry(entry_name) or self._new_image_entry(entry_name)
         if new_name:
             entry["newName"] = pin.repository
         if pin.digest:
@@ -322,9 +324,9 @@ class Overlay:
 
     # blue-green --------------------------------------------------------------------------------
 
-    def _slot_service(self, name: str) -> CommentedMap:
+    def _slot_service(self, name: str) -> dict:
         doc = self.file("active-slot.yaml").find("Service", name)
-        selector = (doc or {}).get("spec", {}).get("selector") if doc else None
+        selector = (doc.get("spec") or {}).get("selector") if doc is not None else None
         if doc is None or not isinstance(selector, dict) or "slot" not in selector:
             raise Refused(f"{self.env.overlay}/active-slot.yaml has no Service {name} selecting a slot")
         return selector
@@ -356,7 +358,8 @@ class Overlay:
     def _weighted_refs(self, model: str) -> dict[str, CommentedMap]:
         route = self.file("traffic.yaml").find("HTTPRoute", f"{model}-server")
         wanted = {f"{model}-server-{v}" for v in self.variants}
-        for rule in ((route or {}).get("spec") or {}).get("rules") or []:
+        spec = (route.get("spec") if route is not None else None) or {}
+        for rule in spec.get("rules") or []:
             refs = {ref.get("name"): ref for ref in rule.get("backendRefs") or []}
             if wanted <= set(refs):
                 return {v: refs[f"{model}-server-{v}"] for v in self.variants}
@@ -398,7 +401,7 @@ class Overlay:
     def preview(self) -> str:
         """The edit as a unified diff, after proving it builds in a scratch copy of overlays/."""
         changed = self.changed_files()
-        with tempfile.TemporaryDirectory(prefix="workflow-dry-run-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="release-dry-run-") as tmp:
             scratch = Path(tmp) / "overlays"
             shutil.copytree(self.root / "overlays", scratch, symlinks=True)
             for f in changed:
@@ -407,7 +410,7 @@ class Overlay:
                 render(scratch / self.dir.relative_to(self.root / "overlays"))
             except ToolError as exc:
                 raise ToolFailed(f"{self.env.overlay} would no longer build after the edit: {exc}") from exc
-        out = []
+        out: list[str] = []
         for f in changed:
             rel = f.path.relative_to(self.root).as_posix()
             out += difflib.unified_diff(

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import shutil
 
-from workflow_support import TAG_A, Repo, git
+from release_support import TAG_A, Repo, git
 
-from generator.workflow import diff as diff_module
+from generator.release import diff as diff_module
 
 
 def risky(repo: Repo, base: str = "HEAD") -> dict[tuple[str, str, str], set[str]]:

@@ -8,11 +8,11 @@ import difflib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from workflow_support import DIGEST_A, TAG_A, Repo
+from release_support import DIGEST_A, TAG_A, Repo
 
+from generator.release import overlay as overlay_module
+from generator.release.canary import split_replicas
 from generator.tools import ToolError
-from generator.workflow import overlay as overlay_module
-from generator.workflow.canary import split_replicas
 
 SERVER = "registry.example.com/ml/inference-server"
 TRAINER = "registry.example.com/ml/trainer"

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 
-from generator.workflow import cli
-from generator.workflow.errors import Refused
+from generator.release import cli
+from generator.release.errors import Refused
 
 
 def switch(args: argparse.Namespace) -> int:

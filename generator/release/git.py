@@ -1,4 +1,4 @@
-"""The few git operations the workflow commands need. None of them changes git state."""
+"""The few git operations the release commands need. None of them changes git state."""
 
 from __future__ import annotations
 
@@ -7,22 +7,26 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from generator.workflow.errors import Refused, ToolFailed
+from generator.release.errors import Refused, ToolFailed
 
 #: What "a clean tree" covers: the release state and the spec it depends on.
 RELEASE_PATHS = ("overlays", "platform.yaml")
 
 
-def git(root: Path, *args: str, binary: bool = False) -> str | bytes:
+def git_bytes(root: Path, *args: str) -> bytes:
     """Run ``git -C root args`` and return stdout; raise ToolFailed carrying stderr on failure."""
     try:
-        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=not binary)
+        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True)
     except OSError as exc:
         raise ToolFailed(f"cannot run git: {exc}") from exc
     if proc.returncode != 0:
-        err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
-        raise ToolFailed(f"git {' '.join(args[:2])} failed: {err.strip()}")
+        raise ToolFailed(f"git {' '.join(args[:2])} failed: {proc.stderr.decode(errors='replace').strip()}")
     return proc.stdout
+
+
+def git(root: Path, *args: str) -> str:
+    """``git_bytes`` decoded as text."""
+    return git_bytes(root, *args).decode(errors="replace")
 
 
 def ensure_clean(root: Path) -> None:
@@ -56,7 +60,7 @@ def export_tree(root: Path, commit: str, paths: tuple[str, ...], dest: Path) -> 
     present = [p for p in paths if git(root, "ls-tree", "--name-only", commit, "--", p).strip()]
     if not present:
         return []
-    data = git(root, "archive", "--format=tar", commit, "--", *present, binary=True)
+    data = git_bytes(root, "archive", "--format=tar", commit, "--", *present)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
     return present

@@ -1,4 +1,4 @@
-"""What every workflow command shares: arguments, refusals, the edit-commit-report cycle."""
+"""What every release command shares: arguments, refusals, the edit-commit-report cycle."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
-from generator.workflow import git
-from generator.workflow.errors import EXIT_OK, EXIT_REFUSED, EXIT_TOOL, Refused, ToolFailed
-from generator.workflow.overlay import ALLOW_DIRTY_ENV_VAR, Overlay, find_env, load_platform, resolve_root
+from generator.release import git
+from generator.release.errors import EXIT_OK, EXIT_REFUSED, EXIT_TOOL, Refused, ToolFailed
+from generator.release.overlay import ALLOW_DIRTY_ENV_VAR, Overlay, find_env, load_platform, resolve_root
 
 EPILOG = (
     "Exit codes: 0 done, 2 refused or bad input (one line says why; nothing changed), "
@@ -20,7 +21,7 @@ EPILOG = (
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2 (argparse prints usage too)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
         raise Refused(message)
 
 

@@ -1,4 +1,4 @@
-"""Exit codes and the two ways a workflow command stops early."""
+"""Exit codes and the two ways a release command stops early."""
 
 from __future__ import annotations
 

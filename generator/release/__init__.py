@@ -1,4 +1,4 @@
-"""The release workflow: commands that edit the hand-edited overlays (never a cluster).
+"""The release commands, which edit the hand-edited overlays (never a cluster).
 
 Each command is ``python -m generator <command>`` (and a ``make`` target):
 

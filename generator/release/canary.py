@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import argparse
 
-from generator.workflow import cli
-from generator.workflow.errors import Refused
-from generator.workflow.overlay import Overlay
+from generator.release import cli
+from generator.release.errors import Refused
+from generator.release.overlay import Overlay
 
 
 def split_replicas(total: int, weight: int) -> tuple[int, int]:
@@ -95,11 +95,11 @@ def step(overlay: Overlay, weight: int) -> cli.Edit:
             f"{old_weights[stable]}/{old_weights[canary]}",
             f"{new_weights[stable]}/{new_weights[canary]}",
         )
-        old = overlay.replicas(model, stable), overlay.replicas(model, canary)
-        new = split_replicas(sum(old), weight)
-        overlay.set_replicas(model, stable, new[0])
-        overlay.set_replicas(model, canary, new[1])
-        edit.note(f"{model} replicas {stable}+{canary}", f"{old[0]}+{old[1]}", f"{new[0]}+{new[1]}")
+        pods = overlay.replicas(model, stable), overlay.replicas(model, canary)
+        split = split_replicas(sum(pods), weight)
+        overlay.set_replicas(model, stable, split[0])
+        overlay.set_replicas(model, canary, split[1])
+        edit.note(f"{model} replicas {stable}+{canary}", f"{pods[0]}+{pods[1]}", f"{split[0]}+{split[1]}")
     return edit
 
 

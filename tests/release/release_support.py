@@ -1,4 +1,4 @@
-"""Helpers for the workflow suites: a throw-away git repository holding the release state, the
+"""Helpers for the release-command suites: a throw-away git repository holding the release state, the
 commands run in-process against it, and questions answered from its rendered manifests."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from generator.tools import REPO_ROOT, render_overlay
 COPIED = ("platform.yaml", "overlays", "argocd")
 GIT_ID = [
     "-c",
-    "user.name=workflow-tests",
+    "user.name=release-tests",
     "-c",
-    "user.email=workflow-tests@example.com",
+    "user.email=release-tests@example.com",
     "-c",
     "commit.gpgsign=false",
     "-c",
@@ -73,7 +73,7 @@ class Repo:
     def run(self, command: str, *args: str) -> Result:
         """``python -m generator <command> <args> --repo <root>``, in-process."""
         self.capsys.readouterr()
-        module = importlib.import_module(f"generator.workflow.{MODULES[command]}")
+        module = importlib.import_module(f"generator.release.{MODULES[command]}")
         code = module.main([*args, "--repo", str(self.root)])
         captured = self.capsys.readouterr()
         return Result(code, captured.out, captured.err)

@@ -1,4 +1,4 @@
-"""A full release walked with the workflow commands alone, one commit per step:
+"""A full release walked with the release commands alone, one commit per step:
 dev -> staging -> prod-canary (10, 50, 100) and prod-blue-green (switch, switch back).
 After every step every overlay renders and passes `make validate`, and `make status` shows it."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from workflow_support import ENVS, Repo
+from release_support import ENVS, Repo
 
 from generator.validate import cli as validate_cli
 

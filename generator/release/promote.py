@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import argparse
 
-from generator.workflow import cli
-from generator.workflow.errors import Refused
-from generator.workflow.overlay import Overlay, Release
+from generator.release import cli
+from generator.release.errors import Refused
+from generator.release.overlay import Overlay, Release
 
 
 def source_release(overlay: Overlay) -> tuple[Release, str]:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
+from generator.release import overlay as overlay_module
+from generator.release.errors import ToolFailed
 from generator.tools import ToolError, render_overlay
 from generator.validate.kube import map_selector_matches, selector_matches
-from generator.workflow import overlay as overlay_module
-from generator.workflow.errors import ToolFailed
 
 RELEASE_KEY = "MODEL_VERSION"
 #: Kustomize's name-suffix hash of a generated ConfigMap or Secret: 10 characters of this alphabet.

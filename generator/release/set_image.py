@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import argparse
 
-from generator.workflow import cli
-from generator.workflow.errors import Refused
-from generator.workflow.overlay import Pin, check_digest, check_tag
-from generator.workflow.promote import target_variant
+from generator.release import cli
+from generator.release.errors import Refused
+from generator.release.overlay import Pin, check_digest, check_tag
+from generator.release.promote import target_variant
 
 IMAGES = ("server", "trainer")
 

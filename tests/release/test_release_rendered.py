@@ -4,9 +4,9 @@ which pods each Service selects, and the traffic share from HTTPRoute weights an
 from __future__ import annotations
 
 import pytest
-from workflow_support import TAG_A, Repo, by_kind, model_version, pods_of, replica_shares, route_shares, server_image
+from release_support import TAG_A, Repo, by_kind, model_version, pods_of, replica_shares, route_shares, server_image
 
-from generator.workflow.canary import split_replicas
+from generator.release.canary import split_replicas
 
 SERVER = "registry.example.com/ml/inference-server"
 
