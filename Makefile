@@ -84,6 +84,10 @@ check: $(GENERATOR) ## Regenerate and fail if the generated files in git were st
 
 # --- tests and checks --------------------------------------------------------
 
+.PHONY: chart-readme
+chart-readme: $(call installed,generator) ## Regenerate the chart README's parameter tables (readme-generator-for-helm)
+	$(PY) -m generator.tools.readme_generator
+
 .PHONY: test validate lint
 test: $(EVERYTHING) $(SHARED_STAMP) ## Run every test suite (real kustomize, helm, gunicorn, TensorFlow, LiteRT)
 	$(PY) -m pytest -n 2 --dist loadfile

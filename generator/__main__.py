@@ -21,7 +21,8 @@ EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_TOOL = 0, 1, 2, 3
 
 
 def synth(args: argparse.Namespace) -> int:
-    """Render platform.yaml into overlays/base and argocd/, atomically."""
+    """Render platform.yaml (through generator/ and charts/) into overlays/base, overlays/components
+    and argocd/, atomically."""
     from generator.config import ConfigError
     from generator.synth import render_tree, write_tree
     from generator.tools import ToolError
@@ -44,30 +45,39 @@ def synth(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    """Regenerate, then fail when git's generated tree was stale: a changed, removed or new file
-    (what CI and pre-commit call, so both mean the same thing by "fresh")."""
+    """Fail when the generated tree was stale: make synth changed a file, or a generated file is
+    not in git (what CI and pre-commit call, so both mean the same thing by "fresh")."""
     import subprocess
 
-    from generator.synth import GENERATED_ROOTS
+    from generator.config import ConfigError
+    from generator.synth import GENERATED_ROOTS, render_tree, write_tree
+    from generator.tools import ToolError
 
-    code = synth(args)
-    if code != EXIT_OK:
-        return code
+    try:
+        tree = render_tree(args.config)
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ToolError as exc:
+        print(f"check: {exc}", file=sys.stderr)
+        return EXIT_TOOL
     root = args.config.resolve().parent
-    status = subprocess.run(
-        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=all", "--", *GENERATED_ROOTS],
+    changed = write_tree(tree, root)
+    untracked = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "--others", "--exclude-standard", "--", *GENERATED_ROOTS],
         capture_output=True,
         text=True,
     )
-    if status.returncode != 0:
-        print(f"check: git status failed: {status.stderr.strip()}", file=sys.stderr)
+    if untracked.returncode != 0:
+        print(f"check: git ls-files failed: {untracked.stderr.strip()}", file=sys.stderr)
         return EXIT_TOOL
-    stale = status.stdout.rstrip()
+    stale = [f"synth {'wrote' if path in tree else 'removed'} {path}" for path in changed]
+    stale += [f"not in git: {path}" for path in untracked.stdout.split()]
     if stale:
-        print(stale, file=sys.stderr)
-        print("check: generated files were stale: commit what make synth wrote", file=sys.stderr)
+        print("\n".join(stale), file=sys.stderr)
+        print("check: the generated files were stale: add and commit what make synth wrote", file=sys.stderr)
         return EXIT_FINDINGS
-    print("check: the generated files in git are fresh")
+    print(f"check: the {len(tree)} generated files are fresh")
     return EXIT_OK
 
 

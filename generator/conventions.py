@@ -15,6 +15,19 @@ VARIANTS = {"blue-green": ("blue", "green"), "canary": ("stable", "canary")}
 VARIANT_LABEL = {"blue-green": "slot", "canary": "track"}
 
 
+#: The hand-edited object that holds a canary overlay's traffic weights (``traffic.yaml``): kustomize
+#: reads it (``config.kubernetes.io/local-config``, so it is never deployed) and the canary
+#: component's replacements copy its numbers into the generated HTTPRoute.
+CANARY_WEIGHTS_API_VERSION = "release.ml-gitops/v1"
+CANARY_WEIGHTS_KIND = "CanaryWeights"
+LOCAL_CONFIG_ANNOTATION = "config.kubernetes.io/local-config"
+
+
+def canary_weights_name(model: str) -> str:
+    """Name of a model's CanaryWeights object (the HTTPRoute it sets has the same name)."""
+    return f"{model}-server"
+
+
 def release_config_map_name(model: str, variant: str = "") -> str:
     """Name of the ConfigMap that pins the model version an overlay releases.
 

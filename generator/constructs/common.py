@@ -1,10 +1,13 @@
-"""Names, labels and the restricted pod-security defaults shared by the constructs."""
+"""Names, labels and the restricted pod security (the chart's defaults) shared by the constructs."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cdk8s_plus_33 import k8s
+
+from generator.constructs.chart import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 
 MANAGED_BY = "cdk8s"
 MODEL_MOUNT = "/models"
@@ -25,7 +28,30 @@ def labels(*, name: str, instance: str, component: str, part_of: str) -> dict[st
     }
 
 
-def restricted_container(*, name: str, image: str, uid: int, resources: dict, **fields: Any) -> k8s.Container:
+def snake_case(field: str) -> str:
+    """A Kubernetes field name (``runAsUser``) as a cdk8s keyword argument (``run_as_user``)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", field).lower()
+
+
+def _snake(fields: dict[str, Any]) -> dict[str, Any]:
+    return {snake_case(key): value for key, value in fields.items()}
+
+
+def container_security_context() -> k8s.SecurityContext:
+    """The chart's default container security context (restricted, read-only root filesystem)."""
+    fields = _snake(CONTAINER_SECURITY_CONTEXT)
+    fields["capabilities"] = k8s.Capabilities(**fields["capabilities"])
+    return k8s.SecurityContext(**fields)
+
+
+def pod_security_context(uid: int) -> k8s.PodSecurityContext:
+    """The chart's default pod security context, running as ``uid`` (user, group and fsGroup)."""
+    fields = _snake({**POD_SECURITY_CONTEXT, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid})
+    fields["seccomp_profile"] = k8s.SeccompProfile(**fields["seccomp_profile"])
+    return k8s.PodSecurityContext(**fields)
+
+
+def restricted_container(*, name: str, image: str, resources: dict, **fields: Any) -> k8s.Container:
     """A container meeting Pod Security "restricted", with a read-only root filesystem."""
     return k8s.Container(
         name=name,
@@ -35,16 +61,7 @@ def restricted_container(*, name: str, image: str, uid: int, resources: dict, **
             requests={k: k8s.Quantity.from_string(v) for k, v in resources["requests"].items()},
             limits={k: k8s.Quantity.from_string(v) for k, v in resources["limits"].items()},
         ),
-        security_context=k8s.SecurityContext(
-            allow_privilege_escalation=False,
-            privileged=False,
-            read_only_root_filesystem=True,
-            run_as_non_root=True,
-            run_as_user=uid,
-            run_as_group=uid,
-            capabilities=k8s.Capabilities(drop=["ALL"]),
-            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
-        ),
+        security_context=container_security_context(),
         **fields,
     )
 
@@ -56,13 +73,6 @@ def restricted_pod(*, containers: list[k8s.Container], uid: int, service_account
         service_account_name=service_account,
         automount_service_account_token=False,
         enable_service_links=False,
-        security_context=k8s.PodSecurityContext(
-            run_as_non_root=True,
-            run_as_user=uid,
-            run_as_group=uid,
-            fs_group=uid,
-            fs_group_change_policy="OnRootMismatch",  # no recursive chown of the model store per run
-            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
-        ),
+        security_context=pod_security_context(uid),
         **fields,
     )

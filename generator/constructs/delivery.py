@@ -21,18 +21,24 @@ import cdk8s
 from constructs import Construct
 
 from generator.config import Gateway, Image, Model, Serving, Training
+from generator.constructs.chart import CHART_NAME
+from generator.constructs.common import labels
 from generator.constructs.inference import InferenceService, InferenceServiceProps
 from generator.constructs.training import TrainingJob, TrainingJobProps
 from generator.conventions import (
+    CANARY_WEIGHTS_KIND,
     DEFAULT_MODEL_VERSION,
     RELEASE_KEY,
     VARIANT_LABEL,
     VARIANTS,
+    canary_weights_name,
     release_config_map_name,
     variant_image_name,
 )
 
 CANARY_HEADER = "x-model-track"
+#: Index of the HTTPRoute rule that splits traffic by weight.
+WEIGHTED_RULE = 1
 #: Objects of the base that the variants replace, per model: (apiVersion, kind, name suffix).
 REPLACED = (
     ("apps/v1", "Deployment", "-server"),
@@ -145,13 +151,7 @@ class ProgressiveDelivery(Construct):
             kind="HTTPRoute",
             metadata=cdk8s.ApiObjectMetadata(
                 name=server,
-                labels={
-                    "app.kubernetes.io/name": "inference-service",
-                    "app.kubernetes.io/instance": props.model.name,
-                    "app.kubernetes.io/component": "server",
-                    "app.kubernetes.io/part-of": props.part_of,
-                    "app.kubernetes.io/managed-by": "cdk8s",
-                },
+                labels=labels(name=CHART_NAME, instance=props.model.name, component="server", part_of=props.part_of),
             ),
         )
         parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": props.gateway.name}
@@ -168,7 +168,8 @@ class ProgressiveDelivery(Construct):
                             "matches": [{"headers": [{"type": "Exact", "name": CANARY_HEADER, "value": "canary"}]}],
                             "backendRefs": [{"name": f"{server}-canary", "port": port}],
                         },
-                        # Everyone else: split by weight (overlays set it; `make canary` edits it).
+                        # Everyone else (rule WEIGHTED_RULE): split by the weights of the overlay's
+                        # traffic.yaml, which the component's replacements copy in.
                         {
                             "backendRefs": [
                                 {"name": f"{server}-stable", "port": port, "weight": 100},
@@ -219,4 +220,28 @@ def component_kustomization(strategy: str, models: tuple[Model, ...], part_of: s
             for variant in VARIANTS[strategy]
         ],
         "patches": patches,
+        **({"replacements": canary_weight_replacements(models)} if strategy == "canary" else {}),
     }
+
+
+def canary_weight_replacements(models: tuple[Model, ...]) -> list[dict]:
+    """Kustomize replacements that copy each track's weight from the overlay's CanaryWeights
+    (``traffic.yaml``, weights only) into the HTTPRoute's weighted rule: the route itself is
+    written once, here, and a generator change to it is never overwritten by an overlay."""
+    return [
+        {
+            "source": {
+                "kind": CANARY_WEIGHTS_KIND,
+                "name": canary_weights_name(model.name),
+                "fieldPath": f"spec.{track}",
+            },
+            "targets": [
+                {
+                    "select": {"kind": "HTTPRoute", "name": f"{model.name}-server"},
+                    "fieldPaths": [f"spec.rules.{WEIGHTED_RULE}.backendRefs.[name={model.name}-server-{track}].weight"],
+                }
+            ],
+        }
+        for model in models
+        for track in VARIANTS["canary"]
+    ]

@@ -14,11 +14,10 @@ import cdk8s
 from constructs import Construct
 
 from generator.config import Image, Model, Serving
+from generator.constructs.chart import CHART_DIR
 from generator.constructs.common import MANAGED_BY, MODEL_MOUNT
 from generator.conventions import release_config_map_name
-from generator.tools import REPO_ROOT, helm_path
-
-CHART_DIR = REPO_ROOT / "charts" / "inference-service"
+from generator.tools import helm_path
 
 
 @dataclass(frozen=True)

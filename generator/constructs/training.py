@@ -22,6 +22,7 @@ from generator.constructs.common import (
     labels,
     restricted_container,
     restricted_pod,
+    snake_case,
 )
 from generator.conventions import RELEASE_KEY, release_config_map_name
 
@@ -151,7 +152,6 @@ class TrainingJob(Construct):
         container = restricted_container(
             name="trainer",
             image=props.image.reference,
-            uid=TRAINER_UID,
             command=["python", "-m", "services.training.train"],
             env=env,
             resources=resources,
@@ -166,7 +166,8 @@ class TrainingJob(Construct):
             service_account=self.service_account,
             restart_policy="Never",
             node_selector=node_selector or None,
-            tolerations=[k8s.Toleration(**{_snake(k): v for k, v in t.items()}) for t in training.tolerations] or None,
+            tolerations=[k8s.Toleration(**{snake_case(k): v for k, v in t.items()}) for t in training.tolerations]
+            or None,
             volumes=[
                 k8s.Volume(
                     name="model-store",
@@ -193,7 +194,3 @@ class TrainingJob(Construct):
             ),
             template=k8s.PodTemplateSpec(metadata=k8s.ObjectMeta(labels=self.labels), spec=pod),
         )
-
-
-def _snake(camel: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)

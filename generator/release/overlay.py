@@ -12,8 +12,9 @@ dumps byte-identical. What lives where (see README "How a release is pinned"):
   with ``data.MODEL_VERSION`` (a string).
 - ``active-slot.yaml`` (blue-green): Services ``<model>-server`` (active) and
   ``<model>-server-preview`` (idle), ``spec.selector.slot``.
-- ``traffic.yaml`` (canary): HTTPRoute ``<model>-server``; the rule whose backendRefs name both
-  ``<model>-server-stable`` and ``<model>-server-canary`` carries the weights.
+- ``traffic.yaml`` (canary): CanaryWeights ``<model>-server`` (local-config: kustomize reads it,
+  never deploys it), ``spec.stable`` and ``spec.canary``; the canary component copies them into
+  the generated HTTPRoute.
 
 An edit is committed all at once: every changed file is written atomically (temporary file in
 the same directory, then rename), the overlay is rendered with kustomize, and if the render
@@ -38,7 +39,15 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from generator.config import ConfigError, Environment, Image, Platform, load_config
-from generator.conventions import RELEASE_KEY, VARIANT_LABEL, VARIANTS, release_config_map_name, variant_image_name  # noqa: F401 (re-exported)
+from generator.conventions import (  # noqa: F401 (VARIANT_LABEL, VARIANTS are re-exported)
+    CANARY_WEIGHTS_KIND,
+    RELEASE_KEY,
+    VARIANT_LABEL,
+    VARIANTS,
+    canary_weights_name,
+    release_config_map_name,
+    variant_image_name,
+)
 from generator.release.errors import Refused, ToolFailed
 from generator.tools import REPO_ROOT, ToolError, render_overlay
 
@@ -47,7 +56,6 @@ ALLOW_DIRTY_ENV_VAR = "ML_GITOPS_ALLOW_DIRTY"
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-VERSION_RE = re.compile(r"^[0-9]+$")
 
 #: The renderer; tests replace it to simulate a kustomize failure.
 render: Callable[[Path], str] = render_overlay
@@ -355,25 +363,27 @@ class Overlay:
 
     # canary ------------------------------------------------------------------------------------
 
-    def _weighted_refs(self, model: str) -> dict[str, CommentedMap]:
-        route = self.file("traffic.yaml").find("HTTPRoute", f"{model}-server")
-        wanted = {f"{model}-server-{v}" for v in self.variants}
-        spec = (route.get("spec") if route is not None else None) or {}
-        for rule in spec.get("rules") or []:
-            refs = {ref.get("name"): ref for ref in rule.get("backendRefs") or []}
-            if wanted <= set(refs):
-                return {v: refs[f"{model}-server-{v}"] for v in self.variants}
-        raise Refused(
-            f"{self.env.overlay}/traffic.yaml has no HTTPRoute {model}-server rule that splits "
-            f"traffic between {' and '.join(sorted(wanted))}"
-        )
+    def _canary_weights(self, model: str) -> dict:
+        name = canary_weights_name(model)
+        doc = self.file("traffic.yaml").find(CANARY_WEIGHTS_KIND, name)
+        spec = doc.get("spec") if doc is not None else None
+        if not isinstance(spec, dict) or any(not isinstance(spec.get(v), int) for v in self.variants):
+            raise Refused(
+                f"{self.env.overlay}/traffic.yaml has no {CANARY_WEIGHTS_KIND} {name} with integer "
+                f"spec.{' and spec.'.join(self.variants)}"
+            )
+        return spec
 
     def weights(self, model: str) -> dict[str, int]:
-        return {v: int(ref.get("weight", 1)) for v, ref in self._weighted_refs(model).items()}
+        """Each track's traffic weight, as traffic.yaml pins it."""
+        spec = self._canary_weights(model)
+        return {variant: int(spec[variant]) for variant in self.variants}
 
     def set_weights(self, model: str, weights: dict[str, int]) -> None:
-        for variant, ref in self._weighted_refs(model).items():
-            ref["weight"] = weights[variant]
+        """Pin each track's traffic weight in traffic.yaml."""
+        spec = self._canary_weights(model)
+        for variant in self.variants:
+            spec[variant] = weights[variant]
 
     # committing ------------------------------------------------------------------------------
 

@@ -92,12 +92,6 @@ class Manifests:
     def get(self, kind: str, name: str) -> dict | None:
         return next((d for d in self.of_kind(kind) if d["metadata"]["name"] == name), None)
 
-    def get_configmap(self, name: str) -> dict | None:
-        """A ConfigMap by its exact name or its name without the kustomize hash suffix."""
-        return self.get("ConfigMap", name) or next(
-            (d for d in self.of_kind("ConfigMap") if HASH_SUFFIX.sub("", d["metadata"]["name"]) == name), None
-        )
-
     def pod_labels(self, workload: dict) -> dict:
         return ((workload.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
 

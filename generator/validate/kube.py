@@ -10,7 +10,6 @@ from typing import Any
 from generator.validate.model import Resource
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
-SERVER_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
 # Kinds the API server keeps at cluster scope (the ones a GitOps repo may plausibly carry).

@@ -35,7 +35,6 @@ from generator.validate.model import fmt_path
 
 K8S_SCHEMA_ROOT = Path(kubernetes_validate.__file__).resolve().parent / "kubernetes-json-schema"
 CRD_SCHEMA_DIR = Path(__file__).resolve().parent / "crds" / "schemas"
-DEFS_ID = "https://kubernetes.io/api/_definitions.json"
 QUANTITY_DEF = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 INT_OR_STRING_DEF = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 # The API server's resource.Quantity grammar (apimachinery/pkg/api/resource/quantity.go).
@@ -145,9 +144,6 @@ class SchemaStore:
             f"{p.parent.name}/{p.stem.split('_')[-1]}" for p in sorted(self.crd_dir.glob(f"*/{kind.lower()}_*.json"))
         ]
         return sorted(set(served)), crds
-
-    def has_schema(self, api_version: str, kind: str) -> bool:
-        return self.validator(api_version, kind) is not None
 
     def errors(self, doc: dict) -> list[tuple[str, str]] | None:
         """Return (field path, message) for every violation, or None if the kind has no schema."""

@@ -8,9 +8,10 @@ import re
 
 import jsonschema
 import pytest
-import readme_params
 import yaml
 from chart_helpers import CHART, VALUES_DIR, run_helm, template
+
+from generator.tools.readme_generator import render_readme
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -168,10 +169,8 @@ def test_every_value_is_annotated():
 
 def test_readme_table_documents_every_value_with_its_default():
     readme = (CHART / "README.md").read_text()
-    assert readme_params.readme_with_table(readme) == readme, (
-        "README parameter table is stale: run .venv/bin/python tests/chart/readme_params.py --write"
-    )
-    rows = re.findall(r"^\| `([^`]+)` \|", readme, re.M)
+    assert render_readme(CHART) == readme, "README parameter tables are stale: run make chart-readme"
+    rows = re.findall(r"^\| `([^`]+)` +\|", readme, re.M)
     assert sorted(rows) == sorted(_leaves(VALUES))
 
 

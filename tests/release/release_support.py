@@ -107,9 +107,8 @@ class Repo:
         return {d["metadata"]["name"]: d["data"]["MODEL_VERSION"] for d in self.docs(f"overlays/{env}/release.yaml")}
 
     def weights(self, env: str = "prod-canary") -> dict[str, int]:
-        route = self.docs(f"overlays/{env}/traffic.yaml")[0]
-        rule = next(r for r in route["spec"]["rules"] if not r.get("matches"))
-        return {ref["name"]: ref["weight"] for ref in rule["backendRefs"]}
+        weights = self.docs(f"overlays/{env}/traffic.yaml")[0]["spec"]
+        return {f"mnist-server-{track}": weight for track, weight in weights.items()}
 
     def slots(self, env: str = "prod-blue-green") -> dict[str, str]:
         return {

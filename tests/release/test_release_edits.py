@@ -283,11 +283,14 @@ def test_canary_weight_sets_weights_and_replica_split(repo: Repo):
     }
     assert expected_canary >= 1 and expected_stable + expected_canary == max(total, 2)
     # only the two weight lines of traffic.yaml change; its comments and layout stay
-    assert (
-        changed_lines(traffic_before, (repo.root / "overlays/prod-canary/traffic.yaml").read_bytes())
-        == ["-          weight: 100", "-          weight: 0", "+          weight: 75", "+          weight: 25"]
-        or len(changed_lines(traffic_before, (repo.root / "overlays/prod-canary/traffic.yaml").read_bytes())) == 4
-    )
+    assert changed_lines(traffic_before, (repo.root / "overlays/prod-canary/traffic.yaml").read_bytes()) == [
+        "-  stable: 100",
+        "-  canary: 0",
+        "+  stable: 75",
+        "+  canary: 25",
+    ]
+    route = next(d for d in repo.render("prod-canary") if d["kind"] == "HTTPRoute")
+    assert [ref.get("weight") for ref in route["spec"]["rules"][1]["backendRefs"]] == [75, 25]
 
 
 def test_canary_100_promotes_the_canary_to_stable(repo: Repo):
@@ -406,7 +409,7 @@ def test_dry_run_shows_the_diff_and_writes_nothing(repo: Repo):
     result = repo.run("canary", "--env", "prod-canary", "--weight", "25", "--dry-run")
     assert result.code == 0, result.err
     assert "dry run: nothing written" in result.out
-    assert "+++ b/overlays/prod-canary/traffic.yaml" in result.out and "+          weight: 25" in result.out
+    assert "+++ b/overlays/prod-canary/traffic.yaml" in result.out and "+  canary: 25" in result.out
     assert repo.snapshot() == before
 
 

@@ -39,12 +39,9 @@ DNS-1123 label, as a Service name must be). Stable: no hashes.
 
 {{/*
 The delivery variant: the slot (blue-green) or the track (canary), or "" for a plain release.
-Fails when both are set.
+(Setting both is refused by inference-service.validateValues.)
 */}}
 {{- define "inference-service.variant" -}}
-{{- if and .Values.slot .Values.track -}}
-{{- fail (printf "inference-service: set either slot (blue-green) or track (canary), not both (slot=%q, track=%q)" .Values.slot .Values.track) -}}
-{{- end -}}
 {{- default .Values.track .Values.slot -}}
 {{- end -}}
 
@@ -71,19 +68,13 @@ is shortened so that the whole stays within 63 characters.
 
 {{/*
 Image reference: repository@digest when a digest is set (it wins over the tag), else
-repository:tag. Fails when neither is set.
+repository:tag. (A missing or "latest" tag is refused by inference-service.validateValues.)
 */}}
 {{- define "inference-service.image" -}}
-{{- $repository := required "inference-service: image.repository is required" .Values.image.repository -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" $repository .Values.image.digest -}}
-{{- else if .Values.image.tag -}}
-{{- if eq (toString .Values.image.tag) "latest" -}}
-{{- fail "inference-service: image.tag must not be \"latest\" (a mutable tag); pin a version or set image.digest" -}}
-{{- end -}}
-{{- printf "%s:%s" $repository (toString .Values.image.tag) -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
 {{- else -}}
-{{- fail "inference-service: set image.tag or image.digest (sha256:...); the chart has no floating default" -}}
+{{- printf "%s:%s" .Values.image.repository (toString .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -248,8 +239,13 @@ and names the values involved. Rendered by templates/validate.yaml.
 {{- if and .Values.slot .Values.track -}}
 {{- $errors = append $errors (printf "set either slot (blue-green) or track (canary), not both (slot=%q, track=%q)" .Values.slot .Values.track) -}}
 {{- end -}}
+{{- if not .Values.image.repository -}}
+{{- $errors = append $errors "image.repository is required" -}}
+{{- end -}}
 {{- if and (not .Values.image.digest) (not .Values.image.tag) -}}
 {{- $errors = append $errors "set image.tag or image.digest (sha256:...); the chart has no floating default" -}}
+{{- else if and (not .Values.image.digest) (eq (toString .Values.image.tag) "latest") -}}
+{{- $errors = append $errors "image.tag must not be \"latest\" (a mutable tag); pin a version or set image.digest" -}}
 {{- end -}}
 {{- $preStop := 0 -}}
 {{- if .Values.lifecycle.preStopSleepSeconds -}}{{- $preStop = int64 .Values.lifecycle.preStopSleepSeconds -}}{{- end -}}
