@@ -2,11 +2,13 @@
 
 Two measurements, one run, printed as a table with ratios:
 
-1. Schema validation throughput (resources/s) on the same resources: this validator's cached
-   compiled validators (``SchemaStore``) against ``kubernetes_validate.validate(..., strict=True)``
-   called per resource, which reloads its schemas on every call. The resources are the rendered
-   overlays of this repository plus the validation test fixture, Kubernetes kinds only (the
-   other tool has no CRD schemas). Target: >= 10x.
+1. Schema validation throughput (resources/s, one core) on the same resources: this validator's
+   cached compiled validators (``SchemaStore``) against ``kubernetes_validate.validate(...,
+   strict=True)`` called per resource, which reloads its schemas on every call (target: >= 10x),
+   and against kubeconform ``-strict -n 1`` (the tool users know, whenever it is available) on
+   the same resources from the same pinned schemas, its start-up and schema loading included. The
+   resources are the rendered overlays of this repository plus the validation test fixture,
+   Kubernetes kinds only (kubernetes-validate has no CRD schemas).
 2. Whole ``make validate`` (render with the real kustomize, every check, detect-secrets; no
    freshness check, as the synthetic repository has no generator) on a generated large platform:
    N models x 5 overlays, for N = 10, 25 and 50, to show the growth is linear. Target: 50 models
@@ -22,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +35,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from generator.validate import engine, render  # noqa: E402
+from generator.tools.kubeconform import find_kubeconform  # noqa: E402
+from generator.validate import engine, kubeconform, render  # noqa: E402
 from generator.validate.schemas import SchemaStore  # noqa: E402
 
 FIXTURE = REPO_ROOT / "tests" / "validate" / "fixtures" / "clean.yaml"
@@ -85,7 +89,9 @@ def bench_throughput(docs: list[dict]) -> dict:
     cold = len(docs) / (time.perf_counter() - started)
     ours, ours_n = time_loop(cold_store.errors, docs, 2.0)
     baseline, base_n = time_loop(theirs, docs, 2.0)
+    kubeconform_rate = bench_kubeconform(docs)
     return {
+        "kubeconform_per_s": kubeconform_rate,
         "resources": len(docs),
         "ours_warm_per_s": ours,
         "ours_cold_per_s": cold,
@@ -94,6 +100,26 @@ def bench_throughput(docs: list[dict]) -> dict:
         "ratio_cold": cold / baseline,
         "samples": {"ours": ours_n, "kubernetes_validate": base_n},
     }
+
+
+def bench_kubeconform(docs: list[dict], copies: int = 40) -> float | None:
+    """kubeconform -strict on one core over ``copies`` copies of ``docs`` (resources/s, wall time of
+    the whole process, best of 3), or None when no kubeconform is available."""
+    found = find_kubeconform()
+    if found is None:
+        return None
+    schemas = kubeconform.prepare_schemas(REPO_ROOT, K8S_VERSION)
+    with tempfile.TemporaryDirectory(prefix="bench-kubeconform-") as tmp:
+        stream = Path(tmp) / "resources.yaml"
+        stream.write_text(yaml.safe_dump_all(docs * copies))
+        args = [found.path, "-strict", "-summary", "-n", "1", "-kubernetes-version", f"{K8S_VERSION}.0"]
+        args += ["-schema-location", f"{schemas}/{kubeconform.K8S_TEMPLATE}", str(stream)]
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            subprocess.run(args, check=True, capture_output=True)
+            best = min(best, time.perf_counter() - started)
+    return len(docs) * copies / best
 
 
 def _rename(doc: dict, model: str) -> dict:
@@ -179,7 +205,8 @@ def synthesize(root: Path, models: int) -> None:
 def bench_platform(models: int, repeat: int = 2) -> dict:
     """Best of ``repeat`` cold runs (no cache: each run gets a fresh copy), which filters out
     noise from other processes on the machine."""
-    times = []
+    times: list[float] = []
+    with_kubeconform: list[float] = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix=f"bench-validate-{models}-") as tmp:
             root = Path(tmp)
@@ -189,6 +216,12 @@ def bench_platform(models: int, repeat: int = 2) -> dict:
                 engine.Options(root=root, kubernetes_version=K8S_VERSION, freshness=False, kubeconform="off")
             )
             times.append(time.perf_counter() - started)
+            if find_kubeconform():
+                with tempfile.TemporaryDirectory(prefix=f"bench-validate-kc-{models}-") as other:
+                    synthesize(Path(other), models)  # cold again: no cache from the run above
+                    started = time.perf_counter()
+                    engine.run(engine.Options(root=Path(other), kubernetes_version=K8S_VERSION, freshness=False))
+                    with_kubeconform.append(time.perf_counter() - started)
             # Where the time goes: kustomize alone on one overlay, and the in-process checks alone.
             kustomize_started = time.perf_counter()
             text = render.default_renderer()(root / "overlays" / "dev")
@@ -204,6 +237,7 @@ def bench_platform(models: int, repeat: int = 2) -> dict:
         "resources": result.stats["resources"],
         "findings": len(result.findings),
         "seconds": elapsed,
+        "seconds_with_kubeconform": min(with_kubeconform) if find_kubeconform() else None,
         "kustomize_one_overlay_s": kustomize_one,
         "checks_one_overlay_s": checks_one,
         "findings_sample": [f.render() for f in result.findings[:5]],
@@ -223,6 +257,11 @@ def main() -> int:
     print(f"  this validator, cold (compiling on first) {tp['ours_cold_per_s']:10.0f} resources/s")
     print(f"  kubernetes_validate.validate() per call   {tp['kubernetes_validate_per_s']:10.0f} resources/s")
     print(f"  ratio warm: {tp['ratio_warm']:.1f}x   ratio cold: {tp['ratio_cold']:.1f}x   (target >= 10x)")
+    if tp["kubeconform_per_s"] is None:
+        print("  kubeconform: not found (KUBECONFORM, PATH, .cache/shared-tools): no comparison")
+    else:
+        print(f"  kubeconform -strict -n 1 (same schemas)   {tp['kubeconform_per_s']:10.0f} resources/s")
+        print(f"  this validator warm / kubeconform: {tp['ours_warm_per_s'] / tp['kubeconform_per_s']:.2f}x")
 
     print(
         "\nWhole make validate (no freshness check; cold: no cache) on a synthesized platform, 5 overlays, best of 2:"
@@ -235,6 +274,8 @@ def main() -> int:
             f"({per * 1000:5.0f} ms/model, {run['resources'] / run['seconds']:6.0f} resources/s, "
             f"{run['findings']} finding(s))"
         )
+        if run["seconds_with_kubeconform"] is not None:
+            print(f"       with the kubeconform cross-check too: {run['seconds_with_kubeconform']:.2f} s")
         print(
             f"       of which, per overlay: kustomize build {run['kustomize_one_overlay_s']:.2f} s, "
             f"all in-process checks {run['checks_one_overlay_s']:.2f} s"
