@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -17,9 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
+from croniter import croniter
+
+from generator.inputs import (
+    InputError,
+    describe,
+    document_problems,
+    dotted,
+    load_yaml,
+    read_text,
+    shown,
+    strict_validator,
+)
 
 SCHEMA_PATH = Path(__file__).with_name("platform.schema.json")
+#: Fields of platform.yaml where a newline is text, not a mistake.
+FREE_TEXT = frozenset({"system.description"})
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RESERVED_OVERLAYS = {"overlays/base", "overlays/components"}
 
@@ -175,68 +187,32 @@ class Platform:
 # --- loading and checking -----------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def load_yaml_strict(text: str) -> Any:
-    """Parse one YAML document, failing on duplicate keys (PyYAML silently keeps the last)."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)
+def is_cron(value: object) -> bool:
+    """A schedule a Kubernetes CronJob accepts: five fields (or a macro such as @weekly) that
+    croniter parses (no seconds field, no time zone prefix)."""
+    if not isinstance(value, str):
+        return True  # the type keyword reports it
+    fields = value.split(" ")
+    return (len(fields) == 5 or (len(fields) == 1 and value.startswith("@"))) and croniter.is_valid(value)
 
 
 @lru_cache(maxsize=1)
-def _schema_validator() -> jsonschema.protocols.Validator:
-    schema = json.loads(SCHEMA_PATH.read_text())
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
-
-
-def _dotted(path: Iterable[object]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
+def _schema_validator() -> Any:
+    return strict_validator(json.loads(SCHEMA_PATH.read_text()), {"cron": is_cron})
 
 
 def _describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
-    """Turn a jsonschema error into (path, message) pairs a person can act on: one per problem."""
+    """A schema error in platform.yaml's own words where they help, else as every file's."""
     path = list(error.absolute_path)
-    schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
-    if error.validator == "additionalProperties":
-        allowed = sorted(schema.get("properties", {}))
-        instance: dict = error.instance if isinstance(error.instance, dict) else {}
-        unknown = sorted(set(instance) - set(allowed), key=str)
-        return [(_dotted(path + [key]), f"unknown key (allowed: {', '.join(allowed)})") for key in unknown]
-    if error.validator == "required":
-        missing = error.message.split("'")[1]
-        return [(_dotted(path + [missing]), "is required")]
-    if error.validator == "pattern":
-        return [(_dotted(path), f"{error.instance!r} is not valid (must match {error.validator_value})")]
-    if error.validator == "enum":
-        return [(_dotted(path), f"{error.instance!r} is not one of {', '.join(map(str, schema.get('enum', [])))}")]
     if error.validator == "not" and path and path[-1] == "tag":
-        return [(_dotted(path), "'latest' is mutable; pin a version tag or a digest")]
+        return [(dotted(path), "'latest' is mutable; pin a version tag or a digest")]
     if error.validator == "oneOf" and isinstance(error.instance, dict) and "repository" in error.instance:
-        return [(_dotted(path), "give exactly one of tag or digest")]
+        return [(dotted(path), "give exactly one of tag or digest")]
     if error.validator in ("minProperties", "maxProperties") and path[-1:] == ["podDisruptionBudget"]:
-        return [(_dotted(path), "give exactly one of maxUnavailable or minAvailable")]
-    return [(_dotted(path), error.message)]
+        return [(dotted(path), "give exactly one of maxUnavailable or minAvailable")]
+    if error.validator == "format" and error.validator_value == "cron":
+        return [(dotted(path), f"{shown(error.instance)} is not a CronJob schedule (five fields, or @hourly ...)")]
+    return describe(error)
 
 
 _QUANTITY = re.compile(r"^([0-9.]+)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
@@ -416,17 +392,12 @@ def load_config(path: str | Path) -> Platform:
     path = Path(path)
     label = path.name
     try:
-        data = load_yaml_strict(path.read_text())
-    except OSError as exc:
-        raise ConfigError([f"{label}: cannot read: {exc.strerror}"]) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(parse)"
-        raise ConfigError([f"{label}: {where}: {getattr(exc, 'problem', None) or exc}"]) from exc
+        data = load_yaml(read_text(path, label), label)
+    except InputError as exc:
+        raise ConfigError(exc.problems) from exc
     if not isinstance(data, dict):
         raise ConfigError([f"{label}: (top level): must be a mapping, got {type(data).__name__}"])
-    errors = sorted(_schema_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    problems = [problem for error in errors for problem in _describe(error)]
+    problems = document_problems(_schema_validator(), data, FREE_TEXT, _describe)
     if not problems:
         problems = _semantic_problems(data, path.parent)
     if problems:

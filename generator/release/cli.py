@@ -58,8 +58,8 @@ def run(
         except SystemExit as exc:  # --help
             return int(exc.code or 0)
         return body(args)
-    except Refused as exc:
-        print(f"{name}: refused: {exc}", file=sys.stderr)
+    except Refused as exc:  # one line per problem
+        print("\n".join(f"{name}: refused: {line}" for line in str(exc).splitlines()), file=sys.stderr)
         return EXIT_REFUSED
     except ToolFailed as exc:
         print(f"{name}: failed: {exc}", file=sys.stderr)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import difflib
 import io
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -48,14 +47,14 @@ from generator.conventions import (  # noqa: F401 (VARIANT_LABEL, VARIANTS are r
     release_config_map_name,
     variant_image_name,
 )
+from generator.inputs import InputError, load_yaml_stream, read_text
 from generator.release.errors import Refused, ToolFailed
+from generator.release_files import definition_problem, overlay_problems
 from generator.tools import REPO_ROOT, ToolError, render_overlay
 
 ROOT_ENV_VAR = "ML_GITOPS_ROOT"
 ALLOW_DIRTY_ENV_VAR = "ML_GITOPS_ALLOW_DIRTY"
 
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 #: The renderer; tests replace it to simulate a kustomize failure.
 render: Callable[[Path], str] = render_overlay
@@ -114,15 +113,17 @@ class Release:
 
 
 def check_tag(tag: str) -> None:
-    if not TAG_RE.match(tag):
-        raise Refused(f"{tag!r} is not a valid image tag ([A-Za-z0-9_][A-Za-z0-9_.-], at most 128 characters)")
+    """Refuse a tag platform.yaml would refuse (the same definition): bad characters, 'latest'."""
     if tag == "latest":
         raise Refused("'latest' is a mutable tag; pin a version tag or a digest")
+    if problem := definition_problem("imageTag", tag):
+        raise Refused(f"not a valid image tag ([A-Za-z0-9_][A-Za-z0-9_.-], at most 128 characters): {problem}")
 
 
 def check_digest(digest: str) -> None:
-    if not DIGEST_RE.match(digest):
-        raise Refused(f"{digest!r} is not a valid digest (sha256: followed by 64 lower-case hex digits)")
+    """Refuse anything but ``sha256:`` and 64 lower-case hex digits."""
+    if problem := definition_problem("imageDigest", digest):
+        raise Refused(f"not a valid digest (sha256: followed by 64 lower-case hex digits): {problem}")
 
 
 # --- one YAML file, round-trip ------------------------------------------------------------
@@ -139,16 +140,15 @@ def _yaml() -> YAML:
 class YamlFile:
     """A (multi-document) YAML file loaded for round-trip editing."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, label: str):
         self.path = path
         try:
-            self.original = path.read_bytes()
-        except OSError as exc:
-            raise Refused(f"cannot read {path}: {exc.strerror}") from exc
-        try:
-            self.docs: list[Any] = list(_yaml().load_all(self.original.decode("utf-8")))
-        except Exception as exc:
-            raise Refused(f"{path} is not valid YAML: {exc}") from exc
+            text = read_text(path, label)  # a regular UTF-8 file, or one line saying why not
+            load_yaml_stream(text, label)  # strict: duplicate keys, depth
+        except InputError as exc:
+            raise Refused("\n".join(exc.problems)) from exc
+        self.original = text.encode("utf-8")
+        self.docs: list[Any] = [doc for doc in _yaml().load_all(text) if doc is not None]
 
     def dump(self) -> bytes:
         out = io.StringIO()
@@ -195,6 +195,13 @@ class Overlay:
     env: Environment
     _files: dict[str, YamlFile] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Refuse, before anything reads or renders the overlay, when a release file has the wrong
+        shape (release-files.schema.json): one line per problem, naming the file and the field."""
+        problems = overlay_problems(self.dir, self.env.overlay)
+        if problems:
+            raise Refused("\n".join(problems))
+
     @property
     def dir(self) -> Path:
         return self.root / self.env.overlay
@@ -218,7 +225,7 @@ class Overlay:
             path = self.dir / name
             if not path.is_file():
                 raise Refused(f"{self.env.overlay}/{name} does not exist (see README 'How a release is pinned')")
-            self._files[name] = YamlFile(path)
+            self._files[name] = YamlFile(path, f"{self.env.overlay}/{name}")
         return self._files[name]
 
     @property

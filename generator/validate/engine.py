@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from generator import release_files
+from generator.inputs import InputError
 from generator.tools.kubeconform import ENV_VAR as KUBECONFORM_ENV
 from generator.tools.kubeconform import find_kubeconform
 from generator.validate import crossrefs, freshness, kubeconform, policies, render, repofiles, semantics
@@ -30,6 +32,7 @@ SCHEMA_CHECKS = {
     "build": "every overlay builds with kustomize",
     "exemption": "exemption annotations name a real check and give a reason",
     "kubeconform": "kubeconform -strict agrees (whenever kubeconform is available)",
+    "release-file": "each overlay's release files (kustomization, release, active-slot, traffic) fit their schema",
 }
 # Checks no annotation can switch off: they say the object is not what the cluster will accept.
 NOT_EXEMPTABLE = {
@@ -42,6 +45,7 @@ NOT_EXEMPTABLE = {
     "freshness",
     "secrets-scan",
     "kubeconform",
+    "release-file",
 }
 ALL_CHECKS = {
     **SCHEMA_CHECKS,
@@ -163,6 +167,27 @@ def check_overlay(
     return out
 
 
+def release_file_findings(root: Path, overlay_dirs: list[Path]) -> list[Finding]:
+    """The hand-edited release files of every overlay, checked against their schema."""
+    out: list[Finding] = []
+    for directory in overlay_dirs:
+        for name in release_files.FILES:
+            path = directory / name
+            if not path.exists():
+                continue
+            rel = path.relative_to(root).as_posix()
+            try:
+                docs = release_files.read_release_file(path, rel)
+            except InputError as exc:
+                out.extend(
+                    Finding(rel, "", "", "", line.removeprefix(f"{rel}: "), "release-file") for line in exc.problems
+                )
+                continue
+            for where, message in release_files.release_file_problems(name, docs):
+                out.append(Finding(rel, "", "", where, message, "release-file"))
+    return out
+
+
 def _select_overlays(root: Path, names: list[str] | None) -> list[Path]:
     overlay_dirs = render.discover_overlays(root)
     if names:
@@ -278,6 +303,7 @@ def _run(
         notes.append("argocd/ not found: Argo CD checks not run")
 
     findings.extend(repofiles.duplicate_keys(root, files))
+    findings.extend(release_file_findings(root, overlay_dirs))
     if opts.kubeconform == "auto":
         found = find_kubeconform()
         if found is None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from generator.inputs import InputError, read_text
 from generator.validate import cache
 from generator.validate.model import Finding
 from generator.validate.yamlload import load_stream
@@ -53,9 +54,9 @@ def duplicate_keys(root: Path, files: list[str]) -> list[Finding]:
     out: list[Finding] = []
     for rel in yaml_files(root, files):
         try:
-            text = (root / rel).read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            out.append(Finding(rel, "", "", "", f"cannot read: {exc}", "yaml-syntax"))
+            text = read_text(root / rel, rel)
+        except InputError as exc:
+            out.extend(Finding(rel, "", "", "", line.removeprefix(f"{rel}: "), "yaml-syntax") for line in exc.problems)
             continue
         stream = load_stream(text)
         for dup in stream.duplicates:

@@ -18,6 +18,7 @@ CHECKED_ELSEWHERE = {
     "secrets-scan",
     "freshness",
     "kubeconform",
+    "release-file",
     "argocd-app-path",
     "argocd-app-namespace",
     "argocd-project",

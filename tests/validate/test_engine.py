@@ -403,3 +403,16 @@ def test_platform_yaml_require_digest_applies_to_its_overlay(repo):
         "'registry.example.com/ml/server:1.0.0' has no digest; this environment requires @sha256:... "
         "(platform.yaml requireDigest) [image-digest]"
     ]
+
+
+def test_release_files_of_the_wrong_shape_are_findings_naming_file_and_field(repo):
+    kustomization = repo / "overlays" / "dev" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + "images: nginx\n")
+    (repo / "overlays" / "dev" / "release.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-release\ndata:\n  MODEL_VERSION: [1]\n"
+    )
+    got = [line for line in lines(run(repo)) if line.endswith("[release-file]")]
+    assert got == [
+        "overlays/dev/kustomization.yaml: images: 'nginx' is not of type 'array' [release-file]",
+        "overlays/dev/release.yaml: [0].data.MODEL_VERSION: [1] is not of type 'string' [release-file]",
+    ]
