@@ -17,6 +17,7 @@ the port keeps answering while any one worker restarts.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent import futures
 
@@ -119,11 +120,51 @@ def array_to_tensor(array: np.ndarray, tensor) -> None:
     tensor.tensor_content = np.ascontiguousarray(array, dtype="<f4").tobytes()
 
 
+class DrainGate(grpc.ServerInterceptor):
+    """Lets the server stop without failing a call it has already received.
+
+    gRPC's core cancels, at shutdown, every call that has arrived but that no handler thread has
+    picked up yet (grpc/grpc#41785), and Python's server picks calls up one at a time. So the
+    stop holds handlers at the gate, waits until the server has picked up every call that
+    arrived (no new one for a moment: the clients are waiting for their answers), shuts down
+    (GOAWAY: clients open no new call on this connection), then opens the gate: every held and
+    queued call is answered.
+    """
+
+    QUIET_SECONDS = 0.05
+
+    def __init__(self):
+        self._open = threading.Event()
+        self._open.set()
+        self.last_matched = time.monotonic()
+
+    def intercept_service(self, continuation, handler_call_details):
+        """Runs on the server's polling thread as each call is picked up: note when."""
+        self.last_matched = time.monotonic()
+        return continuation(handler_call_details)
+
+    def pass_through(self) -> None:
+        """Handler threads call this first; it waits while the gate is closed."""
+        if not self._open.is_set():
+            self._open.wait()
+
+    def stop(self, server: grpc.Server, grace: float, settle_limit: float = 2.0) -> threading.Event:
+        """Stop ``server`` as described above; the returned event is set when it has stopped."""
+        self._open.clear()
+        deadline = time.monotonic() + settle_limit
+        while time.monotonic() < deadline and time.monotonic() - self.last_matched < self.QUIET_SECONDS:
+            time.sleep(self.QUIET_SECONDS / 5)
+        stopped = server.stop(grace=grace)
+        self._open.set()
+        return stopped
+
+
 class TFServingApi:
     """The handlers of both TF Serving services over one worker's model repository."""
 
-    def __init__(self, repository: ModelRepository):
+    def __init__(self, repository: ModelRepository, gate: DrainGate | None = None):
         self.repo = repository
+        self.gate = gate or DrainGate()
 
     # --- shared checks ---------------------------------------------------------------------------------
 
@@ -219,6 +260,7 @@ def _unary(api: TFServingApi, endpoint: str, handler, request_class, response_cl
     name = api.repo.settings.model_name
 
     def call(request, context):
+        api.gate.pass_through()
         started = time.perf_counter()
         metrics.IN_FLIGHT.inc()
         code, version = grpc.StatusCode.OK, ""
@@ -227,17 +269,21 @@ def _unary(api: TFServingApi, endpoint: str, handler, request_class, response_cl
             if model is not None:
                 version = str(model.version)
             return response
-        except Abort as exc:
-            code, message = exc.code, exc.message
         except serving.Refusal as exc:
             code, message = _REFUSAL_CODES[exc.kind], exc.message
+            current = api.repo.current()
+            version = str(current.version) if current is not None and exc.kind == serving.INVALID else ""
+        except Abort as exc:
+            code, message = exc.code, exc.message
+            current = api.repo.current()
+            version = str(current.version) if current is not None else ""
         except Exception:  # a bug, never the client's fault: log it and answer INTERNAL, not UNKNOWN
             log.exception("unhandled error in gRPC %s", endpoint)
             code, message = grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
         finally:
             metrics.IN_FLIGHT.dec()
             status = HTTP_EQUIVALENT.get(code, "500")
-            model_label = name if code != grpc.StatusCode.NOT_FOUND or version else ""
+            model_label = name if request.model_spec.name == name else ""  # never a client's string
             metrics.REQUESTS.labels(endpoint, model_label, version, status).inc()
             metrics.REQUEST_LATENCY.labels(endpoint, name).observe(time.perf_counter() - started)
         context.abort(code, message)
@@ -275,8 +321,14 @@ def create_server(repository: ModelRepository, threads: int) -> grpc.Server:
         ("grpc.max_send_message_length", max(settings.max_body_bytes, 4 * 1024 * 1024)),
         ("grpc.so_reuseport", 1),  # every gunicorn worker binds the same port
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"), options=options)
-    api = TFServingApi(repository)
+    gate = DrainGate()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+        options=options,
+        interceptors=[gate],
+    )
+    server.drain_gate = gate  # type: ignore[attr-defined]  # see stop()
+    api = TFServingApi(repository, gate)
     server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(
@@ -352,6 +404,20 @@ class _ReflectionPool:
     def FindAllExtensions(self, message):
         """Extensions: none are declared."""
         return []
+
+
+def stop(server: grpc.Server, grace: float) -> threading.Event:
+    """Begin stopping a server made by :func:`create_server` without failing a received call
+    (:class:`DrainGate`), in the background; the event is set once it has stopped."""
+    server.health.enter_graceful_shutdown()
+    stopped = threading.Event()
+
+    def run() -> None:
+        server.drain_gate.stop(server, grace).wait(grace + 5)
+        stopped.set()
+
+    threading.Thread(target=run, name="grpc-stop", daemon=True).start()
+    return stopped
 
 
 def serve(repository: ModelRepository, host: str, port: int, threads: int) -> grpc.Server:

@@ -1,6 +1,6 @@
 """Compile ``protos/*.proto`` into ``protos/tfserving.binpb`` with grpcio-tools (``make protos``).
 
-A development tool: grpcio-tools is in the dev group, not in the serving image, which loads the
+``--check`` fails (exit 1) when the committed file is stale. A development tool: grpcio-tools is in the dev group, not in the serving image, which loads the
 committed descriptor set (``tfserving.py``). ``tests/services/test_grpc_protos.py`` fails when the
 committed file is not what this compiles.
 """
@@ -36,9 +36,14 @@ def compile_protos() -> bytes:
         return Path(out).read_bytes()
 
 
-def main() -> int:
-    """Recompile the descriptor set and write it atomically."""
+def main(argv: list[str] | None = None) -> int:
+    """Recompile the descriptor set and write it atomically; ``--check`` only compares (exit 1 if stale)."""
     data = compile_protos()
+    if "--check" in (sys.argv[1:] if argv is None else argv):
+        if DESCRIPTOR_SET.exists() and DESCRIPTOR_SET.read_bytes() == data:
+            return 0
+        print(f"protos: {DESCRIPTOR_SET.name} is stale: run 'make protos' and commit the result", file=sys.stderr)
+        return 1
     staged = DESCRIPTOR_SET.with_suffix(".partial")
     staged.write_bytes(data)
     staged.replace(DESCRIPTOR_SET)

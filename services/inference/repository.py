@@ -23,12 +23,11 @@ from pathlib import Path
 
 from services.inference import metrics
 from services.inference.backends import Backend, ModelLoadError, load_backend
-from services.inference.settings import Settings
+from services.inference.settings import DRAIN_MARKER, WORKER_STATE_DIR_ENV, Settings
 
 log = logging.getLogger("services.inference.repository")
 
 AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
-WORKER_STATE_DIR_ENV = "INFERENCE_WORKER_STATE_DIR"
 EXPECTED_WORKERS_FILE = "expected-workers"
 
 
@@ -132,7 +131,9 @@ class ModelRepository:
 
     def not_ready_reason(self) -> str | None:
         """Why readiness is false, or None when ready."""
-        if self._draining.is_set():
+        if self._draining.is_set() or (
+            self._state_dir is not None and os.path.exists(os.path.join(self._state_dir, DRAIN_MARKER))
+        ):
             return "shutting down"
         if self._current is None:
             return self._last_error or "model not loaded yet"

@@ -27,6 +27,11 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+# The directory gunicorn's workers share (gunicorn.conf.py sets it) and the file in it that asks
+# every worker to start draining (``python -m services.inference.drain``, a preStop hook).
+WORKER_STATE_DIR_ENV = "INFERENCE_WORKER_STATE_DIR"
+DRAIN_MARKER = "draining"
+
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -43,9 +43,8 @@ from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from services.inference.framing import Reject, RequestFramer
-from services.inference.settings import Settings
+from services.inference.settings import DRAIN_MARKER, WORKER_STATE_DIR_ENV, Settings
 
-DRAIN_MARKER = "draining"  # in the shared worker state directory (INFERENCE_WORKER_STATE_DIR)
 STOP_KEEPALIVE_LINGER = 2.0  # a stopping worker keeps idle connections this long for a request in flight
 REJECT_LINGER = 2.0  # after an early error response, read and discard this long so the client sees it
 MARKER_CHECK_SECONDS = 0.5
@@ -230,8 +229,9 @@ class InferenceWorker(ThreadWorker):
             if not conn.buf:
                 conn.deadline = min(conn.deadline, linger)
         if self.grpc_server is not None:
-            self.grpc_server.health.enter_graceful_shutdown()
-            self.grpc_stopped = self.grpc_server.stop(grace=self.cfg.graceful_timeout)
+            from services.inference import grpc_api
+
+            self.grpc_stopped = grpc_api.stop(self.grpc_server, self.cfg.graceful_timeout)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -240,7 +240,7 @@ class InferenceWorker(ThreadWorker):
             self.alive = False
         if now >= self._next_marker_check and not self.closing:
             self._next_marker_check = now + MARKER_CHECK_SECONDS
-            state_dir = os.environ.get("INFERENCE_WORKER_STATE_DIR")
+            state_dir = os.environ.get(WORKER_STATE_DIR_ENV)
             if state_dir and os.path.exists(os.path.join(state_dir, DRAIN_MARKER)):
                 self._start_soft_drain("drain requested (preStop)")
         if now >= self._next_timeout_check:
