@@ -1,8 +1,8 @@
 """Compile ``protos/*.proto`` into ``protos/tfserving.binpb`` with grpcio-tools (``make protos``).
 
-``--check`` fails (exit 1) when the committed file is stale. A development tool: grpcio-tools is in the dev group, not in the serving image, which loads the
-committed descriptor set (``tfserving.py``). ``tests/services/test_grpc_protos.py`` fails when the
-committed file is not what this compiles.
+``--check`` fails (exit 1) when the committed file is stale. A development tool: grpcio-tools is in
+the dev group, not in the serving image, which loads the committed descriptor set
+(``tfserving.py``); ``tests/services/test_grpc_protos.py`` runs the check.
 """
 
 from __future__ import annotations
