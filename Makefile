@@ -127,7 +127,7 @@ protos: $(call installed,dev) ## Recompile services/inference/protos/*.proto int
 # --- benchmarks (not part of make test) ----------------------------------------
 
 .PHONY: bench bench-validate
-bench: $(EVERYTHING) ## Benchmark the model server against the HTTP ceiling and a tutorial-style server
+bench: $(EVERYTHING) ## Benchmark the model server (wrk, gRPC clients) against the model alone and KServe (own venv in .bench/)
 	$(PY) -m benchmarks.serving
 
 bench-validate: $(GENERATOR) ## Benchmark make validate against kubernetes-validate, and on a large platform
