@@ -1,20 +1,21 @@
 """Serving benchmark (``make bench``): the real gunicorn model server under load, on loopback only.
 
-Scenarios, each measured with the same closed-loop load generator (``--connections`` client
-processes, one keep-alive connection each, for ``--seconds`` after a warm-up):
+Rows, each measured the same way in every round (rounds interleave servers; the table shows each
+row's median round, every ratio is the median of its per-round ratios):
 
-1. the same server stack on a trivial route (``GET /v2/health/live``): the HTTP ceiling;
-2. single-image ``:predict``, JSON ``[28, 28]`` instance (2b: the ``[28, 28, 1]`` form);
-3. single-image ``:predict``, ``{"b64": <PNG>}``;
-4. a 64-image ``:predict`` (reported in images/s);
-5. a reference server written the way tutorials do it (Flask + Keras ``model.predict`` per request);
+1. our no-op route (``GET /v2/health/live``): the HTTP ceiling of the same stack;
+2. single-image ``:predict``, JSON ``[28, 28]`` instance; 3. the same as ``{"b64": <PNG>}``;
+4. a 64-image JSON ``:predict`` (images/s);
+5. / 6. gRPC ``Predict`` with ``tensor_content``, 1 and 64 images (concurrent grpcio client
+   processes, one channel each: nothing packaged speaks TF Serving's gRPC);
+K1, K2, K4: KServe 0.21's model server (FastAPI/uvicorn, same workers, the same model.tflite through
+   LiteRT, the same V1 request), in its own venv under ``.bench/kserve`` (``kserve-requirements.in``);
+M: the model alone, in process, one thread (images/s at batch 64).
 
-plus cold start (process start until ``/v2/health/ready`` answers 200), RSS per worker, and the
-model alone in process (to tell hardware speed from server overhead).  Every scenario is measured
-``--rounds`` times, interleaved; the table shows each scenario's median round and every ratio is
-the median of its per-round ratios, so a busy moment on a shared machine does not decide the result.
-Not a test: it prints a table with the ratios against the goals of issue 11 and always exits 0
-unless the servers cannot start.
+HTTP rows use wrk (Debian's package, ``generator/tools/wrk.py``) with ``--connections`` keep-alive
+connections. CPU per request is the server process tree's user+system time over the timed window
+divided by the requests answered; RSS is the largest worker's. Not a test: it prints a table with
+the ratios against the goals of issue 11 and always exits 0 unless a server cannot start.
 """
 
 from __future__ import annotations
