@@ -29,6 +29,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 MODEL_ROOT ?= models
 MODEL ?= mnist
 PORT ?= 8080
+GRPC_PORT ?= 8500
 
 .PHONY: help
 help: ## List every target with what it does
@@ -124,18 +125,21 @@ status: $(GENERATOR) ## One table of every environment: strategy, image, model v
 
 # --- services ------------------------------------------------------------------
 
-.PHONY: train serve
+.PHONY: train serve protos
 train: $(call installed,training) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL= to change)
 	$(PY) -m services.training.train --model-root $(MODEL_ROOT) --model-name $(MODEL)
 
-serve: $(call installed,inference) ## Serve the trained models with gunicorn on port 8080 (PORT= to change)
-	MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) PORT=$(PORT) \
+serve: $(call installed,inference) ## Serve the trained models: REST on 8080, TF Serving gRPC on 8500 (PORT=, GRPC_PORT=)
+	MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) \
 	  $(VENV)/bin/gunicorn --config services/inference/gunicorn.conf.py
+
+protos: $(call installed,dev) ## Recompile services/inference/protos/*.proto into tfserving.binpb (grpcio-tools)
+	$(PY) -m services.inference.protoc
 
 # --- benchmarks (not part of make test) ----------------------------------------
 
 .PHONY: bench bench-validate
-bench: $(EVERYTHING) ## Benchmark the model server against the HTTP ceiling and a tutorial-style server
+bench: $(EVERYTHING) ## Benchmark the model server (wrk, gRPC clients) against the model alone and KServe (own venv in .bench/)
 	$(PY) -m benchmarks.serving
 
 bench-validate: $(GENERATOR) $(SHARED_STAMP) ## Benchmark make validate against kubernetes-validate, and on a large platform

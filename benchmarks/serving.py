@@ -1,20 +1,21 @@
 """Serving benchmark (``make bench``): the real gunicorn model server under load, on loopback only.
 
-Scenarios, each measured with the same closed-loop load generator (``--connections`` client
-processes, one keep-alive connection each, for ``--seconds`` after a warm-up):
+Rows, each measured the same way in every round (rounds interleave servers; the table shows each
+row's median round, every ratio is the median of its per-round ratios):
 
-1. the same server stack on a trivial route (``GET /v2/health/live``): the HTTP ceiling;
-2. single-image ``:predict``, JSON ``[28, 28]`` instance (2b: the ``[28, 28, 1]`` form);
-3. single-image ``:predict``, ``{"b64": <PNG>}``;
-4. a 64-image ``:predict`` (reported in images/s);
-5. a reference server written the way tutorials do it (Flask + Keras ``model.predict`` per request);
+1. our no-op route (``GET /v2/health/live``): the HTTP ceiling of the same stack;
+2. single-image ``:predict``, JSON ``[28, 28]`` instance; 3. the same as ``{"b64": <PNG>}``;
+4. a 64-image JSON ``:predict`` (images/s);
+5. / 6. gRPC ``Predict`` with ``tensor_content``, 1 and 64 images (concurrent grpcio client
+   processes, one channel each: nothing packaged speaks TF Serving's gRPC);
+K1, K2, K4: KServe 0.21's model server (FastAPI/uvicorn, same workers, the same model.tflite through
+   LiteRT, the same V1 request), in its own venv under ``.bench/kserve`` (``kserve-requirements.in``);
+M: the model alone, in process, one thread (images/s at batch 64).
 
-plus cold start (process start until ``/v2/health/ready`` answers 200), RSS per worker, and the
-model alone in process (to tell hardware speed from server overhead).  Every scenario is measured
-``--rounds`` times, interleaved; the table shows each scenario's median round and every ratio is
-the median of its per-round ratios, so a busy moment on a shared machine does not decide the result.
-Not a test: it prints a table with the ratios against the targets of issue 3 and always exits 0
-unless the servers cannot start.
+HTTP rows use wrk (Debian's package, ``generator/tools/wrk.py``) with ``--connections`` keep-alive
+connections. CPU per request is the server process tree's user+system time over the timed window
+divided by the requests answered; RSS is the largest worker's. Not a test: it prints a table with
+the ratios against the goals of issue 11 and always exits 0 unless a server cannot start.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class Result:
     p99_ms: float
     images_per_request: int
     rss_mb: float = float("nan")
+    cpu_ms: float = float("nan")
 
     @property
     def rps(self) -> float:
@@ -258,40 +260,21 @@ def base_env(**extra: str) -> dict:
 
 def start_model_server(root: Path, workers: int, threads: int, backend: str = "litert") -> Gunicorn:
     """services/inference exactly as `make serve` runs it, on an ephemeral loopback port."""
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     env = base_env(
         MODEL_BASE_PATH=str(root),
         MODEL_NAME=MODEL,
         PORT=str(port),
+        GRPC_PORT=str(grpc_port),
         HOST="127.0.0.1",
         WORKERS=str(workers),
         THREADS=str(threads),
         MODEL_BACKEND=backend,
         LOG_LEVEL="warning",
     )
-    return Gunicorn([GUNICORN, "--config", "services/inference/gunicorn.conf.py"], env, "/v2/health/ready", port)
-
-
-def start_reference_server(keras_file: Path, workers: int, threads: int) -> Gunicorn:
-    """The tutorial-style server under the same gunicorn settings."""
-    port = free_port()
-    env = base_env(REFERENCE_MODEL=str(keras_file))
-    argv = [
-        GUNICORN,
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "--worker-class",
-        "gthread",
-        "--log-level",
-        "warning",
-        "--no-control-socket",
-        "benchmarks.reference_server:create_app()",
-    ]
-    return Gunicorn(argv, env, "/health", port)
+    server = Gunicorn([GUNICORN, "--config", "services/inference/gunicorn.conf.py"], env, "/v2/health/ready", port)
+    server.grpc_target = f"127.0.0.1:{grpc_port}"
+    return server
 
 
 # --- the run ------------------------------------------------------------------------------------------------
@@ -367,143 +350,355 @@ def fmt(value: float, digits: int = 0) -> str:
     return "-" if value != value else f"{value:,.{digits}f}"
 
 
+# --- wrk, gRPC clients, KServe, CPU accounting ------------------------------------------------------------
+
+WRK_SCRIPT = """
+wrk.method = "{method}"
+wrk.headers["Content-Type"] = "application/json"
+{body}
+local latencies = {{}}
+function done(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %f %f\\n", summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    children.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process tree (live processes)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / ticks
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Largest RSS (MB) among the worker processes of a server (its descendants, else itself)."""
+    members = process_tree(pid)[1:] or [pid]
+    sizes = []
+    for member in members:
+        try:
+            with open(f"/proc/{member}/status") as fh:
+                sizes += [int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:")]
+        except OSError:
+            continue
+    return max(sizes) if sizes else float("nan")
+
+
+def run_wrk(name: str, port: int, path: str, body: bytes | None, server_pid: int, args, images: int = 1) -> Result:
+    """wrk (-t2, ``--connections`` keep-alive connections) for ``--seconds``; CPU of the server tree."""
+    from generator.tools.wrk import wrk
+
+    tool = wrk()
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
+        lua = Path(tmp) / "script.lua"
+        body_line = ""
+        if body is not None:
+            (Path(tmp) / "body").write_bytes(body)
+            body_line = f'local f = io.open("{tmp}/body", "rb"); wrk.body = f:read("*a"); f:close()'
+        lua.write_text(WRK_SCRIPT.format(method="POST" if body is not None else "GET", body=body_line))
+        url = f"http://127.0.0.1:{port}{path}"
+        subprocess.run([tool.path, "-t1", "-c2", "-d1s", "-s", str(lua), url], env=tool.env, capture_output=True)
+        cpu0 = cpu_seconds(server_pid)
+        out = subprocess.run(
+            [tool.path, "-t2", f"-c{args.connections}", f"-d{args.seconds:g}s", "-s", str(lua), url],
+            env=tool.env,
+            capture_output=True,
+            text=True,
+        )
+        cpu = cpu_seconds(server_pid) - cpu0
+    line = next((row for row in out.stdout.splitlines() if row.startswith("RESULT")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+    _, requests, errors, status_errors, p50, p99 = line.split()
+    result = Result(
+        name,
+        int(requests),
+        int(errors) + int(status_errors),
+        args.seconds,
+        float(p50) / 1000,
+        float(p99) / 1000,
+        images,
+    )
+    result.cpu_ms = cpu / max(1, result.requests) * 1000
+    result.rss_mb = tree_rss_mb(server_pid)
+    return result
+
+
+def _grpc_client(target: str, payload: bytes, seconds: float, start_at: float, out) -> None:
+    """One client process: one channel, unary Predict back to back (serialized request bytes)."""
+    import grpc
+
+    latencies = array("d")
+    errors = 0
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            "/tensorflow.serving.PredictionService/Predict",
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b,
+        )
+        call(payload, timeout=30, wait_for_ready=True)
+        while time.time() < start_at:
+            time.sleep(0.001)
+        stop_at = time.perf_counter() + seconds
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                break
+            try:
+                call(payload, timeout=30)
+            except grpc.RpcError:
+                errors += 1
+            latencies.append(time.perf_counter() - t0)
+    out.send((latencies.tobytes(), errors))
+    out.close()
+
+
+def run_grpc(name: str, target: str, images: np.ndarray, server_pid: int, args) -> Result:
+    """``--connections`` client processes, each its own channel, ``tensor_content`` requests."""
+    from services.inference import tfserving
+
+    request = tfserving.PredictRequest()
+    request.model_spec.name = MODEL
+    tensor = request.inputs["image"]
+    tensor.dtype = 1  # DT_FLOAT
+    for size in images.shape:
+        tensor.tensor_shape.dim.add(size=size)
+    tensor.tensor_content = np.ascontiguousarray(images, dtype="<f4").tobytes()
+    payload = request.SerializeToString()
+    ctx = mp.get_context("spawn")  # gRPC and fork do not mix
+    start_at = time.time() + 2.0
+    pipes, procs = [], []
+    for _ in range(args.connections):
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_grpc_client, args=(target, payload, args.seconds, start_at, child))
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    cpu0 = cpu_seconds(server_pid)
+    latencies: list[float] = []
+    errors = 0
+    for parent in pipes:
+        raw, errs = parent.recv()
+        errors += errs
+        latencies.extend(array("d", raw))
+    cpu = cpu_seconds(server_pid) - cpu0
+    for proc in procs:
+        proc.join(10)
+    latencies.sort()
+    n = len(latencies)
+    result = Result(
+        name,
+        n,
+        errors,
+        args.seconds,
+        latencies[n // 2] * 1000,
+        latencies[min(n - 1, int(0.99 * n))] * 1000,
+        len(images),
+    )
+    result.cpu_ms = cpu / max(1, n) * 1000
+    result.rss_mb = tree_rss_mb(server_pid)
+    return result
+
+
+KSERVE_VENV = REPO_ROOT / ".bench" / "kserve"
+KSERVE_REQUIREMENTS = REPO_ROOT / "benchmarks" / "kserve-requirements.in"
+
+
+def kserve_python() -> Path:
+    """The bench's own KServe venv (created from benchmarks/kserve-requirements.in on first use)."""
+    python = KSERVE_VENV / "bin" / "python"
+    stamp = KSERVE_VENV / ".installed"
+    if not stamp.exists() or stamp.read_text() != KSERVE_REQUIREMENTS.read_text():
+        print(f"creating {KSERVE_VENV} from {KSERVE_REQUIREMENTS.name} (KServe, for the comparison)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(KSERVE_VENV)], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                str(KSERVE_REQUIREMENTS),
+            ],
+            check=True,
+        )
+        stamp.write_text(KSERVE_REQUIREMENTS.read_text())
+    return python
+
+
+def start_kserve(version_dir: Path, workers: int) -> Gunicorn:
+    """KServe's model server (uvicorn, ``workers`` processes) on the same model.tflite."""
+    port, grpc_port = free_port(), free_port()
+    argv = [
+        str(kserve_python()),
+        str(REPO_ROOT / "benchmarks" / "kserve_server.py"),
+        "--model-dir",
+        str(version_dir),
+        "--http-port",
+        str(port),
+        "--grpc-port",
+        str(grpc_port),
+        "--workers",
+        str(workers),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    return Gunicorn(argv, env, f"/v2/models/{MODEL}/ready", port)
+
+
+GOALS = [  # (label, numerator row, denominator row, by images, goal, higher is better)
+    ("single-image JSON vs no-op route (req/s)", "2", "1", False, 0.7, True),
+    ("64-image gRPC tensor_content vs model alone (img/s)", "6", "M", True, 0.7, True),
+    ("64-image JSON vs model alone (img/s)", "4", "M", True, 0.8, True),
+    ("single-image JSON vs KServe (req/s)", "2", "K2", False, 1.0, True),
+    ("64-image JSON vs KServe (req/s)", "4", "K4", False, 1.0, True),
+    ("single-image JSON vs KServe (CPU/request)", "2", "K2", None, 1.0, False),
+    ("64-image JSON vs KServe (CPU/request)", "4", "K4", None, 1.0, False),
+]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run every scenario and print the table."""
+    """Run every scenario (interleaved rounds) and print the table with the ratios against their goals."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.split("\n\n")[0])
     p.add_argument("--model-root", default=str(REPO_ROOT / "models"))
-    p.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "1")))
+    p.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "2")))
     p.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "4")))
-    p.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", "4")))
-    p.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "2")))
-    p.add_argument(
-        "--rounds",
-        type=int,
-        default=int(os.environ.get("BENCH_ROUNDS", "5")),
-        help="measure every scenario this many times (interleaved); report medians",
-    )
-    p.add_argument("--warmup", type=float, default=0.5)
-    p.add_argument("--cold-starts", type=int, default=3)
+    p.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", "8")))
+    p.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "4")))
+    p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
     args = p.parse_args(argv)
 
     root = find_or_train_model(Path(args.model_root))
     model_dir = root / MODEL
     version = max(int(v.name) for v in model_dir.iterdir() if v.name.isdigit())
-    keras_file = model_dir / str(version) / "model.keras"
+    version_dir = model_dir / str(version)
     images = sample_images(64)
     single = json.dumps({"instances": [np.round(images[0, :, :, 0], 4).tolist()]}).encode()
-    single_c = json.dumps({"instances": [np.round(images[0], 4).tolist()]}).encode()
-    b64 = json.dumps({"instances": [{"b64": png_b64(images[0])}]}).encode()
     batch = json.dumps({"instances": np.round(images[:, :, :, 0], 4).tolist()}).encode()
+    b64 = json.dumps({"instances": [{"b64": png_b64(images[0])}]}).encode()
     predict = f"/v1/models/{MODEL}:predict"
-    common = dict(connections=args.connections, warmup=args.warmup, seconds=args.seconds)
-
     print(
-        f"model {MODEL} v{version} from {root}; server: {args.workers} worker(s) x {args.threads} threads, "
-        f"{args.connections} keep-alive client connections, median of {args.rounds} rounds of {args.seconds:g}s, "
-        f"{os.cpu_count()} CPUs",
+        f"model {MODEL} v{version}; servers: {args.workers} worker(s) x {args.threads} threads; wrk -t2 "
+        f"-c{args.connections} / {args.connections} gRPC client processes; median of {args.rounds} rounds of "
+        f"{args.seconds:g}s; {os.cpu_count()} CPUs",
         flush=True,
     )
-
-    model_only = model_only_us_per_image(model_dir / str(version), images)
-    cold = []
-    for _ in range(max(1, args.cold_starts)):
-        server = start_model_server(root, 1, args.threads)
+    model_only = model_only_us_per_image(version_dir, images)
+    rounds: dict[str, list[Result]] = {}
+    for round_no in range(1, args.rounds + 1):
+        server = start_model_server(root, args.workers, args.threads)
         try:
-            cold.append(server.wait_ready())
+            server.wait_ready()
+            pid, port = server.proc.pid, server.port
+            for key, result in (
+                ("1", run_wrk("1  ours: no-op route (GET /v2/health/live)", port, "/v2/health/live", None, pid, args)),
+                ("2", run_wrk("2  ours: predict, 1 image, JSON", port, predict, single, pid, args)),
+                ("3", run_wrk("3  ours: predict, 1 image, b64 PNG", port, predict, b64, pid, args)),
+                ("4", run_wrk("4  ours: predict, 64 images, JSON", port, predict, batch, pid, args, images=64)),
+                ("5", run_grpc("5  ours: gRPC Predict, 1 image", server.grpc_target, images[:1], pid, args)),
+                ("6", run_grpc("6  ours: gRPC Predict, 64 images", server.grpc_target, images, pid, args)),
+            ):
+                rounds.setdefault(key, []).append(result)
+                print(f"  round {round_no}: {result.name}: {result.rps:,.0f} req/s", flush=True)
         finally:
             server.stop()
+        kserve = start_kserve(version_dir, args.workers)
+        try:
+            kserve.wait_ready(180)
+            pid, port = kserve.proc.pid, kserve.port
+            for key, result in (
+                (
+                    "K1",
+                    run_wrk("K1 KServe: no-op route (GET /v2/health/live)", port, "/v2/health/live", None, pid, args),
+                ),
+                ("K2", run_wrk("K2 KServe: predict, 1 image, JSON", port, predict, single, pid, args)),
+                ("K4", run_wrk("K4 KServe: predict, 64 images, JSON", port, predict, batch, pid, args, images=64)),
+            ):
+                rounds.setdefault(key, []).append(result)
+                print(f"  round {round_no}: {result.name}: {result.rps:,.0f} req/s", flush=True)
+        finally:
+            kserve.stop()
 
-    scenarios = [
-        ("1  trivial route (HTTP ceiling)", http_request("GET", "/v2/health/live"), 1),
-        ("2  predict, 1 image, JSON [28,28]", http_request("POST", predict, single), 1),
-        ("2b predict, 1 image, JSON [28,28,1]", http_request("POST", predict, single_c), 1),
-        ("3  predict, 1 image, b64 PNG", http_request("POST", predict, b64), 1),
-        ("4  predict, 64 images, JSON", http_request("POST", predict, batch), 64),
-    ]
-    rounds: dict[str, list[Result]] = {}
-
-    def keep(result: Result) -> None:
-        rounds.setdefault(result.name, []).append(result)
-
-    server = start_model_server(root, args.workers, args.threads)
-    try:
-        server.wait_ready()
-        for round_no in range(1, args.rounds + 1):  # rounds interleave scenarios
-            for name, req, n in scenarios:
-                result = load(name, server.port, req, images=n, **common)
-                result.rss_mb = max(children_rss_mb(server.proc.pid) or [float("nan")])
-                keep(result)
-                print(f"  round {round_no}: {name}: {result.rps:,.0f} req/s", flush=True)
-    finally:
-        server.stop()
-
-    reference = start_reference_server(keras_file, args.workers, args.threads)
-    try:
-        reference.wait_ready()
-        ref_body = json.dumps({"instances": [np.round(images[0, :, :, 0], 4).tolist()]}).encode()
-        for round_no in range(1, args.rounds + 1):
-            result = load(
-                "5  reference: Flask + Keras predict",
-                reference.port,
-                http_request("POST", "/predict", ref_body),
-                **common,
-            )
-            result.rss_mb = max(children_rss_mb(reference.proc.pid) or [float("nan")])
-            keep(result)
-            print(f"  round {round_no}: {result.name}: {result.rps:,.0f} req/s", flush=True)
-    finally:
-        reference.stop()
-    results = [sorted(rs, key=lambda r: r.rps)[len(rs) // 2] for rs in rounds.values()]  # median rounds
-    per_round = {r.name[:2].strip(): rs for r, rs in zip(results, rounds.values(), strict=True)}
-
-    def median_ratio(num: str, den: str, images: bool = False) -> float:
-        values = [
-            (a.images_per_second / b.images_per_second) if images else (a.rps / b.rps)
-            for a, b in zip(per_round[num], per_round[den], strict=True)
-        ]
-        return statistics.median(values)
-
+    results = {key: sorted(rs, key=lambda r: r.rps)[len(rs) // 2] for key, rs in rounds.items()}
     print()
-    columns = (("req/s", 9), ("images/s", 10), ("p50 ms", 8), ("p99 ms", 8), ("RSS/worker MB", 14), ("errors", 7))
-    header = f"{'scenario':<38} " + " ".join(f"{name:>{width}}" for name, width in columns)
+    columns = (
+        ("req/s", 8),
+        ("images/s", 9),
+        ("p50 ms", 7),
+        ("p99 ms", 7),
+        ("CPU ms/req", 10),
+        ("RSS/worker MB", 13),
+        ("errors", 6),
+    )
+    header = f"{'scenario':<46} " + " ".join(f"{name:>{width}}" for name, width in columns)
     print(header)
     print("-" * len(header))
-    for r in results:
+    for r in results.values():
         print(
-            f"{r.name:<38} {fmt(r.rps):>9} {fmt(r.images_per_second):>10} {fmt(r.p50_ms, 2):>8} "
-            f"{fmt(r.p99_ms, 2):>8} {fmt(r.rss_mb, 0):>14} {r.errors:>7}"
+            f"{r.name:<46} {fmt(r.rps):>8} {fmt(r.images_per_second):>9} {fmt(r.p50_ms, 2):>7} {fmt(r.p99_ms, 2):>7} "
+            f"{fmt(r.cpu_ms, 2):>10} {fmt(r.rss_mb, 0):>13} {r.errors:>6}"
         )
-    cold_median = statistics.median(cold)
+    model_rate = 1e6 / model_only[64]
     print(
-        f"{'cold start to ready (median of ' + str(len(cold)) + ')':<38} {cold_median:>8.2f}s  "
-        f"(runs: {', '.join(f'{c:.2f}' for c in cold)})"
+        f"{'M  LiteRT alone, in process, one thread':<46} {'':>8} {fmt(model_rate):>9}   "
+        f"({model_only[1]:.1f} us/image at batch 1, {model_only[64]:.1f} at batch 64)"
     )
-    print(
-        f"{'LiteRT alone, in process (no HTTP)':<38} {model_only[1]:>6.1f} us/image at batch 1, "
-        f"{model_only[64]:.1f} us/image at batch 64"
-    )
-    load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{'machine load average (1 min) at the end':<38} {load_avg:>6.2f} on {os.cpu_count()} CPUs")
-    print()
+    load_avg = os.getloadavg()[0]
+    print(f"machine load average (1 min) at the end: {load_avg:.2f} on {os.cpu_count()} CPUs\n")
 
-    lite_rss = max(r.rss_mb for k in ("1", "2", "2b", "3", "4") for r in per_round[k])
-    checks = [
-        ("(2) req/s vs (1) HTTP ceiling", median_ratio("2", "1"), TARGETS["predict_vs_ceiling"], ">="),
-        ("(2) req/s vs (5) reference", median_ratio("2", "5"), TARGETS["predict_vs_reference"], ">="),
-        ("(4) images/s vs (2) images/s", median_ratio("4", "2", images=True), TARGETS["batch_vs_single_images"], ">="),
-        ("cold start seconds (LiteRT)", cold_median, TARGETS["cold_start_seconds"], "<="),
-        ("RSS MB per worker (LiteRT)", lite_rss, TARGETS["rss_mb_per_worker"], "<="),
-    ]
-    print(f"{'target':<34} {'measured':>10} {'target':>9} {'ratio':>7}  result")
-    for label, measured, target, op in checks:
-        ok = measured >= target if op == ">=" else measured <= target
-        ratio = measured / target if op == ">=" else target / measured
+    def ratio(num: str, den: str, by_images: bool | None) -> float:
+        values = []
+        for i in range(args.rounds):
+            a = rounds[num][i]
+            if den == "M":
+                values.append(a.images_per_second / model_rate)
+                continue
+            b = rounds[den][i]
+            if by_images is None:
+                values.append(a.cpu_ms / b.cpu_ms)
+            else:
+                values.append((a.images_per_second / b.images_per_second) if by_images else (a.rps / b.rps))
+        return statistics.median(values)
+
+    print(f"{'goal (median of per-round ratios)':<54} {'ratio':>7} {'goal':>7}  result")
+    for label, num, den, by_images, goal, higher in GOALS:
+        value = ratio(num, den, by_images)
+        ok = value >= goal if higher else value <= goal
         print(
-            f"{label:<34} {measured:>10.2f} {op + ' ' + format(target, 'g'):>9} {ratio:>6.2f}x  "
+            f"{label:<54} {value:>6.2f}x {('>= ' if higher else '<= ') + format(goal, 'g'):>7}  "
             f"{'met' if ok else 'MISSED'}"
         )
-    if any(r.errors for r in results):
-        print("\nwarning: some requests did not answer 200 (see the errors column)")
+    if any(r.errors for r in results.values()):
+        print("\nwarning: some requests failed (see the errors column)")
     return 0
 
 

@@ -105,6 +105,7 @@ class Serving:
     pdb: dict[str, int]
     gateway: Gateway
     client_namespaces: tuple[str, ...] = ()
+    grpc_port: int = 8500
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,8 @@ def parse_quantity(text: str) -> Decimal:
 def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
     """Checks a JSON Schema cannot express: orderings, uniqueness, paths on disk."""
     problems: list[tuple[str, str]] = []
+    if data["serving"].get("grpcPort", 8500) == data["serving"]["port"]:
+        problems.append(("serving.grpcPort", f"must differ from serving.port ({data['serving']['port']})"))
     scaling = data["serving"]["autoscaling"]
     if scaling["maxReplicas"] < scaling["minReplicas"]:
         problems.append(("serving.autoscaling.maxReplicas", f"must be >= minReplicas ({scaling['minReplicas']})"))
@@ -334,6 +337,7 @@ def _to_settings(data: dict) -> Platform:
             pdb=dict(s["podDisruptionBudget"]),
             gateway=Gateway(**s.get("gateway", {})),
             client_namespaces=tuple(s.get("clientNamespaces", [])),
+            grpc_port=s.get("grpcPort", 8500),
         ),
         training=Training(
             resources=resources(t["resources"]),

@@ -58,8 +58,16 @@ def chart_values(props: InferenceServiceProps) -> dict[str, Any]:
             "basePath": MODEL_MOUNT,
             "versionConfigMap": release_config_map_name(props.model.name, suffix),
             "storage": {"claimName": props.model_store_claim},
+            # The server checks its model against these at load and names the classes (metadata).
+            "inputShape": list(props.model.input_shape),
+            "classes": list(props.model.classes),
         },
-        "server": {"port": serving.port, "workers": serving.workers, "threads": serving.threads},
+        "server": {
+            "port": serving.port,
+            "grpcPort": serving.grpc_port,
+            "workers": serving.workers,
+            "threads": serving.threads,
+        },
         "resources": serving.resources.as_k8s(),
         "autoscaling": {
             "enabled": True,

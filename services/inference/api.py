@@ -17,8 +17,8 @@ import orjson
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.routing import BaseConverter
 
-from services.inference import metrics
-from services.inference.backends import TensorSpec
+from services.inference import metrics, serving
+from services.inference.backends import SIGNATURE, TensorSpec
 from services.inference.repository import LoadedModel, ModelRepository
 
 log = logging.getLogger("services.inference.api")
@@ -58,10 +58,20 @@ def _repo() -> ModelRepository:
     return current_app.extensions["inference.repository"]
 
 
+_REFUSAL_STATUS = {serving.NOT_FOUND: 404, serving.UNAVAILABLE: 503, serving.INVALID: 400}
+
+
+def _refused(exc: serving.Refusal) -> ApiError:
+    headers = {"Retry-After": "1"} if exc.kind == serving.UNAVAILABLE else None
+    return ApiError(_REFUSAL_STATUS[exc.kind], exc.message, headers)
+
+
 def _check_name(name: str) -> ModelRepository:
     repo = _repo()
-    if name != repo.settings.model_name:
-        raise ApiError(404, f"model '{name}' not found; this server serves '{repo.settings.model_name}'")
+    try:
+        serving.check_name(repo, name)
+    except serving.Refusal as exc:
+        raise _refused(exc) from None
     g.model = name
     return repo
 
@@ -73,16 +83,13 @@ def _parse_version(raw: str) -> int:
 
 
 def _serving(repo: ModelRepository, version: int | None = None) -> LoadedModel:
-    model = repo.current()
-    if model is None:
-        detail = f": {repo.last_error}" if repo.last_error else ""
-        raise ApiError(503, f"model '{repo.settings.model_name}' is not loaded yet{detail}", {"Retry-After": "1"})
-    g.version = str(model.version)
-    if version is not None and version != model.version:
-        raise ApiError(
-            404, f"version {version} of model '{model.name}' is not loaded; this server serves version {model.version}"
-        )
-    return model
+    current = repo.current()
+    if current is not None:
+        g.version = str(current.version)
+    try:
+        return serving.served_model(repo, version)
+    except serving.Refusal as exc:
+        raise _refused(exc) from None
 
 
 # --- request decoding --------------------------------------------------------------------------------
@@ -200,9 +207,10 @@ def parse_predict(body: bytes, spec: TensorSpec, max_batch: int) -> tuple[np.nda
         raise ApiError(
             400, f"unknown field(s) {sorted(unknown)}; expected 'instances' or 'inputs' and optionally 'signature_name'"
         )
-    sig = doc.get("signature_name")
-    if sig not in (None, "", "serving_default"):
-        raise ApiError(400, f"signature_name {sig!r} not found; the model has 'serving_default'")
+    try:
+        serving.check_signature(doc.get("signature_name"))
+    except serving.Refusal as exc:
+        raise ApiError(400, exc.message) from None
     if ("instances" in doc) == ("inputs" in doc):
         raise ApiError(400, "send exactly one of 'instances' (row format) or 'inputs' (columnar format)")
 
@@ -274,17 +282,10 @@ def predict_version(name: str, version: str):
 
 def _status(name: str, version: int | None) -> Response:
     repo = _check_name(name)
-    states = repo.states()
-    if version is not None:
-        states = [s for s in states if s.version == version]
-        if not states:
-            raise ApiError(404, f"version {version} of model '{name}' is not known to this server")
-    if not states:
-        raise ApiError(
-            503,
-            f"model '{name}' has no version loaded or loading: {repo.last_error or 'starting'}",
-            {"Retry-After": "1"},
-        )
+    try:
+        states = serving.version_states(repo, version)
+    except serving.Refusal as exc:
+        raise _refused(exc) from None
     current = repo.current()
     if current is not None:
         g.version = str(current.version)
@@ -307,21 +308,22 @@ def model_version_status(name: str, version: str):
 def _metadata(name: str, version: int | None) -> Response:
     repo = _check_name(name)
     model = _serving(repo, version)
-    inp, out = model.backend.input, model.backend.output
+    sig = serving.signature(model)
     signature = {
-        "inputs": {inp.name: inp.to_tf_serving(f"serving_default_{inp.name}:0")},
-        "outputs": {out.name: out.to_tf_serving("StatefulPartitionedCall:0")},
-        "method_name": "tensorflow/serving/predict",
+        "inputs": {sig.input.name: sig.input.to_tf_serving(sig.input_tensor_name)},
+        "outputs": {sig.output.name: sig.output.to_tf_serving(sig.output_tensor_name)},
+        "method_name": serving.METHOD_NAME,
     }
     return json_response(
         {
             "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
             "metadata": {
-                "signature_def": {"signature_def": {"serving_default": signature}},
+                "signature_def": {"signature_def": {SIGNATURE: signature}},
                 "model_info": {
                     "backend": model.backend.kind,
                     "path": str(model.path),
                     "load_seconds": round(model.load_seconds, 4),
+                    "classes": list(repo.settings.model_classes),
                     "training": model.metadata,
                 },
             },

@@ -3,22 +3,25 @@
 Run: ``gunicorn --config services/inference/gunicorn.conf.py`` (the container command uses
 ``/app/services/inference/gunicorn.conf.py``).  See README.md for the variables.
 
-- gthread workers, the app is created in each worker after the fork (never ``preload_app``:
-  loading TensorFlow before fork hangs workers), so each worker loads its own model.
+- The worker class is ``services.inference.worker.InferenceWorker`` (gunicorn's gthread, reading
+  whole requests in its event loop, balancing connections over workers, draining without cutting
+  requests, and running the gRPC server on ``GRPC_PORT``). The app is created in each worker after
+  the fork (never ``preload_app``: loading TensorFlow before fork hangs workers), so each worker
+  loads its own model.
 - Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` (default under the temp dir, which
   is the writable emptyDir on a read-only root filesystem) is emptied at start and removed at exit;
   ``child_exit`` marks dead workers so their live gauges disappear.
-- SIGTERM: the worker's readiness turns false at once, it keeps serving for
-  ``DRAIN_DELAY_SECONDS`` (default 0) while endpoints update, then stops accepting and finishes
-  requests in flight within ``GRACEFUL_TIMEOUT``.
+- SIGTERM: see ``worker.py``: readiness false at once, ``DRAIN_DELAY_SECONDS`` of normal service
+  with ``Connection: close``, then no new connections and every request already received answered
+  within ``GRACEFUL_TIMEOUT``; gRPC stops with the same grace.
 """
 
+import errno
 import os
 import shutil
-import signal
+import socket
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
@@ -27,6 +30,7 @@ if _REPO_ROOT not in sys.path:
 
 from services.inference.logs import gunicorn_logconfig  # noqa: E402
 from services.inference.settings import ConfigError, Settings  # noqa: E402
+from services.inference.worker import ConnectionShare  # noqa: E402
 
 try:
     _settings = Settings.from_env()
@@ -52,7 +56,7 @@ def _writable(path: str) -> bool:
 wsgi_app = "services.inference.app:create_app()"
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.workers
-worker_class = "gthread"
+worker_class = "services.inference.worker.InferenceWorker"
 threads = _settings.threads
 worker_connections = max(100, _settings.threads * 8)
 preload_app = False
@@ -62,7 +66,7 @@ keepalive = int(round(_settings.keepalive))
 loglevel = _settings.log_level
 errorlog = "-"
 accesslog = "-" if _settings.access_log else None
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'
 logconfig_dict = gunicorn_logconfig(_settings.log_format, _settings.log_level, _settings.access_log) or {}
 proc_name = f"inference-{_settings.model_name}"
 worker_tmp_dir = "/dev/shm" if _writable("/dev/shm") else None  # heartbeat off the (read-only) root disk
@@ -70,12 +74,29 @@ control_socket_disable = True  # no control socket under $HOME: read-only root f
 capture_output = False
 
 
+def _check_grpc_port() -> None:
+    """Fail at start, with one line, when GRPC_PORT is taken (workers bind it with SO_REUSEPORT,
+    which would otherwise share a port that another server already uses)."""
+    if not _settings.grpc_port:
+        return
+    family = socket.AF_INET6 if ":" in _settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((_settings.host, _settings.grpc_port))
+        except OSError as exc:
+            reason = "Address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            sys.stderr.write(f"model server configuration error: GRPC_PORT={_settings.grpc_port}: {reason}\n")
+            sys.exit(2)
+
+
 def on_starting(server):
-    """Master, before forking: start from an empty metrics directory."""
+    """Master, before forking: check the gRPC port, start from an empty metrics directory."""
+    _check_grpc_port()
     for path in (_METRICS_DIR, _STATE_DIR):
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path, exist_ok=True)
     _write_expected_workers(server.num_workers)
+    server.connection_share = ConnectionShare(slots=64)
     server.log.info(
         "metrics directory %s; %d worker(s) x %d thread(s); model %s from %s (%s)",
         _METRICS_DIR,
@@ -100,27 +121,11 @@ def nworkers_changed(server, new_value, old_value):
     _write_expected_workers(new_value)
 
 
-def post_worker_init(worker):
-    """Worker, after the app exists: make SIGTERM turn readiness false before draining."""
-    repository = getattr(worker.wsgi, "extensions", {}).get("inference.repository")
-    graceful_exit = worker.handle_exit
-
-    def on_sigterm(sig, frame):
-        if repository is not None and not repository.draining:
-            repository.drain()
-            worker.log.info(
-                "SIGTERM: readiness is false; draining (delay %.1fs, grace %ss)",
-                _settings.drain_delay_seconds,
-                graceful_timeout,
-            )
-        if _settings.drain_delay_seconds > 0:
-            timer = threading.Timer(_settings.drain_delay_seconds, graceful_exit, args=(sig, None))
-            timer.daemon = True
-            timer.start()
-        else:
-            graceful_exit(sig, frame)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+def pre_fork(server, worker):
+    """Master: give the new worker a slot of the shared connection table (see worker.py)."""
+    share = server.connection_share
+    worker.connection_share = share
+    worker.slot = share.free_slot({w.slot for w in server.WORKERS.values() if hasattr(w, "slot")})
 
 
 def child_exit(server, worker):
@@ -128,6 +133,8 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, _METRICS_DIR)
+    if hasattr(worker, "slot"):
+        server.connection_share.release(worker.slot)
     try:
         os.unlink(os.path.join(_STATE_DIR, f"ready-{worker.pid}"))
     except OSError:

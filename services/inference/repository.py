@@ -23,12 +23,11 @@ from pathlib import Path
 
 from services.inference import metrics
 from services.inference.backends import Backend, ModelLoadError, load_backend
-from services.inference.settings import Settings
+from services.inference.settings import DRAIN_MARKER, WORKER_STATE_DIR_ENV, Settings
 
 log = logging.getLogger("services.inference.repository")
 
 AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
-WORKER_STATE_DIR_ENV = "INFERENCE_WORKER_STATE_DIR"
 EXPECTED_WORKERS_FILE = "expected-workers"
 
 
@@ -130,15 +129,11 @@ class ModelRepository:
         """The most recent load problem ("" when the last attempt succeeded)."""
         return self._last_error
 
-    @property
-    def ready(self) -> bool:
-        """True when a model is loaded, the process is not shutting down and (under gunicorn) every
-        sibling worker has a model too."""
-        return self.not_ready_reason() is None
-
     def not_ready_reason(self) -> str | None:
         """Why readiness is false, or None when ready."""
-        if self._draining.is_set():
+        if self._draining.is_set() or (
+            self._state_dir is not None and os.path.exists(os.path.join(self._state_dir, DRAIN_MARKER))
+        ):
             return "shutting down"
         if self._current is None:
             return self._last_error or "model not loaded yet"
@@ -258,7 +253,7 @@ class ModelRepository:
                 intra_op_threads=self.settings.intra_op_threads,
                 inter_op_threads=self.settings.inter_op_threads,
             )
-            _check_signature(backend)
+            _check_signature(backend, self.settings.model_input_shape)
             backend.warm_up()
             metadata = _read_metadata(version_dir)
         except Exception as exc:
@@ -335,13 +330,19 @@ def worker_readiness(state_dir: Path) -> tuple[int, int]:
     return expected, ready
 
 
-def _check_signature(backend: Backend) -> None:
-    """The server speaks float32 tensors with a leading batch dimension; refuse anything else at load."""
+def _check_signature(backend: Backend, declared_shape: tuple[int, ...] = ()) -> None:
+    """The server speaks float32 tensors with a leading batch dimension, shaped as declared
+    (``MODEL_INPUT_SHAPE``, from platform.yaml); refuse anything else at load."""
     spec = backend.input
     if spec.dtype != "float32":
         raise ModelLoadError(f"input '{spec.name}' has dtype {spec.dtype}; the server supports float32 inputs")
     if len(spec.shape) < 2 or spec.shape[0] not in (-1, 1) or any(d < 1 for d in spec.shape[1:]):
         raise ModelLoadError(f"input '{spec.name}' has shape {list(spec.shape)}; expected [-1, fixed dims...]")
+    if declared_shape and tuple(spec.shape[1:]) != tuple(declared_shape):
+        raise ModelLoadError(
+            f"input '{spec.name}' has instance shape {list(spec.shape[1:])}, but MODEL_INPUT_SHAPE "
+            f"(platform.yaml inputShape) declares {list(declared_shape)}"
+        )
 
 
 def _read_metadata(version_dir: Path) -> dict:

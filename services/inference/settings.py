@@ -1,132 +1,302 @@
-"""Model server settings, read only from environment variables (see README.md for the table).
+"""Model server settings: every environment variable declared once, with its bounds and meaning.
 
-This module imports nothing heavy: gunicorn's master process reads it from ``gunicorn.conf.py``
-before forking, and the master must never load a model runtime.
+One ``pydantic-settings`` class reads and validates the environment; the README's settings table
+is generated from the same declarations (``python -m services.inference.settings`` prints it, a
+test keeps the README equal to it). This module imports nothing heavy: gunicorn's master reads it
+from ``gunicorn.conf.py`` before forking, and the master must never load a model runtime.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from contextvars import ContextVar
+from typing import Annotated, Any, Literal
 
-BACKENDS = ("litert", "tensorflow")
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-LOG_FORMATS = ("text", "json")
+from annotated_types import Ge, Le
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+# The directory gunicorn's workers share (gunicorn.conf.py sets it) and the file in it that asks
+# every worker to start draining (``python -m services.inference.drain``, a preStop hook).
+WORKER_STATE_DIR_ENV = "INFERENCE_WORKER_STATE_DIR"
+DRAIN_MARKER = "draining"
+
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 class ConfigError(ValueError):
     """An environment variable has a value the server cannot use; the message names it."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None) -> int:
-    raw = env.get(name, "").strip()
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ConfigError(f"{name}={value} must be {bound}")
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _lowered(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _boolean(value: Any) -> Any:
+    if isinstance(value, str):
+        raw = value.strip().lower()
+        if raw in _TRUE:
+            return True
+        if raw in _FALSE:
+            return False
+        raise ValueError("is not a boolean (use true or false)")
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not value >= minimum or value == float("inf"):
-        raise ConfigError(f"{name}={raw} must be a finite number >= {minimum}")
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
     return value
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ConfigError(f"{name}={env[name]!r} is not a boolean (use true or false)")
+def _model_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError("must be lowercase letters, digits, '.', '_' or '-' (max 63)")
+    return value
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = env.get(name, "").strip().lower() or default
-    if raw not in choices:
-        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
-    return raw
+def _input_shape(value: tuple[int, ...]) -> tuple[int, ...]:
+    if value and any(d < 1 for d in value):
+        raise ValueError("must list positive dimensions, without the batch dimension, e.g. [28, 28, 1]")
+    return value
 
 
-@dataclass(frozen=True)
-class Settings:
+Text = Annotated[str, BeforeValidator(_stripped)]
+Choice = BeforeValidator(_lowered)
+Bool = Annotated[bool, BeforeValidator(_boolean)]
+Seconds = Annotated[float, BeforeValidator(_stripped), AfterValidator(_finite)]
+Int = Annotated[int, BeforeValidator(_stripped)]
+
+
+def _env(name: str, description: str) -> dict[str, Any]:
+    """Field arguments of one setting: its environment variable and its README description."""
+    return {"validation_alias": name, "description": description}
+
+
+class Settings(BaseSettings):
     """Every knob of the model server; build it with :meth:`from_env`."""
 
-    port: int = 8080
-    host: str = "0.0.0.0"
-    workers: int = 1
-    threads: int = 4
-    graceful_timeout: float = 20.0
-    worker_timeout: float = 30.0
-    keepalive: float = 5.0
-    drain_delay_seconds: float = 0.0
-    log_level: str = "info"
-    log_format: str = "text"
-    access_log: bool = False
-    model_name: str = "mnist"
-    model_base_path: str = "/models"
-    model_version: int | None = None
-    model_backend: str = "litert"
-    model_poll_seconds: float = 30.0
-    max_batch_size: int = 64
-    max_body_bytes: int = 8 * 1024 * 1024
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True, env_ignore_empty=True)
+
+    port: Annotated[Int, Ge(1), Le(65535)] = Field(
+        8080, **_env("PORT", "TCP port of the REST API, health routes and `/metrics` (the container port `http`)")
+    )
+    grpc_port: Annotated[Int, Ge(0), Le(65535)] = Field(
+        8500,
+        **_env(
+            "GRPC_PORT",
+            "TCP port of the TF Serving gRPC API and `grpc.health.v1` (the container port `grpc`); `0` turns gRPC off",
+        ),
+    )
+    host: Text = Field("0.0.0.0", **_env("HOST", "Bind address of both ports"))
+    workers: Annotated[Int, Ge(1), Le(64)] = Field(
+        1, **_env("WORKERS", "gunicorn worker processes; each loads its own copy of the model and serves both APIs")
+    )
+    threads: Annotated[Int, Ge(1), Le(256)] = Field(
+        4,
+        **_env(
+            "THREADS",
+            "Request threads per worker for REST, and as many for gRPC (also the LiteRT interpreter pool size)",
+        ),
+    )
+    graceful_timeout: Annotated[Seconds, Ge(0)] = Field(
+        20.0, **_env("GRACEFUL_TIMEOUT", "Seconds a worker gets to finish requests in flight after SIGTERM")
+    )
+    worker_timeout: Annotated[Seconds, Ge(1)] = Field(
+        30.0, **_env("WORKER_TIMEOUT", "gunicorn worker heartbeat timeout (seconds)")
+    )
+    keepalive: Annotated[Seconds, Ge(0)] = Field(
+        5.0, **_env("KEEPALIVE", "Seconds an idle keep-alive connection stays open")
+    )
+    header_timeout: Annotated[Seconds, Ge(0.1)] = Field(
+        10.0,
+        **_env(
+            "REQUEST_HEADER_TIMEOUT",
+            "Seconds a client gets to send a request's headers once it has started (else 408 and close)",
+        ),
+    )
+    body_timeout: Annotated[Seconds, Ge(0.1)] = Field(
+        30.0,
+        **_env("REQUEST_BODY_TIMEOUT", "Seconds a client gets to send a request's body after its headers (else 408)"),
+    )
+    drain_delay_seconds: Annotated[Seconds, Ge(0)] = Field(
+        0.0,
+        **_env(
+            "DRAIN_DELAY_SECONDS",
+            "After SIGTERM, keep accepting requests this long with readiness already false (lets endpoints "
+            "update); must fit in `GRACEFUL_TIMEOUT` and the pod's `terminationGracePeriodSeconds`",
+        ),
+    )
+    log_level: Annotated[Literal["debug", "info", "warning", "error", "critical"], Choice] = Field(
+        "info", **_env("LOG_LEVEL", "Log level")
+    )
+    log_format: Annotated[Literal["text", "json"], Choice] = Field(
+        "text",
+        **_env(
+            "LOG_FORMAT",
+            "`json` writes gunicorn's and the app's logs as one JSON object per line (`time`, `level`, `logger`, "
+            "`pid`, `message`)",
+        ),
+    )
+    access_log: Bool = Field(False, **_env("ACCESS_LOG", "`true` writes one access-log line per request to stdout"))
+    model_name: Annotated[Text, AfterValidator(_model_name)] = Field(
+        "mnist", **_env("MODEL_NAME", "Model name in the URLs and the directory under `MODEL_BASE_PATH`")
+    )
+    model_base_path: Text = Field("/models", **_env("MODEL_BASE_PATH", "Root holding `<MODEL_NAME>/<version>/`"))
+    model_version: Annotated[Int, Ge(1)] | None = Field(
+        None, **_env("MODEL_VERSION", "Pin a version; empty serves the newest version that loads")
+    )
+    model_version_labels: dict[str, Annotated[int, Ge(1)]] = Field(
+        default_factory=dict,
+        **_env(
+            "MODEL_VERSION_LABELS",
+            'JSON object of TF Serving version labels for gRPC `model_spec.version_label`, e.g. `{"stable": 3}`',
+        ),
+    )
+    model_backend: Annotated[Literal["litert", "tensorflow"], Choice] = Field(
+        "litert",
+        **_env("MODEL_BACKEND", "`litert` (`model.tflite`) or `tensorflow` (the SavedModel; needs TensorFlow)"),
+    )
+    model_input_shape: Annotated[tuple[int, ...], AfterValidator(_input_shape)] = Field(
+        (),
+        **_env(
+            "MODEL_INPUT_SHAPE",
+            "JSON list: the input shape each instance must have (`platform.yaml` `inputShape`); a version whose "
+            "model disagrees fails to load. Empty: not checked",
+        ),
+    )
+    model_classes: tuple[str, ...] = Field(
+        (),
+        **_env(
+            "MODEL_CLASSES",
+            "JSON list of the output classes' names (`platform.yaml` `classes`), shown by the metadata route",
+        ),
+    )
+    model_poll_seconds: Annotated[Seconds, Ge(0)] = Field(
+        30.0,
+        **_env("MODEL_POLL_SECONDS", "How often to look for new versions; `0` disables polling after the first load"),
+    )
+    max_batch_size: Annotated[Int, Ge(1), Le(1_000_000)] = Field(
+        64, **_env("MAX_BATCH_SIZE", "Most instances in one request (more gives 413, or INVALID_ARGUMENT on gRPC)")
+    )
+    max_body_bytes: Annotated[Int, Ge(1024)] = Field(
+        8 * 1024 * 1024,
+        **_env(
+            "MAX_BODY_BYTES",
+            "Largest request body or gRPC message (8 MiB; more gives 413, or RESOURCE_EXHAUSTED on gRPC)",
+        ),
+    )
+    intra_op_threads: Annotated[Int, Ge(1), Le(256)] = Field(
+        1, **_env("INTRA_OP_THREADS", "Threads inside one inference (LiteRT `num_threads`, TensorFlow intra-op)")
+    )
+    inter_op_threads: Annotated[Int, Ge(1), Le(256)] = Field(
+        1, **_env("INTER_OP_THREADS", "TensorFlow inter-op threads (TensorFlow backend only)")
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the process environment (or the mapping given to :meth:`from_env`): no files."""
+        return (_MappingEnvSource(settings_cls),)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate every setting; raises :class:`ConfigError` naming the bad variable."""
-        env = os.environ if env is None else env
-        name = env.get("MODEL_NAME", "").strip() or "mnist"
-        if not _NAME_RE.match(name):
-            raise ConfigError(f"MODEL_NAME={name!r} must be lowercase letters, digits, '.', '_' or '-' (max 63)")
-        raw_version = env.get("MODEL_VERSION", "").strip()
-        version = _int(env, "MODEL_VERSION", 0, 1) if raw_version else None
-        return cls(
-            port=_int(env, "PORT", 8080, 1, 65535),
-            host=env.get("HOST", "").strip() or "0.0.0.0",
-            workers=_int(env, "WORKERS", 1, 1, 64),
-            threads=_int(env, "THREADS", 4, 1, 256),
-            graceful_timeout=_float(env, "GRACEFUL_TIMEOUT", 20.0, 0.0),
-            worker_timeout=_float(env, "WORKER_TIMEOUT", 30.0, 1.0),
-            keepalive=_float(env, "KEEPALIVE", 5.0, 0.0),
-            drain_delay_seconds=_float(env, "DRAIN_DELAY_SECONDS", 0.0, 0.0),
-            log_level=_choice(env, "LOG_LEVEL", "info", LOG_LEVELS),
-            log_format=_choice(env, "LOG_FORMAT", "text", LOG_FORMATS),
-            access_log=_bool(env, "ACCESS_LOG", False),
-            model_name=name,
-            model_base_path=env.get("MODEL_BASE_PATH", "").strip() or "/models",
-            model_version=version,
-            model_backend=_choice(env, "MODEL_BACKEND", "litert", BACKENDS),
-            model_poll_seconds=_float(env, "MODEL_POLL_SECONDS", 30.0, 0.0),
-            max_batch_size=_int(env, "MAX_BATCH_SIZE", 64, 1, 1_000_000),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 8 * 1024 * 1024, 1024),
-            intra_op_threads=_int(env, "INTRA_OP_THREADS", 1, 1, 256),
-            inter_op_threads=_int(env, "INTER_OP_THREADS", 1, 1, 256),
-        )
+        """Read and validate every setting; raises :class:`ConfigError` naming every bad variable."""
+        token = _ENVIRON.set(os.environ if env is None else env)
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, os.environ if env is None else env)) from None
+        except SettingsError as exc:  # a JSON-valued variable that is not JSON
+            field = re.search(r'field "([^"]+)"', str(exc))
+            name = Settings.model_fields[field[1]].validation_alias if field else "?"
+            raw = (os.environ if env is None else env).get(str(name), "")
+            raise ConfigError(f"{name}={raw!r}: is not valid JSON") from None
+        finally:
+            _ENVIRON.reset(token)
 
-    def replace(self, **changes) -> Settings:
-        """A copy with some fields changed (used by tests and tools)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return Settings(**values)
+
+_ENVIRON: ContextVar[Mapping[str, str]] = ContextVar("settings_environ")
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading the mapping :meth:`Settings.from_env` was given."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(_ENVIRON.get(os.environ), True, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def _describe(exc: ValidationError, env: Mapping[str, str]) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        info = Settings.model_fields.get(field)
+        name = info.validation_alias if info is not None else field
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}={env.get(str(name), '')!r}: {message}")
+    return "; ".join(problems)
+
+
+def _default_text(info: Any) -> str:
+    default = info.get_default(call_default_factory=True)
+    if default is None or default in ((), {}):
+        return "empty"
+    if isinstance(default, bool):
+        return "`true`" if default else "`false`"
+    if isinstance(default, float) and default.is_integer():
+        default = int(default)
+    return f"`{default}`"
+
+
+def _bounds_text(info: Any) -> str:
+    low = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
+    high = next((m.le for m in info.metadata if isinstance(m, Le)), None)
+    if info.annotation is bool:
+        return "`true`, `false`"
+    if info.annotation in (dict, tuple) or getattr(info.annotation, "__origin__", None) in (dict, tuple):
+        return "JSON"
+    choices = getattr(info.annotation, "__args__", ())
+    if choices and all(isinstance(c, str) for c in choices):
+        return ", ".join(f"`{c}`" for c in choices)
+    if low is not None and high is not None:
+        return f"{low} to {high}"
+    if low is not None:
+        return f"≥ {low}"
+    return ""
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the declarations above."""
+    rows = ["| Variable | Default | Allowed | Meaning |", "|---|---|---|---|"]
+    for info in Settings.model_fields.values():
+        rows.append(
+            f"| `{info.validation_alias}` | {_default_text(info)} | {_bounds_text(info)} | {info.description} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(settings_table())

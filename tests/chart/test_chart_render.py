@@ -32,6 +32,7 @@ SHARED_KINDS = {"Service", "ServiceAccount", "NetworkPolicy"}
 ALL_KINDS = WORKLOAD_KINDS | SHARED_KINDS
 SERVER_ENV = {
     "PORT",
+    "GRPC_PORT",
     "WORKERS",
     "THREADS",
     "GRACEFUL_TIMEOUT",
@@ -241,7 +242,10 @@ def test_container_contract():
     c = container(docs)
     assert c["command"] == ["gunicorn", "--config", "/app/services/inference/gunicorn.conf.py"]
     assert "args" not in c
-    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8500, "protocol": "TCP"},
+    ]
     assert c["image"] == "ml-gitops/inference-server:0.1.0"
     for probe, path in [
         ("startupProbe", "/v2/health/live"),
@@ -266,13 +270,18 @@ def test_configmap_holds_the_server_settings_and_model_version_is_an_explicit_en
     assert set(data) == SERVER_ENV
     assert all(isinstance(v, str) for v in data.values())
     assert data["MAX_BODY_BYTES"] == "8388608"  # not 8.388608e+06
-    assert data["MODEL_BASE_PATH"] == "/mnt/store" and data["PORT"] == "9000"
+    assert data["MODEL_BASE_PATH"] == "/mnt/store" and data["PORT"] == "9000" and data["GRPC_PORT"] == "8500"
+    with_facts = one(render("model.inputShape={28,28,1}", "model.classes={a,b}"), "ConfigMap")["data"]
+    assert (with_facts["MODEL_INPUT_SHAPE"], with_facts["MODEL_CLASSES"]) == ("[28,28,1]", '["a","b"]')
     c = container(docs)
     assert c["env"][0] == {"name": "MODEL_VERSION", "value": "7"}
     assert [e["name"] for e in c["env"]].count("MODEL_VERSION") == 1
     assert c["ports"][0]["containerPort"] == 9000
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/mnt/store", "/tmp"}
-    assert one(docs, "NetworkPolicy")["spec"]["ingress"][0]["ports"] == [{"port": 9000, "protocol": "TCP"}]
+    assert one(docs, "NetworkPolicy")["spec"]["ingress"][0]["ports"] == [
+        {"port": 9000, "protocol": "TCP"},
+        {"port": 8500, "protocol": "TCP"},
+    ]
     assert container(render())["env"] == [{"name": "MODEL_VERSION", "value": ""}]
 
 
@@ -311,11 +320,30 @@ def test_topology_spread_defaults():
 def test_network_policy_admits_only_the_serving_port():
     policy = one(render(), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress"]
-    assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}, {"port": 8500, "protocol": "TCP"}]}]
+
+
+def test_grpc_port_service_and_probe_option():
+    docs = render("server.grpcPort=9500", "service.grpcPort=8600")
+    ports = {p["name"]: p for p in one(docs, "Service")["spec"]["ports"]}
+    assert ports["grpc"] == {
+        "name": "grpc",
+        "port": 8600,
+        "targetPort": "grpc",
+        "protocol": "TCP",
+        "appProtocol": "kubernetes.io/h2c",
+    }
+    assert {"name": "grpc", "containerPort": 9500, "protocol": "TCP"} in container(docs)["ports"]
+    assert "httpGet" in container(docs)["readinessProbe"]
+    probed = container(render("probes.readiness.grpc=true"))
+    assert probed["readinessProbe"]["grpc"] == {"port": 8500} and "httpGet" not in probed["readinessProbe"]
+    assert "httpGet" in probed["livenessProbe"]  # liveness stays HTTP: it answers while a model loads
+    drain = container(render("lifecycle.preStopMethod=drain"))["lifecycle"]["preStop"]
+    assert drain == {"exec": {"command": ["python", "-m", "services.inference.drain", "--wait", "5"]}}
     policy = one(render(values="production.yaml"), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == []
     [rule] = policy["ingress"]
-    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}, {"port": 8500, "protocol": "TCP"}]
     assert len(rule["from"]) == 2 and "podSelector" in rule["from"][1]
 
 

@@ -47,7 +47,8 @@ BAD_CONFIGS = {
         lambda d: d["serving"].update(replicas=3),
         [
             "platform.yaml: serving.replicas: unknown key "
-            "(allowed: autoscaling, clientNamespaces, gateway, gunicorn, podDisruptionBudget, port, resources)"
+            "(allowed: autoscaling, clientNamespaces, gateway, grpcPort, gunicorn, "
+            "podDisruptionBudget, port, resources)"
         ],
     ),
     "namespace not DNS-1123": (

@@ -24,6 +24,7 @@ def clean_env(**extra: str) -> dict:
     """The environment for child processes: no inherited server/trainer settings, quiet TensorFlow."""
     drop = {
         "PORT",
+        "GRPC_PORT",
         "WORKERS",
         "THREADS",
         "MODEL_NAME",
@@ -40,6 +41,10 @@ def clean_env(**extra: str) -> dict:
         "LOG_LEVEL",
         "MAX_BATCH_SIZE",
         "MAX_BODY_BYTES",
+        "MODEL_INPUT_SHAPE",
+        "MODEL_CLASSES",
+        "DRAIN_DELAY_SECONDS",
+        "INFERENCE_WORKER_STATE_DIR",
     }
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(REPO_ROOT))
@@ -100,12 +105,15 @@ class Server:
 
     def __init__(self, root: Path, log_path: Path, **env: str):
         self.port = free_port()
+        self.grpc_port = int(env.pop("GRPC_PORT", 0)) or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log_path
         settings = {
             "MODEL_BASE_PATH": str(root),
             "MODEL_NAME": MODEL,
             "PORT": str(self.port),
+            "GRPC_PORT": str(self.grpc_port),
             "HOST": "127.0.0.1",
             "WORKERS": "1",
             "THREADS": "4",
@@ -136,6 +144,19 @@ class Server:
                 pass
             time.sleep(0.05)
         raise AssertionError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the master's live worker processes."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as fh:
+                        if int(fh.read().rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                            pids.append(int(entry))
+                except (OSError, ValueError, IndexError):
+                    continue
+        return sorted(pids)
 
     def log(self) -> str:
         """Everything the server wrote so far."""

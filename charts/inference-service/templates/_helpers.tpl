@@ -199,6 +199,7 @@ MODEL_VERSION is deliberately absent: it is an explicit container env entry that
 {{- define "inference-service.configData" -}}
 ACCESS_LOG: {{ ternary "true" "false" .Values.server.accessLog | quote }}
 GRACEFUL_TIMEOUT: {{ .Values.server.gracefulTimeoutSeconds | int64 | quote }}
+GRPC_PORT: {{ .Values.server.grpcPort | int64 | quote }}
 INTER_OP_THREADS: {{ .Values.server.interOpThreads | int64 | quote }}
 INTRA_OP_THREADS: {{ .Values.server.intraOpThreads | int64 | quote }}
 LOG_LEVEL: {{ .Values.server.logLevel | quote }}
@@ -206,6 +207,12 @@ MAX_BATCH_SIZE: {{ .Values.server.maxBatchSize | int64 | quote }}
 MAX_BODY_BYTES: {{ .Values.server.maxBodyBytes | int64 | quote }}
 MODEL_BACKEND: {{ .Values.model.backend | quote }}
 MODEL_BASE_PATH: {{ .Values.model.basePath | quote }}
+{{- with .Values.model.classes }}
+MODEL_CLASSES: {{ toJson . | quote }}
+{{- end }}
+{{- with .Values.model.inputShape }}
+MODEL_INPUT_SHAPE: {{ toJson . | quote }}
+{{- end }}
 MODEL_NAME: {{ .Values.model.name | quote }}
 MODEL_POLL_SECONDS: {{ .Values.model.pollSeconds | int64 | quote }}
 PORT: {{ .Values.server.port | int64 | quote }}
@@ -215,14 +222,20 @@ WORKERS: {{ .Values.server.workers | int64 | quote }}
 {{- end -}}
 
 {{/*
-An HTTP probe on the port named http. Usage:
+An HTTP probe on the port named http, or with "grpc" true Kubernetes' gRPC probe (grpc.health.v1)
+on the gRPC port. Usage:
 include "inference-service.httpProbe" (dict "path" "/v2/health/live" "probe" .Values.probes.liveness)
 */}}
 {{- define "inference-service.httpProbe" -}}
+{{- if .grpc -}}
+grpc:
+  port: {{ .grpcPort | int64 }}
+{{- else -}}
 httpGet:
   path: {{ .path }}
   port: http
   scheme: HTTP
+{{- end }}
 initialDelaySeconds: {{ .probe.initialDelaySeconds | int64 }}
 periodSeconds: {{ .probe.periodSeconds | int64 }}
 timeoutSeconds: {{ .probe.timeoutSeconds | int64 }}

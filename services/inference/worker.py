@@ -1,0 +1,430 @@
+"""The gunicorn worker of the model server: gthread, hardened, and the home of the gRPC server.
+
+It is gunicorn's ``gthread`` worker (``ThreadWorker``) with four changes:
+
+1. **Whole requests before threads.** The event loop reads every connection without blocking and
+   hands a request to a thread only once its headers and body are complete (``framing.py``), so a
+   client that sends slowly holds a buffer, never one of the threads that run predictions. Headers
+   must arrive within ``REQUEST_HEADER_TIMEOUT`` and the body within ``REQUEST_BODY_TIMEOUT``
+   (else 408); a body over ``MAX_BODY_BYTES`` is refused with 413 from its headers, before it is
+   read, and a malformed chunked body with 400. Buffered bodies share a per-worker budget; past it,
+   connections still sending a body wait their turn. Responses to clients that do not read are
+   bounded by a socket send timeout.
+2. **Connections spread over workers.** Workers share one listening socket and a small table of
+   their open connections (shared memory set up by ``gunicorn.conf.py``); a worker takes a new
+   connection only while it holds no more than the average, so 8 keep-alive connections on 2
+   workers end up 4 and 4 instead of wherever the kernel happened to wake.
+3. **A drain that cuts nothing.** On SIGTERM the readiness turns false; for ``DRAIN_DELAY_SECONDS``
+   everything is served as usual except that every response carries ``Connection: close``; then
+   the worker takes what is waiting in the listen queue, closes its listener (new connections are
+   refused, not reset), answers every request already received or still arriving on an open
+   connection with ``Connection: close``, and exits when no connection is left (at most
+   ``GRACEFUL_TIMEOUT``). ``python -m services.inference.drain`` (an exec preStop hook) starts the
+   same soft phase before SIGTERM.
+4. **gRPC.** The worker runs the TF Serving gRPC server (``grpc_api.py``) on ``GRPC_PORT`` next to
+   its REST threads, over the same model repository; every worker binds the port with
+   ``SO_REUSEPORT``, so gRPC keeps answering while any one worker restarts. It stops with the same
+   grace as REST.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import selectors
+import socket
+import struct
+import time
+from functools import partial
+
+import orjson
+from gunicorn import http
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from services.inference.framing import Reject, RequestFramer
+from services.inference.settings import DRAIN_MARKER, WORKER_STATE_DIR_ENV, Settings
+
+STOP_KEEPALIVE_LINGER = 2.0  # a stopping worker keeps idle connections this long for a request in flight
+REJECT_LINGER = 2.0  # after an early error response, read and discard this long so the client sees it
+MARKER_CHECK_SECONDS = 0.5
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+}
+
+
+class ConnectionShare:
+    """Open connections per worker, in shared memory the master creates before forking.
+
+    A slot is ``(pid, connections)``; the master assigns slots (``pre_fork``) and frees them
+    (``child_exit``); each worker writes only its own slot, so no lock is needed.
+    """
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self._map = mmap.mmap(-1, slots * 16)
+        self._view = memoryview(self._map).cast("q")
+
+    def claim(self, slot: int, pid: int) -> None:
+        """Worker, after the fork: take ``slot``."""
+        self._view[2 * slot + 1] = 0
+        self._view[2 * slot] = pid
+
+    def release(self, slot: int) -> None:
+        """Master, after a worker died: free its slot."""
+        self._view[2 * slot] = 0
+        self._view[2 * slot + 1] = 0
+
+    def set(self, slot: int, connections: int) -> None:
+        """Worker: publish its number of open connections."""
+        self._view[2 * slot + 1] = connections
+
+    def below_average(self, slot: int) -> bool:
+        """True while this worker holds no more connections than the average of the live workers."""
+        view, mine = self._view, self._view[2 * slot + 1]
+        live = total = 0
+        for i in range(self.slots):
+            if view[2 * i]:
+                live += 1
+                total += view[2 * i + 1]
+        return mine * live <= total
+
+    def free_slot(self, used: set[int]) -> int:
+        """Master: the lowest slot no live worker holds."""
+        return next(i for i in range(self.slots) if i not in used)
+
+
+def error_response(status: int, message: str) -> bytes:
+    """A complete HTTP/1.1 error response in the API's JSON shape, closing the connection."""
+    body = orjson.dumps({"error": message})
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class BufferedConn(TConn):
+    """A connection whose next request is being collected by the event loop."""
+
+    def __init__(self, cfg, sock, client, server, max_body: int):
+        super().__init__(cfg, sock, client, server)
+        self.initialized = True  # no lazy socket parser: each request gets an in-memory one
+        self.data_ready = True
+        self.max_body = max_body
+        self.buf = bytearray()
+        self.framer = RequestFramer(max_body)
+        self.deadline = 0.0
+        self.lingering = False
+        self.continued = False
+
+    def next_request(self) -> None:
+        """Forget the request just served; bytes already read for the next one stay in ``buf``."""
+        self.framer = RequestFramer(self.max_body)
+        self.continued = False
+
+
+class InferenceWorker(ThreadWorker):
+    """gthread with buffered reads, balanced accepts, a drain that cuts nothing and a gRPC server."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.settings = Settings.from_env()
+        self.reading: dict[BufferedConn, None] = {}  # insertion-ordered set of connections being read
+        self.paused: dict[BufferedConn, None] = {}  # waiting for the body budget
+        self.buffered = 0
+        self.budget = max(4, self.cfg.threads * 2) * self.settings.max_body_bytes
+        self.closing = False  # soft drain: every response says Connection: close
+        self.stop_at: float | None = None  # hard stop: set when the listeners closed
+        self.grpc_server = None
+        self.grpc_stopped = None
+        self._next_marker_check = 0.0
+        self._next_timeout_check = 0.0
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    @property
+    def repository(self):
+        """The Flask app's model repository (None before the app is loaded)."""
+        return getattr(self.wsgi, "extensions", {}).get("inference.repository")
+
+    def run(self):
+        """Start gRPC, then the event loop; drain and stop both on SIGTERM."""
+        share, slot = getattr(self, "connection_share", None), getattr(self, "slot", None)
+        if share is not None:
+            share.claim(slot, os.getpid())
+        if self.settings.grpc_port and self.repository is not None:
+            from services.inference import grpc_api
+
+            self.grpc_server = grpc_api.serve(
+                self.repository, self.settings.host, self.settings.grpc_port, self.cfg.threads
+            )
+        self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
+        self.set_accept_enabled(True)
+        while self.alive:
+            self.notify()
+            self._balance_accepts()
+            self.wait_for_and_dispatch_events(timeout=0.5)
+            if not self.is_parent_alive():
+                break
+            self._housekeeping()
+        self._stop_listening()
+        limit = time.monotonic() + self.cfg.graceful_timeout
+        while self.nr_conns > 0 and time.monotonic() < limit:
+            self.notify()
+            self.wait_for_and_dispatch_events(timeout=0.2)
+            self._housekeeping()
+        for conn in list(self.reading) + list(self.paused):
+            self._close(conn)
+        self.tpool.shutdown(wait=True, cancel_futures=False)
+        if self.grpc_stopped is not None:
+            self.grpc_stopped.wait(max(0.0, limit - time.monotonic()))
+        self.poller.close()
+        self.method_queue.close()
+
+    def handle_exit(self, sig, frame):
+        """SIGTERM: readiness false and the soft drain now; the hard stop after DRAIN_DELAY_SECONDS."""
+        self._start_soft_drain("SIGTERM")
+        delay = self.settings.drain_delay_seconds
+        if delay > 0:
+            self.method_queue.defer(self._schedule_stop, time.monotonic() + delay)
+        else:
+            super().handle_exit(sig, frame)
+
+    def _schedule_stop(self, when: float) -> None:
+        self._stop_due = when
+
+    def _start_soft_drain(self, why: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        repository = self.repository
+        if repository is not None and not repository.draining:
+            repository.drain()
+        self.log.info(
+            "%s: readiness is false; draining (delay %.1fs, grace %ss); responses now close their connection",
+            why,
+            self.settings.drain_delay_seconds,
+            self.cfg.graceful_timeout,
+        )
+
+    def _stop_listening(self) -> None:
+        """Hard stop: take what waits in the listen queue, close the listeners, stop gRPC with grace."""
+        if self.stop_at is not None:
+            return
+        self._start_soft_drain("stop")
+        for listener in self.sockets:
+            while self._accept_one(listener):
+                pass
+        self.set_accept_enabled(False)
+        for listener in self.sockets:
+            listener.close()
+        self.stop_at = time.monotonic()
+        linger = self.stop_at + STOP_KEEPALIVE_LINGER
+        for conn in self.reading:
+            if not conn.buf:
+                conn.deadline = min(conn.deadline, linger)
+        if self.grpc_server is not None:
+            from services.inference import grpc_api
+
+            self.grpc_stopped = grpc_api.stop(self.grpc_server, self.cfg.graceful_timeout)
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        due = getattr(self, "_stop_due", None)
+        if due is not None and now >= due and self.alive:
+            self.alive = False
+        if now >= self._next_marker_check and not self.closing:
+            self._next_marker_check = now + MARKER_CHECK_SECONDS
+            state_dir = os.environ.get(WORKER_STATE_DIR_ENV)
+            if state_dir and os.path.exists(os.path.join(state_dir, DRAIN_MARKER)):
+                self._start_soft_drain("drain requested (preStop)")
+        if now >= self._next_timeout_check:
+            self._next_timeout_check = now + 0.1
+            for conn in [c for c in (*self.reading, *self.paused) if c.deadline <= now]:
+                self._expire(conn)
+
+    # --- accepting ------------------------------------------------------------------------------------
+
+    def _balance_accepts(self) -> None:
+        share, slot = getattr(self, "connection_share", None), getattr(self, "slot", None)
+        fair = share is None or self.closing or share.below_average(slot)
+        self.set_accept_enabled(self.nr_conns < self.worker_connections and fair)
+
+    def _publish(self) -> None:
+        share = getattr(self, "connection_share", None)
+        if share is not None:
+            share.set(self.slot, self.nr_conns)
+
+    def accept(self, listener):
+        """A new connection: read its first request in the event loop."""
+        self._accept_one(listener)
+        self._balance_accepts()
+
+    def _accept_one(self, listener) -> bool:
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK, errno.EBADF, errno.EINVAL):
+                return False
+            raise
+        self.nr_conns += 1
+        self._publish()
+        timeout = self.settings.body_timeout
+        client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(timeout), 0))
+        if client_sock.family in (socket.AF_INET, socket.AF_INET6):
+            client_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = BufferedConn(self.cfg, client_sock, client_addr, listener.getsockname(), self.settings.max_body_bytes)
+        conn.deadline = time.monotonic() + self.settings.header_timeout
+        self._watch(conn)
+        return True
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    def _watch(self, conn: BufferedConn) -> None:
+        self.reading[conn] = None
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def _unwatch(self, conn: BufferedConn) -> None:
+        self.reading.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def _on_readable(self, conn: BufferedConn, _sock) -> None:
+        if conn.lingering:
+            self._discard(conn)
+            return
+        if conn.framer.headers_complete and conn.buf and self.buffered > self.budget:
+            self._unwatch(conn)  # this body waits until buffered bodies have been served
+            self.paused[conn] = None
+            return
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)  # the client went away (mid-request or idle): nothing to answer
+            return
+        if not conn.buf and not conn.framer.headers_complete:
+            conn.deadline = time.monotonic() + self.settings.header_timeout  # the request has started
+        conn.buf += data
+        self.buffered += len(data)
+        self._frame(conn)
+
+    def _frame(self, conn: BufferedConn) -> None:
+        had_headers = conn.framer.headers_complete
+        result = conn.framer.feed(conn.buf)
+        if isinstance(result, Reject):
+            self._reject(conn, result.status, result.message)
+            return
+        if conn.framer.headers_complete and not had_headers:
+            conn.deadline = time.monotonic() + self.settings.body_timeout
+        if result is None:
+            if conn.framer.expects_continue and not conn.continued:
+                conn.continued = True
+                self._send_now(conn, _CONTINUE)
+            return
+        request = bytes(conn.buf[:result])
+        del conn.buf[:result]
+        self.buffered -= result
+        self._unwatch(conn)
+        conn.parser = http.get_parser(self.cfg, [request], conn.client)
+        conn.sock.setblocking(True)
+        self.enqueue_req(conn)
+
+    def _send_now(self, conn: BufferedConn, data: bytes) -> None:
+        try:
+            conn.sock.send(data)  # small and non-blocking: it fits an empty send buffer
+        except OSError:
+            pass
+
+    def _reject(self, conn: BufferedConn, status: int, message: str) -> None:
+        """Answer an error from the event loop, then read and discard briefly before closing."""
+        self.log.info("refused a request from %s with %d: %s", conn.client, status, message)
+        self._send_now(conn, error_response(status, message))
+        self.buffered -= len(conn.buf)
+        conn.buf.clear()
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.lingering = True
+        conn.deadline = time.monotonic() + REJECT_LINGER
+
+    def _discard(self, conn: BufferedConn) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)
+
+    def _expire(self, conn: BufferedConn) -> None:
+        if conn.lingering or (not conn.buf and not conn.framer.headers_complete):
+            self._close(conn)  # idle keep-alive, or done lingering
+        elif conn.framer.headers_complete:
+            self._reject(
+                conn, 408, f"request body not received within REQUEST_BODY_TIMEOUT={self.settings.body_timeout:g}s"
+            )
+        else:
+            self._reject(
+                conn,
+                408,
+                f"request headers not received within REQUEST_HEADER_TIMEOUT={self.settings.header_timeout:g}s",
+            )
+
+    def _close(self, conn: BufferedConn) -> None:
+        self._unwatch(conn)
+        self.paused.pop(conn, None)
+        self.buffered -= len(conn.buf)
+        conn.buf.clear()
+        self.nr_conns -= 1
+        self._publish()
+        conn.close()
+        self._resume_paused()
+
+    def _resume_paused(self) -> None:
+        while self.paused and self.buffered <= self.budget:
+            conn = next(iter(self.paused))
+            del self.paused[conn]
+            self._watch(conn)
+
+    # --- after a request ------------------------------------------------------------------------------
+
+    def handle_request(self, req, conn):
+        """Run one request in a thread; every response closes its connection once draining."""
+        req._expected_100_continue = False  # the event loop already sent "100 Continue"
+        if self.closing or not self.alive:
+            req.must_close = True
+        return super().handle_request(req, conn)
+
+    def finish_request(self, conn, fs):
+        """Event loop, after a request: keep the connection for the next one, or close it."""
+        try:
+            keep = bool(fs.result()) if not fs.cancelled() else False
+        except Exception:
+            keep = False
+        self._resume_paused()
+        if not keep or conn.sock.fileno() < 0:
+            self._close(conn)
+            return
+        conn.sock.setblocking(False)
+        conn.next_request()
+        now = time.monotonic()
+        conn.deadline = now + (self.settings.header_timeout if conn.buf else self.cfg.keepalive)
+        if self.stop_at is not None and not conn.buf:
+            conn.deadline = min(conn.deadline, now + STOP_KEEPALIVE_LINGER)
+        self._watch(conn)
+        if conn.buf:
+            self._frame(conn)  # a pipelined request already arrived
