@@ -233,7 +233,7 @@ _FACTORS: dict[str | None, Decimal | int] = {
 
 def parse_quantity(text: str) -> Decimal:
     """Value of a Kubernetes quantity such as ``250m`` or ``768Mi`` (schema-checked first)."""
-    match = _QUANTITY.match(text)
+    match = _QUANTITY.fullmatch(text)
     if match is None:
         raise ValueError(f"not a quantity: {text!r}")
     number, suffix = match.groups()
@@ -289,7 +289,7 @@ def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
     for index, env in enumerate(data["environments"]):
         where = f"environments[{index}]"
         namespace = env["namespace"]
-        if not (DNS1123_LABEL.match(namespace) and len(namespace) <= 63):
+        if not (DNS1123_LABEL.fullmatch(namespace) and len(namespace) <= 63):
             problems.append(
                 (
                     f"{where}.namespace",

@@ -182,6 +182,17 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterat
         yield jsonschema.ValidationError(f"{shown(instance)} does not match {pattern!r}")
 
 
+@lru_cache(maxsize=8)
+def strict_class(base: Any) -> Any:
+    """``base`` (a jsonschema validator class) with ECMA-262 ``pattern`` semantics, and integers
+    that are ints: never a float such as 2.0 or 1e30, which Go's JSON decoding (kustomize, the API
+    server) refuses where the API declares an integer."""
+    types = base.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return jsonschema.validators.extend(base, {"pattern": _pattern}, type_checker=types)
+
+
 def strict_validator(
     schema: dict, format_checks: dict[str, Callable[[object], bool]] | None = None, registry: Any = None
 ) -> Any:
@@ -189,12 +200,7 @@ def strict_validator(
     each ``format`` named in ``format_checks``, that check (formats are asserted, not annotations)."""
     base = jsonschema.validators.validator_for(schema)
     base.check_schema(schema)
-    # An integer is an int, never a float such as 2.0 or 1e30: Go's JSON decoding (kustomize, the
-    # API server) refuses a float where the API declares an integer.
-    types = base.TYPE_CHECKER.redefine(
-        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
-    )
-    cls = jsonschema.validators.extend(base, {"pattern": _pattern}, type_checker=types)
+    cls = strict_class(base)
     checker = jsonschema.FormatChecker()
     for name, check in (format_checks or {}).items():
         checker.checks(name)(check)

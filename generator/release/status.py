@@ -30,6 +30,7 @@ from generator.release import cli
 from generator.release.errors import EXIT_OK, EXIT_TOOL, ToolFailed
 from generator.release.overlay import VARIANT_LABEL, VARIANTS, load_platform, resolve_root
 from generator.release.rendered import Manifests, render_docs, short_image
+from generator.release_files import overlay_problems
 
 
 @dataclass
@@ -64,6 +65,10 @@ def job_pod_spec(job: dict) -> dict:
 
 def env_status(root: Path, env: Environment, models: list[str]) -> EnvStatus:
     status = EnvStatus(env.name, env.strategy, env.namespace, env.overlay)
+    problems = overlay_problems(root / env.overlay, env.overlay)
+    if problems:  # the release file's own words, not kustomize's
+        status.error = problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+        return status
     try:
         m = Manifests(render_docs(root / env.overlay))
     except ToolFailed as exc:

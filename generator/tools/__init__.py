@@ -172,7 +172,13 @@ def run_tool(args: list[str], *, cwd: Path | None = None) -> str:
 
 
 def render_overlay(path: str | Path) -> str:
-    """Render a Kustomize directory with kubectl's built-in kustomize; return the YAML stream."""
+    """Render a Kustomize directory with kubectl's built-in kustomize; return the YAML stream.
+
+    Refuses a directory holding anything but regular files and directories: kustomize would
+    block forever reading a FIFO."""
+    special = [entry.name for entry in Path(path).iterdir() if not (entry.is_file() or entry.is_dir())]
+    if special:
+        raise ToolError(f"{path}: {', '.join(sorted(special))}: not a regular file (never read)")
     return run_tool([kubectl_path(), "kustomize", str(path)])
 
 

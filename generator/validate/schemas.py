@@ -30,6 +30,7 @@ from referencing import Registry
 from referencing import Resource as RefResource
 
 from generator.conventions import KUBERNETES_VERSION
+from generator.inputs import strict_class
 from generator.validate.kube import as_list
 from generator.validate.model import fmt_path
 
@@ -127,7 +128,7 @@ class SchemaStore:
             else:
                 schema, is_k8s = loaded
                 registry = _registry(self.schema_dir) if is_k8s else Registry()
-                cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+                cls = strict_class(jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator))
                 self._validators[key] = cls(schema, registry=registry)
         return self._validators[key]
 
@@ -230,5 +231,5 @@ def quantity_ok(value: object) -> bool:
     return (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
-        or (isinstance(value, str) and bool(QUANTITY_RE.match(value)))
+        or (isinstance(value, str) and bool(QUANTITY_RE.fullmatch(value)))
     )

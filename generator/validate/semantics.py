@@ -35,9 +35,9 @@ MUTABLE_LABELS = ("app.kubernetes.io/version", "helm.sh/chart", "version", "pod-
 
 def _label_key_ok(key: str) -> bool:
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
+    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.fullmatch(prefix)):
         return False
-    return 0 < len(name) <= 63 and bool(QUALIFIED_NAME.match(name))
+    return 0 < len(name) <= 63 and bool(QUALIFIED_NAME.fullmatch(name))
 
 
 def _labels(resource: Resource, labels: Any, path: list, out: list[Finding]) -> None:
@@ -46,7 +46,7 @@ def _labels(resource: Resource, labels: Any, path: list, out: list[Finding]) -> 
     for key, value in labels.items():
         if not isinstance(key, str) or not _label_key_ok(key):
             out.append(resource.finding(path + [key], f"invalid label key {key!r}", "invalid-label"))
-        if isinstance(value, str) and (len(value) > 63 or not LABEL_VALUE.match(value)):
+        if isinstance(value, str) and (len(value) > 63 or not LABEL_VALUE.fullmatch(value)):
             out.append(
                 resource.finding(
                     path + [key],
@@ -63,11 +63,11 @@ def check(resource: Resource) -> list[Finding]:
         out.append(resource.finding("metadata.name", "metadata.name is missing", "invalid-name"))
     if isinstance(name, str):
         if resource.kind in DNS1035_KINDS:
-            ok, rule = len(name) <= 63 and bool(DNS1035_LABEL.match(name)), "an RFC 1035 label"
+            ok, rule = len(name) <= 63 and bool(DNS1035_LABEL.fullmatch(name)), "an RFC 1035 label"
         elif resource.kind in DNS1123_LABEL_KINDS:
-            ok, rule = len(name) <= 63 and bool(DNS1123_LABEL.match(name)), "an RFC 1123 label"
+            ok, rule = len(name) <= 63 and bool(DNS1123_LABEL.fullmatch(name)), "an RFC 1123 label"
         else:
-            ok, rule = len(name) <= 253 and bool(DNS1123_SUBDOMAIN.match(name)), "an RFC 1123 subdomain"
+            ok, rule = len(name) <= 253 and bool(DNS1123_SUBDOMAIN.fullmatch(name)), "an RFC 1123 subdomain"
         if not ok:
             out.append(resource.finding("metadata.name", f"{name!r} is not {rule}", "invalid-name"))
     _labels(resource, resource.metadata.get("labels"), ["metadata", "labels"], out)

@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from services.inference import metrics, serving, tfserving
 from services.inference.backends import SIGNATURE, TensorSpec
 from services.inference.repository import ModelRepository
+from services.inference.settings import bind_address
 
 log = logging.getLogger("services.inference.grpc")
 
@@ -423,7 +424,7 @@ def stop(server: grpc.Server, grace: float) -> threading.Event:
 def serve(repository: ModelRepository, host: str, port: int, threads: int) -> grpc.Server:
     """Create, bind and start the gRPC server of this worker."""
     server = create_server(repository, threads)
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = bind_address(host, port)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot bind the gRPC port {address}")
     server.start()

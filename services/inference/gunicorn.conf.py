@@ -17,6 +17,7 @@ Run: ``gunicorn --config services/inference/gunicorn.conf.py`` (the container co
 """
 
 import errno
+import glob
 import os
 import shutil
 import socket
@@ -29,7 +30,7 @@ if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
 from services.inference.logs import gunicorn_logconfig  # noqa: E402
-from services.inference.settings import ConfigError, Settings  # noqa: E402
+from services.inference.settings import ConfigError, Settings, bind_address  # noqa: E402
 from services.inference.worker import ConnectionShare  # noqa: E402
 
 try:
@@ -49,12 +50,27 @@ _STATE_DIR = os.environ.setdefault(
 )
 
 
+def _usable_directory(variable: str, path: str) -> None:
+    """Fail at start, with one line, when a directory the server writes cannot be one."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        sys.stderr.write(f"model server configuration error: {variable}={path}: exists and is not a directory\n")
+        sys.exit(2)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        sys.stderr.write(f"model server configuration error: {variable}={path}: {exc.strerror}\n")
+        sys.exit(2)
+
+
+_usable_directory("PROMETHEUS_MULTIPROC_DIR", _METRICS_DIR)
+
+
 def _writable(path: str) -> bool:
     return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 
 wsgi_app = "services.inference.app:create_app()"
-bind = [f"{_settings.host}:{_settings.port}"]
+bind = [bind_address(_settings.host, _settings.port)]
 workers = _settings.workers
 worker_class = "services.inference.worker.InferenceWorker"
 threads = _settings.threads
@@ -92,9 +108,12 @@ def _check_grpc_port() -> None:
 def on_starting(server):
     """Master, before forking: check the gRPC port, start from an empty metrics directory."""
     _check_grpc_port()
-    for path in (_METRICS_DIR, _STATE_DIR):
-        shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path, exist_ok=True)
+    # Start from empty metrics: only prometheus_client's own files go (the directory may be one
+    # the operator chose, holding other things).
+    for stale in glob.glob(os.path.join(_METRICS_DIR, "*.db")):
+        os.unlink(stale)
+    shutil.rmtree(_STATE_DIR, ignore_errors=True)  # internal, ours alone
+    os.makedirs(_STATE_DIR, exist_ok=True)
     _write_expected_workers(server.num_workers)
     server.connection_share = ConnectionShare(slots=64)
     server.log.info(

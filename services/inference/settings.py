@@ -8,6 +8,7 @@ from ``gunicorn.conf.py`` before forking, and the master must never load a model
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -33,6 +34,7 @@ WORKER_STATE_DIR_ENV = "INFERENCE_WORKER_STATE_DIR"
 DRAIN_MARKER = "draining"
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no setting is multi-line text
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -67,9 +69,28 @@ def _finite(value: float) -> float:
 
 
 def _model_name(value: str) -> str:
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         raise ValueError("must be lowercase letters, digits, '.', '_' or '-' (max 63)")
     return value
+
+
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _host(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOSTNAME_RE.fullmatch(value):
+            raise ValueError("must be an IPv4 or IPv6 address or a host name") from None
+    return value
+
+
+def bind_address(host: str, port: int) -> str:
+    """``host:port`` as gunicorn binds it, with an IPv6 address in brackets (``[::1]:8080``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _input_shape(value: tuple[int, ...]) -> tuple[int, ...]:
@@ -105,7 +126,9 @@ class Settings(BaseSettings):
             "TCP port of the TF Serving gRPC API and `grpc.health.v1` (the container port `grpc`); `0` turns gRPC off",
         ),
     )
-    host: Text = Field("0.0.0.0", **_env("HOST", "Bind address of both ports"))
+    host: Annotated[Text, AfterValidator(_host)] = Field(
+        "0.0.0.0", **_env("HOST", "Bind address of both ports: an IPv4 or IPv6 address, or a host name")
+    )
     workers: Annotated[Int, Ge(1), Le(64)] = Field(
         1, **_env("WORKERS", "gunicorn worker processes; each loads its own copy of the model and serves both APIs")
     )
@@ -116,27 +139,27 @@ class Settings(BaseSettings):
             "Request threads per worker for REST, and as many for gRPC (also the LiteRT interpreter pool size)",
         ),
     )
-    graceful_timeout: Annotated[Seconds, Ge(0)] = Field(
+    graceful_timeout: Annotated[Seconds, Ge(0), Le(3600)] = Field(
         20.0, **_env("GRACEFUL_TIMEOUT", "Seconds a worker gets to finish requests in flight after SIGTERM")
     )
-    worker_timeout: Annotated[Seconds, Ge(1)] = Field(
+    worker_timeout: Annotated[Seconds, Ge(1), Le(86400)] = Field(
         30.0, **_env("WORKER_TIMEOUT", "gunicorn worker heartbeat timeout (seconds)")
     )
-    keepalive: Annotated[Seconds, Ge(0)] = Field(
+    keepalive: Annotated[Seconds, Ge(0), Le(3600)] = Field(
         5.0, **_env("KEEPALIVE", "Seconds an idle keep-alive connection stays open")
     )
-    header_timeout: Annotated[Seconds, Ge(0.1)] = Field(
+    header_timeout: Annotated[Seconds, Ge(0.1), Le(3600)] = Field(
         10.0,
         **_env(
             "REQUEST_HEADER_TIMEOUT",
             "Seconds a client gets to send a request's headers once it has started (else 408 and close)",
         ),
     )
-    body_timeout: Annotated[Seconds, Ge(0.1)] = Field(
+    body_timeout: Annotated[Seconds, Ge(0.1), Le(3600)] = Field(
         30.0,
         **_env("REQUEST_BODY_TIMEOUT", "Seconds a client gets to send a request's body after its headers (else 408)"),
     )
-    drain_delay_seconds: Annotated[Seconds, Ge(0)] = Field(
+    drain_delay_seconds: Annotated[Seconds, Ge(0), Le(3600)] = Field(
         0.0,
         **_env(
             "DRAIN_DELAY_SECONDS",
@@ -160,10 +183,10 @@ class Settings(BaseSettings):
         "mnist", **_env("MODEL_NAME", "Model name in the URLs and the directory under `MODEL_BASE_PATH`")
     )
     model_base_path: Text = Field("/models", **_env("MODEL_BASE_PATH", "Root holding `<MODEL_NAME>/<version>/`"))
-    model_version: Annotated[Int, Ge(1)] | None = Field(
+    model_version: Annotated[Int, Ge(1), Le(999_999_999)] | None = Field(
         None, **_env("MODEL_VERSION", "Pin a version; empty serves the newest version that loads")
     )
-    model_version_labels: dict[str, Annotated[int, Ge(1)]] = Field(
+    model_version_labels: dict[str, Annotated[int, Ge(1), Le(999_999_999)]] = Field(
         default_factory=dict,
         **_env(
             "MODEL_VERSION_LABELS",
@@ -189,14 +212,14 @@ class Settings(BaseSettings):
             "JSON list of the output classes' names (`platform.yaml` `classes`), shown by the metadata route",
         ),
     )
-    model_poll_seconds: Annotated[Seconds, Ge(0)] = Field(
+    model_poll_seconds: Annotated[Seconds, Ge(0), Le(86400)] = Field(
         30.0,
         **_env("MODEL_POLL_SECONDS", "How often to look for new versions; `0` disables polling after the first load"),
     )
     max_batch_size: Annotated[Int, Ge(1), Le(1_000_000)] = Field(
         64, **_env("MAX_BATCH_SIZE", "Most instances in one request (more gives 413, or INVALID_ARGUMENT on gRPC)")
     )
-    max_body_bytes: Annotated[Int, Ge(1024)] = Field(
+    max_body_bytes: Annotated[Int, Ge(1024), Le(1 << 30)] = Field(
         8 * 1024 * 1024,
         **_env(
             "MAX_BODY_BYTES",
@@ -225,7 +248,12 @@ class Settings(BaseSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every setting; raises :class:`ConfigError` naming every bad variable."""
-        token = _ENVIRON.set(os.environ if env is None else env)
+        environ = os.environ if env is None else env
+        for field in cls.model_fields.values():
+            raw = environ.get(str(field.validation_alias), "")
+            if _CONTROL.search(raw):
+                raise ConfigError(f"{field.validation_alias}={raw[:60]!r}: holds a control character")
+        token = _ENVIRON.set(environ)
         try:
             return cls()
         except ValidationError as exc:

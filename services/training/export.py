@@ -36,7 +36,7 @@ class PublishError(RuntimeError):
 
 def valid_model_name(name: str) -> bool:
     """Model names are lowercase DNS-ish tokens: they become directory names and metric labels."""
-    return bool(_NAME_RE.match(name)) and name not in {".", ".."}
+    return bool(_NAME_RE.fullmatch(name)) and name not in {".", ".."}
 
 
 def published_versions(model_dir: Path) -> list[int]:

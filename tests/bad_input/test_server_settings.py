@@ -1,0 +1,112 @@
+"""The model server's settings layer: a hostile value in any of its environment variables stops
+it at start with one line naming the variable (exit 2), never a traceback or a worker that dies
+later; the gunicorn master checks what the declarations cannot (directories, the bind address)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import typing
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.inference.settings import ConfigError, Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VARIABLES = sorted(str(field.validation_alias) for field in Settings.model_fields.values())
+
+
+def _numeric(annotation: object) -> bool:
+    args = typing.get_args(annotation)
+    return annotation in (int, float) or any(_numeric(arg) for arg in args)
+
+
+NUMERIC = sorted(str(f.validation_alias) for f in Settings.model_fields.values() if _numeric(f.annotation))
+control = st.tuples(st.text(max_size=4), st.sampled_from("\x00\n\r\x1b\x7f"), st.text(max_size=4)).map("".join)
+not_a_bounded_number = st.one_of(
+    st.sampled_from(["nan", "inf", "-inf", "1e30", "99999999999999999999", "-99999999999", "0x10", "1,5", "ten"]),
+    st.integers(min_value=2**31, max_value=2**70).map(str),
+)
+
+
+def refused(env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 400, message
+    return message
+
+
+@given(variable=st.sampled_from(VARIABLES), value=control)
+def test_a_control_character_in_any_variable_is_refused(variable, value):
+    assert refused({variable: value}).startswith(f"{variable}=")
+
+
+@given(variable=st.sampled_from(NUMERIC), value=not_a_bounded_number)
+def test_a_number_out_of_bounds_or_not_a_number_is_refused(variable, value):
+    assert refused({variable: value}).startswith(f"{variable}=")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def gunicorn(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
+    base = {
+        "PATH": os.environ["PATH"],
+        "MODEL_BASE_PATH": str(tmp_path),
+        "MODEL_NAME": "mnist",
+        "TMPDIR": str(tmp_path),
+    }
+    base |= {"PORT": str(free_port()), "GRPC_PORT": "0", "WORKERS": "1"}
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "--config", "services/inference/gunicorn.conf.py"],
+        cwd=REPO_ROOT,
+        env={**base, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"PROMETHEUS_MULTIPROC_DIR": "{file}"}, "PROMETHEUS_MULTIPROC_DIR={file}: exists and is not a directory"),
+        ({"HOST": "bad_host!"}, "HOST='bad_host!': must be an IPv4 or IPv6 address or a host name"),
+        ({"MODEL_POLL_SECONDS": "1e30"}, "MODEL_POLL_SECONDS='1e30': Input should be less than or equal to 86400"),
+        (
+            {"LOG_LEVEL": "bogus"},
+            "LOG_LEVEL='bogus': Input should be 'debug', 'info', 'warning', 'error' or 'critical'",
+        ),
+    ],
+)
+def test_the_server_refuses_bad_settings_at_start_with_exit_2(tmp_path, env, says):
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    server = gunicorn({k: v.format(file=afile) for k, v in env.items()}, tmp_path)
+    _, stderr = server.communicate(timeout=60)
+    assert server.returncode == 2, stderr
+    assert stderr.strip().splitlines() == [f"model server configuration error: {says.format(file=afile)}"]
+
+
+def test_an_ipv6_host_is_bound_in_brackets(tmp_path):
+    server = gunicorn({"HOST": "::1"}, tmp_path)
+    try:
+        deadline, seen = time.monotonic() + 60, ""
+        while "Listening at: http://[::1]:" not in seen and time.monotonic() < deadline and server.poll() is None:
+            seen += server.stderr.readline()
+        assert "Listening at: http://[::1]:" in seen, seen
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.communicate(timeout=60)
