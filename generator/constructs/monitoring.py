@@ -31,7 +31,8 @@ from generator.constructs.delivery import SERVICE_ONLY
 from generator.constructs.inference import InferenceService, InferenceServiceProps
 from generator.conventions import VARIANTS
 
-PREDICT = 'handler=~"predict|predict_version"'
+#: Predict requests over REST and gRPC (the server's ``metrics.PREDICT_ENDPOINTS``; a contract test checks).
+PREDICT = 'handler=~"predict|predict_version|grpc_predict"'
 WINDOWS = ("5m", "30m", "1h", "6h")
 #: The window of the per-slot/track 5xx ratio (canary alert, dashboard).
 VARIANT_WINDOW = "10m"

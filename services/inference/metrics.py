@@ -24,10 +24,11 @@ from prometheus_client import (
     generate_latest,
 )
 
-#: The predict routes (Flask endpoint names), the ``handler`` label's values the alerts and the
-#: dashboard select. The label is not called ``endpoint``: prometheus-operator puts a target label
-#: of that name (the scraped port) on every series, which would rename ours to exported_endpoint.
-PREDICT_ENDPOINTS = ("predict", "predict_version")
+#: The predict routes (REST's Flask endpoint names and gRPC's Predict): the ``handler`` label
+#: values the alerts and the dashboard select. The label is not called ``endpoint``:
+#: prometheus-operator puts a target label of that name (the scraped port) on every series,
+#: which would rename ours to exported_endpoint.
+PREDICT_ENDPOINTS = ("predict", "predict_version", "grpc_predict")
 #: The 5xx a predict can get before it reaches a model: none loaded yet (503), a bug (500).
 SERVER_ERROR_CODES = ("500", "503")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -39,6 +39,19 @@ def test_a_broken_expression_is_caught():
         metric_names("sum(rate(inference_requests_total[5m])")
 
 
+def test_rules_select_every_predict_handler_the_server_counts(prod):
+    from services.inference.metrics import PREDICT_ENDPOINTS
+
+    (rule,) = [o for o in prod if o["kind"] == "PrometheusRule"]
+    selectors = {
+        re.search(r'handler=~"([^"]+)"', r["expr"])[1]
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if "handler" in r["expr"]
+    }
+    assert selectors == {"|".join(PREDICT_ENDPOINTS)}
+
+
 def test_alerts_cover_the_failure_modes(prod):
     (rule,) = [o for o in prod if o["kind"] == "PrometheusRule"]
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}

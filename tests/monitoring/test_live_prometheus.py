@@ -6,11 +6,13 @@ port name and relabelling: namespace, pod, service, job and the pods' track labe
 targets standing in for the Endpoints. Only the intervals are shortened: scrapes and rule
 evaluation every second instead of 30 s, so the test takes seconds, not minutes.
 
-Traffic: predicts to the canary before it has a model (503), valid and invalid predicts to both,
-then a broken version 2 published to the canary's store. Asserted through Prometheus's HTTP API:
-the targets carry the relabelled labels, every recording rule yields a series, every dashboard
-query returns data, the load-failure alert is active for version 2, the canary alert is pending
-(its for: is 10 minutes) while stable has never answered a 5xx, and no-model-loaded stays quiet.
+Traffic: REST and gRPC predicts to the canary before it has a model (503), valid and invalid
+REST predicts and a gRPC predict to both, then a broken version 2 published to the canary's
+store. Asserted through Prometheus's HTTP API: the targets carry the relabelled labels (and the
+server's own handler label survives them), every recording rule yields a series, every
+dashboard query returns data, the load-failure alert is active for version 2, the canary alert
+is pending (its for: is 10 minutes) while stable has never answered a 5xx, and no-model-loaded
+stays quiet.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import shutil
 import time
 from pathlib import Path
 
+import grpc
+import numpy as np
 import pytest
 import requests
 from monitoring_support import (
@@ -31,6 +35,8 @@ from monitoring_support import (
     service_monitor_scrape_config,
 )
 from svc_helpers import MODEL, Server
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +58,28 @@ def publish(source: Path, store: Path, version: int, broken: bool = False) -> No
 
 def predict(server: Server, body: dict, path: str = f"/v1/models/{MODEL}:predict") -> int:
     return requests.post(server.url + path, json=body, timeout=10).status_code
+
+
+def grpc_predict(server: Server) -> grpc.StatusCode:
+    """One TF Serving gRPC Predict of a single digit; the status code it got."""
+    image = np.asarray([DIGIT], dtype=np.float32)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.inputs["image"].CopyFrom(
+        tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_FLOAT,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in image.shape]
+            ),
+            tensor_content=image.tobytes(),
+        )
+    )
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        try:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
+        except grpc.RpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
 
 
 class Live:
@@ -103,6 +131,8 @@ def live(tmp_path_factory, trained_store):
         # The canary has no model yet: its predicts are 503s (and stable has no 5xx at all).
         for _ in range(20):
             assert predict(servers["canary"], {"instances": [DIGIT]}) == 503
+        for _ in range(5):  # over gRPC too: counted as handler="grpc_predict", code="503"
+            assert grpc_predict(servers["canary"]) == grpc.StatusCode.UNAVAILABLE
         time.sleep(2)  # let a scrape see them before the model arrives
         publish(trained_store / MODEL / "1", stores["canary"], 1)
         servers["canary"].wait_ready()
@@ -112,6 +142,7 @@ def live(tmp_path_factory, trained_store):
             assert predict(server, {"instances": [[1, 2, 3]]}) == 400
             assert predict(server, {"inputs": [DIGIT]}, f"/v1/models/{MODEL}/versions/1:predict") == 200
             assert predict(server, {"instances": [DIGIT]}, f"/v1/models/{MODEL}/versions/9:predict") == 404
+            assert grpc_predict(server) == grpc.StatusCode.OK
         # A broken version: the canary keeps serving 1 and retries 2 with backoff.
         publish(trained_store / MODEL / "1", stores["canary"], 2, broken=True)
         yield result
@@ -133,6 +164,12 @@ def test_targets_carry_the_relabelled_namespace_pod_and_track(live):
         assert target["service"] == f"{MODEL}-server-metrics" and target["endpoint"] == "http"
     series = live.prometheus.query(f'inference_model_ready{{namespace="{live.namespace}"}}')
     assert {s["metric"]["track"] for s in series} == set(TRACKS)
+    # the server's handler label survives the operator's endpoint target label
+    grpc_errors = live.prometheus.query(
+        f'inference_requests_total{{namespace="{live.namespace}",handler="grpc_predict",code="503",track="canary"}}'
+    )
+    assert grpc_errors and float(grpc_errors[0]["value"][1]) == 5, grpc_errors
+    assert {s["metric"]["endpoint"] for s in live.prometheus.query(f'up{{namespace="{live.namespace}"}}')} == {"http"}
 
 
 def test_every_recording_rule_yields_a_series(live):

@@ -37,7 +37,7 @@ def test_series_the_alerts_read_exist_at_zero_before_any_request_or_load(start_s
     # An empty store with a pinned version: nothing loads, and nobody has asked anything yet.
     server = start_server(tmp_path / "empty-store", wait=False, MODEL_VERSION="7", WORKERS="2")
     samples = scrape(server.url)
-    for endpoint in ("predict", "predict_version"):
+    for endpoint in ("predict", "predict_version", "grpc_predict"):
         for code in ("500", "503"):
             labels = {"handler": endpoint, "model": MODEL, "version": "", "code": code}
             assert samples.get(("inference_requests_total", frozenset(labels.items()))) == 0.0, labels
