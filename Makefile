@@ -1,6 +1,6 @@
 # Every target bootstraps what it needs, and only that: .venv from the pinned dependency
-# group(s) it uses (requirements/*.txt, services/*/requirements.txt), kubectl and helm into
-# .tools/ (see generator/tools/). `make help` lists the targets.
+# group(s) it uses (requirements/*.txt, services/*/requirements.txt), kubectl and helm (and, for
+# the tests, promtool and prometheus) into .tools/ (see generator/tools/). `make help` lists the targets.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -11,6 +11,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS_STAMP := .tools/tools.json
+PROMETHEUS_STAMP := .tools/prometheus.json
 
 # Dependency groups, each a lock file with hashes made by `make lock` from its .in file.
 LOCK_generator := requirements/generator.txt
@@ -48,6 +49,9 @@ $(VENV)/.installed-%: $$(LOCK_$$*) | $(PY)
 $(TOOLS_STAMP): generator/tools/__init__.py | $(call installed,generator)
 	$(PY) -m generator.tools
 
+$(PROMETHEUS_STAMP): generator/tools/prometheus.py | $(call installed,generator)
+	$(PY) -m generator.tools.prometheus
+
 # Upstream binaries that no package registry carries (kubeconform, kube-apiserver,
 # kube-controller-manager), unpacked and verified into .cache/shared-tools/ when SHARED_TOOLS
 # exists; elsewhere set KUBECONFORM (and KUBEBUILDER_ASSETS) or put them on PATH.
@@ -59,7 +63,7 @@ $(SHARED_STAMP): $(SHARED_TOOLS)/SHA256SUMS
 
 .PHONY: venv tools lock
 venv: $(call installed,$(GROUPS)) ## Install every dependency group into .venv (no work when up to date)
-tools: $(GENERATOR) ## Provide kubectl (with kustomize) and helm; print their versions
+tools: $(GENERATOR) $(PROMETHEUS_STAMP) ## Provide kubectl (with kustomize), helm, promtool and prometheus; print their versions
 
 # One resolution for all groups (requirements/constraints.txt), then each group's lock from it,
 # so the groups agree on every shared package and can share one .venv.
@@ -90,7 +94,7 @@ chart-readme: $(call installed,generator) ## Regenerate the chart README's param
 	$(PY) -m generator.tools.readme_generator
 
 .PHONY: test validate lint
-test: $(EVERYTHING) $(SHARED_STAMP) ## Run every test suite (real kustomize, helm, gunicorn, TensorFlow, LiteRT)
+test: $(EVERYTHING) $(PROMETHEUS_STAMP) $(SHARED_STAMP) ## Run every test suite (real kustomize, helm, gunicorn, TensorFlow, LiteRT)
 	$(PY) -m pytest -n 2 --dist loadfile
 
 validate: $(GENERATOR) $(SHARED_STAMP) ## Render every overlay; check schemas, policies, cross-references (ARGS="--output junit")

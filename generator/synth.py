@@ -19,7 +19,7 @@ from generator.config import Platform, load_config
 from generator.constructs.argocd import ArgoCDApps, ArgoCDProps
 from generator.constructs.delivery import DeliveryProps, ProgressiveDelivery, component_kustomization
 from generator.constructs.inference import InferenceService, InferenceServiceProps
-from generator.constructs.monitoring import MonitoringProps, ServerMonitoring
+from generator.constructs.monitoring import MonitoringProps, ServerMonitoring, readme_url
 from generator.constructs.training import TrainingJob, TrainingJobProps
 from generator.conventions import DEFAULT_MODEL_VERSION, RELEASE_KEY, VARIANTS, release_config_map_name
 from generator.tools import REPO_ROOT
@@ -161,6 +161,7 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
                 part_of=platform.name,
                 model_store_claim=platform.training.storage.claim_name,
                 objectives=platform.monitoring,
+                readme_url=readme_url(platform.argocd.repo_url, platform.argocd.target_revision),
             ),
         )
         objects = chart.to_json()

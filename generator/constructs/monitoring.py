@@ -1,16 +1,27 @@
-"""Monitoring as code for one model's server: a ServiceMonitor, a PrometheusRule (SLO
-burn-rate alerts plus operational ones) and a Grafana dashboard in a ConfigMap.
+"""Monitoring as code for one model's server: a ServiceMonitor, a PrometheusRule (recording
+rules, SLO burn-rate alerts and operational alerts) and a Grafana dashboard in a ConfigMap.
 
-Every expression names only metrics the server exports (``services/inference/metrics.py``);
-tests parse each one with a real PromQL parser and check the names against a running
-server's ``/metrics``. Aggregations keep ``namespace``, so the same rules deployed into
-several environments produce identical alerts per environment, which Alertmanager merges.
+Recorded, for predict requests: the 5xx ratio and the slow-request ratio (slower than the
+latency objective) by namespace and model over each of ``WINDOWS``, and the 5xx ratio by
+namespace, model, slot and track over ``VARIANT_WINDOW`` (what the canary alert and the
+dashboard's per-variant panel read). Every ratio is 0, not absent, for a healthy or idle
+server: the numerator falls back to ``0 *`` the denominator when no 5xx (or slow) series exists,
+and the ratio to 0 when there was no traffic.
+
+Expressions name metrics the server exports (``services/inference/metrics.py``) plus, for
+pods that cannot answer a scrape, ``up`` of the ServiceMonitor's job and kube-state-metrics'
+Deployment series. Aggregations keep ``namespace``, so the same rules deployed into several
+environments produce identical alerts per environment, which Alertmanager merges. Tests:
+``tests/monitoring`` (``promtool test rules`` on every overlay's rules, the dashboard JSON, and a
+real Prometheus scraping a real server).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import cdk8s
 from constructs import Construct
@@ -18,17 +29,28 @@ from constructs import Construct
 from generator.config import Image, Model, Monitoring, Serving
 from generator.constructs.delivery import SERVICE_ONLY
 from generator.constructs.inference import InferenceService, InferenceServiceProps
+from generator.conventions import VARIANTS
 
-PREDICT = 'endpoint=~"predict|predict_version"'
+#: Predict requests over REST and gRPC (the server's ``metrics.PREDICT_ENDPOINTS``; a contract test checks).
+PREDICT = 'handler=~"predict|predict_version|grpc_predict"'
 WINDOWS = ("5m", "30m", "1h", "6h")
+#: The window of the per-slot/track 5xx ratio (canary alert, dashboard).
+VARIANT_WINDOW = "10m"
+BY = "namespace, model"
+BY_VARIANT = "namespace, model, slot, track"
+ERROR_RATIO = "inference:request_error_ratio:rate{}"
+SLOW_RATIO = "inference:request_slow_ratio:rate{}"
+VARIANT_ERROR_RATIO = "inference_variant:request_error_ratio:rate{}"
 #: (long window, short window, burn-rate factor, for, severity): the SRE workbook's multi-window pairs.
 BURN_ALERTS = (("1h", "5m", 14.4, "2m", "critical"), ("6h", "30m", 6, "15m", "warning"))
+#: How long a version that failed to load keeps its alert after the last failure.
+LOAD_FAILURE_WINDOW = "15m"
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 
 
 @dataclass(frozen=True)
 class MonitoringProps:
-    """One model's server and the objectives it is held to."""
+    """One model's server, the objectives it is held to and where its runbooks are published."""
 
     model: Model
     image: Image
@@ -36,130 +58,203 @@ class MonitoringProps:
     part_of: str
     model_store_claim: str
     objectives: Monitoring
+    readme_url: str
 
 
-def recording_rules(model: str) -> list[dict]:
-    """Error and slow-request ratios per window, by namespace, model and track/slot."""
+def readme_url(repo_url: str, revision: str) -> str:
+    """The browsable README of the repository Argo CD reads (``<repo>/blob/<revision>/README.md``,
+    the form GitHub, GitLab and Gitea serve), from its clone URL (https, ssh:// or scp-like)."""
+    if "://" not in repo_url:  # scp-like: git@host:org/repo.git
+        user_host, _, path = repo_url.partition(":")
+        repo_url = f"ssh://{user_host}/{path}"
+    parts = urlsplit(repo_url)
+    # An ssh URL's port is not the web server's; an https one's is. Credentials never go in a link.
+    host = parts.netloc.rsplit("@", 1)[-1] if parts.scheme == "https" else parts.hostname
+    return f"https://{host}/{parts.path.strip('/').removesuffix('.git')}/blob/{revision}/README.md"
+
+
+def runbook_anchor(alert: str) -> str:
+    """The README heading (GitHub anchor) that explains an alert; the 1h/6h pairs share one."""
+    return re.sub(r"(1h|6h)$", "", alert).lower()
+
+
+def metrics_service_name(model: str) -> str:
+    """The headless Service over every server pod of a model: the ServiceMonitor's ``job`` label."""
+    return f"{model}-server-metrics"
+
+
+def server_deployments(model: str) -> str:
+    """A regex of every server Deployment of a model: the base's and each slot's or track's."""
+    variants = sorted({v for pair in VARIANTS.values() for v in pair})
+    return f"{model}-server(-({'|'.join(variants)}))?"
+
+
+def _rate_sum(metric: str, selector: str, window: str, by: str) -> str:
+    return f"sum by ({by}) (rate({metric}{{{selector}}}[{window}]))"
+
+
+def _ratio(part: str, whole: str) -> str:
+    """``part / whole`` that is 0, never absent or NaN, while ``whole`` has a series: a healthy
+    server has no 5xx series to divide, an idle one has no traffic."""
+    return f"(\n  {part}\n  or\n  0 * {whole}\n)\n/\n({whole} > 0)\nor\n0 * {whole}"
+
+
+def recording_rules(model: str, objectives: Monitoring) -> list[dict]:
+    """Predict 5xx and slow-request ratios per window by namespace and model, and the 5xx ratio
+    per slot/track; each is 0 for a healthy or idle server."""
     sel = f'model="{model}",{PREDICT}'
+    le = f'le="{float(objectives.latency_seconds)!r}"'  # as Prometheus clients write bounds: 0.25, 1.0
     rules = []
     for window in WINDOWS:
-        rules.append(
-            {
-                "record": f"inference:request_error_ratio:rate{window}",
-                "expr": f'sum by (namespace, model) (rate(inference_requests_total{{{sel},code=~"5.."}}[{window}]))\n'
-                f"/\nsum by (namespace, model) (rate(inference_requests_total{{{sel}}}[{window}]))",
-            }
-        )
+        requests = _rate_sum("inference_requests_total", sel, window, BY)
+        errors = _rate_sum("inference_requests_total", f'{sel},code=~"5.."', window, BY)
+        rules.append({"record": ERROR_RATIO.format(window), "expr": _ratio(errors, requests)})
+    for window in WINDOWS:
+        total = _rate_sum("inference_request_duration_seconds_count", sel, window, BY)
+        fast = _rate_sum("inference_request_duration_seconds_bucket", f"{sel},{le}", window, BY)
+        rules.append({"record": SLOW_RATIO.format(window), "expr": _ratio(f"{total}\n  -\n  {fast}", total)})
+    requests = _rate_sum("inference_requests_total", sel, VARIANT_WINDOW, BY_VARIANT)
+    errors = _rate_sum("inference_requests_total", f'{sel},code=~"5.."', VARIANT_WINDOW, BY_VARIANT)
+    rules.append({"record": VARIANT_ERROR_RATIO.format(VARIANT_WINDOW), "expr": _ratio(errors, requests)})
     return rules
 
 
-def slow_ratio(model: str, window: str, objective: float) -> str:
-    """Share of predict requests slower than the latency objective over ``window``.
-
-    ``le`` is written as Prometheus clients write bucket bounds (``0.25``, ``1.0``)."""
-    sel = f'model="{model}",{PREDICT}'
-    return (
-        f"1 - (\n  sum by (namespace, model) (rate(inference_request_duration_seconds_bucket"
-        f'{{{sel},le="{float(objective)!r}"}}'
-        f"[{window}]))\n  /\n  sum by (namespace, model) (rate(inference_request_duration_seconds_count{{{sel}}}"
-        f"[{window}]))\n)"
-    )
+def _annotations(alert: str, readme: str, summary: str, description: str) -> dict:
+    return {"summary": summary, "description": description, "runbook_url": f"{readme}#{runbook_anchor(alert)}"}
 
 
-def alert_rules(model: str, objectives: Monitoring) -> list[dict]:
-    """The alerts; each names what to do in its runbook annotation (README "Operating")."""
+def alert_rules(model: str, objectives: Monitoring, readme: str) -> list[dict]:
+    """The alerts; each links the README section that says what to do (``runbook_url``)."""
     error_budget = round(1 - objectives.availability, 6)
     latency_budget = round(1 - objectives.latency_percentile, 6)
     alerts = []
     for long, short, factor, wait, severity in BURN_ALERTS:
         threshold = round(factor * error_budget, 6)
+        name = f"InferenceErrorBudgetBurn{long}"
         alerts.append(
             {
-                "alert": f"InferenceErrorBudgetBurn{long}",
-                "expr": f'inference:request_error_ratio:rate{long}{{model="{model}"}} > {threshold:g}\n'
-                f'and\ninference:request_error_ratio:rate{short}{{model="{model}"}} > {threshold:g}',
+                "alert": name,
+                "expr": f'{ERROR_RATIO.format(long)}{{model="{model}"}} > {threshold:g}\n'
+                f'and\n{ERROR_RATIO.format(short)}{{model="{model}"}} > {threshold:g}',
                 "for": wait,
                 "labels": {"severity": severity},
-                "annotations": {
-                    "summary": f"{model}: 5xx ratio burns the {objectives.availability:.4g} availability budget "
+                "annotations": _annotations(
+                    name,
+                    readme,
+                    f"{model}: 5xx ratio burns the {objectives.availability:.4g} availability budget "
                     f"{factor:g}x too fast over {long}",
-                    "description": "{{ $labels.namespace }}: {{ $value | humanizePercentage }} of predict requests "
-                    f"failed over the last {short}.",
-                    "runbook": "README.md#operating: InferenceErrorBudgetBurn",
-                },
+                    "{{ $labels.namespace }}: {{ $value | humanizePercentage }} of predict requests "
+                    f"failed over the last {long}.",
+                ),
             }
         )
         latency_threshold = round(factor * latency_budget, 6)
+        name = f"InferenceLatencyBudgetBurn{long}"
         alerts.append(
             {
-                "alert": f"InferenceLatencyBudgetBurn{long}",
-                "expr": f"({slow_ratio(model, long, objectives.latency_seconds)}) > {latency_threshold:g}\n"
-                f"and\n({slow_ratio(model, short, objectives.latency_seconds)}) > {latency_threshold:g}",
+                "alert": name,
+                "expr": f'{SLOW_RATIO.format(long)}{{model="{model}"}} > {latency_threshold:g}\n'
+                f'and\n{SLOW_RATIO.format(short)}{{model="{model}"}} > {latency_threshold:g}',
                 "for": wait,
                 "labels": {"severity": severity},
-                "annotations": {
-                    "summary": f"{model}: more than {latency_budget:.2%} x {factor:g} of predict requests are slower "
+                "annotations": _annotations(
+                    name,
+                    readme,
+                    f"{model}: more than {latency_budget:.2%} x {factor:g} of predict requests are slower "
                     f"than {objectives.latency_seconds:g}s (p{objectives.latency_percentile * 100:g} objective)",
-                    "description": "{{ $labels.namespace }}: {{ $value | humanizePercentage }} of predict requests "
-                    f"missed the latency objective over the last {short}.",
-                    "runbook": "README.md#operating: InferenceLatencyBudgetBurn",
-                },
+                    "{{ $labels.namespace }}: {{ $value | humanizePercentage }} of predict requests "
+                    f"missed the latency objective over the last {long}.",
+                ),
             }
         )
     alerts += [
         {
             "alert": "InferenceNoModelLoaded",
-            "expr": f'max by (namespace, model) (inference_model_ready{{model="{model}"}}) == 0',
+            "expr": _no_model_loaded(model),
             "for": "5m",
             "labels": {"severity": "critical"},
-            "annotations": {
-                "summary": f"{model}: no server pod has a model loaded",
-                "description": "{{ $labels.namespace }}: every pod reports not ready; the Service has no endpoints.",
-                "runbook": "README.md#operating: InferenceNoModelLoaded",
-            },
+            "annotations": _annotations(
+                "InferenceNoModelLoaded",
+                readme,
+                f"{model}: no server pod serves a model",
+                "{{ $labels.namespace }}: no pod has a model loaded: they report not ready, do not answer "
+                "their scrape (crash loop) or do not run at all.",
+            ),
         },
         {
             "alert": "InferenceModelLoadFailures",
-            "expr": "sum by (namespace, model, version) "
-            f'(increase(inference_model_load_failures_total{{model="{model}"}}[15m])) > 0',
+            "expr": _load_failures(model),
             "labels": {"severity": "warning"},
-            "annotations": {
-                "summary": f"{model}: version {{{{ $labels.version }}}} failed to load",
-                "description": "{{ $labels.namespace }}: the previous version keeps serving; the new one is broken "
+            "annotations": _annotations(
+                "InferenceModelLoadFailures",
+                readme,
+                f"{model}: version {{{{ $labels.version }}}} failed to load",
+                "{{ $labels.namespace }}: version {{ $labels.version }} failed to load in the last "
+                f"{LOAD_FAILURE_WINDOW}; pods that served a version keep serving it, the new one is broken "
                 "or does not fit the pod's memory.",
-                "runbook": "README.md#operating: InferenceModelLoadFailures",
-            },
+            ),
         },
         {
             "alert": "InferenceCanaryWorseThanStable",
             "expr": _canary_worse(model, error_budget),
             "for": "10m",
             "labels": {"severity": "warning"},
-            "annotations": {
-                "summary": f"{model}: the canary fails more often than stable",
-                "description": "{{ $labels.namespace }}: canary 5xx ratio is {{ $value | humanizePercentage }}, "
-                "more than twice stable's (plus the error budget).",
-                "runbook": "README.md#operating: InferenceCanaryWorseThanStable",
-            },
+            "annotations": _annotations(
+                "InferenceCanaryWorseThanStable",
+                readme,
+                f"{model}: the canary fails more often than stable",
+                "{{ $labels.namespace }}: canary 5xx ratio is {{ $value | humanizePercentage }}, "
+                "more than twice stable's plus the error budget.",
+            ),
         },
     ]
     return alerts
 
 
-def _canary_worse(model: str, error_budget: float) -> str:
-    def ratio(track: str) -> str:
-        sel = f'model="{model}",{PREDICT},track="{track}"'
-        return (
-            f'(sum by (namespace, model) (rate(inference_requests_total{{{sel},code=~"5.."}}[10m]))\n'
-            f" / sum by (namespace, model) (rate(inference_requests_total{{{sel}}}[10m])))"
-        )
+def _no_model_loaded(model: str) -> str:
+    """No pod serves: pods answer but report not ready, or every scraped pod is down (crash loop:
+    no ``inference_model_ready`` series at all), or kube-state-metrics says the model's
+    Deployments want pods and have none available (no pod runs, so nothing is scraped)."""
+    deployments = f'deployment=~"{server_deployments(model)}"'
+    with_model = f'"model", "{model}", "", ""'
+    return (
+        f'max by ({BY}) (inference_model_ready{{model="{model}"}}) == 0\n'
+        f"or\n"
+        f'label_replace(max by (namespace) (up{{job="{metrics_service_name(model)}"}}) == 0, {with_model})\n'
+        f"or\n"
+        f"label_replace(\n"
+        f"  sum by (namespace) (kube_deployment_status_replicas_available{{{deployments}}}) == 0\n"
+        f"  and\n"
+        f"  sum by (namespace) (kube_deployment_spec_replicas{{{deployments}}}) > 0,\n"
+        f"  {with_model}\n"
+        f")"
+    )
 
-    return f"{ratio('canary')}\n> 2 * {ratio('stable')} + {error_budget:g}"
+
+def _load_failures(model: str) -> str:
+    """A version failed to load within the window: its failure counter rose (the server retries a
+    failed version with backoff), or its series appeared already above 0 (a first failure that no
+    scrape saw at 0)."""
+    counter = f'inference_model_load_failures_total{{model="{model}"}}'
+    return (
+        f"sum by ({BY}, version) (increase({counter}[{LOAD_FAILURE_WINDOW}])) > 0\n"
+        f"or\n"
+        f"sum by ({BY}, version) ({counter} unless {counter} offset {LOAD_FAILURE_WINDOW}) > 0"
+    )
+
+
+def _canary_worse(model: str, error_budget: float) -> str:
+    """The canary's 5xx ratio is more than twice stable's plus the budget; stable counts as 0
+    when it has no series (no stable pod), so a failing canary is never compared with nothing."""
+    ratio = VARIANT_ERROR_RATIO.format(VARIANT_WINDOW)
+    canary, stable = (f'{ratio}{{model="{model}",track="{track}"}}' for track in ("canary", "stable"))
+    return f"{canary}\n> on ({BY})\n2 * ({stable} or on ({BY}) 0 * {canary})\n+ {error_budget:g}"
 
 
 def dashboard(model: str, objectives: Monitoring) -> dict:
-    """A Grafana dashboard: traffic, errors, latency against the objective, versions, batches."""
+    """A Grafana dashboard: traffic, pods, errors, latency against the objective, versions, batches."""
     sel = f'namespace="$namespace",model="{model}"'
+    datasource = {"type": "prometheus", "uid": "${datasource}"}
 
     def panel(index: int, title: str, unit: str, *targets: tuple[str, str]) -> dict:
         return {
@@ -167,21 +262,21 @@ def dashboard(model: str, objectives: Monitoring) -> dict:
             "type": "timeseries",
             "title": title,
             "gridPos": {"h": 8, "w": 12, "x": (index % 2) * 12, "y": (index // 2) * 8},
-            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "datasource": datasource,
             "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
             "targets": [
-                {"refId": chr(65 + i), "expr": expr, "legendFormat": legend} for i, (expr, legend) in enumerate(targets)
+                {"refId": chr(65 + i), "datasource": datasource, "expr": expr, "legendFormat": legend}
+                for i, (expr, legend) in enumerate(targets)
             ],
         }
 
-    quantiles = [
-        (
-            f"histogram_quantile({q}, sum by (le) (rate(inference_request_duration_seconds_bucket"
-            f"{{{sel},{PREDICT}}}[5m])))",
-            f"p{round(q * 100)}",
-        )
-        for q in (0.5, 0.9, 0.99)
-    ]
+    def quantiles(metric: str, selector: str, *qs: float) -> list[tuple[str, str]]:
+        return [
+            (f"histogram_quantile({q}, sum by (le) (rate({metric}{{{selector}}}[5m])))", f"p{round(q * 100)}")
+            for q in qs
+        ]
+
+    budget = 1 - objectives.availability
     panels = [
         panel(
             0,
@@ -191,41 +286,59 @@ def dashboard(model: str, objectives: Monitoring) -> dict:
         ),
         panel(
             1,
-            f"Predict 5xx ratio (objective: {(1 - objectives.availability):.2%} budget)",
-            "percentunit",
-            (f"inference:request_error_ratio:rate5m{{{sel}}}", "5m"),
-            (f"inference:request_error_ratio:rate1h{{{sel}}}", "1h"),
+            "Server pods answering scrapes and ready, by slot/track",
+            "short",
+            (
+                f'sum by (slot, track) (up{{namespace="$namespace",job="{metrics_service_name(model)}"}})',
+                "up {{slot}}{{track}}",
+            ),
+            (f"sum by (slot, track) (inference_model_ready{{{sel}}})", "ready {{slot}}{{track}}"),
         ),
         panel(
             2,
-            f"Predict latency (objective: p{objectives.latency_percentile * 100:g} < {objectives.latency_seconds:g}s)",
-            "s",
-            *quantiles,
+            f"Predict 5xx ratio (objective: {budget:.2%} budget)",
+            "percentunit",
+            (f"{ERROR_RATIO.format('5m')}{{{sel}}}", "5m"),
+            (f"{ERROR_RATIO.format('1h')}{{{sel}}}", "1h"),
         ),
         panel(
             3,
+            f"Predict 5xx ratio by slot/track ({VARIANT_WINDOW})",
+            "percentunit",
+            (f"{VARIANT_ERROR_RATIO.format(VARIANT_WINDOW)}{{{sel}}}", "{{slot}}{{track}}"),
+        ),
+        panel(
+            4,
+            f"Predict latency (objective: p{objectives.latency_percentile * 100:g} < {objectives.latency_seconds:g}s)",
+            "s",
+            *quantiles("inference_request_duration_seconds_bucket", f"{sel},{PREDICT}", 0.5, 0.9, 0.99),
+        ),
+        panel(
+            5,
+            f"Predict requests slower than {objectives.latency_seconds:g}s "
+            f"(budget: {1 - objectives.latency_percentile:.2%})",
+            "percentunit",
+            (f"{SLOW_RATIO.format('5m')}{{{sel}}}", "5m"),
+            (f"{SLOW_RATIO.format('1h')}{{{sel}}}", "1h"),
+        ),
+        panel(
+            6,
             "Served model version by slot/track",
             "none",
             (f"max by (slot, track) (inference_model_loaded_version{{{sel}}})", "{{slot}}{{track}}"),
         ),
         panel(
-            4,
-            "Batch size (instances per predict)",
-            "none",
-            *[
-                (
-                    f"histogram_quantile({q}, sum by (le) (rate(inference_batch_size_bucket{{{sel}}}[5m])))",
-                    f"p{round(q * 100)}",
-                )
-                for q in (0.5, 0.99)
-            ],
-        ),
-        panel(
-            5,
-            "Model loads and load failures",
-            "none",
+            7,
+            "Model loads and load failures (1h)",
+            "short",
             (f"sum by (version) (increase(inference_model_loads_total{{{sel}}}[1h]))", "loaded v{{version}}"),
             (f"sum by (version) (increase(inference_model_load_failures_total{{{sel}}}[1h]))", "failed v{{version}}"),
+        ),
+        panel(
+            8,
+            "Batch size (instances per predict)",
+            "short",
+            *quantiles("inference_batch_size_bucket", sel, 0.5, 0.99),
         ),
     ]
     return {
@@ -244,7 +357,7 @@ def dashboard(model: str, objectives: Monitoring) -> dict:
                     "name": "namespace",
                     "type": "query",
                     "label": "Environment",
-                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                    "datasource": datasource,
                     "query": f'label_values(inference_requests_total{{model="{model}"}}, namespace)',
                     "refresh": 2,
                 },
@@ -272,7 +385,7 @@ class ServerMonitoring(Construct):
                 serving=props.serving,
                 part_of=props.part_of,
                 model_store_claim=props.model_store_claim,
-                overrides={"fullnameOverride": f"{server}-metrics", **SERVICE_ONLY},
+                overrides={"fullnameOverride": metrics_service_name(model), **SERVICE_ONLY},
             ),
         )
         for obj in metrics.helm.api_objects:
@@ -322,8 +435,12 @@ class ServerMonitoring(Construct):
                 "/spec",
                 {
                     "groups": [
-                        {"name": f"{model}.recording", "interval": "30s", "rules": recording_rules(model)},
-                        {"name": f"{model}.alerts", "rules": alert_rules(model, props.objectives)},
+                        {
+                            "name": f"{model}.recording",
+                            "interval": "30s",
+                            "rules": recording_rules(model, props.objectives),
+                        },
+                        {"name": f"{model}.alerts", "rules": alert_rules(model, props.objectives, props.readme_url)},
                     ]
                 },
             )

@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
     app.register_blueprint(bp)
 
     repository = ModelRepository(settings)
+    metrics.initialise(settings.model_name, settings.model_version)
     app.extensions["inference.settings"] = settings
     app.extensions["inference.repository"] = repository
 

@@ -5,6 +5,9 @@ Under gunicorn the metrics are in multiprocess mode: ``gunicorn.conf.py`` points
 its own files there, the master marks dead workers in ``child_exit``, and ``/metrics`` (served by
 any worker) aggregates all of them.  Without that variable (tests, tools) the default registry
 is used.  Label values never come from client input: unknown model names are reported as "".
+``initialise`` creates, at 0, the series whose label values are known at start, as the Prometheus
+instrumentation guidance asks: a series that first appears at 1 hides that increment from
+``rate()`` and ``increase()``, and a ratio without an error series is absent instead of 0.
 """
 
 from __future__ import annotations
@@ -21,19 +24,26 @@ from prometheus_client import (
     generate_latest,
 )
 
+#: The predict routes (REST's Flask endpoint names and gRPC's Predict): the ``handler`` label
+#: values the alerts and the dashboard select. The label is not called ``endpoint``:
+#: prometheus-operator puts a target label of that name (the scraped port) on every series,
+#: which would rename ours to exported_endpoint.
+PREDICT_ENDPOINTS = ("predict", "predict_version", "grpc_predict")
+#: The 5xx a predict can get before it reaches a model: none loaded yet (503), a bug (500).
+SERVER_ERROR_CODES = ("500", "503")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 REQUESTS = Counter(
     "inference_requests",
-    "HTTP requests answered, by endpoint, model, served version and status code.",
-    ["endpoint", "model", "version", "code"],
+    "HTTP requests answered, by handler (route), model, served version and status code.",
+    ["handler", "model", "version", "code"],
 )
 REQUEST_LATENCY = Histogram(
     "inference_request_duration_seconds",
-    "Time from request start to response, by endpoint and model.",
-    ["endpoint", "model"],
+    "Time from request start to response, by handler (route) and model.",
+    ["handler", "model"],
     buckets=LATENCY_BUCKETS,
 )
 MODEL_LATENCY = Histogram(
@@ -81,6 +91,20 @@ MODEL_READY = Gauge(
     ["model"],
     multiprocess_mode="livemin",
 )
+
+
+def initialise(model: str, pinned_version: int | None) -> None:
+    """Create at 0 every labelled series the alerts and dashboard read whose labels are known
+    before the first request or load: predict 5xx (no version served yet), predict latency and
+    batch size, and the pinned version's loads and load failures."""
+    for endpoint in PREDICT_ENDPOINTS:
+        REQUEST_LATENCY.labels(endpoint, model)
+        for code in SERVER_ERROR_CODES:
+            REQUESTS.labels(endpoint, model, "", code)
+    BATCH_SIZE.labels(model)
+    if pinned_version is not None:
+        MODEL_LOADS.labels(model, str(pinned_version))
+        MODEL_LOAD_FAILURES.labels(model, str(pinned_version))
 
 
 def render() -> tuple[bytes, str]:

@@ -7,8 +7,11 @@ Policy: serve ``MODEL_VERSION`` when pinned, otherwise the newest version that l
 version is loaded and warmed up in a background thread while the old one keeps serving; the swap
 is a single reference assignment, so every request sees either the old or the new model.  A
 version that fails to load is recorded (status route, ``inference_model_load_failures_total``)
-and not retried until its directory changes.  In-flight requests keep a reference to the model
-they started with, so an old version is freed only after its last request finishes.
+and retried: at once when its directory changes, otherwise after a backoff that starts at the poll
+interval and doubles up to ``LOAD_RETRY_MAX_SECONDS`` (so the failure counter keeps rising while
+the version stays broken, and the load-failure alert sees it).  In-flight requests keep a
+reference to the model they started with, so an old version is freed only after its last
+request finishes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ log = logging.getLogger("services.inference.repository")
 
 AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
 EXPECTED_WORKERS_FILE = "expected-workers"
+#: Longest wait between two attempts at a version that keeps failing to load.
+LOAD_RETRY_MAX_SECONDS = 300.0
+#: First wait when polling is off (MODEL_POLL_SECONDS=0): retries happen only while nothing serves.
+LOAD_RETRY_FIRST_SECONDS = 5.0
 
 
 @dataclass
@@ -80,6 +87,15 @@ def list_versions(model_dir: Path) -> list[int]:
     return sorted(versions)
 
 
+@dataclass(frozen=True)
+class LoadFailure:
+    """A version that failed to load: its directory's fingerprint then, and when to try again."""
+
+    fingerprint: tuple
+    retry_at: float
+    backoff: float
+
+
 def _fingerprint(version_dir: Path) -> tuple:
     """Changes when a version directory's content changes (so a failed version is retried)."""
     parts = []
@@ -101,7 +117,7 @@ class ModelRepository:
         self._current: LoadedModel | None = None
         self._lock = threading.Lock()
         self._states: dict[int, VersionState] = {}
-        self._failed: dict[int, tuple] = {}
+        self._failed: dict[int, LoadFailure] = {}
         self._last_error = ""
         self._loaded_event = threading.Event()
         self._stop = threading.Event()
@@ -230,11 +246,21 @@ class ModelRepository:
                 return False  # already serving the best loadable version
             version_dir = self.model_dir / str(version)
             fingerprint = _fingerprint(version_dir)
-            if self._failed.get(version) == fingerprint:
-                continue  # failed before and unchanged since: do not thrash
+            failed = self._failed.get(version)
+            if failed is not None and failed.fingerprint == fingerprint and time.monotonic() < failed.retry_at:
+                continue  # failed before, unchanged since and not due again: do not thrash
             if self._load(version, version_dir, fingerprint):
                 return True
         return False
+
+    def _next_retry(self, version: int, fingerprint: tuple) -> LoadFailure:
+        """When to try a version that just failed again: the backoff doubles while it stays unchanged."""
+        previous = self._failed.get(version)
+        if previous is not None and previous.fingerprint == fingerprint:
+            backoff = min(previous.backoff * 2, LOAD_RETRY_MAX_SECONDS)
+        else:
+            backoff = min(self.settings.model_poll_seconds or LOAD_RETRY_FIRST_SECONDS, LOAD_RETRY_MAX_SECONDS)
+        return LoadFailure(fingerprint, time.monotonic() + backoff, backoff)
 
     def _set_error(self, message: str) -> None:
         self._last_error = message
@@ -258,7 +284,7 @@ class ModelRepository:
             metadata = _read_metadata(version_dir)
         except Exception as exc:
             message = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
-            self._failed[version] = fingerprint
+            self._failed[version] = self._next_retry(version, fingerprint)
             self._set_error(f"version {version} failed to load: {message}")
             with self._lock:
                 self._states[version] = VersionState(version, END, "UNKNOWN", message)

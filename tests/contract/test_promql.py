@@ -1,6 +1,6 @@
 """Every PromQL expression the generator emits parses with a real PromQL parser, and the
 alerts cover what the monitoring issue asks for (the metric names are checked against a
-running server in test_manifest_contract)."""
+running server in test_manifest_contract; what the rules do is tested in tests/monitoring)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,19 @@ def test_a_broken_expression_is_caught():
         metric_names("sum(rate(inference_requests_total[5m])")
 
 
+def test_rules_select_every_predict_handler_the_server_counts(prod):
+    from services.inference.metrics import PREDICT_ENDPOINTS
+
+    (rule,) = [o for o in prod if o["kind"] == "PrometheusRule"]
+    selectors = {
+        re.search(r'handler=~"([^"]+)"', r["expr"])[1]
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if "handler" in r["expr"]
+    }
+    assert selectors == {"|".join(PREDICT_ENDPOINTS)}
+
+
 def test_alerts_cover_the_failure_modes(prod):
     (rule,) = [o for o in prod if o["kind"] == "PrometheusRule"]
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
@@ -53,7 +66,7 @@ def test_alerts_cover_the_failure_modes(prod):
     } <= set(alerts)
     for name, alert in alerts.items():
         assert alert["labels"]["severity"] in ("critical", "warning"), name
-        assert alert["annotations"]["runbook"].startswith("README.md#operating"), name
+        assert alert["annotations"]["runbook_url"].split("#")[0].endswith("/README.md"), name
     # Multi-window burn rate: each budget alert needs both its long and short window to burn.
     assert "rate1h" in alerts["InferenceErrorBudgetBurn1h"]["expr"]
     assert "rate5m" in alerts["InferenceErrorBudgetBurn1h"]["expr"]

@@ -6,47 +6,18 @@ shared temp root, guarded by a file lock: the first worker trains, the others re
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from svc_helpers import MODEL, Server, run_trainer
-
-
-def _shared_dir(tmp_path_factory, worker_id: str) -> Path:
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if worker_id not in ("master", "") else base
+from svc_helpers import Server, shared_trained_store
 
 
 @pytest.fixture(scope="session")
 def trained_store(tmp_path_factory, worker_id) -> Path:
     """A model root holding ``mnist/1`` from a short training (2 epochs, 1,500 digits): read-only for tests."""
-    shared = _shared_dir(tmp_path_factory, worker_id)
-    root = shared / "services-trained-store"
-    with open(shared / "services-trained-store.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not (root / MODEL / "1" / "metadata.json").is_file():
-                result = run_trainer(
-                    "--model-root",
-                    str(root),
-                    "--model-name",
-                    MODEL,
-                    "--version",
-                    "1",
-                    "--epochs",
-                    "2",
-                    "--max-examples",
-                    "1500",
-                    "--seed",
-                    "7",
-                )
-                assert result.returncode == 0, result.stderr[-3000:]
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return root
+    return shared_trained_store(tmp_path_factory, worker_id)
 
 
 @pytest.fixture

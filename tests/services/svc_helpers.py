@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -62,6 +63,27 @@ def run_trainer(*args: str, timeout: float = 300, **env: str) -> subprocess.Comp
         text=True,
         timeout=timeout,
     )
+
+
+def shared_trained_store(tmp_path_factory, worker_id: str) -> Path:
+    """A model root holding ``mnist/1`` from a short training (2 epochs, 1,500 digits), trained once
+    per run: with pytest-xdist every worker asks, so it lives in the run's shared temp root, guarded
+    by a file lock (the first worker trains, the others reuse it). Read-only for tests."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker_id not in ("master", "") else base
+    root = shared / "services-trained-store"
+    with open(shared / "services-trained-store.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (root / MODEL / "1" / "metadata.json").is_file():
+                result = run_trainer(
+                    *("--model-root", str(root), "--model-name", MODEL, "--version", "1"),
+                    *("--epochs", "2", "--max-examples", "1500", "--seed", "7"),
+                )
+                assert result.returncode == 0, result.stderr[-3000:]
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return root
 
 
 def copy_version(root: Path, src: int, dst: int) -> Path:

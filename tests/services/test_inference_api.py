@@ -98,7 +98,7 @@ def test_metrics_exposition(client):
         "inference_requests_in_flight",
     ):
         assert name in text, name
-    assert 'inference_requests_total{code="200",endpoint="predict",model="mnist",version="1"}' in text
+    assert 'inference_requests_total{code="200",handler="predict",model="mnist",version="1"}' in text
 
 
 # --- predict -----------------------------------------------------------------------------------------------
@@ -239,7 +239,7 @@ def test_json_suffix_and_charset_content_types_are_accepted(client):
 def test_errors_are_counted_by_code(client):
     post(client, b"{")
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'inference_requests_total{code="400",endpoint="predict",model="mnist",version="1"}' in text
+    assert 'inference_requests_total{code="400",handler="predict",model="mnist",version="1"}' in text
     client.get("/v1/models/attacker-controlled-name")
     text = client.get("/metrics").get_data(as_text=True)
     assert "attacker-controlled-name" not in text  # label values never come from the client

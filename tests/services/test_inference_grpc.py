@@ -170,8 +170,8 @@ def test_error_codes_as_tf_serving_uses_them(grpc_server, digits):
     assert rpc_error(stub.Predict, huge).code() == code.RESOURCE_EXHAUSTED
 
     metrics = requests.get(f"{server.url}/metrics", timeout=10).text
-    assert 'inference_requests_total{code="400",endpoint="grpc_predict",model="mnist",version="1"}' in metrics
-    assert 'code="404",endpoint="grpc_predict",model=""' in metrics  # label values never come from the client
+    assert 'inference_requests_total{code="400",handler="grpc_predict",model="mnist",version="1"}' in metrics
+    assert 'code="404",handler="grpc_predict",model=""' in metrics  # label values never come from the client
 
 
 def test_unavailable_before_a_model_is_loaded(tmp_path, start_server):

@@ -76,7 +76,7 @@ def test_two_workers_serve_the_api_and_aggregate_metrics(model_store, start_serv
         assert requests.post(f"{url}/v1/models/{MODEL}:predict", json=ZERO).status_code == 200
     text = requests.get(f"{url}/metrics").text
     assert len(worker_pids(text)) == 2, text
-    ok = sample(text, 'inference_requests_total{code="200",endpoint="predict",model="mnist",version="1"}')
+    ok = sample(text, 'inference_requests_total{code="200",handler="predict",model="mnist",version="1"}')
     assert ok >= 32  # counted by whichever worker answered, summed over both
     assert sample(text, 'inference_model_ready{model="mnist"}') == 1.0
     assert sample(text, "inference_batch_size_count") >= 32

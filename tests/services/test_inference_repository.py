@@ -84,10 +84,24 @@ def test_corrupt_version_is_reported_and_the_old_one_keeps_serving(model_store, 
     assert client.get("/v2/health/ready").status_code == 200
 
     assert repo.poll_once() is False
-    assert failures(2) == before + 1  # unchanged directory: not retried on every poll
+    assert failures(2) == before + 1  # unchanged directory: not retried before its backoff ends
 
     copy_version(model_store, 1, 3)  # a good, newer version still gets picked up
     assert repo.poll_once() is True and repo.current().version == 3
+
+
+def test_a_version_that_stays_broken_is_retried_with_backoff(model_store, stop_apps):
+    # The failure counter must keep rising while the version is broken: a counter that appears at
+    # 1 and stays there shows no increase() to Prometheus, and the load-failure alert never fires.
+    app = make_app(model_store, MODEL_POLL_SECONDS="0.1")
+    stop_apps(app)
+    wait_loaded(app)
+    repo = app.extensions["inference.repository"]
+    before = failures(2)
+    publish_corrupt(model_store, 2)
+    assert wait_for(lambda: failures(2) >= before + 3), failures(2) - before  # after 0.1 s, 0.2 s, 0.4 s
+    assert repo.current().version == 1
+    assert app.test_client().get("/v2/health/ready").status_code == 200
 
 
 def test_a_failed_version_is_retried_once_its_files_change(model_store, stop_apps):
