@@ -226,13 +226,17 @@ WORKERS: {{ .Values.server.workers | int64 | quote }}
 {{/*
 An HTTP probe on the port named http. Usage:
 include "inference-service.httpProbe" (dict "path" "/v2/health/live" "probe" .Values.probes.liveness)
+initialDelaySeconds 0 is the API's default and the API server does not store it: rendered, git
+would say what the cluster never shows.
 */}}
 {{- define "inference-service.httpProbe" -}}
 httpGet:
   path: {{ .path }}
   port: http
   scheme: HTTP
-initialDelaySeconds: {{ .probe.initialDelaySeconds | int64 }}
+{{- with .probe.initialDelaySeconds }}
+initialDelaySeconds: {{ . | int64 }}
+{{- end }}
 periodSeconds: {{ .probe.periodSeconds | int64 }}
 timeoutSeconds: {{ .probe.timeoutSeconds | int64 }}
 successThreshold: {{ .probe.successThreshold | default 1 | int64 }}
