@@ -32,7 +32,7 @@ PORT ?= 8080
 
 .PHONY: help
 help: ## List every target with what it does
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # --- bootstrap ---------------------------------------------------------------
 
@@ -76,9 +76,15 @@ check: synth ## Regenerate and fail if the committed generated files were stale
 
 # --- tests and checks --------------------------------------------------------
 
-.PHONY: test validate lint
+.PHONY: test e2e validate lint
 test: $(EVERYTHING) ## Run every test suite (real kustomize, helm, gunicorn, TensorFlow, LiteRT)
 	$(PY) -m pytest -n 2 --dist loadfile
+
+# The binaries come from KUBEBUILDER_ASSETS (see generator/tools/envtest.py); without them this
+# fails with one line saying how to get them.
+e2e: $(call installed,generator dev) $(TOOLS_STAMP) ## Sync every overlay into a real control plane, as Argo CD would (KUBEBUILDER_ASSETS=dir)
+	@$(PY) -m generator.tools.envtest
+	$(PY) -m pytest tests/e2e
 
 validate: $(GENERATOR) ## Render every overlay; check schemas, policies, cross-references (ARGS="--output junit")
 	$(PY) -m generator validate $(ARGS)
