@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -22,14 +23,18 @@ def _script() -> str:
 
 
 def test_runs_on_pull_requests_with_pinned_actions():
+    """Every action is pinned: a full version tag, or a commit SHA with its tag in a comment."""
     data = _workflow()
     triggers = data.get("on", data.get(True))  # YAML 1.1 reads the key `on` as true
     assert "pull_request" in triggers
-    for job in data["jobs"].values():
-        for step in job["steps"]:
-            if "uses" in step:
-                ref = step["uses"].split("@")[1]
-                assert ref.startswith("v") and ref.count(".") == 2, f"{step['uses']}: pin a full version"
+    uses = [step["uses"] for job in data["jobs"].values() for step in job["steps"] if "uses" in step]
+    pins = dict(re.findall(r"uses:\s*(\S+@\S+)[ \t]*(#[^\n]*)?", WORKFLOW.read_text()))
+    assert sorted(pins) == sorted(uses)
+    for action, comment in pins.items():
+        ref = action.split("@")[1]
+        tag = re.fullmatch(r"v\d+\.\d+\.\d+", ref)
+        sha = re.fullmatch(r"[0-9a-f]{40}", ref) and re.fullmatch(r"#\s*v\d+\.\d+\.\d+", comment.strip())
+        assert tag or sha, f"{action}: pin a full version, or a commit SHA with its tag in a comment"
 
 
 def test_freshness_validate_test_and_kubeconform_steps():
@@ -42,6 +47,8 @@ def test_freshness_validate_test_and_kubeconform_steps():
         "make lint",
         "kubeconform -strict",
         '-kubernetes-version "$KUBERNETES_VERSION"',
+        "setup-envtest",
+        "make e2e",
     ):
         assert needle in script, needle
     assert script.index("make synth") < script.index("make validate")
