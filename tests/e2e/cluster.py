@@ -80,13 +80,14 @@ class Cluster:
                 raise AssertionError(f"CRDs not established after 60s: {waiting}")
             time.sleep(0.2)
 
-    def deploy(self, overlay: Overlay, application: dict, objects: list[dict] | None = None) -> SyncResult:
+    def deploy(self, overlay: Overlay, application: dict, namespace: str | None = None) -> SyncResult:
         """Create the namespace as the Application's managedNamespaceMetadata says, sync the
-        overlay's objects (or ``objects``), and wait until autoscalers and rollouts settled."""
-        namespace = application["spec"]["destination"]["namespace"]
+        overlay into it, and wait until autoscalers and rollouts settled. ``namespace`` moves the
+        overlay out of the Application's destination (to deploy a second tree beside the first)."""
+        namespace = namespace or application["spec"]["destination"]["namespace"]
+        objects = overlay.moved_to(namespace).objects
         managed = application["spec"].get("syncPolicy", {}).get("managedNamespaceMetadata")
         self.syncer.ensure_namespace(namespace, managed)
-        objects = overlay.objects if objects is None else objects
         result = self.syncer.sync(objects, namespace)
         self.settle(namespace, objects)
         return result

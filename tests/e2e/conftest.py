@@ -3,13 +3,14 @@
 One control plane for the session (``cluster``), with the CRDs of every custom kind the
 repository deploys. Each overlay is deployed once, lazily, the first time a test asks for it
 (``deployed.run(name)``), and every test of that overlay reads the same run. ``repo_root`` is
-this checkout; a suite that deploys another tree (rendered from a different platform.yaml, say)
-overrides that fixture, or builds its own ``Repository.load(root)`` and calls
-``deploy_overlay``.
+this checkout; a suite that deploys another tree (rendered from a different platform.yaml in a
+``repository.scratch_clone``, say) overrides that fixture, or loads ``Repository.load(root)``
+and calls ``deploy_overlay(cluster, repository, overlay, namespace=...)`` beside the others.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass, field
@@ -110,9 +111,14 @@ class OverlayRun:
         return self.application["spec"]["destination"]["namespace"]
 
 
-def deploy_overlay(cluster: Cluster, repository: Repository, overlay: Overlay) -> OverlayRun:
-    """Sync an overlay into the namespace its Application names, then sync it again unchanged."""
-    application = repository.application_for(overlay)
+def deploy_overlay(cluster: Cluster, repository: Repository, overlay: Overlay, namespace: str = "") -> OverlayRun:
+    """Sync an overlay into the namespace its Application names (or ``namespace``), then sync it
+    again unchanged. Another tree's overlays (``Repository.load(root)``) deploy beside this
+    checkout's with a namespace of their own, after ``cluster.install_crds(repository.all_objects())``."""
+    application = copy.deepcopy(repository.application_for(overlay))
+    if namespace:
+        application["spec"]["destination"]["namespace"] = namespace
+        overlay = overlay.moved_to(namespace)
     first = cluster.deploy(overlay, application)
     before = {f"{o['kind']}/{o['metadata']['name']}": cluster.syncer.live(o) for o in overlay.objects}
     second = cluster.deploy(overlay, application)

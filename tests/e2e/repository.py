@@ -12,6 +12,7 @@ clone after a release command, or a repository rendered from another platform.ya
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -60,6 +61,13 @@ class Overlay:
         """Everything but hooks: what Argo CD compares for Synced."""
         hooks = {id(o) for o in self.hooks()}
         return [o for o in self.objects if id(o) not in hooks]
+
+    def moved_to(self, namespace: str) -> Overlay:
+        """A copy whose objects all live in ``namespace`` (to deploy a tree beside another)."""
+        objects = copy.deepcopy(self.objects)
+        for obj in objects:
+            obj.setdefault("metadata", {})["namespace"] = namespace
+        return Overlay(self.name, self.path, namespace, objects)
 
 
 @dataclass

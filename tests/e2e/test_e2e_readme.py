@@ -190,9 +190,8 @@ def build(example: Example, repository, workdir: Path, namespace: str) -> Case:
 def test_readme_example_is_admitted_and_holds(cluster, repository, example, tmp_path):
     namespace = f"e2e-readme-{EXAMPLES.index(example)}"
     case = build(example, repository, tmp_path, namespace)
-    application = copy.deepcopy(repository.application_for(case.base))
-    application["spec"]["destination"]["namespace"] = namespace
-    cluster.deploy(Overlay(f"readme-{example.id}", example.file, namespace, case.objects), application)
+    overlay = Overlay(f"readme-{example.id}", example.file, namespace, case.objects)
+    cluster.deploy(overlay, repository.application_for(case.base), namespace)
     assert cluster.failed_creates(namespace) == []
     live = {ref(o): cluster.syncer.live(o) for o in case.objects}
     dropped = [

@@ -15,14 +15,13 @@ overlays' own namespaces to the other tests.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from cluster import Cluster, is_ready, selects
-from repository import Overlay, Repository, git, make, scratch_clone
+from repository import Repository, git, make, scratch_clone
 
 from generator.conventions import VARIANT_LABEL
 
@@ -51,19 +50,11 @@ class Walk:
         self.objects: list[dict] = []
         self.steps: list[str] = []  # commit ids, oldest first
 
-    def application(self, repository: Repository) -> dict:
-        app = copy.deepcopy(repository.application_for(repository.overlays[self.env]))
-        app["spec"]["destination"]["namespace"] = self.namespace
-        return app
-
     def sync(self) -> None:
         repository = Repository.load(self.clone, only=(self.env,))
-        overlay = repository.overlays[self.env]
-        self.objects = copy.deepcopy(overlay.objects)
-        for obj in self.objects:
-            obj["metadata"]["namespace"] = self.namespace
-        moved = Overlay(overlay.name, overlay.path, self.namespace, self.objects)
-        self.cluster.deploy(moved, self.application(repository))
+        overlay = repository.overlays[self.env].moved_to(self.namespace)
+        self.objects = overlay.objects
+        self.cluster.deploy(overlay, repository.application_for(overlay), self.namespace)
         self.cluster.wait_for(self.namespace, self.endpoints_converged, "EndpointSlices of every Service")
 
     def step(self, target: str, **variables: str) -> str:
