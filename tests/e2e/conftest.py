@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,14 @@ for _var in ("ML_GITOPS_ROOT", "ML_GITOPS_ALLOW_DIRTY"):
 STATS = pytest.StashKey[dict]()
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config):
     config.stash[STATS] = {"began": time.monotonic(), "started_in": None, "overlays": {}, "pods": 0}
+    # A CI runner cancels with SIGTERM: end like Ctrl-C, so the control plane's teardown runs.
+    signal.signal(signal.SIGTERM, _interrupted)
 
 
 def pytest_generate_tests(metafunc):
