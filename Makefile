@@ -34,7 +34,7 @@ GRPC_PORT ?= 8500
 
 .PHONY: help
 help: ## List every target with what it does
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # --- bootstrap ---------------------------------------------------------------
 
@@ -93,9 +93,15 @@ check: $(GENERATOR) ## Regenerate and fail if the generated files in git were st
 chart-readme: $(call installed,generator) ## Regenerate the chart README's parameter tables (readme-generator-for-helm)
 	$(PY) -m generator.tools.readme_generator
 
-.PHONY: test validate lint
-test: $(EVERYTHING) $(PROMETHEUS_STAMP) $(SHARED_STAMP) ## Run every test suite (real kustomize, helm, gunicorn, TensorFlow, LiteRT)
+.PHONY: test e2e validate lint
+test: $(EVERYTHING) $(PROMETHEUS_STAMP) $(SHARED_STAMP) ## Run every test suite but e2e (real kustomize, helm, gunicorn, TensorFlow, LiteRT, promtool)
 	$(PY) -m pytest -n 2 --dist loadfile
+
+# The control plane's binaries come from KUBEBUILDER_ASSETS (see generator/tools/envtest.py);
+# without them this fails with one line saying how to get them.
+e2e: $(call installed,generator dev) $(TOOLS_STAMP) ## Sync every overlay into a real control plane, as Argo CD would (KUBEBUILDER_ASSETS=dir)
+	@$(PY) -m generator.tools.envtest
+	$(PY) -m pytest tests/e2e
 
 validate: $(GENERATOR) $(SHARED_STAMP) ## Render every overlay; check schemas, policies, cross-references (ARGS="--output junit")
 	$(PY) -m generator validate $(ARGS)

@@ -86,7 +86,8 @@ class ArgoCDApps(Construct):
                 "description": f"{props.system}: the app-of-apps, which deploys only Argo CD objects",
                 "sourceRepos": [argocd.repo_url],
                 "destinations": [{"server": IN_CLUSTER, "namespace": argocd.namespace}],
-                "clusterResourceWhitelist": [],
+                # No clusterResourceWhitelist: no cluster-scoped kind at all. (An empty list says
+                # the same, but Argo CD's controller drops it when it writes the project back.)
                 "namespaceResourceWhitelist": _kinds([("argoproj.io", "Application"), ("argoproj.io", "AppProject")]),
             },
         )
@@ -125,10 +126,12 @@ class ArgoCDApps(Construct):
             "retry": RETRY,
         }
         if env.automated:
-            sync_policy = {
-                "automated": {"prune": env.prune, "selfHeal": env.self_heal, "allowEmpty": False},
-                **sync_policy,
-            }
+            # Only the switches that are on (off is Argo CD's default): Argo CD's types omit
+            # false values when its controller writes an Application back, so a `prune: false`
+            # or `allowEmpty: false` here keeps the app of apps OutOfSync forever (argo-cd
+            # #15898, #14666). The e2e suite checks every Argo CD object for such fields.
+            switches = {"prune": env.prune, "selfHeal": env.self_heal}
+            sync_policy = {"automated": {key: True for key, on in switches.items() if on}, **sync_policy}
         _object(
             self,
             f"app-{env.name}",

@@ -28,6 +28,8 @@ from generator.conventions import RELEASE_KEY, release_config_map_name
 
 GPU_RESOURCE = "nvidia.com/gpu"
 EXIT_BAD_INPUT = 2  # the trainer's exit code for bad data or arguments: retrying cannot help
+#: Argo CD sync wave of the training hook and of what it needs (model store, ServiceAccount).
+HOOK_WAVE = "-1"
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,8 @@ class TrainingJob(Construct):
                 annotations={
                     "argocd.argoproj.io/hook": "Sync",
                     "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
-                    # After the model store and release ConfigMap (-2), before the server rolls (0).
-                    "argocd.argoproj.io/sync-wave": "-1",
+                    # After the release ConfigMap (-2), before the server rolls (0).
+                    "argocd.argoproj.io/sync-wave": HOOK_WAVE,
                 },
             ),
             spec=self._job_spec(props, release=release_config_map_name(model.name, props.variant)),
@@ -73,17 +75,22 @@ class TrainingJob(Construct):
             return
         if props.create_model_store:
             self._model_store(training)
+        # The hook's wave, not the default 0: Argo CD waits for the hook to complete before
+        # wave 0, and the API server rejects the Job's pods while their ServiceAccount is
+        # missing (a sync that never finishes). Within a wave Argo CD applies by kind, so the
+        # NetworkPolicy and the ServiceAccount exist before the Job and no pod runs unconfined.
+        before_hook = {"argocd.argoproj.io/sync-wave": HOOK_WAVE}
         k8s.KubeServiceAccount(
             self,
             "service-account",
-            metadata=k8s.ObjectMeta(name=self.service_account, labels=self.labels),
+            metadata=k8s.ObjectMeta(name=self.service_account, labels=self.labels, annotations=before_hook),
             automount_service_account_token=False,
         )
         # Training reads and writes only its volume: no traffic in or out.
         k8s.KubeNetworkPolicy(
             self,
             "network-policy",
-            metadata=k8s.ObjectMeta(name=self.service_account, labels=self.labels),
+            metadata=k8s.ObjectMeta(name=self.service_account, labels=self.labels, annotations=before_hook),
             spec=k8s.NetworkPolicySpec(
                 pod_selector=k8s.LabelSelector(match_labels=self.selector), policy_types=["Ingress", "Egress"]
             ),
@@ -114,7 +121,7 @@ class TrainingJob(Construct):
                 labels={**self.labels, "app.kubernetes.io/component": "model-store"},
                 # The hook's wave, not earlier: with a WaitForFirstConsumer storage class the claim
                 # binds only once a pod uses it, and Argo CD waits for a wave to be healthy.
-                annotations={**ARGOCD_KEEP, "argocd.argoproj.io/sync-wave": "-1"},
+                annotations={**ARGOCD_KEEP, "argocd.argoproj.io/sync-wave": HOOK_WAVE},
             ),
             spec=k8s.PersistentVolumeClaimSpec(
                 access_modes=list(storage.access_modes),

@@ -225,6 +225,8 @@ WORKERS: {{ .Values.server.workers | int64 | quote }}
 An HTTP probe on the port named http, or with "grpc" true Kubernetes' gRPC probe (grpc.health.v1)
 on the gRPC port. Usage:
 include "inference-service.httpProbe" (dict "path" "/v2/health/live" "probe" .Values.probes.liveness)
+initialDelaySeconds 0 is the API's default and the API server does not store it: rendered, git
+would say what the cluster never shows.
 */}}
 {{- define "inference-service.httpProbe" -}}
 {{- if .grpc -}}
@@ -236,7 +238,9 @@ httpGet:
   port: http
   scheme: HTTP
 {{- end }}
-initialDelaySeconds: {{ .probe.initialDelaySeconds | int64 }}
+{{- with .probe.initialDelaySeconds }}
+initialDelaySeconds: {{ . | int64 }}
+{{- end }}
 periodSeconds: {{ .probe.periodSeconds | int64 }}
 timeoutSeconds: {{ .probe.timeoutSeconds | int64 }}
 successThreshold: {{ .probe.successThreshold | default 1 | int64 }}

