@@ -27,6 +27,8 @@ import cdk8s
 from constructs import Construct
 
 from generator.config import Image, Model, Monitoring, Serving
+from generator.constructs.chart import CHART_NAME
+from generator.constructs.common import labels
 from generator.constructs.delivery import SERVICE_ONLY
 from generator.constructs.inference import InferenceService, InferenceServiceProps
 from generator.conventions import VARIANTS
@@ -391,14 +393,8 @@ class ServerMonitoring(Construct):
         for obj in metrics.helm.api_objects:
             obj.metadata.add_label("app.kubernetes.io/component", "metrics")
             obj.add_json_patch(cdk8s.JsonPatch.add("/spec/clusterIP", "None"))
-        labels = {
-            "app.kubernetes.io/name": "inference-service",
-            "app.kubernetes.io/instance": model,
-            "app.kubernetes.io/component": "monitoring",
-            "app.kubernetes.io/part-of": props.part_of,
-            "app.kubernetes.io/managed-by": "cdk8s",
-        }
-        rule_labels = {**labels, **dict(props.objectives.rule_labels)}
+        own = labels(name=CHART_NAME, instance=model, component="monitoring", part_of=props.part_of)
+        rule_labels = {**own, **dict(props.objectives.rule_labels)}
         monitor = cdk8s.ApiObject(
             self,
             "service-monitor",
@@ -412,7 +408,7 @@ class ServerMonitoring(Construct):
                 {
                     "selector": {
                         "matchLabels": {
-                            "app.kubernetes.io/name": "inference-service",
+                            "app.kubernetes.io/name": CHART_NAME,
                             "app.kubernetes.io/instance": model,
                             "app.kubernetes.io/component": "metrics",
                         }
@@ -450,7 +446,7 @@ class ServerMonitoring(Construct):
             "dashboard",
             api_version="v1",
             kind="ConfigMap",
-            metadata=cdk8s.ApiObjectMetadata(name=f"{model}-dashboard", labels={**labels, **DASHBOARD_LABEL}),
+            metadata=cdk8s.ApiObjectMetadata(name=f"{model}-dashboard", labels={**own, **DASHBOARD_LABEL}),
         ).add_json_patch(
             cdk8s.JsonPatch.add(
                 "/data",
