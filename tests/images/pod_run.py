@@ -64,6 +64,7 @@ class Container:
         self.plan = plan
         self.id = ""
         self.start_error = ""
+        self._host_ports: dict[int, int] = {}
 
     def start(self) -> None:
         """Create and start the container; a start the engine refuses is kept as the failure to explain."""
@@ -97,11 +98,18 @@ class Container:
         return f"{self.plan.name}: {what}; reason: {explain(log)} ({exit_state})\n--- container log (tail) ---\n{tail}"
 
     def host_port(self, name_or_number: str | int) -> int:
-        """The loopback port on the host that reaches a named (or numbered) container port."""
+        """The loopback port on the host that reaches a named (or numbered) container port.
+
+        Looked up once while the container runs (an exited container has no published ports).
+        """
         key = str(name_or_number)
         container_port = self.plan.ports.get(key) or int(key)
-        out = self.engine.run("port", self.id, f"{container_port}/tcp").stdout.strip().splitlines()[0]
-        return int(out.rsplit(":", 1)[1])
+        if container_port not in self._host_ports:
+            out = self.engine.run("port", self.id, f"{container_port}/tcp", check=False).stdout.split()
+            if not out:
+                raise AssertionError(self.failure(f"container port {container_port} is not published (not running?)"))
+            self._host_ports[container_port] = int(out[0].rsplit(":", 1)[1])
+        return self._host_ports[container_port]
 
     def wait(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds for the process to exit; its exit code, or None if still running."""
@@ -159,7 +167,12 @@ class Container:
         while True:
             if not self.running():
                 raise AssertionError(self.failure(f"exited while its {kind} probe was pending ({last.detail})"))
-            last = self.probe(spec)
+            try:
+                last = self.probe(spec)
+            except AssertionError:
+                if self.running():
+                    raise
+                continue  # it exited between the check and the probe: the loop reports why
             if last.ok:
                 successes, failures = successes + 1, 0
                 if successes >= int(spec.get("successThreshold", 1)):
