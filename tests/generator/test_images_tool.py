@@ -33,15 +33,15 @@ def test_pip_config_keeps_network_indexes_and_hands_over_the_ca_bundle(tmp_path)
     assert config.ca_bundle == bundle  # the environment wins over the files, as in pip
     assert set(config.dropped) == {"extra-index-url", "find-links", "constraint"}
     conf = config.pip_conf()
-    assert conf.startswith("[global]\n") and f"cert = /run/secrets/{pip_config.CA_SECRET}" in conf
+    assert conf.startswith("[global]\n") and f"cert = /run/secrets/{pip_config.CA_BUNDLE_ID}" in conf
     secrets = config.write_secrets(tmp_path)
-    assert secrets == {pip_config.PIP_CONF_SECRET: tmp_path / "pip.conf", pip_config.CA_SECRET: bundle}
+    assert secrets == {pip_config.PIP_CONF_ID: tmp_path / "pip.conf", pip_config.CA_BUNDLE_ID: bundle}
 
 
 def test_pip_config_with_nothing_configured_uses_the_default_index(tmp_path):
     config = pip_config.translate({})
     assert config.pip_conf() == "[global]\n" and config.ca_bundle is None
-    assert list(config.write_secrets(tmp_path)) == [pip_config.PIP_CONF_SECRET]
+    assert list(config.write_secrets(tmp_path)) == [pip_config.PIP_CONF_ID]
 
 
 def test_containers_configuration_is_project_local(tmp_path):

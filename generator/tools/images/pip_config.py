@@ -21,10 +21,10 @@ from pathlib import Path
 
 #: Options that keep their meaning inside the build.
 KEPT = ("index-url", "extra-index-url", "trusted-host", "timeout", "default-timeout", "retries", "proxy", "no-index")
-#: Where the Dockerfiles' RUN --mount puts the secrets.
-SECRET_DIR = "/run/secrets"
-PIP_CONF_SECRET = "pip.conf"
-CA_SECRET = "pip-ca.pem"
+#: Build-secret ids, and where the Dockerfiles' ``RUN --mount=type=secret`` puts them.
+MOUNT_DIR = "/run/secrets"
+PIP_CONF_ID = "pip.conf"
+CA_BUNDLE_ID = "pip-ca.pem"
 
 
 @dataclass(frozen=True)
@@ -40,16 +40,16 @@ class PipBuildConfig:
         lines = ["[global]"]
         lines += [f"{key} = {value}" for key, value in sorted(self.options.items())]
         if self.ca_bundle:
-            lines.append(f"cert = {SECRET_DIR}/{CA_SECRET}")
+            lines.append(f"cert = {MOUNT_DIR}/{CA_BUNDLE_ID}")
         return "\n".join(lines) + "\n"
 
     def write_secrets(self, directory: Path) -> dict[str, Path]:
         """Write the secret files into ``directory``; return secret id -> file for the build."""
-        conf = directory / PIP_CONF_SECRET
+        conf = directory / PIP_CONF_ID
         conf.write_text(self.pip_conf())
-        secrets = {PIP_CONF_SECRET: conf}
+        secrets = {PIP_CONF_ID: conf}
         if self.ca_bundle:
-            secrets[CA_SECRET] = self.ca_bundle
+            secrets[CA_BUNDLE_ID] = self.ca_bundle
         return secrets
 
 
