@@ -82,6 +82,8 @@ def test_build_arguments(name, tmp_path):
     args = build.build_arguments(engine.Engine(name, name), spec, "repo:rev", "base:1", "rev", secrets)
     assert args[:5] == ["build", "--file", str(spec.dockerfile), "--tag", "repo:rev"]
     assert "BASE_IMAGE=base:1" in args and "CODE_REVISION=rev" in args
+    assert "org.opencontainers.image.revision=rev" in args  # set at commit time: no stale cached label
+    assert ("--env" in args) is (name == "podman")
     assert f"id=pip.conf,src={tmp_path / 'pip.conf'}" in args
     assert ("--ignorefile" in args) is (name == "podman")  # BuildKit finds Dockerfile.dockerignore itself
     assert spec.ignorefile.is_file()

@@ -91,13 +91,17 @@ def build_arguments(
     args = ["build", "--file", str(spec.dockerfile), "--tag", reference]
     if engine.name != "docker":  # BuildKit finds <Dockerfile>.dockerignore and has its own network
         args += ["--ignorefile", str(spec.ignorefile), "--network", "host", "--layers"]
-    for key, value in (
-        ("BASE_IMAGE", base),
-        ("CODE_REVISION", revision),
-        ("SOURCE_URL", source_url()),
-        ("CREATED", _git("log", "-1", "--format=%cI")),
-    ):
+    facts = {"CODE_REVISION": revision, "SOURCE_URL": source_url(), "CREATED": _git("log", "-1", "--format=%cI")}
+    for key, value in {"BASE_IMAGE": base, **facts}.items():
         args += ["--build-arg", f"{key}={value}"]
+    # The same facts as labels and env of the final image, set by the engine at commit time:
+    # buildah (1.28) reuses a cached LABEL or ENV layer after its ARG value changed, which left a new
+    # build labelled with an old revision (make test-images caught it). BuildKit needs no help.
+    labels = {"source": facts["SOURCE_URL"], "revision": revision, "created": facts["CREATED"]}
+    for key, value in labels.items():
+        args += ["--label", f"org.opencontainers.image.{key}={value}"]
+    if engine.name != "docker":
+        args += ["--env", f"CODE_REVISION={revision}"]
     for secret_id, path in secrets.items():
         args += ["--secret", f"id={secret_id},src={path}"]
     return [*args, str(REPO_ROOT)]
