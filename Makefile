@@ -146,6 +146,23 @@ serve: $(call installed,inference) ## Serve the trained models: REST on 8080, TF
 protos: $(call installed,dev) ## Recompile services/inference/protos/*.proto into tfserving.binpb (grpcio-tools)
 	$(PY) -m services.inference.protoc
 
+# --- container images (not part of make test) ---------------------------------------
+# Docker when its daemon answers, else podman or buildah (CONTAINER_ENGINE= to choose); podman and
+# buildah keep their images in .cache/containers/. BASE_IMAGE= overrides the Dockerfiles' default.
+
+.PHONY: images base-image test-images push-images
+images: $(call installed,generator) ## Build the server and trainer images tagged with the revision (no image registry needed)
+	$(PY) -m generator.tools.images build $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)")
+
+base-image: $(call installed,generator) ## Print the base image; make it from Debian packages (mmdebstrap) if the default cannot be pulled
+	$(PY) -m generator.tools.images base
+
+test-images: images $(EVERYTHING) ## Run both images exactly as every rendered overlay declares (train, probe, predict, drain)
+	$(PY) -m pytest tests/images
+
+push-images: $(call installed,generator) ## Push the images built at this revision; print "<name> <digest>" lines
+	$(PY) -m generator.tools.images push
+
 # --- benchmarks (not part of make test) ----------------------------------------
 
 .PHONY: bench bench-validate

@@ -47,11 +47,18 @@ def test_release_workflow_pins_both_images_in_dev_and_opens_a_pull_request():
     build, pin = workflow["jobs"]["build"], workflow["jobs"]["pin-dev"]
     assert build["permissions"] == {"contents": "read"}
     assert pin["permissions"] == {"contents": "write", "pull-requests": "write"} and pin["needs"] == "build"
+    builds = [step.get("run", "") for step in build["steps"]]
+    assert "make images" in builds and "make test-images" in builds, "the release builds as developers and CI do"
+    assert builds.index("make images") < builds.index("make test-images")
+    assert any("make push-images" in run for run in builds)
+    assert set(build["outputs"]) == {"server-digest", "trainer-digest"}
     runs = [step.get("run", "") for step in pin["steps"]]
-    assert 'make set-image ENV=dev IMAGE=server TAG="${{ github.sha }}"' in runs
-    assert 'make set-image ENV=dev IMAGE=trainer TAG="${{ github.sha }}"' in runs
+    assert 'make set-image ENV=dev IMAGE=server DIGEST="$DIGEST"' in runs  # pinned by the pushed digest
+    assert 'make set-image ENV=dev IMAGE=trainer DIGEST="$DIGEST"' in runs
+    digests = {step["env"]["DIGEST"] for step in pin["steps"] if "DIGEST" in step.get("env", {})}
+    assert digests == {"${{ needs.build.outputs.server-digest }}", "${{ needs.build.outputs.trainer-digest }}"}
     uses = [step["uses"] for job in (build, pin) for step in job["steps"] if "uses" in step]
-    assert any(u.startswith("docker/build-push-action@") for u in uses)
+    assert any(u.startswith("docker/login-action@") for u in uses)
     assert any(u.startswith("peter-evans/create-pull-request@") for u in uses)
     text = (REPO_ROOT / ".github/workflows/release.yaml").read_text()
     assert "secrets.REGISTRY_PASSWORD" in text and "password: ${{ secrets." in text

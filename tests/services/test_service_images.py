@@ -35,8 +35,10 @@ def test_hadolint_has_no_findings(service):
 @pytest.mark.parametrize("service", sorted(DOCKERFILES))
 def test_image_contract(service):
     text = DOCKERFILES[service].read_text()
-    base = re.search(r"^FROM\s+(\S+)", text, re.M).group(1)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M), "the base must come from ARG BASE_IMAGE"
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M).group(1)
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), f"base image not pinned to a full version: {base}"
+    assert "--require-hashes" in text and "/opt/venv" in text
     assert re.search(r"^WORKDIR /app$", text, re.M)
     assert re.search(r"^USER 10001:10001$", text, re.M)
     assert f"COPY services/{service}/ /app/services/{service}/" in text

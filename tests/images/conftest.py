@@ -1,0 +1,79 @@
+"""Fixtures of the image suite (``make test-images``, not part of ``make test``).
+
+The images are the ones ``make images`` built at this revision; the manifests are every overlay
+rendered with the real kustomize. Each overlay gets its own model store (a host directory standing
+for its claim), trained once per session by running its training Jobs as they are rendered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from image_flows import JobOutcome, image_user, model_store, run_job
+from image_manifests import local_image, overlay_workloads
+
+from generator.tools.images.build import code_revision, image_specs
+from generator.tools.images.engine import Engine, detect_engine
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """Docker or podman: the image test runs containers (buildah alone cannot)."""
+    return detect_engine(must_run=True)
+
+
+@pytest.fixture(scope="session")
+def built_images(engine) -> dict[str, str]:
+    """Repository -> the local reference ``make images`` built at this revision."""
+    revision = code_revision()
+    references = {spec.repository: spec.reference(revision) for spec in image_specs().values()}
+    missing = [ref for ref in references.values() if not engine.image_exists(ref)]
+    if missing:
+        pytest.fail(f"not built at this revision: {', '.join(missing)}; run `make images` (make test-images does)")
+    return references
+
+
+@pytest.fixture(scope="session")
+def session_label() -> str:
+    """The label value every container of this session carries."""
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class TrainedStore:
+    """An overlay's model store after its training Jobs ran."""
+
+    path: Path
+    jobs: list[JobOutcome] = field(default_factory=list)
+
+
+class Stores:
+    """One model store per overlay, trained on first use by the overlay's own Jobs."""
+
+    def __init__(self, engine, built_images, tmp_path_factory, label):
+        self.engine, self.built, self.tmp, self.label = engine, built_images, tmp_path_factory, label
+        self._stores: dict[str, TrainedStore] = {}
+
+    def trained(self, overlay: str) -> TrainedStore:
+        """The overlay's store, its Jobs run in rendered order (a second Job of a version skips it)."""
+        if overlay not in self._stores:
+            jobs = overlay_workloads(overlay, "Job")
+            assert jobs, f"overlay {overlay} renders no training Job"
+            store = TrainedStore(model_store(self.tmp.mktemp(f"store-{overlay}"), jobs[0]))
+            for job in jobs:
+                image = local_image(self.built, job)
+                scratch = self.tmp.mktemp(f"scratch-{job.name}")
+                store.jobs.append(
+                    run_job(self.engine, job, image, image_user(self.engine, image), store.path, scratch, self.label)
+                )
+            self._stores[overlay] = store
+        return self._stores[overlay]
+
+
+@pytest.fixture(scope="session")
+def stores(engine, built_images, tmp_path_factory, session_label) -> Stores:
+    """The per-overlay model stores (trained lazily)."""
+    return Stores(engine, built_images, tmp_path_factory, session_label)

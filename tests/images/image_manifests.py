@@ -1,0 +1,40 @@
+"""The rendered manifests the image suite runs: every environment overlay, built by kustomize."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import yaml
+from image_flows import repository_of
+from pod_spec import PodWorkload, workloads
+
+from generator.tools import REPO_ROOT, render_overlay
+
+OVERLAY_EXCLUDED = {"base", "components"}
+
+
+def overlay_names() -> list[str]:
+    """Every environment overlay (new ones are picked up without edits)."""
+    return sorted(
+        p.parent.name
+        for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
+        if p.parent.name not in OVERLAY_EXCLUDED
+    )
+
+
+@cache
+def rendered(overlay: str) -> tuple[dict, ...]:
+    """An overlay rendered by kubectl's kustomize (cached: collection and tests share it)."""
+    return tuple(doc for doc in yaml.safe_load_all(render_overlay(REPO_ROOT / "overlays" / overlay)) if doc)
+
+
+def overlay_workloads(overlay: str, kind: str) -> list[PodWorkload]:
+    """The overlay's Deployments or Jobs."""
+    return workloads(list(rendered(overlay)), kind)
+
+
+def local_image(built_images: dict[str, str], workload: PodWorkload) -> str:
+    """The built image standing for the one a workload's manifest pins."""
+    repository = repository_of(workload.container["image"])
+    assert repository in built_images, f"{workload.name}: image {repository} is not one make images builds"
+    return built_images[repository]
