@@ -105,8 +105,16 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class ClusterDNS:
+    """The cluster DNS pods, which the workers of a distributed training Job must reach."""
+
+    namespace: str = "kube-system"
+    pod_labels: tuple[tuple[str, str], ...] = (("k8s-app", "kube-dns"),)
+
+
+@dataclass(frozen=True)
 class Training:
-    """How the training Job runs."""
+    """How the training Job runs (``resources`` and ``gpus`` are per worker pod)."""
 
     resources: Resources
     gpus: int
@@ -118,6 +126,9 @@ class Training:
     schedule: str | None
     dataset_path: str
     storage: Storage
+    #: Pods that train together on MultiWorkerMirroredStrategy (an Indexed Job when > 1).
+    workers: int = 1
+    cluster_dns: ClusterDNS = ClusterDNS()
 
 
 @dataclass(frozen=True)
@@ -278,6 +289,18 @@ def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
                 problems.append(
                     (f"{section}.resources.requests.{kind}", f"must be <= limits.{kind} ({resources['limits'][kind]})")
                 )
+    if data["training"].get("workers", 1) > 1:
+        # Distributed Jobs name a headless Service <job>-workers (a DNS-1035 label, at most 63):
+        # the longest job name is <model>-train-canary or <model>-retrain.
+        for index, model in enumerate(data["models"]):
+            longest = max(f"{model['name']}-train-canary-workers", f"{model['name']}-retrain-workers", key=len)
+            if len(longest) > 63:
+                problems.append(
+                    (
+                        f"models[{index}].name",
+                        f"too long for training.workers > 1: the worker Service {longest!r} exceeds 63 characters",
+                    )
+                )
     modes = data["training"]["storage"].get("accessModes", ["ReadWriteMany"])
     if "ReadWriteMany" not in modes:
         problems.append(
@@ -369,6 +392,8 @@ def _to_settings(data: dict) -> Platform:
                 tuple(storage.get("accessModes", ["ReadWriteMany"])),
                 storage.get("storageClassName"),
             ),
+            workers=t.get("workers", 1),
+            cluster_dns=_cluster_dns(t.get("clusterDNS")),
         ),
         environments=tuple(
             Environment(
@@ -391,6 +416,12 @@ def _to_settings(data: dict) -> Platform:
         ),
         monitoring=_monitoring(data.get("monitoring")),
     )
+
+
+def _cluster_dns(data: dict | None) -> ClusterDNS:
+    if data is None:
+        return ClusterDNS()
+    return ClusterDNS(data["namespace"], tuple(sorted(data["podLabels"].items())))
 
 
 def _monitoring(data: dict | None) -> Monitoring:
