@@ -29,6 +29,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 MODEL_ROOT ?= models
 MODEL ?= mnist
 PORT ?= 8080
+WORKERS ?= 1
 
 .PHONY: help
 help: ## List every target with what it does
@@ -113,8 +114,9 @@ status: $(GENERATOR) ## One table of every environment: strategy, image, model v
 # --- services ------------------------------------------------------------------
 
 .PHONY: train serve
-train: $(call installed,training) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL= to change)
-	$(PY) -m services.training.train --model-root $(MODEL_ROOT) --model-name $(MODEL)
+train: $(call installed,training) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL=; WORKERS=2 for 2 local workers)
+	$(PY) -m services.training.$(if $(filter 1,$(WORKERS)),train,launch --workers $(WORKERS)) \
+	  --model-root $(MODEL_ROOT) --model-name $(MODEL)
 
 serve: $(call installed,inference) ## Serve the trained models with gunicorn on port 8080 (PORT= to change)
 	MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) PORT=$(PORT) \
@@ -122,12 +124,15 @@ serve: $(call installed,inference) ## Serve the trained models with gunicorn on 
 
 # --- benchmarks (not part of make test) ----------------------------------------
 
-.PHONY: bench bench-validate
+.PHONY: bench bench-validate bench-train
 bench: $(EVERYTHING) ## Benchmark the model server against the HTTP ceiling and a tutorial-style server
 	$(PY) -m benchmarks.serving
 
 bench-validate: $(GENERATOR) ## Benchmark make validate against kubernetes-validate, and on a large platform
 	$(PY) -m benchmarks.validation
+
+bench-train: $(call installed,training) ## Training samples/s with 1 and 2 local workers (MultiWorkerMirroredStrategy)
+	$(PY) -m benchmarks.training
 
 .PHONY: clean
 clean: ## Remove the local toolchain, caches and trained models

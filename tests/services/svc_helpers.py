@@ -40,6 +40,13 @@ def clean_env(**extra: str) -> dict:
         "LOG_LEVEL",
         "MAX_BATCH_SIZE",
         "MAX_BODY_BYTES",
+        "TF_CONFIG",
+        "TRAINING_WORKERS",
+        "JOB_COMPLETION_INDEX",
+        "TRAINING_JOB_NAME",
+        "TRAINING_WORKER_SERVICE",
+        "TRAINING_THREADS",
+        "TRAINING_BATCH_SIZE",
     }
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(REPO_ROOT))
