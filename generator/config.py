@@ -289,18 +289,6 @@ def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
                 problems.append(
                     (f"{section}.resources.requests.{kind}", f"must be <= limits.{kind} ({resources['limits'][kind]})")
                 )
-    if data["training"].get("workers", 1) > 1:
-        # Distributed Jobs name a headless Service <job>-workers (a DNS-1035 label, at most 63):
-        # the longest job name is <model>-train-canary or <model>-retrain.
-        for index, model in enumerate(data["models"]):
-            longest = max(f"{model['name']}-train-canary-workers", f"{model['name']}-retrain-workers", key=len)
-            if len(longest) > 63:
-                problems.append(
-                    (
-                        f"models[{index}].name",
-                        f"too long for training.workers > 1: the worker Service {longest!r} exceeds 63 characters",
-                    )
-                )
     modes = data["training"]["storage"].get("accessModes", ["ReadWriteMany"])
     if "ReadWriteMany" not in modes:
         problems.append(

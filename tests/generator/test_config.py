@@ -50,6 +50,14 @@ BAD_CONFIGS = {
             "(allowed: autoscaling, clientNamespaces, gateway, gunicorn, podDisruptionBudget, port, resources)"
         ],
     ),
+    "no workers": (
+        lambda d: d["training"].update(workers=0),
+        ["platform.yaml: training.workers: 0 is less than the minimum of 1"],
+    ),
+    "too many workers": (
+        lambda d: d["training"].update(workers=65),
+        ["platform.yaml: training.workers: 65 is greater than the maximum of 64"],
+    ),
     "namespace not DNS-1123": (
         lambda d: d["environments"][0].update(namespace="ML_Dev"),
         [
