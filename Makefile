@@ -31,6 +31,7 @@ MODEL_ROOT ?= models
 MODEL ?= mnist
 PORT ?= 8080
 GRPC_PORT ?= 8500
+WORKERS ?= 1
 
 .PHONY: help
 help: ## List every target with what it does
@@ -136,8 +137,9 @@ status: $(GENERATOR) ## One table of every environment: strategy, image, model v
 # --- services ------------------------------------------------------------------
 
 .PHONY: train serve protos
-train: $(call installed,training) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL= to change)
-	$(PY) -m services.training.train --model-root $(MODEL_ROOT) --model-name $(MODEL)
+train: $(call installed,training) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL=; WORKERS=2 for 2 local workers)
+	$(PY) -m services.training.$(if $(filter 1,$(WORKERS)),train,launch --workers $(WORKERS)) \
+	  --model-root $(MODEL_ROOT) --model-name $(MODEL)
 
 serve: $(call installed,inference) ## Serve the trained models: REST on 8080, TF Serving gRPC on 8500 (PORT=, GRPC_PORT=)
 	MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) \
@@ -165,12 +167,15 @@ push-images: $(call installed,generator) ## Push the images built at this revisi
 
 # --- benchmarks (not part of make test) ----------------------------------------
 
-.PHONY: bench bench-validate
+.PHONY: bench bench-validate bench-train
 bench: $(EVERYTHING) ## Benchmark the model server (wrk, gRPC clients) against the model alone and KServe (own venv in .bench/)
 	$(PY) -m benchmarks.serving
 
 bench-validate: $(GENERATOR) $(SHARED_STAMP) ## Benchmark make validate against kubernetes-validate, and on a large platform
 	$(PY) -m benchmarks.validation
+
+bench-train: $(call installed,training) ## Training samples/s with 1 and 2 local workers (MultiWorkerMirroredStrategy)
+	$(PY) -m benchmarks.training
 
 .PHONY: clean
 clean: ## Remove the local toolchain, caches and trained models

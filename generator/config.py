@@ -119,8 +119,16 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class ClusterDNS:
+    """The cluster DNS pods, which the workers of a distributed training Job must reach."""
+
+    namespace: str = "kube-system"
+    pod_labels: tuple[tuple[str, str], ...] = (("k8s-app", "kube-dns"),)
+
+
+@dataclass(frozen=True)
 class Training:
-    """How the training Job runs."""
+    """How the training Job runs (``resources`` and ``gpus`` are per worker pod)."""
 
     resources: Resources
     gpus: int
@@ -132,6 +140,9 @@ class Training:
     schedule: str | None
     dataset_path: str
     storage: Storage
+    #: Pods that train together on MultiWorkerMirroredStrategy (an Indexed Job when > 1).
+    workers: int = 1
+    cluster_dns: ClusterDNS = ClusterDNS()
 
 
 @dataclass(frozen=True)
@@ -355,6 +366,8 @@ def _to_settings(data: dict) -> Platform:
                 tuple(storage.get("accessModes", ["ReadWriteMany"])),
                 storage.get("storageClassName"),
             ),
+            workers=t.get("workers", 1),
+            cluster_dns=_cluster_dns(t.get("clusterDNS")),
         ),
         environments=tuple(
             Environment(
@@ -377,6 +390,12 @@ def _to_settings(data: dict) -> Platform:
         ),
         monitoring=_monitoring(data.get("monitoring")),
     )
+
+
+def _cluster_dns(data: dict | None) -> ClusterDNS:
+    if data is None:
+        return ClusterDNS()
+    return ClusterDNS(data["namespace"], tuple(sorted(data["podLabels"].items())))
 
 
 def _monitoring(data: dict | None) -> Monitoring:

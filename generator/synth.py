@@ -145,7 +145,7 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
             files.append(f"{model.name}.yaml")
             tree[f"overlays/components/{strategy}/{model.name}.yaml"] = _dump(objects)
         tree[f"overlays/components/{strategy}/kustomization.yaml"] = _dump(
-            [component_kustomization(strategy, platform.models, platform.name, files)]
+            [component_kustomization(strategy, platform.models, platform.name, files, platform.training)]
         )
 
     files = []

@@ -24,7 +24,7 @@ from generator.config import Gateway, Image, Model, Serving, Training
 from generator.constructs.chart import CHART_NAME
 from generator.constructs.common import labels
 from generator.constructs.inference import InferenceService, InferenceServiceProps
-from generator.constructs.training import TrainingJob, TrainingJobProps
+from generator.constructs.training import TrainingJob, TrainingJobProps, job_objects
 from generator.conventions import (
     CANARY_WEIGHTS_KIND,
     DEFAULT_MODEL_VERSION,
@@ -39,13 +39,13 @@ from generator.conventions import (
 CANARY_HEADER = "x-model-track"
 #: Index of the HTTPRoute rule that splits traffic by weight.
 WEIGHTED_RULE = 1
-#: Objects of the base that the variants replace, per model: (apiVersion, kind, name suffix).
+#: Objects of the base that the variants replace, per model: (apiVersion, kind, name suffix);
+#: and the training Job with what it brings (``training.job_objects``).
 REPLACED = (
     ("apps/v1", "Deployment", "-server"),
     ("autoscaling/v2", "HorizontalPodAutoscaler", "-server"),
     ("policy/v1", "PodDisruptionBudget", "-server"),
     ("v1", "ConfigMap", "-server"),
-    ("batch/v1", "Job", "-train"),
     ("v1", "ConfigMap", "-release"),
 )
 #: Only the Service is rendered by a Service-only chart release.
@@ -182,19 +182,20 @@ class ProgressiveDelivery(Construct):
         )
 
 
-def component_kustomization(strategy: str, models: tuple[Model, ...], part_of: str, files: list[str]) -> dict:
+def component_kustomization(
+    strategy: str, models: tuple[Model, ...], part_of: str, files: list[str], training: Training
+) -> dict:
     """The Component's kustomization: its resources, variant release ConfigMaps, and the
     patches that remove what the variants replace and point the main Service at the first variant."""
     first, _ = VARIANTS[strategy]
     label = VARIANT_LABEL[strategy]
     patches = []
     for model in models:
-        for api_version, kind, suffix in REPLACED:
+        replaced = [(api_version, kind, model.name + suffix) for api_version, kind, suffix in REPLACED]
+        replaced[4:4] = job_objects(model, training)  # after the server's objects, as before
+        for api_version, kind, name in replaced:
             patches.append(
-                {
-                    "patch": f"$patch: delete\napiVersion: {api_version}\nkind: {kind}\n"
-                    f"metadata:\n  name: {model.name}{suffix}\n"
-                }
+                {"patch": f"$patch: delete\napiVersion: {api_version}\nkind: {kind}\nmetadata:\n  name: {name}\n"}
             )
         if strategy == "blue-green":
             patches.append(

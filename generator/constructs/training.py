@@ -5,6 +5,15 @@ when a schedule is set, a CronJob. The Job is an Argo CD Sync hook (deleted and 
 before each sync), and the trainer exits at once when the pinned version is already
 published, so a new model version re-runs training without the immutable-Job error and an
 unrelated sync costs one short pod.
+
+With ``training.workers`` > 1 each Job (and the CronJob's) is an Indexed Job of N pods that
+train together on TensorFlow's MultiWorkerMirroredStrategy: ``completions`` = ``parallelism``
+= N, every index retried on its own (``backoffLimitPerIndex``) and the Job failed as soon as one
+index gives up; the Job succeeds when the chief (index 0) has published. Its pods get the
+stable hostnames ``<job>-<index>.<job>-workers`` from a headless Service of their own
+(``publishNotReadyAddresses``, so peers resolve before they are Ready), and a NetworkPolicy
+admits the worker port between this Job's pods only (plus DNS). The trainer builds
+``TF_CONFIG`` from ``JOB_COMPLETION_INDEX`` and those names.
 """
 
 from __future__ import annotations
@@ -30,6 +39,31 @@ GPU_RESOURCE = "nvidia.com/gpu"
 EXIT_BAD_INPUT = 2  # the trainer's exit code for bad data or arguments: retrying cannot help
 #: Argo CD sync wave of the training hook and of what it needs (model store, ServiceAccount).
 HOOK_WAVE = "-1"
+EXIT_QUALITY_GATE = 3  # same data and seed give the same accuracy: retrying cannot help either
+#: The port each distributed worker listens on (TensorFlow's convention, as in Kubeflow's TFJob).
+WORKER_PORT = 2222
+#: The pod label that tells one distributed Job's pods from every other pod (its value: the Job's
+#: name, or the CronJob's for the Jobs it creates); the headless Service and NetworkPolicy select it.
+WORKER_GROUP_LABEL = "training.gitops/job"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def worker_service_name(job: str) -> str:
+    """The headless Service (and NetworkPolicy) of a distributed Job: the pods' subdomain."""
+    return f"{job}-workers"
+
+
+def job_objects(model: Model, training: Training, variant: str = "") -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of what one training Job brings: the Job and, when distributed,
+    its headless Service and NetworkPolicy (what a variant component swaps for its own)."""
+    job = f"{model.name}-train" + (f"-{variant}" if variant else "")
+    objects = [("batch/v1", "Job", job)]
+    if training.workers > 1:
+        objects += [
+            ("v1", "Service", worker_service_name(job)),
+            ("networking.k8s.io/v1", "NetworkPolicy", worker_service_name(job)),
+        ]
+    return objects
 
 
 @dataclass(frozen=True)
@@ -53,14 +87,17 @@ class TrainingJob(Construct):
     def __init__(self, scope: Construct, id: str, props: TrainingJobProps):
         super().__init__(scope, id)
         model, training = props.model, props.training
+        self._training = training
         self.service_account = f"{model.name}-train"
         self.labels = labels(name="trainer", instance=model.name, component="training", part_of=props.part_of)
         self.selector = {key: self.labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+        job_name = self.service_account + (f"-{props.variant}" if props.variant else "")
+        group = job_name if training.workers > 1 else None
         k8s.KubeJob(
             self,
             "job",
             metadata=k8s.ObjectMeta(
-                name=self.service_account + (f"-{props.variant}" if props.variant else ""),
+                name=job_name,
                 labels=self.labels,
                 annotations={
                     "argocd.argoproj.io/hook": "Sync",
@@ -69,8 +106,10 @@ class TrainingJob(Construct):
                     "argocd.argoproj.io/sync-wave": HOOK_WAVE,
                 },
             ),
-            spec=self._job_spec(props, release=release_config_map_name(model.name, props.variant)),
+            spec=self._job_spec(props, release=release_config_map_name(model.name, props.variant), group=group),
         )
+        if group:
+            self._worker_network(group, "job")
         if props.variant:
             return
         if props.create_model_store:
@@ -96,17 +135,22 @@ class TrainingJob(Construct):
             ),
         )
         if training.schedule:
+            retrain = f"{model.name}-retrain"
+            retrain_group = retrain if training.workers > 1 else None
+            if retrain_group:
+                self._worker_network(retrain_group, "cron-job")
             k8s.KubeCronJob(
                 self,
                 "cron-job",
-                metadata=k8s.ObjectMeta(name=f"{model.name}-retrain", labels=self.labels),
+                metadata=k8s.ObjectMeta(name=retrain, labels=self.labels),
                 spec=k8s.CronJobSpec(
                     schedule=training.schedule,
                     concurrency_policy="Forbid",
                     successful_jobs_history_limit=1,
                     failed_jobs_history_limit=2,
                     job_template=k8s.JobTemplateSpec(
-                        metadata=k8s.ObjectMeta(labels=self.labels), spec=self._job_spec(props, release=None)
+                        metadata=k8s.ObjectMeta(labels=self.labels),
+                        spec=self._job_spec(props, release=None, group=retrain_group),
                     ),
                 ),
             )
@@ -130,9 +174,58 @@ class TrainingJob(Construct):
             ),
         )
 
-    def _job_spec(self, props: TrainingJobProps, *, release: str | None) -> k8s.JobSpec:
+    def _worker_network(self, group: str, id: str) -> None:
+        """The headless Service that gives a distributed Job's pods their DNS names, and the
+        NetworkPolicy that lets exactly those pods reach each other on the worker port."""
+        cluster_dns = self._training.cluster_dns
+        name = worker_service_name(group)
+        members = {WORKER_GROUP_LABEL: group}
+        # Before the hook that needs them (-1): peers must resolve as soon as the pods start.
+        annotations = {"argocd.argoproj.io/sync-wave": "-2"}
+        k8s.KubeService(
+            self,
+            f"{id}-workers",
+            metadata=k8s.ObjectMeta(name=name, labels=self.labels, annotations=annotations),
+            spec=k8s.ServiceSpec(
+                cluster_ip="None",
+                publish_not_ready_addresses=True,  # workers find each other before they are Ready
+                selector=members,
+                ports=[
+                    k8s.ServicePort(name="worker", port=WORKER_PORT, target_port=k8s.IntOrString.from_string("worker"))
+                ],
+            ),
+        )
+        peers = [k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(match_labels=members))]
+        worker_port = [k8s.NetworkPolicyPort(protocol="TCP", port=k8s.IntOrString.from_number(WORKER_PORT))]
+        dns = k8s.NetworkPolicyPeer(
+            namespace_selector=k8s.LabelSelector(match_labels={"kubernetes.io/metadata.name": cluster_dns.namespace}),
+            pod_selector=k8s.LabelSelector(match_labels=dict(cluster_dns.pod_labels)),
+        )
+        k8s.KubeNetworkPolicy(
+            self,
+            f"{id}-workers-network-policy",
+            metadata=k8s.ObjectMeta(name=name, labels=self.labels, annotations=annotations),
+            spec=k8s.NetworkPolicySpec(
+                pod_selector=k8s.LabelSelector(match_labels=members),
+                policy_types=["Ingress", "Egress"],
+                ingress=[k8s.NetworkPolicyIngressRule(from_=peers, ports=worker_port)],
+                egress=[
+                    k8s.NetworkPolicyEgressRule(to=peers, ports=worker_port),
+                    k8s.NetworkPolicyEgressRule(
+                        to=[dns],
+                        ports=[
+                            k8s.NetworkPolicyPort(protocol=protocol, port=k8s.IntOrString.from_number(53))
+                            for protocol in ("UDP", "TCP")
+                        ],
+                    ),
+                ],
+            ),
+        )
+
+    def _job_spec(self, props: TrainingJobProps, *, release: str | None, group: str | None) -> k8s.JobSpec:
         """The Job body. With a release ConfigMap: train its pinned version unless present.
-        Without (the scheduled retrain): publish the next version."""
+        Without (the scheduled retrain): publish the next version. With a worker ``group``: an
+        Indexed Job of ``training.workers`` pods on that group's headless Service."""
         model, training = props.model, props.training
         env = [
             k8s.EnvVar(name="MODEL_ROOT", value=MODEL_MOUNT),
@@ -151,6 +244,20 @@ class TrainingJob(Construct):
                 ),
                 k8s.EnvVar(name="SKIP_EXISTING", value="true"),
             ]
+        if group:
+            env += [
+                k8s.EnvVar(name="TRAINING_WORKERS", value=str(training.workers)),
+                # With JOB_COMPLETION_INDEX (set by Kubernetes) the trainer builds TF_CONFIG from
+                # the stable hostnames <job>-<index>.<service>:<port>.
+                k8s.EnvVar(
+                    name="TRAINING_JOB_NAME",
+                    value_from=k8s.EnvVarSource(
+                        field_ref=k8s.ObjectFieldSelector(field_path=f"metadata.labels['{JOB_NAME_LABEL}']")
+                    ),
+                ),
+                k8s.EnvVar(name="TRAINING_WORKER_SERVICE", value=worker_service_name(group)),
+                k8s.EnvVar(name="TRAINING_WORKER_PORT", value=str(WORKER_PORT)),
+            ]
         resources = training.resources.as_k8s()
         node_selector = dict(training.node_selector)
         if training.gpus:
@@ -166,7 +273,9 @@ class TrainingJob(Construct):
                 k8s.VolumeMount(name="model-store", mount_path=MODEL_MOUNT),
                 k8s.VolumeMount(name="tmp", mount_path="/tmp"),
             ],
+            **({"ports": [k8s.ContainerPort(name="worker", container_port=WORKER_PORT)]} if group else {}),
         )
+        members = {WORKER_GROUP_LABEL: group} if group else {}
         pod = restricted_pod(
             containers=[container],
             uid=TRAINER_UID,
@@ -184,20 +293,58 @@ class TrainingJob(Construct):
                 ),
                 k8s.Volume(name="tmp", empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string("1Gi"))),
             ],
+            **(
+                {
+                    "subdomain": worker_service_name(group),
+                    # Prefer one worker per node (a soft rule: a small cluster still schedules them all).
+                    "topology_spread_constraints": [
+                        k8s.TopologySpreadConstraint(
+                            max_skew=1,
+                            topology_key="kubernetes.io/hostname",
+                            when_unsatisfiable="ScheduleAnyway",
+                            label_selector=k8s.LabelSelector(match_labels=members),
+                        )
+                    ],
+                }
+                if group
+                else {}
+            ),
         )
+        template = k8s.PodTemplateSpec(metadata=k8s.ObjectMeta(labels={**self.labels, **members}), spec=pod)
+        if not group:
+            return k8s.JobSpec(
+                backoff_limit=training.backoff_limit,
+                active_deadline_seconds=training.active_deadline_seconds,
+                ttl_seconds_after_finished=training.ttl_seconds_after_finished,
+                pod_failure_policy=_fail_job_on(EXIT_BAD_INPUT),
+                template=template,
+            )
         return k8s.JobSpec(
-            backoff_limit=training.backoff_limit,
+            completion_mode="Indexed",
+            completions=training.workers,
+            parallelism=training.workers,  # every worker at once: each waits for all the others
+            # backoffLimit retries per worker; one worker giving up fails the Job at once.
+            backoff_limit_per_index=training.backoff_limit,
+            max_failed_indexes=0,
+            # The chief (index 0) publishes; once it has, the Job is done.
+            success_policy=k8s.SuccessPolicy(rules=[k8s.SuccessPolicyRule(succeeded_indexes="0")]),
             active_deadline_seconds=training.active_deadline_seconds,
             ttl_seconds_after_finished=training.ttl_seconds_after_finished,
-            pod_failure_policy=k8s.PodFailurePolicy(
-                rules=[
-                    k8s.PodFailurePolicyRule(
-                        action="FailJob",
-                        on_exit_codes=k8s.PodFailurePolicyOnExitCodesRequirement(
-                            container_name="trainer", operator="In", values=[EXIT_BAD_INPUT]
-                        ),
-                    )
-                ]
-            ),
-            template=k8s.PodTemplateSpec(metadata=k8s.ObjectMeta(labels=self.labels), spec=pod),
+            # A retried chief would wait for workers that already finished: fail on a gate miss too.
+            pod_failure_policy=_fail_job_on(EXIT_BAD_INPUT, EXIT_QUALITY_GATE),
+            template=template,
         )
+
+
+def _fail_job_on(*codes: int) -> k8s.PodFailurePolicy:
+    """Fail the whole Job (no retry) when the trainer exits with one of ``codes``."""
+    return k8s.PodFailurePolicy(
+        rules=[
+            k8s.PodFailurePolicyRule(
+                action="FailJob",
+                on_exit_codes=k8s.PodFailurePolicyOnExitCodesRequirement(
+                    container_name="trainer", operator="In", values=list(codes)
+                ),
+            )
+        ]
+    )

@@ -2,18 +2,21 @@
 
 Inside an overlay: Services select pods and target a container port; PDBs, HPAs and
 NetworkPolicies target something; pods find their ServiceAccount, ConfigMaps and PVCs; HTTPRoute
-backends exist. Across the repository: each Argo CD Application's path exists and builds, its
-destination namespace is the overlay's, and its AppProject permits the repo, the destination and
-every kind the path deploys, without wildcards.
+backends exist; the pods of a distributed (Indexed) Job find each other through their own
+headless Service and may talk on its port, and only they. Across the repository: each Argo CD
+Application's path exists and builds, its destination namespace is the overlay's, and its
+AppProject permits the repo, the destination and every kind the path deploys, without wildcards.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from generator.validate.kube import (
     CLUSTER_SCOPED,
+    PodTemplate,
     as_list,
     key_of,
     map_selector_matches,
@@ -34,6 +37,12 @@ CHECKS = {
     "ref-configmap": "ConfigMaps a pod uses exist",
     "ref-pvc": "PersistentVolumeClaims a pod mounts exist",
     "route-backend": "an HTTPRoute's backends are Services with that port",
+    "indexed-job-workers": "an Indexed Job whose pods meet on a subdomain runs every index at once "
+    "(parallelism = completions, = TRAINING_WORKERS when set)",
+    "indexed-job-service": "an Indexed Job's subdomain is a headless Service publishing not-ready addresses "
+    "that selects this Job's pods and no others",
+    "indexed-job-network": "NetworkPolicies let an Indexed Job's pods reach each other on the worker port, "
+    "and no other pods reach it",
     "argocd-app-path": "an Application's path exists in the repository and builds",
     "argocd-app-namespace": "an Application's destination namespace is its overlay's namespace",
     "argocd-project": "an Application's AppProject exists and permits its repo and destination",
@@ -240,6 +249,7 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
                         )
                     )
 
+    out.extend(check_worker_groups(resources, pods))
     services = by_kind.get("Service", {})
     for route in by_kind.get("HTTPRoute", {}).values():
         for rindex, rule in enumerate(as_list(route.spec.get("rules"))):
@@ -266,6 +276,152 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
                             "route-backend",
                         )
                     )
+    return out
+
+
+# --- distributed Jobs ------------------------------------------------------------------------
+
+
+def _job_spec(pod: PodTemplate) -> tuple[dict, list]:
+    if pod.resource.kind == "CronJob":
+        return _d(_d(pod.resource.spec.get("jobTemplate")).get("spec")), ["spec", "jobTemplate", "spec"]
+    return pod.resource.spec, ["spec"]
+
+
+def _port_numbers(pod: PodTemplate, name_or_number: Any) -> set:
+    numbers = set()
+    for _, container in pod.containers():
+        for cport in as_list(container.get("ports")):
+            cport = _d(cport)
+            if name_or_number in (cport.get("name"), cport.get("containerPort")):
+                numbers.add(cport.get("containerPort"))
+    return numbers
+
+
+def _admits(rules: Any, peers_key: str, port: int, members: Callable[[Any], bool]) -> tuple[bool, list[int]]:
+    """Whether some rule admits ``port`` with exactly ``members``, and the rules that admit it more widely."""
+    exact, wide = False, []
+    for index, rule in enumerate(as_list(rules)):
+        rule = _d(rule)
+        ports = as_list(rule.get("ports"))
+        if ports and not any(
+            _d(p).get("port") in (port, None) and _d(p).get("protocol", "TCP") == "TCP" for p in ports
+        ):
+            continue
+        peers = as_list(rule.get(peers_key))
+        if not peers:
+            wide.append(index)
+            continue
+        for peer in (_d(p) for p in peers):
+            if (
+                "podSelector" in peer
+                and "namespaceSelector" not in peer
+                and "ipBlock" not in peer
+                and members(peer["podSelector"])
+            ):
+                exact = True
+            elif peer:
+                wide.append(index)
+    return exact, wide
+
+
+def check_worker_groups(resources: list[Resource], pods: list) -> list[Finding]:
+    """The pods of an Indexed Job with a subdomain form one worker group (TensorFlow's
+    MultiWorkerMirroredStrategy here): all must run at once, resolve each other through their
+    own headless Service, and be able to reach each other on its port, and nobody else."""
+    out: list[Finding] = []
+    services = {(r.namespace, r.name): r for r in resources if r.kind == "Service"}
+    policies = [r for r in resources if r.kind == "NetworkPolicy" and isinstance(r.spec.get("podSelector"), dict)]
+    for pod in pods:
+        spec, prefix = _job_spec(pod)
+        subdomain = pod.spec.get("subdomain")
+        if pod.resource.kind not in ("Job", "CronJob") or spec.get("completionMode") != "Indexed" or not subdomain:
+            continue
+        res = pod.resource
+        completions, parallelism = spec.get("completions"), spec.get("parallelism")
+        if completions != parallelism:
+            out.append(
+                res.finding(
+                    prefix + ["parallelism"],
+                    f"parallelism {parallelism} != completions {completions}: workers that wait for each other "
+                    "must all run at once",
+                    "indexed-job-workers",
+                )
+            )
+        for path, container in pod.containers():
+            for index, env in enumerate(as_list(container.get("env"))):
+                env = _d(env)
+                if env.get("name") == "TRAINING_WORKERS" and str(env.get("value")) != str(completions):
+                    out.append(
+                        res.finding(
+                            path + ["env", index, "value"],
+                            f"TRAINING_WORKERS {env.get('value')!r} but the Job runs {completions} indexes",
+                            "indexed-job-workers",
+                        )
+                    )
+
+        others = [p for p in pods if p is not pod and p.namespace == pod.namespace]
+        svc = services.get((pod.namespace, key_of(subdomain)))
+        where = pod.prefix + ["subdomain"]
+        if svc is None:
+            out.append(res.finding(where, f"subdomain {subdomain!r} names no Service", "indexed-job-service"))
+            continue
+        selector = svc.spec.get("selector")
+        problems = []
+        if svc.spec.get("clusterIP") != "None":
+            problems.append("is not headless (clusterIP: None)")
+        if svc.spec.get("publishNotReadyAddresses") is not True:
+            problems.append("does not publish not-ready addresses (peers must resolve before they are Ready)")
+        if not map_selector_matches(selector, pod.labels):
+            problems.append("does not select this Job's pods")
+        stray = [p.resource.name for p in others if map_selector_matches(selector, p.labels)]
+        if stray:
+            problems.append(f"also selects the pods of {', '.join(sorted(stray))}")
+        for problem in problems:
+            out.append(res.finding(where, f"Service {subdomain!r} {problem}", "indexed-job-service"))
+
+        worker_ports = set()
+        for sport in as_list(svc.spec.get("ports")):
+            worker_ports |= _port_numbers(pod, _d(sport).get("targetPort", _d(sport).get("port")))
+        selecting = [
+            p for p in policies if p.namespace == pod.namespace and selector_matches(p.spec["podSelector"], pod.labels)
+        ]
+
+        def members(peer_selector: Any, pod: PodTemplate = pod, others: list[PodTemplate] = others) -> bool:
+            return selector_matches(peer_selector, pod.labels) and not any(
+                selector_matches(peer_selector, p.labels) for p in others
+            )
+
+        for port in sorted(p for p in worker_ports if isinstance(p, int)):
+            for direction, rules_key, peers_key in (("Ingress", "ingress", "from"), ("Egress", "egress", "to")):
+                enforced = [
+                    p
+                    for p in selecting
+                    if direction in as_list(p.spec.get("policyTypes"))
+                    or (direction == "Ingress" and not p.spec.get("policyTypes"))
+                ]
+                if not enforced:
+                    continue
+                results = [(p, *_admits(p.spec.get(rules_key), peers_key, port, members)) for p in enforced]
+                if not any(exact for _, exact, _ in results):
+                    out.append(
+                        res.finding(
+                            pod.prefix[:-1] + ["metadata", "labels"],
+                            f"no NetworkPolicy admits {direction.lower()} on worker port {port} "
+                            "between this Job's pods",
+                            "indexed-job-network",
+                        )
+                    )
+                if direction == "Ingress":
+                    for policy, _, wide in results:
+                        for index in wide:
+                            out.append(
+                                policy.finding(
+                                    ["spec", "ingress", index],
+                                    f"admits worker port {port} of {res.kind}/{res.name} from pods outside the Job",
+                                    "indexed-job-network",
+                                )
+                            )
     return out
 
 

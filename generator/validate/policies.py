@@ -39,7 +39,7 @@ CHECKS = {
     "route-weights": "an HTTPRoute rule's backend weights add up to 100",
     "network-policy": "every pod is selected by a NetworkPolicy",
     "automount-token": "automountServiceAccountToken is false",
-    "job-limits": "Jobs set backoffLimit and ttlSecondsAfterFinished",
+    "job-limits": "Jobs set backoffLimit (or backoffLimitPerIndex) and ttlSecondsAfterFinished",
     "secret-data": "no Secret carries data in git",
 }
 
@@ -342,11 +342,15 @@ def job_limits(res: Resource) -> list[Finding]:
         spec, prefix = _d(_d(res.spec.get("jobTemplate")).get("spec")), ["spec", "jobTemplate", "spec"]
     else:
         return []
-    return [
-        res.finding(prefix + [key], f"{key} is not set", "job-limits")
-        for key in ("backoffLimit", "ttlSecondsAfterFinished")
-        if not isinstance(spec.get(key), int)
-    ]
+    out = []
+    # An Indexed Job may bound retries per index instead (backoffLimitPerIndex).
+    if not isinstance(spec.get("backoffLimit"), int) and not isinstance(spec.get("backoffLimitPerIndex"), int):
+        out.append(res.finding(prefix + ["backoffLimit"], "backoffLimit is not set", "job-limits"))
+    if not isinstance(spec.get("ttlSecondsAfterFinished"), int):
+        out.append(
+            res.finding(prefix + ["ttlSecondsAfterFinished"], "ttlSecondsAfterFinished is not set", "job-limits")
+        )
+    return out
 
 
 def secret_data(res: Resource) -> list[Finding]:

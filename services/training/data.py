@@ -269,12 +269,16 @@ def load_dataset(path: str | os.PathLike | None) -> Dataset:
             raise DataError(f"{p}: no such file or directory (expected an MNIST .npz file or a directory of IDX files)")
         if p.is_dir():
             data = load_idx_dir(p)
+        elif not p.is_file():  # a FIFO or a device would block the read or never end
+            raise DataError(f"{p}: not a regular file (expected an MNIST .npz file or a directory of IDX files)")
         elif p.suffix == ".npz":
             data = load_npz(p)
         elif ".idx" in p.name or "-idx" in p.name:
             raise DataError(f"{p}: pass the directory holding the IDX files, not a single file")
         else:
             raise DataError(f"{p}: unsupported data file (expected .npz or a directory of IDX files)")
+    if data.x_test is not None and data.x_test.shape[0] == 0:
+        raise DataError(f"{data.source}: the test arrays hold no examples (leave them out to hold out part of train)")
     if data.x.shape[0] < MIN_EXAMPLES:
         raise DataError(f"{data.source}: only {data.x.shape[0]} training examples; need at least {MIN_EXAMPLES}")
     return data

@@ -61,6 +61,12 @@ def make_temp_dir(model_dir: Path, version: int) -> Path:
     return tmp
 
 
+def remove_temp_dirs_of(model_dir: Path, pid: int) -> None:
+    """Remove the staging directories of process ``pid`` (a killed run of this machine)."""
+    for p in model_dir.glob(f"{TEMP_PREFIX}*-{pid}-*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
 def _remove_stale_temp_dirs(model_dir: Path) -> None:
     """Best-effort cleanup of staging dirs left by killed runs (old enough not to belong to a live run)."""
     now = time.time()

@@ -253,7 +253,7 @@ class Syncer:
         for phase, wave, tasks in plan(objects):
             for task in tasks:
                 if task.hook and "BeforeHookCreation" in task.delete_policies:
-                    self._delete_and_wait(task.obj, namespace)
+                    self.delete_and_wait(task.obj, namespace)
             live = self.apply([t.obj for t in tasks])
             for obj in live:
                 result.applied[f"{obj['kind']}/{obj['metadata']['name']}"] = obj
@@ -281,7 +281,8 @@ class Syncer:
                 )
             time.sleep(0.25)
 
-    def _delete_and_wait(self, obj: dict, namespace: str) -> None:
+    def delete_and_wait(self, obj: dict, namespace: str) -> None:
+        """Delete an object (a hook, before Argo CD re-creates it) and wait until it is gone."""
         path = resource_path(self.plane, obj)
         if not self.plane.api.delete(path, propagationPolicy="Foreground"):
             return

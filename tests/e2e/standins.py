@@ -6,7 +6,9 @@ and a volume provisioner, played through the API exactly where a real one would 
 - ``tick(namespace)`` does one pass over a namespace's pods, as the scheduler and kubelets would:
   binds unscheduled pods (``pods/binding``), reports bound pods as Running and Ready (or, for pods
   that run to completion, Succeeded with exit code 0) through ``pods/status``, and finishes the
-  deletion of terminating pods (what the kubelet does once the containers stopped);
+  deletion of terminating pods (what the kubelet does once the containers stopped); in a
+  namespace listed in ``starting``, pods that run to completion are reported Running but not yet
+  Ready (distributed workers still joining each other) until it is removed from the set;
 - a pod bound to a node with a PersistentVolumeClaim still Pending gets a PersistentVolume
   provisioned for that claim, as a ``WaitForFirstConsumer`` storage class offering
   ``ReadWriteMany`` would (the README's cluster prerequisite); the PV controller binds it.
@@ -48,6 +50,7 @@ class StandIns:
         self._node_ips = {name: f"192.168.0.{10 + index}" for index, name in enumerate(self.nodes)}
         self._bound: dict[str, int] = dict.fromkeys(self.nodes, 0)
         self._admitted: dict[str, set[str]] = {}  # namespace -> uids of the pods bound there
+        self.starting: set[str] = set()  # namespaces whose run-to-completion pods stay Running, not Ready
 
     def register_nodes(self) -> None:
         """Create the nodes with a Ready status, as kubelets register themselves."""
@@ -106,7 +109,9 @@ class StandIns:
                     self._bind(namespace, pod)
                 elif status.get("phase", "Pending") == "Pending":
                     self._provision_claims(namespace, pod)
-                    self._start(path, pod)
+                    self._start(path, pod, hold=namespace in self.starting)
+                elif status["phase"] == "Running" and runs_to_completion(pod) and namespace not in self.starting:
+                    self._start(path, pod)  # a held worker: its work is done now
                 else:
                     continue
             except requests.HTTPError as exc:
@@ -137,9 +142,13 @@ class StandIns:
             return len(self._admitted.get(namespace, ()))
         return sum(len(uids) for uids in self._admitted.values())
 
-    def _start(self, path: str, pod: dict) -> None:
-        now, ip = _now(), next(self._ips)
-        finished = runs_to_completion(pod)
+    def _start(self, path: str, pod: dict, hold: bool = False) -> None:
+        """Report the pod's containers running (Ready unless ``hold``), or, for a pod that runs to
+        completion and is not held, exited 0; a held pod keeps its IP when it completes later."""
+        now = _now()
+        ip = (pod.get("status") or {}).get("podIP") or next(self._ips)
+        finished = runs_to_completion(pod) and not hold
+        ready = not finished and not hold
         containers = []
         for container in pod["spec"]["containers"]:
             state = (
@@ -152,18 +161,18 @@ class StandIns:
                     "name": container["name"],
                     "image": container["image"],
                     "imageID": "",
-                    "ready": not finished,
+                    "ready": ready,
                     "started": not finished,
                     "restartCount": 0,
                     "state": state,
                 }
             )
-        ready = "False" if finished else "True"
+        readiness = "True" if ready else "False"
         conditions = [
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
             {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-            {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
-            {"type": "Ready", "status": ready, "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": readiness, "lastTransitionTime": now},
+            {"type": "Ready", "status": readiness, "lastTransitionTime": now},
         ]
         if finished:
             for condition in conditions[2:]:

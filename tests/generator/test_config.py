@@ -51,6 +51,14 @@ BAD_CONFIGS = {
             "podDisruptionBudget, port, resources)"
         ],
     ),
+    "no workers": (
+        lambda d: d["training"].update(workers=0),
+        ["platform.yaml: training.workers: 0 must be >= 1"],
+    ),
+    "too many workers": (
+        lambda d: d["training"].update(workers=65),
+        ["platform.yaml: training.workers: 65 must be <= 64"],
+    ),
     "namespace not DNS-1123": (
         lambda d: d["environments"][0].update(namespace="ML_Dev"),
         [

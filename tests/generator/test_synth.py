@@ -166,3 +166,71 @@ def test_check_fails_on_a_stale_and_on_an_untracked_generated_file(tmp_path):
     stale = check()
     assert stale.returncode == 1 and "synth wrote argocd/appproject-ml-platform.yaml" in stale.stderr
     assert check().returncode == 0  # the first check rewrote it
+
+
+def _objects(tree: dict[str, bytes], path: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(tree[path]) if d]
+
+
+def test_distributed_training_renders_an_indexed_job_that_validates_clean(tmp_path, tree):
+    """`training.workers: 2` in a copy of the repository: synth, then `validate` (freshness
+    included) finds nothing; the Job is Indexed on its own headless Service, per variant too."""
+    for part in ("generator", "charts"):
+        shutil.copytree(REPO_ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    config = copy_inputs(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["training"].update(workers=2, schedule="0 3 * * 0")
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert run_synth(config).returncode == 0
+    validated = subprocess.run(
+        [sys.executable, "-m", "generator", "validate", "--root", str(tmp_path), "--no-kubeconform"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert "freshness not checked" not in validated.stderr
+
+    distributed = render_tree(config)
+    base = {(d["kind"], d["metadata"]["name"]): d for d in _objects(distributed, "overlays/base/mnist-training.yaml")}
+    job = base[("Job", "mnist-train")]["spec"]
+    assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 2, 2)
+    assert (job["backoffLimitPerIndex"], job["maxFailedIndexes"]) == (data["training"]["backoffLimit"], 0)
+    assert "backoffLimit" not in job and job["successPolicy"] == {"rules": [{"succeededIndexes": "0"}]}
+    assert job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3]
+    pod = job["template"]["spec"]
+    assert pod["subdomain"] == "mnist-train-workers"
+    assert job["template"]["metadata"]["labels"]["training.gitops/job"] == "mnist-train"
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["TRAINING_WORKERS"]["value"] == "2" and env["TRAINING_WORKER_SERVICE"]["value"] == "mnist-train-workers"
+    assert (
+        env["TRAINING_JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"]
+        == "metadata.labels['batch.kubernetes.io/job-name']"
+    )
+    assert pod["containers"][0]["ports"] == [{"containerPort": 2222, "name": "worker"}]
+    assert pod["securityContext"] == base[("Job", "mnist-train")]["spec"]["template"]["spec"]["securityContext"]
+    svc = base[("Service", "mnist-train-workers")]["spec"]
+    assert (svc["clusterIP"], svc["publishNotReadyAddresses"]) == ("None", True)
+    assert svc["selector"] == {"training.gitops/job": "mnist-train"}
+    policy = base[("NetworkPolicy", "mnist-train-workers")]["spec"]
+    assert policy["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": svc["selector"]}}], "ports": [{"port": 2222, "protocol": "TCP"}]}
+    ]
+    assert ("Service", "mnist-retrain-workers") in base
+    cron = base[("CronJob", "mnist-retrain")]["spec"]["jobTemplate"]["spec"]
+    assert cron["completionMode"] == "Indexed" and cron["template"]["spec"]["subdomain"] == "mnist-retrain-workers"
+    assert base[("Job", "mnist-train")]["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "Sync"
+    for strategy, variants in (("blue-green", ("blue", "green")), ("canary", ("stable", "canary"))):
+        objects = {
+            (d["kind"], d["metadata"]["name"])
+            for d in _objects(distributed, f"overlays/components/{strategy}/mnist.yaml")
+        }
+        for variant in variants:
+            assert {("Job", f"mnist-train-{variant}"), ("Service", f"mnist-train-{variant}-workers")} <= objects
+            assert ("NetworkPolicy", f"mnist-train-{variant}-workers") in objects
+        kustomization = distributed[f"overlays/components/{strategy}/kustomization.yaml"].decode()
+        assert "kind: Service\n    metadata:\n      name: mnist-train-workers" in kustomization
+
+    # workers: 1 renders exactly the committed Job
+    assert tree["overlays/base/mnist-training.yaml"] == (REPO_ROOT / "overlays/base/mnist-training.yaml").read_bytes()
+    assert b"completionMode" not in tree["overlays/base/mnist-training.yaml"]

@@ -46,6 +46,13 @@ def clean_env(**extra: str) -> dict:
         "MODEL_CLASSES",
         "DRAIN_DELAY_SECONDS",
         "INFERENCE_WORKER_STATE_DIR",
+        "TF_CONFIG",
+        "TRAINING_WORKERS",
+        "JOB_COMPLETION_INDEX",
+        "TRAINING_JOB_NAME",
+        "TRAINING_WORKER_SERVICE",
+        "TRAINING_THREADS",
+        "TRAINING_BATCH_SIZE",
     }
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(REPO_ROOT))

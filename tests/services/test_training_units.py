@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import signal
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from services.training import data as datasets
-from services.training import export, train
+from services.training import distributed, export, settings, train
 
 # Keras 3.15 on numpy 2 warns about __array__(copy=...) inside model.fit; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -105,6 +107,13 @@ def test_bad_paths_and_files_are_data_errors(tmp_path):
     (empty / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 10, 28, 28) + b"\0" * 5)
     with pytest.raises(datasets.DataError, match="IDX header says"):
         datasets.load_dataset(empty)
+    os.mkfifo(tmp_path / "fifo.npz")  # read, it would block for ever
+    with pytest.raises(datasets.DataError, match="fifo.npz: not a regular file"):
+        datasets.load_dataset(tmp_path / "fifo.npz")
+    x = np.zeros((200, 28, 28), np.uint8)
+    np.savez(tmp_path / "no-test.npz", x_train=x, y_train=np.arange(200) % 10, x_test=x[:0], y_test=np.zeros(0, int))
+    with pytest.raises(datasets.DataError, match="test arrays hold no examples"):
+        datasets.load_dataset(tmp_path / "no-test.npz")
 
 
 def test_packaged_datasets():
@@ -130,7 +139,7 @@ def test_holdout_split_is_stratified_and_seeded():
 # --- CLI and exit codes ------------------------------------------------------------------------------
 
 
-def test_flags_win_over_environment_and_env_fills_the_rest():
+def test_flags_win_over_environment_and_env_fills_the_rest(monkeypatch):
     env = {
         "MODEL_ROOT": "/envroot",
         "MODEL_NAME": "digits",
@@ -140,7 +149,9 @@ def test_flags_win_over_environment_and_env_fills_the_rest():
         "TRAINING_DATA": "/data/mnist.npz",
         "TRAINING_EPOCHS": "3",
     }
-    cfg = train.parse_args(["--model-name", "mnist", "--epochs", "5"], env)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = train.parse_args(["--model-name", "mnist", "--epochs", "5"])
     assert (str(cfg.model_root), cfg.model_name, cfg.version, cfg.seed, cfg.skip_existing, cfg.data, cfg.epochs) == (
         "/envroot",
         "mnist",
@@ -150,7 +161,11 @@ def test_flags_win_over_environment_and_env_fills_the_rest():
         "/data/mnist.npz",
         5,
     )
-    defaults = train.parse_args([], {})
+    for name in env:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SEED", "7")  # only the declared names count, exactly as spelled
+    monkeypatch.setenv("training_epochs", "7")
+    defaults = train.parse_args([])
     assert (
         str(defaults.model_root),
         defaults.model_name,
@@ -158,33 +173,88 @@ def test_flags_win_over_environment_and_env_fills_the_rest():
         defaults.seed,
         defaults.skip_existing,
         defaults.data,
-    ) == ("/models", "mnist", None, 42, False, None)
+        defaults.epochs,
+    ) == ("/models", "mnist", None, 42, False, None, 15)
 
 
 @pytest.mark.parametrize(
-    "argv, env",
+    "argv, env, named",
     [
-        (["--version", "0"], {}),
-        (["--epochs", "x"], {}),
-        ([], {"MODEL_VERSION": "two"}),
-        ([], {"SKIP_EXISTING": "maybe"}),
-        (["--model-name", "Bad/Name"], {}),
-        ([], {"TRAINING_SEED": "-1"}),
-        (["--holdout-fraction", "1"], {}),
-        (["--unknown"], {}),
+        (["--version", "0"], {}, "--version 0"),
+        (["--epochs", "x"], {}, "--epochs x"),
+        ([], {"MODEL_VERSION": "two"}, "MODEL_VERSION='two'"),
+        ([], {"SKIP_EXISTING": "maybe"}, "SKIP_EXISTING='maybe'"),
+        (["--model-name", "Bad/Name"], {}, "--model-name Bad/Name"),
+        ([], {"TRAINING_SEED": "-1"}, "TRAINING_SEED='-1'"),
+        (["--seed", "4294967296"], {}, "--seed 4294967296"),
+        (["--threads", "2147483648"], {}, "--threads 2147483648"),
+        (["--batch-size", "1000000000"], {}, "--batch-size 1000000000"),
+        ([], {"TRAINING_BATCH_SIZE": "99999999999999999999"}, "TRAINING_BATCH_SIZE="),
+        ([], {"LOG_LEVEL": "bogus"}, "LOG_LEVEL='bogus'"),
+        (["--learning-rate", "nan"], {}, "--learning-rate nan"),
+        (["--holdout-fraction", "1"], {}, "--holdout-fraction 1"),
+        (["--workers", "65"], {}, "--workers 65"),
+        (["--workers", "2"], {}, "JOB_COMPLETION_INDEX"),
+        ([], {"TF_CONFIG": "{not json"}, "TF_CONFIG"),
+        ([], {"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}'}, "TF_CONFIG"),
+        (["--unknown"], {}, "--unknown"),
     ],
 )
-def test_bad_usage_exits_2(argv, env, capsys):
+def test_bad_usage_exits_2_naming_the_setting(argv, env, named, capsys, monkeypatch):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit) as info:
-        train.parse_args(argv, env)
+        train.parse_args(argv)
     assert info.value.code == 2
-    assert capsys.readouterr().err.strip()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert named in err[-1], err
+
+
+def test_readme_settings_table_is_the_declaration():
+    """services/training/README.md shows exactly what settings.py declares (regenerate it with
+    `python -m services.training.settings`)."""
+    readme = (Path(train.__file__).with_name("README.md")).read_text()
+    assert settings.markdown_table() in readme
+
+
+def test_indexed_job_variables_build_tf_config(monkeypatch):
+    for name, value in {
+        "TRAINING_WORKERS": "3",
+        "JOB_COMPLETION_INDEX": "2",
+        "TRAINING_JOB_NAME": "mnist-train-blue",
+        "TRAINING_WORKER_SERVICE": "mnist-train-blue-workers",
+        "TRAINING_WORKER_PORT": "2222",
+    }.items():
+        monkeypatch.setenv(name, value)
+    cluster = train.parse_args([]).cluster()
+    assert cluster.model_dump() == {
+        "cluster": {"worker": [f"mnist-train-blue-{i}.mnist-train-blue-workers:2222" for i in range(3)]},
+        "task": {"type": "worker", "index": 2},
+    }
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "3")
+    with pytest.raises(SystemExit):
+        train.parse_args([])
+
+
+def test_global_batches_are_the_same_whatever_the_worker_count():
+    plan = distributed.batch_plan(103, 32, 2, seed=5)
+    assert [len(b) for b in plan] == [32, 32, 32, 7] * 2
+    assert sorted(np.concatenate(plan[:4]).tolist()) == list(range(103))  # each epoch sees every example once
+    np.testing.assert_array_equal(plan[0], distributed.batch_plan(103, 32, 2, seed=5)[0])
 
 
 @pytest.fixture
 def run_main(monkeypatch):
     """Call train.main in-process (restoring the SIGTERM handler it installs)."""
-    for name in ("MODEL_ROOT", "MODEL_NAME", "MODEL_VERSION", "TRAINING_DATA", "SKIP_EXISTING", "MIN_ACCURACY"):
+    for name in (
+        "MODEL_ROOT",
+        "MODEL_NAME",
+        "MODEL_VERSION",
+        "TRAINING_DATA",
+        "SKIP_EXISTING",
+        "MIN_ACCURACY",
+        "TF_CONFIG",
+    ):
         monkeypatch.delenv(name, raising=False)
     previous = signal.getsignal(signal.SIGTERM)
     yield train.main
@@ -195,12 +265,12 @@ def test_input_and_store_problems_exit_2_without_training(tmp_path, run_main, ca
     root = tmp_path / "models"
     assert run_main(["--model-root", str(root), "--data", str(tmp_path / "nope.npz")]) == 2
     assert "no such file" in caplog.text
-    assert list((root / "mnist").iterdir()) == []  # the staging dir was removed
+    assert not root.exists()  # neither the staging dir nor the store directories it needed are left
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     assert run_main(["--model-root", str(blocker / "models")]) == 2
     assert "cannot write to the model store" in caplog.text
-    (root / "mnist" / "3").mkdir()
+    (root / "mnist" / "3").mkdir(parents=True)
     assert run_main(["--model-root", str(root), "--version", "3"]) == 2
     assert "already exists" in caplog.text
     assert run_main(["--model-root", str(root), "--version", "3", "--skip-existing"]) == 0
@@ -233,11 +303,8 @@ def test_publish_never_replaces_a_version(tmp_path):
 # --- real (tiny) trainings, in-process ---------------------------------------------------------------------
 
 
-def tiny(root, **changes) -> train.TrainConfig:
-    cfg = train.TrainConfig(model_root=root, epochs=1, max_examples=300, seed=11)
-    for key, value in changes.items():
-        setattr(cfg, key, value)
-    return cfg
+def tiny(root, **changes) -> settings.TrainSettings:
+    return settings.TrainSettings(**{"model_root": root, "epochs": 1, "max_examples": 300, "seed": 11, **changes})
 
 
 @pytest.mark.slow
@@ -265,7 +332,7 @@ def test_same_inputs_give_the_same_weights(tmp_path):
 def test_quality_gate_exits_3_and_publishes_nothing(tmp_path, run_main, caplog):
     code = run_main(["--model-root", str(tmp_path), "--epochs", "1", "--max-examples", "200", "--min-accuracy", "1"])
     assert code == 3 and "below the required" in caplog.text
-    assert list((tmp_path / "mnist").iterdir()) == []
+    assert not (tmp_path / "mnist").exists()  # nothing published, no directory left
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ def repo(tmp_path):
 def test_fixture_repository_is_clean(repo):
     result = run(repo, secrets=True)
     assert lines(result) == []
-    assert result.stats["overlays"] == 1 and result.stats["resources"] == 14
+    assert result.stats["overlays"] == 1 and result.stats["resources"] == 17
 
 
 def test_new_overlays_are_discovered_and_base_is_not_an_environment(tmp_path):
@@ -193,7 +193,7 @@ def test_cli_exit_codes_and_formats(repo, capsys, tmp_path):
     args = ["--root", str(repo), "--no-freshness", "--no-secrets", "--no-kubeconform"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert out.strip().splitlines()[-1].startswith("validate: clean; 1 overlay(s), 14 resource(s), Kubernetes 1.33, ")
+    assert out.strip().splitlines()[-1].startswith("validate: clean; 1 overlay(s), 17 resource(s), Kubernetes 1.33, ")
     add_patch(
         repo / "overlays" / "dev",
         "Deployment/web",
