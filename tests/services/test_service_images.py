@@ -42,6 +42,6 @@ def test_image_contract(service):
     assert re.search(r"^WORKDIR /app$", text, re.M)
     assert re.search(r"^USER 10001:10001$", text, re.M)
     assert f"COPY services/{service}/ /app/services/{service}/" in text
-    assert "COPY services/__init__.py /app/services/__init__.py" in text
+    assert "COPY services/__init__.py services/artifacts.py /app/services/" in text  # shared by both
     assert re.search(rf"^CMD {re.escape(COMMANDS[service])}$", text, re.M)
     assert (DOCKERFILES[service].parent / "Dockerfile.dockerignore").is_file()
