@@ -7,6 +7,8 @@ Each ```yaml block is one of these, by its content (anything else fails, naming 
   overlay, as a patch file or merged into the kustomization;
 - chart values (a README under ``charts/<chart>/`` whose keys are the chart's values): the chart
   rendered with them;
+- a ``platform.yaml`` fragment, named by its first line (``# platform.yaml``): merged into a
+  scratch clone's ``platform.yaml``, synthesized with ``make synth``, and its dev overlay synced;
 - a manifest (``apiVersion`` and ``kind``);
 - an object's ``metadata`` alone: merged into every Deployment of the first overlay.
 
@@ -28,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 from compare import MISSING, ref, rewrites
-from repository import Overlay, load_objects
+from repository import Overlay, Repository, load_objects, make, scratch_clone
 
 from generator.tools import REPO_ROOT, helm_path, render_overlay
 from generator.validate.model import fmt_path
@@ -36,6 +38,8 @@ from generator.validate.repofiles import tracked_files
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```ya?ml[ \t]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)
 PATH_COMMENT = re.compile(r"^#\s*(overlays/[\w.-]+/[\w.-]+\.ya?ml)\b")
+PLATFORM_COMMENT = re.compile(r"^#\s*platform\.yaml\b")
+PLATFORM_EXAMPLE_OVERLAY = "dev"
 
 
 @dataclass(frozen=True)
@@ -115,9 +119,24 @@ def chart_values_keys(readme: str) -> set[str] | None:
     return None
 
 
+def merged(base: dict, fragment: dict) -> dict:
+    """``base`` with ``fragment``'s mappings merged in, key by key (other values replace)."""
+    out = dict(base)
+    for key, value in fragment.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def build(example: Example, repository, workdir: Path, namespace: str) -> Case:
     docs = example.docs()
     first_overlay = repository.overlays[sorted(repository.overlays)[0]]
+    if PLATFORM_COMMENT.match(example.text.lstrip()):
+        clone = scratch_clone(repository.root, workdir / "repo")
+        config = clone / "platform.yaml"
+        config.write_text(yaml.safe_dump(merged(yaml.safe_load(config.read_text()), docs[0]), sort_keys=False))
+        make(clone, "synth")
+        overlay = Repository.load(clone, only=(PLATFORM_EXAMPLE_OVERLAY,)).overlays[PLATFORM_EXAMPLE_OVERLAY]
+        return Case(overlay.moved_to(namespace).objects, [], repository.overlays[PLATFORM_EXAMPLE_OVERLAY])
     named = PATH_COMMENT.match(example.text.lstrip())
     if named:
         _, env, file = named[1].split("/")
@@ -182,6 +201,7 @@ def build(example: Example, repository, workdir: Path, namespace: str) -> Case:
         return Case(objects, patches, first_overlay)
     raise AssertionError(
         f"{example.id}: a YAML example the e2e suite cannot apply: make it a manifest, chart values, "
+        "a platform.yaml fragment (first line # platform.yaml) "
         "or a patch whose first line names its overlay file (# overlays/<env>/<file>.yaml)"
     )
 
