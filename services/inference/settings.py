@@ -28,13 +28,14 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from services.values import CONTROL, fitting_path, shown
+
 # The directory gunicorn's workers share (gunicorn.conf.py sets it) and the file in it that asks
 # every worker to start draining (``python -m services.inference.drain``, a preStop hook).
 WORKER_STATE_DIR_ENV = "INFERENCE_WORKER_STATE_DIR"
 DRAIN_MARKER = "draining"
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no setting is multi-line text
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -182,7 +183,9 @@ class Settings(BaseSettings):
     model_name: Annotated[Text, AfterValidator(_model_name)] = Field(
         "mnist", **_env("MODEL_NAME", "Model name in the URLs and the directory under `MODEL_BASE_PATH`")
     )
-    model_base_path: Text = Field("/models", **_env("MODEL_BASE_PATH", "Root holding `<MODEL_NAME>/<version>/`"))
+    model_base_path: Annotated[Text, AfterValidator(fitting_path)] = Field(
+        "/models", **_env("MODEL_BASE_PATH", "Root holding `<MODEL_NAME>/<version>/`")
+    )
     model_version: Annotated[Int, Ge(1), Le(999_999_999)] | None = Field(
         None, **_env("MODEL_VERSION", "Pin a version; empty serves the newest version that loads")
     )
@@ -251,8 +254,8 @@ class Settings(BaseSettings):
         environ = os.environ if env is None else env
         for field in cls.model_fields.values():
             raw = environ.get(str(field.validation_alias), "")
-            if _CONTROL.search(raw):
-                raise ConfigError(f"{field.validation_alias}={raw[:60]!r}: holds a control character")
+            if CONTROL.search(raw):  # no setting is multi-line text
+                raise ConfigError(f"{field.validation_alias}={shown(raw)}: holds a control character")
         token = _ENVIRON.set(environ)
         try:
             return cls()
@@ -262,7 +265,7 @@ class Settings(BaseSettings):
             field = re.search(r'field "([^"]+)"', str(exc))
             name = Settings.model_fields[field[1]].validation_alias if field else "?"
             raw = (os.environ if env is None else env).get(str(name), "")
-            raise ConfigError(f"{name}={raw!r}: is not valid JSON") from None
+            raise ConfigError(f"{name}={shown(raw)}: is not valid JSON") from None
         finally:
             _ENVIRON.reset(token)
 
@@ -284,7 +287,7 @@ def _describe(exc: ValidationError, env: Mapping[str, str]) -> str:
         info = Settings.model_fields.get(field)
         name = info.validation_alias if info is not None else field
         message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{name}={env.get(str(name), '')!r}: {message}")
+        problems.append(f"{name}={shown(env.get(str(name), ''))}: {message}")
     return "; ".join(problems)
 
 

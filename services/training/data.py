@@ -291,5 +291,10 @@ def split_holdout(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> t
     mask = np.ones(len(y), dtype=bool)
     mask[test] = False
     train = np.flatnonzero(mask)
+    if train.size == 0:
+        raise DataError(
+            f"--holdout-fraction (HOLDOUT_FRACTION) {fraction} holds out all {len(y)} examples "
+            "(at least one per class); lower it to leave training data"
+        )
     train = train[rng.permutation(len(train))]
     return x[train], y[train], x[test], y[test]

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from services.training.export import valid_model_name
+from services.values import fitting_path, shown, without_control
 
 PROG = "python -m services.training.train"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -255,6 +256,16 @@ class TrainSettings(BaseSettings):
             )
         return value
 
+    @field_validator("model_root", "model_name", "data", "log_level", "job_name", "worker_service", mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        return without_control(value) if isinstance(value, str) else value
+
+    @field_validator("model_root", "data", mode="before")
+    @classmethod
+    def _fitting_path(cls, value: Any) -> Any:
+        return fitting_path(value) if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _cluster_is_complete(self) -> TrainSettings:
         if self.tf_config is not None:
@@ -354,12 +365,12 @@ def _where(loc: tuple, given: dict[str, str], value: Any) -> str | None:
     name = str(loc[0])
     for field, flag in flag_fields().items():
         if name in (field, env_name(field)) and field in given:
-            return f"{flag} {given[field]}"
+            return f"{flag} {shown(given[field], quoted=False)}"
     for field in TrainSettings.model_fields:
         if name in (field, env_name(field)):
             if len(loc) > 1 or not isinstance(value, str):
                 return env_name(field)
-            return f"{env_name(field)}={value!r}"
+            return f"{env_name(field)}={shown(value)}"
     return name
 
 

@@ -42,6 +42,9 @@ def test_image_contract(service):
     assert re.search(r"^WORKDIR /app$", text, re.M)
     assert re.search(r"^USER 10001:10001$", text, re.M)
     assert f"COPY services/{service}/ /app/services/{service}/" in text
-    assert "COPY services/__init__.py services/artifacts.py /app/services/" in text  # shared by both
+    shared = " ".join(f"services/{module.name}" for module in sorted((REPO_ROOT / "services").glob("*.py")))
+    assert f"COPY {shared} /app/services/" in text, "every module both services share is in the image"
+    admitted = (DOCKERFILES[service].parent / "Dockerfile.dockerignore").read_text().splitlines()
+    assert {f"!{path}" for path in shared.split()} <= set(admitted), "...and in the build context"
     assert re.search(rf"^CMD {re.escape(COMMANDS[service])}$", text, re.M)
     assert (DOCKERFILES[service].parent / "Dockerfile.dockerignore").is_file()

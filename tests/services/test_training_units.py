@@ -136,6 +136,13 @@ def test_holdout_split_is_stratified_and_seeded():
     assert not np.array_equal(datasets.split_holdout(x, y, 0.2, seed=4)[2], a[2])
 
 
+def test_holdout_that_leaves_no_training_data_names_the_setting():
+    x = np.arange(20, dtype=np.float32)
+    y = np.repeat(np.arange(10), 2)
+    with pytest.raises(datasets.DataError, match=r"--holdout-fraction \(HOLDOUT_FRACTION\) 0.9 holds out all 20"):
+        datasets.split_holdout(x, y, 0.9, seed=1)
+
+
 # --- CLI and exit codes ------------------------------------------------------------------------------
 
 
