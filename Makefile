@@ -107,7 +107,8 @@ e2e: $(call installed,generator dev) $(TOOLS_STAMP) ## Sync every overlay into a
 validate: $(GENERATOR) $(SHARED_STAMP) ## Render every overlay; check schemas, policies, cross-references (ARGS="--output junit")
 	$(PY) -m generator validate $(ARGS)
 
-lint: $(GENERATOR) $(call installed,dev) ## Every linter, offline from .venv: pre-commit run --all-files (ruff, mypy, yamllint, hadolint, zizmor, helm lint, ...)
+# Every group: mypy resolves the imports of generator/ and services/ (pyproject.toml [tool.mypy]).
+lint: $(EVERYTHING) ## Every linter, offline from .venv: pre-commit run --all-files (ruff, mypy, yamllint, hadolint, zizmor, helm lint, ...)
 	$(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
 
 # --- release workflow: each edits overlay files only, never a cluster -------------

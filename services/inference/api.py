@@ -44,7 +44,7 @@ class ApiError(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
-def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
+def json_response(payload: object, status: int = 200, headers: dict | None = None) -> Response:
     """Serialise with orjson (numpy arrays included) into a JSON response."""
     return Response(orjson.dumps(payload, option=_OPT), status=status, content_type=JSON, headers=headers)
 
@@ -101,7 +101,7 @@ def _shape_text(spec: TensorSpec) -> str:
     return f"{dims}{alt}"
 
 
-def to_batch(value, spec: TensorSpec, where: str) -> np.ndarray:
+def to_batch(value: object, spec: TensorSpec, where: str) -> np.ndarray:
     """Turn a JSON nested list (a batch of instances) into a float32 array shaped like the input."""
     if not isinstance(value, list):
         raise ApiError(400, f"{where} must be a list of instances, each of shape {_shape_text(spec)}")
@@ -162,7 +162,7 @@ def decode_b64_image(obj: dict, spec: TensorSpec, where: str) -> np.ndarray:
     return (pixels / 255.0).reshape(dims)
 
 
-def _instance(value, spec: TensorSpec, where: str, named_ok: bool = True) -> np.ndarray:
+def _instance(value: object, spec: TensorSpec, where: str, named_ok: bool = True) -> np.ndarray:
     if isinstance(value, dict):
         if "b64" in value:
             return decode_b64_image(value, spec, where)
@@ -268,13 +268,13 @@ def _predict(name: str, version: int | None) -> Response:
 
 
 @bp.post("/v1/models/<name:name>:predict")
-def predict(name: str):
+def predict(name: str) -> Response:
     """TF Serving predict on the served version."""
     return _predict(name, None)
 
 
 @bp.post("/v1/models/<name:name>/versions/<name:version>:predict")
-def predict_version(name: str, version: str):
+def predict_version(name: str, version: str) -> Response:
     """TF Serving predict on an explicit version (404 unless it is the one being served)."""
     _check_name(name)
     return _predict(name, _parse_version(version))
@@ -293,13 +293,13 @@ def _status(name: str, version: int | None) -> Response:
 
 
 @bp.get("/v1/models/<name:name>")
-def model_status(name: str):
+def model_status(name: str) -> Response:
     """TF Serving model status: every version this worker knows, with state and error."""
     return _status(name, None)
 
 
 @bp.get("/v1/models/<name:name>/versions/<name:version>")
-def model_version_status(name: str, version: str):
+def model_version_status(name: str, version: str) -> Response:
     """TF Serving status of one version."""
     _check_name(name)
     return _status(name, _parse_version(version))
@@ -332,26 +332,26 @@ def _metadata(name: str, version: int | None) -> Response:
 
 
 @bp.get("/v1/models/<name:name>/metadata")
-def model_metadata(name: str):
+def model_metadata(name: str) -> Response:
     """TF Serving metadata: the signature, plus the trainer's metadata.json under model_info."""
     return _metadata(name, None)
 
 
 @bp.get("/v1/models/<name:name>/versions/<name:version>/metadata")
-def model_version_metadata(name: str, version: str):
+def model_version_metadata(name: str, version: str) -> Response:
     """TF Serving metadata of one version (404 unless it is the one being served)."""
     _check_name(name)
     return _metadata(name, _parse_version(version))
 
 
 @bp.get("/v2/health/live")
-def live():
+def live() -> Response:
     """Liveness: the process answers HTTP."""
     return json_response({"live": True})
 
 
 @bp.get("/v2/health/ready")
-def ready():
+def ready() -> Response:
     """Readiness: a model is loaded and warmed up, and the server is not draining."""
     reason = _repo().not_ready_reason()
     if reason is None:
@@ -360,20 +360,20 @@ def ready():
 
 
 @bp.get("/v2/models/<name:name>/ready")
-def model_ready(name: str):
+def model_ready(name: str) -> Response:
     """Open Inference Protocol model readiness."""
     repo = _check_name(name)
+    reason = repo.not_ready_reason()  # first: ready means a model is loaded, and stays loaded
     model = repo.current()
     if model is not None:
         g.version = str(model.version)
-    reason = repo.not_ready_reason()
-    if reason is None:
+    if reason is None and model is not None:
         return json_response({"name": name, "ready": True, "version": str(model.version)})
     return json_response({"name": name, "ready": False, "reason": reason}, 503, {"Retry-After": "1"})
 
 
 @bp.get("/metrics")
-def prometheus_metrics():
+def prometheus_metrics() -> Response:
     """Prometheus text exposition (aggregated over all gunicorn workers)."""
     payload, content_type = metrics.render()
     return Response(payload, status=200, content_type=content_type)

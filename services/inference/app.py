@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from services.inference import metrics
@@ -55,9 +55,9 @@ def _drain_body() -> None:
     """Read and discard an oversized body (up to DRAIN_LIMIT) so the client sees the 413 response
     instead of a connection reset while it is still sending."""
     length = request.content_length
-    if length is None or length > DRAIN_LIMIT:
-        return
     stream = request.environ.get("wsgi.input")
+    if length is None or length > DRAIN_LIMIT or stream is None:
+        return
     remaining = length
     try:
         while remaining > 0:
@@ -85,11 +85,11 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
     app.extensions["inference.repository"] = repository
 
     @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
+    def _api_error(exc: ApiError) -> Response:
         return error_response(exc.status, exc.message, exc.headers)
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
+    def _http_error(exc: HTTPException) -> Response:
         if exc.code == 413:
             _drain_body()
         template = _HTTP_MESSAGES.get(exc.code or 500)
@@ -102,17 +102,17 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
         return error_response(exc.code or 500, message, headers)
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):  # a bug, never a client error: log it, keep the worker alive
+    def _unexpected(exc: Exception) -> Response:  # a bug, never a client error: log it, keep the worker alive
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal error; the server log has the details")
 
     @app.before_request
-    def _start():
+    def _start() -> None:
         g.t0 = time.perf_counter()
         metrics.IN_FLIGHT.inc()
 
     @app.after_request
-    def _record(response):
+    def _record(response: Response) -> Response:
         rule = request.url_rule
         endpoint = rule.endpoint.rsplit(".", 1)[-1] if rule is not None else "unmatched"
         model = g.get("model", "") if endpoint in _MODEL_ENDPOINTS else ""
@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
         return response
 
     @app.teardown_request
-    def _finish(_exc):
+    def _finish(_exc: BaseException | None) -> None:
         if "t0" in g:
             metrics.IN_FLIGHT.dec()
 

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # untyped runtimes (see pyproject.toml), imported lazily inside the worker
+    import tensorflow
+    from ai_edge_litert.interpreter import Interpreter
 
 SIGNATURE = "serving_default"
 TFLITE_FILE = "model.tflite"
@@ -84,7 +91,7 @@ class LiteRTBackend(Backend):
 
     kind = "litert"
 
-    def __init__(self, version_dir: Path, pool_size: int = 1, num_threads: int = 1):
+    def __init__(self, version_dir: Path, pool_size: int = 1, num_threads: int = 1) -> None:
         path = Path(version_dir) / TFLITE_FILE
         try:
             self._model_bytes = path.read_bytes()  # in memory: the file may be deleted while serving
@@ -105,17 +112,17 @@ class LiteRTBackend(Backend):
             self._idle.append(self._new_interpreter())
         self._size = pool_size
 
-    def _new_interpreter(self):
+    def _new_interpreter(self) -> Interpreter:
         try:
             interp = self._interpreter_cls(model_content=self._model_bytes, num_threads=self._num_threads)
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"LiteRT cannot load {TFLITE_FILE}: {exc}") from exc
-        interp._batch = None  # type: ignore[attr-defined]
+        interp._batch = None
         return interp
 
     @staticmethod
-    def _describe(interp):
+    def _describe(interp: Interpreter) -> tuple[TensorSpec, TensorSpec, int, int]:
         signatures = interp.get_signature_list()
         if SIGNATURE not in signatures:
             raise ModelLoadError(f"{TFLITE_FILE} has no '{SIGNATURE}' signature (found {sorted(signatures)})")
@@ -126,12 +133,12 @@ class LiteRTBackend(Backend):
         ((in_name, in_det),) = runner.get_input_details().items()
         ((out_name, out_det),) = runner.get_output_details().items()
 
-        def spec(name, det):
+        def spec(name: str, det: Mapping[str, Any]) -> TensorSpec:
             return TensorSpec(name, np.dtype(det["dtype"]).name, tuple(int(d) for d in det["shape_signature"]))
 
         return spec(in_name, in_det), spec(out_name, out_det), in_det["index"], out_det["index"]
 
-    def _run(self, interp, batch: np.ndarray) -> np.ndarray:
+    def _run(self, interp: Interpreter, batch: np.ndarray) -> np.ndarray:
         n = batch.shape[0]
         if interp._batch != n:
             interp.resize_tensor_input(self._in_index, [n, *self.input.shape[1:]], strict=True)
@@ -141,7 +148,7 @@ class LiteRTBackend(Backend):
         interp.invoke()
         return interp.get_tensor(self._out_index).copy()
 
-    def _acquire(self):
+    def _acquire(self) -> Interpreter:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
@@ -150,7 +157,7 @@ class LiteRTBackend(Backend):
         self._run(interp, np.zeros((1, *self.input.shape[1:]), dtype=self.input.dtype))
         return interp
 
-    def _release(self, interp) -> None:
+    def _release(self, interp: Interpreter) -> None:
         with self._lock:
             self._idle.append(interp)
 
@@ -179,7 +186,7 @@ _tf_lock = threading.Lock()
 _tf_configured = False
 
 
-def _import_tensorflow(intra_op_threads: int, inter_op_threads: int):
+def _import_tensorflow(intra_op_threads: int, inter_op_threads: int) -> ModuleType:
     """Import TensorFlow once with thread pools sized before the runtime starts."""
     global _tf_configured
     with _tf_lock:
@@ -203,7 +210,7 @@ class TensorFlowBackend(Backend):
 
     kind = "tensorflow"
 
-    def __init__(self, version_dir: Path, intra_op_threads: int = 1, inter_op_threads: int = 1):
+    def __init__(self, version_dir: Path, intra_op_threads: int = 1, inter_op_threads: int = 1) -> None:
         version_dir = Path(version_dir)
         if not (version_dir / SAVED_MODEL_FILE).is_file():
             raise ModelLoadError(f"{version_dir} holds no {SAVED_MODEL_FILE}")
@@ -229,7 +236,7 @@ class TensorFlowBackend(Backend):
         ((in_name, in_spec),) = kwargs.items()
         ((out_name, out_spec),) = outputs.items()
 
-        def spec(name, s):
+        def spec(name: str, s: tensorflow.TensorSpec) -> TensorSpec:
             return TensorSpec(name, s.dtype.name, tuple(-1 if d is None else int(d) for d in s.shape))
 
         self.input, self.output = spec(in_name, in_spec), spec(out_name, out_spec)

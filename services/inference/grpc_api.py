@@ -19,17 +19,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.inference import metrics, serving, tfserving
 from services.inference.backends import SIGNATURE, TensorSpec
-from services.inference.repository import ModelRepository
+from services.inference.repository import LoadedModel, ModelRepository
 from services.inference.settings import bind_address
+from services.inference.tfserving import DynamicMessage
+
+if TYPE_CHECKING:
+    from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor
 
 log = logging.getLogger("services.inference.grpc")
 
@@ -55,6 +63,11 @@ _STATE_NUMBERS = {v.name: v.number for v in tfserving.ModelVersionStatus.DESCRIP
 _ERROR_NUMBERS = {v.name: v.number for v in tfserving.ERROR_CODES.values}
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+#: A method of :class:`TFServingApi`: the response, and the model it was answered from (if any).
+Handler = Callable[[DynamicMessage, grpc.ServicerContext], tuple[DynamicMessage, LoadedModel | None]]
+
 
 class Abort(Exception):
     """Answer the call with ``code`` and ``message`` (what the client should change)."""
@@ -64,18 +77,18 @@ class Abort(Exception):
         self.code, self.message = code, message
 
 
-def _shape_proto(shape: tuple[int, ...], proto) -> None:
+def _shape_proto(shape: tuple[int, ...], proto: DynamicMessage) -> None:
     for size in shape:
         proto.dim.add(size=size)
 
 
-def _tensor_info(spec: TensorSpec, tensor_name: str, info) -> None:
+def _tensor_info(spec: TensorSpec, tensor_name: str, info: DynamicMessage) -> None:
     info.name = tensor_name
     info.dtype = tfserving.DATA_TYPES.values_by_name[_NP_TO_DT.get(spec.dtype, "DT_INVALID")].number
     _shape_proto(spec.shape, info.tensor_shape)
 
 
-def tensor_to_array(tensor, spec: TensorSpec, key: str, max_batch: int) -> np.ndarray:
+def tensor_to_array(tensor: DynamicMessage, spec: TensorSpec, key: str, max_batch: int) -> np.ndarray:
     """A float32 batch from a ``TensorProto`` shaped like the model's input (INVALID_ARGUMENT if not)."""
     if tensor.dtype != DT_FLOAT:
         got = _DTYPE_NAMES.get(tensor.dtype, str(tensor.dtype))
@@ -114,7 +127,7 @@ def tensor_to_array(tensor, spec: TensorSpec, key: str, max_batch: int) -> np.nd
     return array
 
 
-def array_to_tensor(array: np.ndarray, tensor) -> None:
+def array_to_tensor(array: np.ndarray, tensor: DynamicMessage) -> None:
     """Fill a ``TensorProto`` with a float32 array (``tensor_content``, little-endian)."""
     tensor.dtype = DT_FLOAT
     _shape_proto(array.shape, tensor.tensor_shape)
@@ -134,12 +147,16 @@ class DrainGate(grpc.ServerInterceptor):
 
     QUIET_SECONDS = 0.05
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._open = threading.Event()
         self._open.set()
         self.last_matched = time.monotonic()
 
-    def intercept_service(self, continuation, handler_call_details):
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[_Request, _Response] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_Request, _Response] | None:
         """Runs on the server's polling thread as each call is picked up: note when."""
         self.last_matched = time.monotonic()
         return continuation(handler_call_details)
@@ -169,7 +186,7 @@ class TFServingApi:
 
     # --- shared checks ---------------------------------------------------------------------------------
 
-    def _requested_version(self, spec) -> int | None:
+    def _requested_version(self, spec: DynamicMessage) -> int | None:
         choice = spec.WhichOneof("version_choice")
         if choice == "version":
             return spec.version.value
@@ -177,20 +194,20 @@ class TFServingApi:
             return serving.version_for_label(self.repo, spec.version_label)
         return None
 
-    def _model(self, spec):
+    def _model(self, spec: DynamicMessage) -> LoadedModel:
         serving.check_name(self.repo, spec.name)
         serving.check_signature(spec.signature_name)
         return serving.served_model(self.repo, self._requested_version(spec))
 
     @staticmethod
-    def _model_spec(model, proto) -> None:
+    def _model_spec(model: LoadedModel, proto: DynamicMessage) -> None:
         proto.name = model.name
         proto.version.value = model.version
         proto.signature_name = SIGNATURE
 
     # --- PredictionService ------------------------------------------------------------------------------
 
-    def predict(self, request, context):
+    def predict(self, request: DynamicMessage, context: grpc.ServicerContext) -> tuple[DynamicMessage, LoadedModel]:
         """``Predict``: one input tensor in, the model's output tensor out."""
         model = self._model(request.model_spec)
         spec = model.backend.input
@@ -218,7 +235,9 @@ class TFServingApi:
         array_to_tensor(output, response.outputs[output_name])
         return response, model
 
-    def get_model_metadata(self, request, context):
+    def get_model_metadata(
+        self, request: DynamicMessage, context: grpc.ServicerContext
+    ) -> tuple[DynamicMessage, LoadedModel]:
         """``GetModelMetadata``: the ``signature_def`` of the served version, as TF Serving packs it."""
         fields = list(request.metadata_field)
         if not fields:
@@ -243,7 +262,9 @@ class TFServingApi:
 
     # --- ModelService ------------------------------------------------------------------------------------
 
-    def get_model_status(self, request, context):
+    def get_model_status(
+        self, request: DynamicMessage, context: grpc.ServicerContext
+    ) -> tuple[DynamicMessage, LoadedModel | None]:
         """``GetModelStatus``: every version this worker knows, with state and error."""
         spec = request.model_spec
         serving.check_name(self.repo, spec.name)
@@ -256,11 +277,17 @@ class TFServingApi:
         return response, self.repo.current()
 
 
-def _unary(api: TFServingApi, endpoint: str, handler, request_class, response_class):
+def _unary(
+    api: TFServingApi,
+    endpoint: str,
+    handler: Handler,
+    request_class: type[DynamicMessage],
+    response_class: type[DynamicMessage],
+) -> grpc.RpcMethodHandler[DynamicMessage, DynamicMessage]:
     """A unary method handler: maps refusals to status codes, counts the call in the REST families."""
     name = api.repo.settings.model_name
 
-    def call(request, context):
+    def call(request: DynamicMessage, context: grpc.ServicerContext) -> DynamicMessage:
         api.gate.pass_through()
         started = time.perf_counter()
         metrics.IN_FLIGHT.inc()
@@ -302,19 +329,29 @@ class _Health(health.HealthServicer):
         self._repo = repository
 
     def _refresh(self) -> None:
-        status = health_pb2.HealthCheckResponse.NOT_SERVING
-        if self._repo.not_ready_reason() is None:
-            status = health_pb2.HealthCheckResponse.SERVING
+        ready = self._repo.not_ready_reason() is None
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", tfserving.PREDICTION_SERVICE, tfserving.MODEL_SERVICE):
             self.set(service, status)
 
-    def Check(self, request, context):
+    def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
         """Readiness now, for Kubernetes' native gRPC probe."""
         self._refresh()
         return super().Check(request, context)
 
 
-def create_server(repository: ModelRepository, threads: int) -> grpc.Server:
+@dataclass(frozen=True)
+class DrainableServer:
+    """A server made by :func:`create_server`, with what :func:`stop` needs to drain it."""
+
+    server: grpc.Server
+    gate: DrainGate
+    health: health.HealthServicer
+
+
+def create_server(repository: ModelRepository, threads: int) -> DrainableServer:
     """A gRPC server with both TF Serving services, health and reflection (not yet bound or started)."""
     settings = repository.settings
     options = [
@@ -328,7 +365,6 @@ def create_server(repository: ModelRepository, threads: int) -> grpc.Server:
         options=options,
         interceptors=[gate],
     )
-    server.drain_gate = gate  # type: ignore[attr-defined]  # see stop()
     api = TFServingApi(repository, gate)
     server.add_generic_rpc_handlers(
         (
@@ -363,26 +399,24 @@ def create_server(repository: ModelRepository, threads: int) -> grpc.Server:
     )
     health_servicer = _Health(repository)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    server.health = health_servicer  # type: ignore[attr-defined]  # for the drain: enter_graceful_shutdown()
     names = (
         tfserving.PREDICTION_SERVICE,
         tfserving.MODEL_SERVICE,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
     )
-    reflection.enable_server_reflection(names, server, pool=_ReflectionPool())
-    return server
+    # Reflection only calls the Find* methods that _ReflectionPool implements.
+    reflection.enable_server_reflection(names, server, pool=_ReflectionPool())  # type: ignore[arg-type]
+    return DrainableServer(server, gate, health_servicer)
 
 
 class _ReflectionPool:
     """Reflection over two pools: the TF Serving protos (private) and health's (protobuf's default)."""
 
-    def __init__(self):
-        from google.protobuf import descriptor_pool
-
+    def __init__(self) -> None:
         self._pools = (tfserving.POOL, descriptor_pool.Default())
 
-    def _first(self, method: str, name):
+    def _first(self, method: str, name: str) -> FileDescriptor:
         for pool in self._pools:
             try:
                 return getattr(pool, method)(name)
@@ -390,42 +424,42 @@ class _ReflectionPool:
                 continue
         raise KeyError(name)
 
-    def FindFileByName(self, name):
+    def FindFileByName(self, name: str) -> FileDescriptor:
         """The file descriptor named ``name``."""
         return self._first("FindFileByName", name)
 
-    def FindFileContainingSymbol(self, symbol):
+    def FindFileContainingSymbol(self, symbol: str) -> FileDescriptor:
         """The file descriptor declaring ``symbol``."""
         return self._first("FindFileContainingSymbol", symbol)
 
-    def FindExtensionByNumber(self, message, number):
+    def FindExtensionByNumber(self, message: Descriptor, number: int) -> FieldDescriptor:
         """Extensions: none are declared."""
         raise KeyError(number)
 
-    def FindAllExtensions(self, message):
+    def FindAllExtensions(self, message: Descriptor) -> list[FieldDescriptor]:
         """Extensions: none are declared."""
         return []
 
 
-def stop(server: grpc.Server, grace: float) -> threading.Event:
+def stop(drainable: DrainableServer, grace: float) -> threading.Event:
     """Begin stopping a server made by :func:`create_server` without failing a received call
     (:class:`DrainGate`), in the background; the event is set once it has stopped."""
-    server.health.enter_graceful_shutdown()
+    drainable.health.enter_graceful_shutdown()
     stopped = threading.Event()
 
     def run() -> None:
-        server.drain_gate.stop(server, grace).wait(grace + 5)
+        drainable.gate.stop(drainable.server, grace).wait(grace + 5)
         stopped.set()
 
     threading.Thread(target=run, name="grpc-stop", daemon=True).start()
     return stopped
 
 
-def serve(repository: ModelRepository, host: str, port: int, threads: int) -> grpc.Server:
+def serve(repository: ModelRepository, host: str, port: int, threads: int) -> DrainableServer:
     """Create, bind and start the gRPC server of this worker."""
-    server = create_server(repository, threads)
+    drainable = create_server(repository, threads)
     address = bind_address(host, port)
-    if server.add_insecure_port(address) == 0:
+    if drainable.server.add_insecure_port(address) == 0:
         raise OSError(f"cannot bind the gRPC port {address}")
-    server.start()
-    return server
+    drainable.server.start()
+    return drainable

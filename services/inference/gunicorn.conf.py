@@ -16,6 +16,8 @@ Run: ``gunicorn --config services/inference/gunicorn.conf.py`` (the container co
   within ``GRACEFUL_TIMEOUT``; gRPC stops with the same grace.
 """
 
+from __future__ import annotations
+
 import errno
 import glob
 import os
@@ -24,6 +26,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
 if _REPO_ROOT not in sys.path:
@@ -31,7 +34,11 @@ if _REPO_ROOT not in sys.path:
 
 from services.inference.logs import gunicorn_logconfig  # noqa: E402
 from services.inference.settings import ConfigError, Settings, bind_address  # noqa: E402
-from services.inference.worker import ConnectionShare  # noqa: E402
+from services.inference.worker import ConnectionShare, InferenceWorker  # noqa: E402
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
 
 try:
     _settings = Settings.from_env()
@@ -105,7 +112,7 @@ def _check_grpc_port() -> None:
             sys.exit(2)
 
 
-def on_starting(server):
+def on_starting(server: Arbiter) -> None:
     """Master, before forking: check the gRPC port, start from an empty metrics directory."""
     _check_grpc_port()
     # Start from empty metrics: only prometheus_client's own files go (the directory may be one
@@ -115,7 +122,8 @@ def on_starting(server):
     shutil.rmtree(_STATE_DIR, ignore_errors=True)  # internal, ours alone
     os.makedirs(_STATE_DIR, exist_ok=True)
     _write_expected_workers(server.num_workers)
-    server.connection_share = ConnectionShare(slots=64)
+    InferenceWorker.connection_share = ConnectionShare(slots=64)  # every worker forked from here inherits it
+    assert server.log is not None  # gunicorn sets up its logger before the first hook
     server.log.info(
         "metrics directory %s; %d worker(s) x %d thread(s); model %s from %s (%s)",
         _METRICS_DIR,
@@ -135,32 +143,34 @@ def _write_expected_workers(count: int) -> None:
     os.replace(tmp, os.path.join(_STATE_DIR, "expected-workers"))
 
 
-def nworkers_changed(server, new_value, old_value):
+def nworkers_changed(server: Arbiter, new_value: int, old_value: int | None) -> None:
     """Master: the worker count changed (TTIN/TTOU); readiness waits for the new count."""
     _write_expected_workers(new_value)
 
 
-def pre_fork(server, worker):
+def pre_fork(server: Arbiter, worker: Worker) -> None:
     """Master: give the new worker a slot of the shared connection table (see worker.py)."""
-    share = server.connection_share
-    worker.connection_share = share
-    worker.slot = share.free_slot({w.slot for w in server.WORKERS.values() if hasattr(w, "slot")})
+    share = InferenceWorker.connection_share
+    if share is not None and isinstance(worker, InferenceWorker):
+        taken = {w.slot for w in server.WORKERS.values() if isinstance(w, InferenceWorker) and w.slot is not None}
+        worker.slot = share.free_slot(taken)
 
 
-def child_exit(server, worker):
+def child_exit(server: Arbiter, worker: Worker) -> None:
     """Master: a worker died; drop its live gauges from the aggregated metrics."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, _METRICS_DIR)
-    if hasattr(worker, "slot"):
-        server.connection_share.release(worker.slot)
+    share = InferenceWorker.connection_share
+    if share is not None and isinstance(worker, InferenceWorker) and worker.slot is not None:
+        share.release(worker.slot)
     try:
         os.unlink(os.path.join(_STATE_DIR, f"ready-{worker.pid}"))
     except OSError:
         pass
 
 
-def on_exit(server):
+def on_exit(server: Arbiter) -> None:
     """Master, at shutdown: remove the metrics directory this server created."""
     if _OWN_METRICS_DIR:
         shutil.rmtree(_METRICS_DIR, ignore_errors=True)

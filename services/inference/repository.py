@@ -98,7 +98,7 @@ class LoadFailure:
 
 def _fingerprint(version_dir: Path) -> tuple:
     """Changes when a version directory's content changes (so a failed version is retried)."""
-    parts = []
+    parts: list[tuple[int, int] | None] = []
     for p in (version_dir, version_dir / "model.tflite", version_dir / "saved_model.pb"):
         try:
             st = p.stat()

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -262,8 +263,8 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise ConfigError(_describe(exc, os.environ if env is None else env)) from None
         except SettingsError as exc:  # a JSON-valued variable that is not JSON
-            field = re.search(r'field "([^"]+)"', str(exc))
-            name = Settings.model_fields[field[1]].validation_alias if field else "?"
+            match = re.search(r'field "([^"]+)"', str(exc))
+            name = Settings.model_fields[match[1]].validation_alias if match else "?"
             raw = (os.environ if env is None else env).get(str(name), "")
             raise ConfigError(f"{name}={shown(raw)}: is not valid JSON") from None
         finally:
@@ -291,7 +292,7 @@ def _describe(exc: ValidationError, env: Mapping[str, str]) -> str:
     return "; ".join(problems)
 
 
-def _default_text(info: Any) -> str:
+def _default_text(info: FieldInfo) -> str:
     default = info.get_default(call_default_factory=True)
     if default is None or default in ((), {}):
         return "empty"
@@ -302,7 +303,7 @@ def _default_text(info: Any) -> str:
     return f"`{default}`"
 
 
-def _bounds_text(info: Any) -> str:
+def _bounds_text(info: FieldInfo) -> str:
     low = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
     high = next((m.le for m in info.metadata if isinstance(m, Le)), None)
     if info.annotation is bool:

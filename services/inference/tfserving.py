@@ -12,6 +12,7 @@ same messages when the TensorFlow backend (or a test with the real client) runs 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, TypeAlias
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -20,6 +21,11 @@ DESCRIPTOR_SET = PROTO_DIR / "tfserving.binpb"  # written by services/inference/
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
+
+#: A message of the private pool. Its class is built at run time from the descriptor set, not
+#: generated, so a type checker cannot know its fields: they are left unchecked, and the name
+#: says which values are such messages.
+DynamicMessage: TypeAlias = Any
 
 
 def _load_pool() -> descriptor_pool.DescriptorPool:
@@ -33,7 +39,7 @@ def _load_pool() -> descriptor_pool.DescriptorPool:
 POOL = _load_pool()
 
 
-def message_class(full_name: str) -> type:
+def message_class(full_name: str) -> type[DynamicMessage]:
     """The Python class of a message of the private pool, e.g. ``tensorflow.serving.PredictRequest``."""
     return message_factory.GetMessageClass(POOL.FindMessageTypeByName(full_name))
 

@@ -36,7 +36,11 @@ import selectors
 import socket
 import struct
 import time
+from collections.abc import Container
+from concurrent.futures import Future
 from functools import partial
+from types import FrameType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 from gunicorn import http
@@ -44,6 +48,16 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from services.inference.framing import Reject, RequestFramer
 from services.inference.settings import DRAIN_MARKER, WORKER_STATE_DIR_ENV, Settings
+
+if TYPE_CHECKING:  # the master imports this module: it must not load grpc or a model runtime
+    import threading
+
+    from gunicorn._types import _AddressType
+    from gunicorn.config import Config
+    from gunicorn.http import Request
+
+    from services.inference.grpc_api import DrainableServer
+    from services.inference.repository import ModelRepository
 
 STOP_KEEPALIVE_LINGER = 2.0  # a stopping worker keeps idle connections this long for a request in flight
 REJECT_LINGER = 2.0  # after an early error response, read and discard this long so the client sees it
@@ -64,7 +78,7 @@ class ConnectionShare:
     (``child_exit``); each worker writes only its own slot, so no lock is needed.
     """
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int) -> None:
         self.slots = slots
         self._map = mmap.mmap(-1, slots * 16)
         self._view = memoryview(self._map).cast("q")
@@ -93,7 +107,7 @@ class ConnectionShare:
                 total += view[2 * i + 1]
         return mine * live <= total
 
-    def free_slot(self, used: set[int]) -> int:
+    def free_slot(self, used: Container[int]) -> int:
         """Master: the lowest slot no live worker holds."""
         return next(i for i in range(self.slots) if i not in used)
 
@@ -111,7 +125,9 @@ def error_response(status: int, message: str) -> bytes:
 class BufferedConn(TConn):
     """A connection whose next request is being collected by the event loop."""
 
-    def __init__(self, cfg, sock, client, server, max_body: int):
+    def __init__(
+        self, cfg: Config, sock: socket.socket, client: _AddressType, server: _AddressType, max_body: int
+    ) -> None:
         super().__init__(cfg, sock, client, server)
         self.initialized = True  # no lazy socket parser: each request gets an in-memory one
         self.data_ready = True
@@ -131,7 +147,13 @@ class BufferedConn(TConn):
 class InferenceWorker(ThreadWorker):
     """gthread with buffered reads, balanced accepts, a drain that cuts nothing and a gRPC server."""
 
-    def __init__(self, *args, **kwargs):
+    #: Open connections of every worker: made by the master (``on_starting`` in gunicorn.conf.py)
+    #: before it forks, so every worker inherits it; None without that hook.
+    connection_share: ClassVar[ConnectionShare | None] = None
+    #: This worker's row of ``connection_share``, given by the master in ``pre_fork``.
+    slot: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = Settings.from_env()
         self.reading: dict[BufferedConn, None] = {}  # insertion-ordered set of connections being read
@@ -140,30 +162,32 @@ class InferenceWorker(ThreadWorker):
         self.budget = max(4, self.cfg.threads * 2) * self.settings.max_body_bytes
         self.closing = False  # soft drain: every response says Connection: close
         self.stop_at: float | None = None  # hard stop: set when the listeners closed
-        self.grpc_server = None
-        self.grpc_stopped = None
+        self.grpc_server: DrainableServer | None = None
+        self.grpc_stopped: threading.Event | None = None
         self._next_marker_check = 0.0
         self._next_timeout_check = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
     @property
-    def repository(self):
+    def repository(self) -> ModelRepository | None:
         """The Flask app's model repository (None before the app is loaded)."""
         return getattr(self.wsgi, "extensions", {}).get("inference.repository")
 
-    def run(self):
+    def run(self) -> None:
         """Start gRPC, then the event loop; drain and stop both on SIGTERM."""
-        share, slot = getattr(self, "connection_share", None), getattr(self, "slot", None)
-        if share is not None:
+        share, slot = self.connection_share, self.slot
+        if share is not None and slot is not None:
             share.claim(slot, os.getpid())
-        if self.settings.grpc_port and self.repository is not None:
+        repository = self.repository
+        if self.settings.grpc_port and repository is not None:
             from services.inference import grpc_api
 
-            self.grpc_server = grpc_api.serve(
-                self.repository, self.settings.host, self.settings.grpc_port, self.cfg.threads
-            )
-        self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
+            self.grpc_server = grpc_api.serve(repository, self.settings.host, self.settings.grpc_port, self.cfg.threads)
+        wakeup = self.method_queue.fileno()
+        if wakeup is None:
+            raise RuntimeError("gunicorn closed the method queue before the worker ran")
+        self.poller.register(wakeup, selectors.EVENT_READ, self.method_queue.run_callbacks)
         self.set_accept_enabled(True)
         while self.alive:
             self.notify()
@@ -186,7 +210,7 @@ class InferenceWorker(ThreadWorker):
         self.poller.close()
         self.method_queue.close()
 
-    def handle_exit(self, sig, frame):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """SIGTERM: readiness false and the soft drain now; the hard stop after DRAIN_DELAY_SECONDS."""
         self._start_soft_drain("SIGTERM")
         delay = self.settings.drain_delay_seconds
@@ -251,21 +275,21 @@ class InferenceWorker(ThreadWorker):
     # --- accepting ------------------------------------------------------------------------------------
 
     def _balance_accepts(self) -> None:
-        share, slot = getattr(self, "connection_share", None), getattr(self, "slot", None)
-        fair = share is None or self.closing or share.below_average(slot)
+        share, slot = self.connection_share, self.slot
+        fair = share is None or slot is None or self.closing or share.below_average(slot)
         self.set_accept_enabled(self.nr_conns < self.worker_connections and fair)
 
     def _publish(self) -> None:
-        share = getattr(self, "connection_share", None)
-        if share is not None:
-            share.set(self.slot, self.nr_conns)
+        share, slot = self.connection_share, self.slot
+        if share is not None and slot is not None:
+            share.set(slot, self.nr_conns)
 
-    def accept(self, listener):
+    def accept(self, listener: socket.socket) -> None:
         """A new connection: read its first request in the event loop."""
         self._accept_one(listener)
         self._balance_accepts()
 
-    def _accept_one(self, listener) -> bool:
+    def _accept_one(self, listener: socket.socket) -> bool:
         try:
             client_sock, client_addr = listener.accept()
         except OSError as exc:
@@ -296,7 +320,7 @@ class InferenceWorker(ThreadWorker):
         except (KeyError, ValueError, OSError):
             pass
 
-    def _on_readable(self, conn: BufferedConn, _sock) -> None:
+    def _on_readable(self, conn: BufferedConn, _sock: socket.socket) -> None:
         if conn.lingering:
             self._discard(conn)
             return
@@ -402,15 +426,17 @@ class InferenceWorker(ThreadWorker):
 
     # --- after a request ------------------------------------------------------------------------------
 
-    def handle_request(self, req, conn):
+    def handle_request(self, req: Request, conn: TConn) -> bool:
         """Run one request in a thread; every response closes its connection once draining."""
-        req._expected_100_continue = False  # the event loop already sent "100 Continue"
+        # The event loop already sent "100 Continue"; the flag is private to gunicorn (http/message.py).
+        req._expected_100_continue = False  # type: ignore[attr-defined]
         if self.closing or not self.alive:
             req.must_close = True
         return super().handle_request(req, conn)
 
-    def finish_request(self, conn, fs):
+    def finish_request(self, conn: TConn, fs: Future[bool]) -> None:
         """Event loop, after a request: keep the connection for the next one, or close it."""
+        assert isinstance(conn, BufferedConn)  # every connection of this worker is one (_accept_one)
         try:
             keep = bool(fs.result()) if not fs.cancelled() else False
         except Exception:

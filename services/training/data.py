@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from services.artifacts import file_sha256
 
@@ -28,7 +29,7 @@ NUM_CLASSES = 10
 CLASS_LABELS = [str(i) for i in range(NUM_CLASSES)]
 MIN_EXAMPLES = 20
 
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, npt.DTypeLike] = {
     0x08: np.uint8,
     0x09: np.int8,
     0x0B: np.dtype(">i2"),
@@ -277,7 +278,9 @@ def load_dataset(path: str | os.PathLike | None) -> Dataset:
     return data
 
 
-def split_holdout(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+def split_holdout(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Stratified, seeded train/held-out split: the same inputs and seed give the same split."""
     if not 0.0 < fraction < 1.0:
         raise DataError(f"held-out fraction must be between 0 and 1, got {fraction}")

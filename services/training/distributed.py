@@ -28,12 +28,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from services.training.settings import TFConfig
+
+if TYPE_CHECKING:  # untyped runtimes (see pyproject.toml), named for the reader; imported lazily
+    import tensorflow
+    from keras import Model
+    from keras.optimizers import Optimizer
 
 log = logging.getLogger("services.training")
 
@@ -52,7 +59,7 @@ class PeerLost(RuntimeError):
 class Group:
     """Where this process stands: its worker index, the worker count, and the strategy."""
 
-    strategy: object
+    strategy: tensorflow.distribute.Strategy
     index: int = 0
     workers: int = 1
 
@@ -118,7 +125,7 @@ def supervise(
     )
     os.close(write_fd)
 
-    def forward(signum, _frame):
+    def forward(signum: int, _frame: FrameType | None) -> None:
         if child.poll() is None:
             child.send_signal(signum)
 
@@ -145,7 +152,7 @@ def supervise(
     return code if code >= 0 else 128 - code
 
 
-def join_group(tf, cluster: TFConfig | None, peer_timeout: int) -> Group:
+def join_group(tf: ModuleType, cluster: TFConfig | None, peer_timeout: int) -> Group:
     """The strategy for this process: TensorFlow's default one, or MultiWorkerMirroredStrategy on
     ``cluster`` (which blocks until every worker has joined; the caller's watchdog bounds that)."""
     if cluster is None:
@@ -171,7 +178,7 @@ def leave_group(group: Group) -> None:
         stop()
 
 
-def _peer_errors(tf) -> tuple[type[BaseException], ...]:
+def _peer_errors(tf: ModuleType) -> tuple[type[BaseException], ...]:
     errors = tf.errors
     return (
         errors.UnavailableError,
@@ -198,7 +205,7 @@ def batch_plan(n: int, batch_size: int, epochs: int, seed: int) -> list[np.ndarr
     """Every global batch of the run, as example indices: one seeded permutation per epoch, cut
     into ``batch_size`` slices (the last one of an epoch may be short). Same on every worker."""
     rng = np.random.default_rng(seed)
-    plan = []
+    plan: list[np.ndarray] = []
     for _ in range(epochs):
         order = rng.permutation(n)
         plan.extend(order[start : start + batch_size] for start in range(0, n, batch_size))
@@ -206,10 +213,10 @@ def batch_plan(n: int, batch_size: int, epochs: int, seed: int) -> list[np.ndarr
 
 
 def fit(
-    tf,
-    keras,
+    tf: ModuleType,
+    keras: ModuleType,
     group: Group,
-    model_fn,
+    model_fn: Callable[[], Model],
     x: np.ndarray,
     y: np.ndarray,
     *,
@@ -218,7 +225,7 @@ def fit(
     learning_rate: float,
     seed: int,
     beat: Callable[[], None] = lambda: None,
-) -> tuple[object, object, dict]:
+) -> tuple[Model, Optimizer, dict[str, list[float]]]:
     """Train ``model_fn()`` (built in the strategy's scope) on ``x, y``; returns the model, its
     optimizer and the per-epoch history (``loss``, ``accuracy``, ``seconds``).
 
@@ -231,14 +238,14 @@ def fit(
     steps_per_epoch = -(-len(y) // batch_size)
     plan = batch_plan(len(y), batch_size, epochs, seed)
 
-    def per_replica_batches():
+    def per_replica_batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.float32]]:
         for global_batch in plan:
             slices = np.array_split(global_batch, replicas)
             for replica in range(first_replica, first_replica + local):
                 chunk = slices[replica]
                 yield x[chunk], y[chunk], np.float32(len(global_batch))
 
-    def dataset_fn(_context):
+    def dataset_fn(_context: tensorflow.distribute.InputContext) -> tensorflow.data.Dataset:
         spec = (
             tf.TensorSpec((None, *x.shape[1:]), tf.float32),
             tf.TensorSpec((None,), tf.int64),
@@ -251,7 +258,9 @@ def fit(
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
         optimizer.build(model.trainable_variables)
 
-    def replica_step(images, labels, global_size):
+    def replica_step(
+        images: tensorflow.Tensor, labels: tensorflow.Tensor, global_size: tensorflow.Tensor
+    ) -> tuple[tensorflow.Tensor, tensorflow.Tensor]:
         with tf.GradientTape() as tape:
             probabilities = model(images, training=True)
             per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
@@ -262,7 +271,7 @@ def fit(
         return loss, hits
 
     @tf.function
-    def train_step(iterator):
+    def train_step(iterator: tensorflow.distribute.DistributedIterator) -> tuple[tensorflow.Tensor, tensorflow.Tensor]:
         loss, hits = strategy.run(replica_step, args=next(iterator))
         return strategy.reduce("SUM", loss, axis=None), strategy.reduce("SUM", hits, axis=None)
 
@@ -297,7 +306,13 @@ def fit(
     return model, optimizer, history
 
 
-def plain_copy(keras, model, optimizer, model_fn, compile_fn):
+def plain_copy(
+    keras: ModuleType,
+    model: Model,
+    optimizer: Optimizer,
+    model_fn: Callable[[], Model],
+    compile_fn: Callable[[Model], Model],
+) -> Model:
     """A copy of a (possibly mirrored) model with ordinary variables and its optimizer state, to
     evaluate and export on one worker without a collective."""
     copy = compile_fn(model_fn())

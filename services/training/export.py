@@ -15,10 +15,14 @@ import secrets
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from services.training.model import INPUT_NAME, OUTPUT_NAME
+
+if TYPE_CHECKING:  # untyped (see pyproject.toml), imported lazily
+    import keras
 
 TEMP_PREFIX = ".tmp-"
 METADATA_FILE = "metadata.json"
@@ -77,7 +81,7 @@ def _remove_stale_temp_dirs(model_dir: Path) -> None:
             pass
 
 
-def export_savedmodel(model, directory: Path, input_shape: tuple[int, ...]) -> None:
+def export_savedmodel(model: keras.Model, directory: Path, input_shape: tuple[int, ...]) -> None:
     """Export a Keras model as a SavedModel whose ``serving_default`` maps ``image`` -> ``probabilities``."""
     import keras
     import tensorflow as tf

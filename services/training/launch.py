@@ -23,7 +23,10 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
+from types import FrameType
+from typing import TextIO
 
 from services.training.settings import MAX_WORKERS
 
@@ -53,7 +56,7 @@ def tf_config(ports: list[int], index: int) -> str:
     )
 
 
-def _relay(index: int, stream, sink, seen: list[str]) -> None:
+def _relay(index: int, stream: Iterable[str], sink: TextIO, seen: list[str]) -> None:
     for line in stream:
         seen.append(line)
         sink.write(f"worker {index}: {line}")
@@ -88,7 +91,7 @@ def run_cluster(workers: int, trainer_args: list[str], env: dict[str, str] | Non
         relays.append(relay)
         logs.append(seen)
 
-    def forward(signum, _frame):
+    def forward(signum: int, _frame: FrameType | None) -> None:
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signum)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # untyped (see pyproject.toml), imported lazily: the module stays importable without it
+    import keras
+
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 
 
-def build_model(input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10, dropout: float = 0.5):
+def build_model(
+    input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10, dropout: float = 0.5
+) -> keras.Sequential:
     """Conv2D 32 -> MaxPool -> Conv2D 64 -> MaxPool -> Flatten -> (Dropout) -> Dense 10 softmax.
 
     Dropout is only active while training, so the served graph is exactly the classic CNN.
@@ -28,7 +35,7 @@ def build_model(input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: in
     )
 
 
-def compile_model(model, learning_rate: float = 1e-3):
+def compile_model(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
     """Adam + sparse categorical cross-entropy, tracking accuracy."""
     import keras
 

@@ -288,6 +288,7 @@ class TrainSettings(BaseSettings):
                     "variables are set "
                     f"(missing {', '.join(missing)}); run several local workers with `make train WORKERS=N`"
                 )
+            assert self.job_completion_index is not None  # in `missing` otherwise
             if self.job_completion_index >= self.workers:
                 raise ValueError(
                     f"JOB_COMPLETION_INDEX {self.job_completion_index} is not below TRAINING_WORKERS ({self.workers})"

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
@@ -32,6 +34,9 @@ from services.training import data as datasets
 from services.training import distributed, export
 from services.training.model import INPUT_NAME, OUTPUT_NAME
 from services.training.settings import TrainSettings, parse_args
+
+if TYPE_CHECKING:  # untyped (see pyproject.toml), imported lazily by _configure_tensorflow
+    from keras import Model
 
 log = logging.getLogger("services.training")
 
@@ -74,7 +79,7 @@ def code_revision() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _configure_tensorflow(cfg: TrainSettings):
+def _configure_tensorflow(cfg: TrainSettings) -> tuple[ModuleType, ModuleType]:
     """Import TensorFlow with deterministic ops and the requested thread counts (before any op runs)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_HOME", os.path.join(os.environ.get("TMPDIR", "/tmp"), ".keras"))
@@ -89,10 +94,12 @@ def _configure_tensorflow(cfg: TrainSettings):
     return tf, keras
 
 
-def _training_data(cfg: TrainSettings) -> tuple[datasets.Dataset, tuple[np.ndarray, ...]]:
+def _training_data(
+    cfg: TrainSettings,
+) -> tuple[datasets.Dataset, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """The dataset and its seeded train/held-out split (identical on every worker)."""
     dataset = datasets.load_dataset(cfg.data)
-    if dataset.x_test is not None:
+    if dataset.x_test is not None and dataset.y_test is not None:  # a source gives both or neither
         x_train, y_train, x_test, y_test = dataset.x, dataset.y, dataset.x_test, dataset.y_test
         order = np.random.default_rng(cfg.seed).permutation(len(y_train))
         x_train, y_train = x_train[order], y_train[order]
@@ -149,7 +156,7 @@ def train_and_publish(cfg: TrainSettings) -> tuple[Path, dict]:
         tf, keras = _configure_tensorflow(cfg)
         from services.training.model import build_model, compile_model
 
-        def model_fn():
+        def model_fn() -> Model:
             return build_model(datasets.IMAGE_SHAPE, datasets.NUM_CLASSES)
 
         heartbeat = distributed.Heartbeat.from_env()
@@ -175,6 +182,7 @@ def train_and_publish(cfg: TrainSettings) -> tuple[Path, dict]:
         if not group.is_chief:
             log.info("worker %d of %d: last step done; the chief publishes", group.index, group.workers)
             return final_dir, {}
+        assert tmp_dir is not None, "the chief made its staging directory before training"
 
         model = distributed.plain_copy(keras, model, optimizer, model_fn, lambda m: compile_model(m, cfg.learning_rate))
         loss, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
@@ -273,7 +281,7 @@ def _remove_empty(directories: list[Path]) -> None:
             return
 
 
-def _on_sigterm(signum, frame):
+def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
     raise Terminated()
 
 
