@@ -15,10 +15,12 @@ image digests are. Standard library only: the generator (no TensorFlow) imports 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 DIGEST_PREFIX = "sha256:"
@@ -46,25 +48,62 @@ def file_digests(version_dir: Path) -> dict[str, str]:
     Symbolic links and other non-regular entries are refused: a digest must describe bytes that
     live in the version directory itself.
     """
+    digests, _ = read_version(version_dir, lambda _relative: False)
+    return digests
+
+
+def read_version(version_dir: Path, keep: Callable[[str], bool]) -> tuple[dict[str, str], dict[str, bytes]]:
+    """The file digests of ``version_dir`` (as :func:`file_digests`) and the bytes of the files ``keep``
+    selects (by relative path), each read once: the kept bytes are exactly the bytes digested.
+
+    A reader that loads what it kept, never the files again, cannot be handed other bytes than the
+    digest describes, whatever is written to the directory meanwhile (the server does this). Files
+    are opened without following symbolic links and checked to be regular on the open descriptor.
+    """
     if not version_dir.is_dir():
         raise ArtifactError(f"{version_dir}: not a directory")
     found: dict[str, str] = {}
+    kept: dict[str, bytes] = {}
     for dirpath, dirnames, filenames in os.walk(version_dir):
         for name in sorted(dirnames + filenames):
             path = Path(dirpath, name)
-            mode = path.lstat().st_mode
             relative = path.relative_to(version_dir).as_posix()
-            if stat.S_ISDIR(mode):
-                continue
-            if not stat.S_ISREG(mode):
-                raise ArtifactError(f"{version_dir}: {relative} is not a regular file")
             try:
-                found[relative] = file_sha256(path)
+                mode = path.lstat().st_mode
+                if stat.S_ISDIR(mode):
+                    continue
+                content = _read_regular(path, keep(relative)) if stat.S_ISREG(mode) else None
             except OSError as exc:
                 raise ArtifactError(f"{version_dir}: cannot read {relative} ({exc.strerror or exc})") from exc
+            if content is None:
+                raise ArtifactError(f"{version_dir}: {relative} is not a regular file")
+            found[relative], data = content
+            if data is not None:
+                kept[relative] = data
     if not found:
         raise ArtifactError(f"{version_dir}: holds no files")
-    return dict(sorted(found.items(), key=lambda item: item[0].encode()))
+    return dict(sorted(found.items(), key=lambda item: item[0].encode())), kept
+
+
+def _read_regular(path: Path, keep: bool) -> tuple[str, bytes | None] | None:
+    """(hex sha256, the bytes when ``keep``) of a regular file; None if it is not one when opened
+    (replaced by a link or another kind of file since it was listed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        if keep:
+            data = fh.read()
+            return hashlib.sha256(data).hexdigest(), data
+        digest = hashlib.sha256()
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest(), None
 
 
 def manifest(digests: dict[str, str]) -> str:

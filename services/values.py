@@ -14,13 +14,13 @@ import re
 #: Linux's limits: a whole path, and one component of it, in bytes.
 PATH_MAX = 4096
 NAME_MAX = 255
-_SHOWN = 60
+_SHOWN = 80  # a digest (71 characters) is shown whole
 #: C0 controls and DEL: in a name, a path or a level they are a mistake (or an attack on a log).
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def shown(value: object, *, quoted: bool = True) -> str:
-    """``value`` for an error message: ``repr``-quoted (bare if asked and printable), cut at 60 characters."""
+    """``value`` for an error message: ``repr``-quoted (bare if asked and printable), cut at 80 characters."""
     text = value if isinstance(value, str) else str(value)
     quoted = quoted or bool(CONTROL.search(text))  # a bare newline would split the message
     if len(text) <= _SHOWN:

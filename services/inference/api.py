@@ -322,6 +322,7 @@ def _metadata(name: str, version: int | None) -> Response:
                 "model_info": {
                     "backend": model.backend.kind,
                     "path": str(model.path),
+                    "digest": model.digest,
                     "load_seconds": round(model.load_seconds, 4),
                     "classes": list(repo.settings.model_classes),
                     "training": model.metadata,
@@ -333,7 +334,8 @@ def _metadata(name: str, version: int | None) -> Response:
 
 @bp.get("/v1/models/<name:name>/metadata")
 def model_metadata(name: str) -> Response:
-    """TF Serving metadata: the signature, plus the trainer's metadata.json under model_info."""
+    """TF Serving metadata: the signature, plus the version's digest and the trainer's metadata.json
+    under model_info."""
     return _metadata(name, None)
 
 

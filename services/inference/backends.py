@@ -1,7 +1,10 @@
 """Model runtimes: LiteRT (default, no TensorFlow needed) and TensorFlow SavedModel.
 
 A backend loads one version directory, describes its ``serving_default`` signature (one input
-tensor, one output tensor) and runs batches.  Both backends return float32 arrays and agree within
+tensor, one output tensor) and runs batches. Given ``files`` (the bytes the repository read, and
+digested, once: :func:`services.artifacts.read_version`), it loads those bytes and never reads the
+directory again, so what it serves is what was digested; :func:`loads_file` says which files
+each backend needs.  Both backends return float32 arrays and agree within
 1e-5 on the same model (tested).  Runtimes are imported lazily, inside the worker process, so the
 gunicorn master never loads them (loading TensorFlow before fork hangs workers).
 """
@@ -9,6 +12,7 @@ gunicorn master never loads them (loading TensorFlow before fork hangs workers).
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +29,8 @@ if TYPE_CHECKING:  # untyped runtimes (see pyproject.toml), imported lazily insi
 SIGNATURE = "serving_default"
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
+#: The parts of a SavedModel directory besides ``saved_model.pb`` (the TensorFlow backend loads them).
+SAVED_MODEL_PARTS = ("fingerprint.pb", "variables/", "assets/", "assets.extra/")
 
 _NP_TO_TF = {
     "float32": "DT_FLOAT",
@@ -91,12 +97,19 @@ class LiteRTBackend(Backend):
 
     kind = "litert"
 
-    def __init__(self, version_dir: Path, pool_size: int = 1, num_threads: int = 1) -> None:
+    def __init__(
+        self, version_dir: Path, pool_size: int = 1, num_threads: int = 1, files: Mapping[str, bytes] | None = None
+    ) -> None:
         path = Path(version_dir) / TFLITE_FILE
-        try:
-            self._model_bytes = path.read_bytes()  # in memory: the file may be deleted while serving
-        except OSError as exc:
-            raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if files is not None:
+            if TFLITE_FILE not in files:
+                raise ModelLoadError(f"{version_dir} holds no {TFLITE_FILE}")
+            self._model_bytes = files[TFLITE_FILE]
+        else:
+            try:
+                self._model_bytes = path.read_bytes()  # in memory: the file may be deleted while serving
+            except OSError as exc:
+                raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
@@ -210,9 +223,16 @@ class TensorFlowBackend(Backend):
 
     kind = "tensorflow"
 
-    def __init__(self, version_dir: Path, intra_op_threads: int = 1, inter_op_threads: int = 1) -> None:
+    def __init__(
+        self,
+        version_dir: Path,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        files: Mapping[str, bytes] | None = None,
+    ) -> None:
         version_dir = Path(version_dir)
-        if not (version_dir / SAVED_MODEL_FILE).is_file():
+        present = SAVED_MODEL_FILE in files if files is not None else (version_dir / SAVED_MODEL_FILE).is_file()
+        if not present:
             raise ModelLoadError(f"{version_dir} holds no {SAVED_MODEL_FILE}")
         try:
             tf = _import_tensorflow(intra_op_threads, inter_op_threads)
@@ -223,7 +243,10 @@ class TensorFlowBackend(Backend):
             ) from exc
         self._tf = tf
         try:
-            loaded = tf.saved_model.load(str(version_dir))
+            if files is None:
+                loaded = tf.saved_model.load(str(version_dir))
+            else:
+                loaded = _load_saved_model_bytes(tf, files)
         except Exception as exc:
             raise ModelLoadError(f"TensorFlow cannot load the SavedModel: {type(exc).__name__}: {exc}") from exc
         if SIGNATURE not in loaded.signatures:
@@ -253,12 +276,44 @@ class TensorFlowBackend(Backend):
         self._loaded = None
 
 
-def load_backend(
-    kind: str, version_dir: Path, pool_size: int = 1, intra_op_threads: int = 1, inter_op_threads: int = 1
-) -> Backend:
-    """Load ``version_dir`` with the named backend (``litert`` or ``tensorflow``)."""
+def _load_saved_model_bytes(tf: ModuleType, files: Mapping[str, bytes]) -> Any:
+    """Load a SavedModel from its files' bytes: written to TensorFlow's in-memory file system
+    (``ram://``, private to this process), loaded, then removed (the loaded model keeps its values)."""
+    root = f"ram://saved-model-{os.getpid()}-{secrets.token_hex(8)}"
+    try:
+        for relative, data in files.items():
+            if loads_file("tensorflow", relative):
+                target = f"{root}/{relative}"
+                tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
+                with tf.io.gfile.GFile(target, "wb") as fh:
+                    fh.write(data)
+        return tf.saved_model.load(root)
+    finally:
+        if tf.io.gfile.exists(root):
+            tf.io.gfile.rmtree(root)
+
+
+def loads_file(kind: str, relative: str) -> bool:
+    """Whether backend ``kind`` loads the version's file at ``relative`` (a ``/``-separated path)."""
     if kind == "litert":
-        return LiteRTBackend(version_dir, pool_size=pool_size, num_threads=intra_op_threads)
+        return relative == TFLITE_FILE
     if kind == "tensorflow":
-        return TensorFlowBackend(version_dir, intra_op_threads, inter_op_threads)
+        return relative == SAVED_MODEL_FILE or relative.startswith(SAVED_MODEL_PARTS)
+    raise ValueError(f"unknown backend {kind!r}")
+
+
+def load_backend(
+    kind: str,
+    version_dir: Path,
+    pool_size: int = 1,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    files: Mapping[str, bytes] | None = None,
+) -> Backend:
+    """Load ``version_dir`` with the named backend (``litert`` or ``tensorflow``); from ``files``
+    (relative path -> bytes, at least those :func:`loads_file` selects) when given."""
+    if kind == "litert":
+        return LiteRTBackend(version_dir, pool_size=pool_size, num_threads=intra_op_threads, files=files)
+    if kind == "tensorflow":
+        return TensorFlowBackend(version_dir, intra_op_threads, inter_op_threads, files=files)
     raise ValueError(f"unknown backend {kind!r}")

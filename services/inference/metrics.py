@@ -33,6 +33,9 @@ PREDICT_ENDPOINTS = ("predict", "predict_version", "grpc_predict")
 SERVER_ERROR_CODES = ("500", "503")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+#: Why a version was not loaded: the ``reason`` label of the load-failure counter.
+LOAD_ERROR, DIGEST_MISMATCH = "load_error", "digest_mismatch"
+LOAD_FAILURE_REASONS = (LOAD_ERROR, DIGEST_MISMATCH)
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 REQUESTS = Counter(
@@ -76,8 +79,15 @@ MODEL_LOADS = Counter(
 )
 MODEL_LOAD_FAILURES = Counter(
     "inference_model_load_failures",
-    "Model versions that failed to load (the previous one keeps serving).",
-    ["model", "version"],
+    "Model versions that failed to load or were refused (the previous one keeps serving), by reason: "
+    "load_error, or digest_mismatch (the files' digest differs from MODEL_DIGEST).",
+    ["model", "version", "reason"],
+)
+MODEL_DIGEST_INFO = Gauge(
+    "inference_model_digest_info",
+    "1 for the digest of the version a live worker serves, 0 for one a worker served before.",
+    ["model", "version", "digest"],
+    multiprocess_mode="livemax",
 )
 MODEL_LOADED_VERSION = Gauge(
     "inference_model_loaded_version",
@@ -104,7 +114,8 @@ def initialise(model: str, pinned_version: int | None) -> None:
     BATCH_SIZE.labels(model)
     if pinned_version is not None:
         MODEL_LOADS.labels(model, str(pinned_version))
-        MODEL_LOAD_FAILURES.labels(model, str(pinned_version))
+        for reason in LOAD_FAILURE_REASONS:
+            MODEL_LOAD_FAILURES.labels(model, str(pinned_version), reason)
 
 
 def render() -> tuple[bytes, str]:

@@ -12,6 +12,12 @@ interval and doubles up to ``LOAD_RETRY_MAX_SECONDS`` (so the failure counter ke
 the version stays broken, and the load-failure alert sees it).  In-flight requests keep a
 reference to the model they started with, so an old version is freed only after its last
 request finishes.
+
+Every load reads the version's files once (:func:`services.artifacts.read_version`): their digest
+is computed and the runtime is given those same bytes, so a file rewritten after the digest was
+taken cannot be what serves. With ``MODEL_DIGEST`` set, a version whose digest differs is refused
+before its model is parsed (``FAILED_PRECONDITION`` in the status route, reason
+``digest_mismatch`` in the failure counter) and treated like a version that fails to load.
 """
 
 from __future__ import annotations
@@ -24,14 +30,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services import artifacts
 from services.inference import metrics
-from services.inference.backends import Backend, ModelLoadError, load_backend
+from services.inference.backends import Backend, ModelLoadError, load_backend, loads_file
 from services.inference.settings import DRAIN_MARKER, WORKER_STATE_DIR_ENV, Settings
 
 log = logging.getLogger("services.inference.repository")
 
 AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
 EXPECTED_WORKERS_FILE = "expected-workers"
+METADATA_FILE = "metadata.json"
+#: TF Serving's error code of a version refused because its digest is not MODEL_DIGEST.
+DIGEST_MISMATCH_CODE = "FAILED_PRECONDITION"
 #: Longest wait between two attempts at a version that keeps failing to load.
 LOAD_RETRY_MAX_SECONDS = 300.0
 #: First wait when polling is off (MODEL_POLL_SECONDS=0): retries happen only while nothing serves.
@@ -48,6 +58,7 @@ class LoadedModel:
     backend: Backend
     metadata: dict
     load_seconds: float
+    digest: str = ""
     loaded_at: float = field(default_factory=time.time)
 
 
@@ -265,6 +276,21 @@ class ModelRepository:
     def _set_error(self, message: str) -> None:
         self._last_error = message
 
+    def _refuse(self, version: int, fingerprint: tuple, reason: str, code: str, message: str, verb: str) -> bool:
+        """Record a version that failed to load (or was refused): status, metrics, log, retry time."""
+        self._failed[version] = self._next_retry(version, fingerprint)
+        self._set_error(f"version {version} {verb}: {message}")
+        with self._lock:
+            self._states[version] = VersionState(version, END, code, message)
+        metrics.MODEL_LOAD_FAILURES.labels(self.settings.model_name, str(version), reason).inc()
+        current = self._current
+        log.error(
+            "%s%s",
+            self._last_error,
+            f"; version {current.version} keeps serving" if current else "; nothing is serving yet",
+        )
+        return False
+
     def _load(self, version: int, version_dir: Path, fingerprint: tuple) -> bool:
         name, kind = self.settings.model_name, self.settings.model_backend
         with self._lock:
@@ -272,32 +298,34 @@ class ModelRepository:
         log.info("loading %s version %d from %s with %s", name, version, version_dir, kind)
         started = time.perf_counter()
         try:
+            # One read of every file: the digest, and the bytes the runtime will load (no second read).
+            digests, files = artifacts.read_version(
+                version_dir, lambda relative: relative == METADATA_FILE or loads_file(kind, relative)
+            )
+        except artifacts.ArtifactError as exc:
+            return self._refuse(version, fingerprint, metrics.LOAD_ERROR, "UNKNOWN", str(exc), "failed to load")
+        digest = artifacts.version_digest(digests)
+        expected = self.settings.model_digest
+        if expected is not None and digest != expected:
+            message = f"digest mismatch: MODEL_DIGEST is {expected}, the version's files digest to {digest}"
+            return self._refuse(version, fingerprint, metrics.DIGEST_MISMATCH, DIGEST_MISMATCH_CODE, message, "refused")
+        try:
             backend = load_backend(
                 kind,
                 version_dir,
                 pool_size=self.settings.threads,
                 intra_op_threads=self.settings.intra_op_threads,
                 inter_op_threads=self.settings.inter_op_threads,
+                files=files,
             )
             _check_signature(backend, self.settings.model_input_shape)
             backend.warm_up()
-            metadata = _read_metadata(version_dir)
         except Exception as exc:
             message = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
-            self._failed[version] = self._next_retry(version, fingerprint)
-            self._set_error(f"version {version} failed to load: {message}")
-            with self._lock:
-                self._states[version] = VersionState(version, END, "UNKNOWN", message)
-            metrics.MODEL_LOAD_FAILURES.labels(name, str(version)).inc()
-            current = self._current
-            log.error(
-                "%s%s",
-                self._last_error,
-                f"; version {current.version} keeps serving" if current else "; nothing is serving yet",
-            )
-            return False
+            return self._refuse(version, fingerprint, metrics.LOAD_ERROR, "UNKNOWN", message, "failed to load")
+        metadata = _parse_metadata(version_dir / METADATA_FILE, files.get(METADATA_FILE))
         seconds = time.perf_counter() - started
-        model = LoadedModel(name, version, version_dir, backend, metadata, seconds)
+        model = LoadedModel(name, version, version_dir, backend, metadata, seconds, digest)
         previous, self._current = self._current, model  # the atomic swap
         self._failed.pop(version, None)
         self._set_error("")
@@ -317,15 +345,19 @@ class ModelRepository:
         metrics.MODEL_LOAD_SECONDS.labels(name, kind).observe(seconds)
         metrics.MODEL_LOADS.labels(name, str(version)).inc()
         metrics.MODEL_LOADED_VERSION.labels(name).set(version)
+        if previous is not None:
+            metrics.MODEL_DIGEST_INFO.labels(name, str(previous.version), previous.digest).set(0)
+        metrics.MODEL_DIGEST_INFO.labels(name, str(version), digest).set(1)
         if not self._draining.is_set():
             metrics.MODEL_READY.labels(name).set(1)
             self._mark_worker_ready(True)
         self._loaded_event.set()
         log.info(
-            "serving %s version %d (%s, loaded and warmed up in %.3fs)%s",
+            "serving %s version %d (%s, digest %s, read, loaded and warmed up in %.3fs)%s",
             name,
             version,
             kind,
+            digest,
             seconds,
             f", replacing version {previous.version}" if previous else "",
         )
@@ -371,14 +403,14 @@ def _check_signature(backend: Backend, declared_shape: tuple[int, ...] = ()) -> 
         )
 
 
-def _read_metadata(version_dir: Path) -> dict:
-    """metadata.json written by the trainer; missing or malformed metadata is logged, not fatal."""
-    path = version_dir / "metadata.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except FileNotFoundError:
+def _parse_metadata(path: Path, content: bytes | None) -> dict:
+    """metadata.json written by the trainer (as read with the version); missing or malformed
+    metadata is logged, not fatal."""
+    if content is None:
         return {}
-    except (OSError, ValueError) as exc:
+    try:
+        data = json.loads(content.decode("utf-8"))
+        return data if isinstance(data, dict) else {}
+    except ValueError as exc:
         log.warning("ignoring unreadable %s: %s", path, exc)
         return {}

@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from services.artifacts import DIGEST_PATTERN
 from services.values import CONTROL, fitting_path, shown
 
 # The directory gunicorn's workers share (gunicorn.conf.py sets it) and the file in it that asks
@@ -87,6 +88,12 @@ def _host(value: str) -> str:
     except ValueError:
         if not _HOSTNAME_RE.fullmatch(value):
             raise ValueError("must be an IPv4 or IPv6 address or a host name") from None
+    return value
+
+
+def _digest(value: str) -> str:
+    if not DIGEST_PATTERN.fullmatch(value):
+        raise ValueError("must be sha256:<64 lowercase hex digits>, the version digest its model card gives")
     return value
 
 
@@ -189,6 +196,14 @@ class Settings(BaseSettings):
     )
     model_version: Annotated[Int, Ge(1), Le(999_999_999)] | None = Field(
         None, **_env("MODEL_VERSION", "Pin a version; empty serves the newest version that loads")
+    )
+    model_digest: Annotated[Text, AfterValidator(_digest)] | None = Field(
+        None,
+        **_env(
+            "MODEL_DIGEST",
+            "`sha256:<64 hex>`: serve only a version whose files have this digest (`services/artifacts.py`, the "
+            "model card's); a version that differs is refused, the previous one keeps serving. Empty: not checked",
+        ),
     )
     model_version_labels: dict[str, Annotated[int, Ge(1), Le(999_999_999)]] = Field(
         default_factory=dict,

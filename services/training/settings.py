@@ -185,6 +185,21 @@ class TrainSettings(BaseSettings):
         description="`debug`, `info`, `warning`, `error`",
         json_schema_extra=_flag("--log-level", "LEVEL"),
     )
+    # --- provenance, written into metadata.json (the model card's data) -----------------------------
+    code_revision: str | None = Field(
+        None,
+        validation_alias="CODE_REVISION",
+        description="The source revision of this trainer (set by `make images` in the trainer image); "
+        "unset or `unknown`: `git rev-parse HEAD` of the checkout, else null",
+        json_schema_extra={"shown_default": "unset"},
+    )
+    trainer_image: str | None = Field(
+        None,
+        validation_alias="TRAINER_IMAGE",
+        description="The image reference this run executes in (`repository:tag` or `repository@sha256:...`), "
+        "recorded as `trainer_image`; unset: null (a local run)",
+        json_schema_extra={"shown_default": "unset"},
+    )
     # --- distributed training (MultiWorkerMirroredStrategy) ---------------------------------------
     workers: int = Field(
         1,
@@ -245,6 +260,15 @@ class TrainSettings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("code_revision", "trainer_image", mode="before")
+    @classmethod
+    def _provenance(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if any(ord(c) < 0x20 or ord(c) == 0x7F or c.isspace() for c in value):
+                raise ValueError("must be one word without whitespace or control characters")
+        return value
 
     @field_validator("model_name")
     @classmethod

@@ -59,12 +59,10 @@ class Terminated(BaseException):
 # --- training -------------------------------------------------------------------------------------------
 
 
-def code_revision() -> str | None:
-    """The code revision: $CODE_REVISION (set at image build) or the git HEAD of this checkout."""
-    for name in ("CODE_REVISION", "GIT_COMMIT"):
-        value = os.environ.get(name, "").strip()
-        if value and value != "unknown":
-            return value
+def code_revision(configured: str | None) -> str | None:
+    """The code revision: ``CODE_REVISION`` (set at image build) or the git HEAD of this checkout."""
+    if configured and configured != "unknown":
+        return configured
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -230,7 +228,8 @@ def train_and_publish(cfg: TrainSettings) -> tuple[Path, dict]:
                 "strategy": group.name,
             },
             "seed": cfg.seed,
-            "code_revision": code_revision(),
+            "code_revision": code_revision(cfg.code_revision),
+            "trainer_image": cfg.trainer_image,
             "tensorflow_version": tf.__version__,
             "keras_version": keras.__version__,
             "python_version": platform.python_version(),

@@ -86,6 +86,11 @@ def gunicorn(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
         ({"HOST": "bad_host!"}, "HOST='bad_host!': must be an IPv4 or IPv6 address or a host name"),
         ({"MODEL_POLL_SECONDS": "1e30"}, "MODEL_POLL_SECONDS='1e30': Input should be less than or equal to 86400"),
         (
+            {"MODEL_DIGEST": "sha256:" + "A" * 64},
+            f"MODEL_DIGEST='sha256:{'A' * 64}': must be sha256:<64 lowercase hex digits>, the version digest its "
+            "model card gives",
+        ),
+        (
             {"LOG_LEVEL": "bogus"},
             "LOG_LEVEL='bogus': Input should be 'debug', 'info', 'warning', 'error' or 'critical'",
         ),

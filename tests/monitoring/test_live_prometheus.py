@@ -213,7 +213,8 @@ def test_the_load_failure_alert_goes_active_for_the_broken_version(live):
     assert alert["state"] in ("pending", "firing")  # no for: it fires at its first evaluation
     assert alert["labels"]["version"] == "2" and alert["labels"]["severity"] == "warning"
     assert alert["annotations"]["runbook_url"].endswith("#inferencemodelloadfailures")
-    failures = live.prometheus.query(f'inference_model_load_failures_total{{namespace="{live.namespace}",version="2"}}')
+    labels = f'namespace="{live.namespace}",version="2",reason="load_error"'
+    failures = live.prometheus.query(f"inference_model_load_failures_total{{{labels}}}")
     assert failures and float(failures[0]["value"][1]) >= 2, failures  # retried, so the counter rises
 
 

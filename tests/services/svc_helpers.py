@@ -53,6 +53,9 @@ def clean_env(**extra: str) -> dict:
         "TRAINING_WORKER_SERVICE",
         "TRAINING_THREADS",
         "TRAINING_BATCH_SIZE",
+        "CODE_REVISION",
+        "TRAINER_IMAGE",
+        "MODEL_DIGEST",
     }
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(REPO_ROOT))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 
@@ -54,3 +55,14 @@ def test_what_cannot_be_digested_is_named(tmp_path):
     os.symlink("/etc/hostname", version / "link")
     with pytest.raises(artifacts.ArtifactError, match="link is not a regular file"):
         artifacts.digest_directory(version)
+
+
+def test_read_version_keeps_exactly_the_bytes_it_digested(tmp_path):
+    version = _version(tmp_path)
+    digests, kept = artifacts.read_version(version, lambda relative: relative.startswith("variables/"))
+    assert digests == artifacts.file_digests(version)
+    assert kept == {"variables/variables.index": b"index"}
+    assert hashlib.sha256(kept["variables/variables.index"]).hexdigest() == digests["variables/variables.index"]
+    os.mkfifo(version / "pipe")
+    with pytest.raises(artifacts.ArtifactError, match="pipe is not a regular file"):
+        artifacts.read_version(version, lambda _relative: True)

@@ -86,6 +86,33 @@ def test_broken_models_raise_a_load_error(tmp_path):
         load_backend("tensorflow", tmp_path / "missing")
 
 
+def test_given_the_files_a_backend_loads_those_bytes_and_never_the_directory(model_store, backends, digits):
+    """What the repository digested is what serves: with ``files`` a backend never opens the
+    version directory again, whatever is written there after the read."""
+    from services import artifacts
+    from services.inference.backends import load_backend, loads_file
+
+    version_dir = model_store / MODEL / "1"
+    x, _ = digits
+    litert, _ = backends
+    for kind in ("litert", "tensorflow"):
+        _, files = artifacts.read_version(version_dir, lambda relative, kind=kind: loads_file(kind, relative))
+        assert files and all(loads_file(kind, relative) for relative in files)
+        gone = model_store / MODEL / f"gone-{kind}"
+        version_dir.rename(gone)  # nothing left at the path the backend is told about
+        try:
+            backend = load_backend(kind, version_dir, files=files)
+        finally:
+            gone.rename(version_dir)
+        assert np.max(np.abs(backend.predict(x[:3]) - litert.predict(x[:3]))) <= TOLERANCE
+    assert sorted(artifacts.read_version(version_dir, lambda r: loads_file("tensorflow", r))[1]) == [
+        "fingerprint.pb",
+        "saved_model.pb",
+        "variables/variables.data-00000-of-00001",
+        "variables/variables.index",
+    ]
+
+
 def test_serving_package_does_not_import_tensorflow():
     """The LiteRT path must work in an image without TensorFlow."""
     import subprocess

@@ -45,5 +45,7 @@ def test_series_the_alerts_read_exist_at_zero_before_any_request_or_load(start_s
         assert samples.get(("inference_request_duration_seconds_bucket", frozenset(bucket.items()))) == 0.0
     assert samples.get(("inference_batch_size_count", frozenset({"model": MODEL}.items()))) == 0.0
     pinned = frozenset({"model": MODEL, "version": "7"}.items())
-    assert samples.get(("inference_model_load_failures_total", pinned)) == 0.0  # "not found" is no load failure
+    for reason in ("load_error", "digest_mismatch"):  # "not found" is no load failure
+        labels = pinned | {("reason", reason)}
+        assert samples.get(("inference_model_load_failures_total", labels)) == 0.0, reason
     assert samples.get(("inference_model_loads_total", pinned)) == 0.0

@@ -25,13 +25,11 @@ def publish_corrupt(root, version: int, payload: bytes = b"this is not a flatbuf
     tmp.rename(root / MODEL / str(version))
 
 
-def failures(version: int) -> float:
+def failures(version: int, reason: str = "load_error") -> float:
     from prometheus_client import REGISTRY
 
-    return (
-        REGISTRY.get_sample_value("inference_model_load_failures_total", {"model": MODEL, "version": str(version)})
-        or 0.0
-    )
+    labels = {"model": MODEL, "version": str(version), "reason": reason}
+    return REGISTRY.get_sample_value("inference_model_load_failures_total", labels) or 0.0
 
 
 def wait_for(predicate, timeout: float = 15.0) -> bool:
@@ -128,7 +126,7 @@ def test_startup_falls_back_to_the_newest_version_that_loads(model_store, stop_a
     states = {s["version"]: s for s in client.get(f"/v1/models/{MODEL}").get_json()["model_version_status"]}
     assert states["1"]["state"] == "AVAILABLE"
     assert states["2"]["state"] == "END" and states["3"]["state"] == "END"
-    assert "model.tflite" in states["3"]["status"]["error_message"]
+    assert states["3"]["status"]["error_message"].endswith("3: holds no files")
 
 
 def test_staging_and_non_numeric_directories_are_ignored(model_store, stop_apps):

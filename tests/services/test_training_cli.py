@@ -17,7 +17,10 @@ pytestmark = pytest.mark.slow
 def test_default_training_publishes_a_complete_accurate_version(tmp_path):
     """The real default: bundled MNIST digits, default epochs; held-out accuracy >= 0.95."""
     root = tmp_path / "models"
-    result = run_trainer("--model-root", str(root), "--model-name", "mnist")
+    image = "registry.example/ml/trainer@sha256:" + "2" * 64
+    result = run_trainer(
+        "--model-root", str(root), "--model-name", "mnist", TRAINER_IMAGE=image, CODE_REVISION="unknown"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     version_dir = root / "mnist" / "1"
     names = {p.name for p in version_dir.iterdir()}
@@ -37,7 +40,10 @@ def test_default_training_publishes_a_complete_accurate_version(tmp_path):
         "value_range": [0.0, 1.0],
         "description": "grayscale pixels / 255",
     }
-    assert "code_revision" in meta and meta["created"].endswith("+00:00")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert meta["code_revision"] == head.stdout.strip()  # CODE_REVISION=unknown (a plain build): git's HEAD
+    assert meta["trainer_image"] == image and meta["training"]["workers"] == 1
+    assert meta["created"].endswith("+00:00")
 
     # The Kubernetes Job re-runs on every sync: with the version pinned and SKIP_EXISTING it is a no-op.
     again = run_trainer(MODEL_ROOT=str(root), MODEL_NAME="mnist", MODEL_VERSION="1", SKIP_EXISTING="true")

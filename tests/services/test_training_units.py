@@ -198,6 +198,7 @@ def test_flags_win_over_environment_and_env_fills_the_rest(monkeypatch):
         (["--batch-size", "1000000000"], {}, "--batch-size 1000000000"),
         ([], {"TRAINING_BATCH_SIZE": "99999999999999999999"}, "TRAINING_BATCH_SIZE="),
         ([], {"LOG_LEVEL": "bogus"}, "LOG_LEVEL='bogus'"),
+        ([], {"TRAINER_IMAGE": "trainer image:1"}, "TRAINER_IMAGE='trainer image:1'"),
         (["--learning-rate", "nan"], {}, "--learning-rate nan"),
         (["--holdout-fraction", "1"], {}, "--holdout-fraction 1"),
         (["--workers", "65"], {}, "--workers 65"),
@@ -316,10 +317,16 @@ def tiny(root, **changes) -> settings.TrainSettings:
 
 @pytest.mark.slow
 def test_same_inputs_give_the_same_weights(tmp_path):
-    path_a, meta_a = train.train_and_publish(tiny(tmp_path / "a"))
-    path_b, meta_b = train.train_and_publish(tiny(tmp_path / "b"))
+    provenance = {"code_revision": "0123abc", "trainer_image": "example.org/trainer@sha256:" + "1" * 64}
+    path_a, meta_a = train.train_and_publish(tiny(tmp_path / "a", **provenance))
+    path_b, meta_b = train.train_and_publish(tiny(tmp_path / "b", **provenance))
     assert meta_a["metrics"] == meta_b["metrics"]
     assert meta_a["dataset"]["sha256"] == meta_b["dataset"]["sha256"]
+    card = ("code_revision", "trainer_image", "seed", "name", "version")
+    assert [meta_a[k] for k in card] == [meta_b[k] for k in card] == [*provenance.values(), 11, "mnist", 1]
+    assert meta_a["training"]["workers"] == meta_b["training"]["workers"] == 1
+    assert (path_a / "model.tflite").read_bytes() == (path_b / "model.tflite").read_bytes()
+    assert meta_a == json.loads((path_a / "metadata.json").read_text())
     import keras
 
     weights_a = keras.models.load_model(path_a / "model.keras").get_weights()
