@@ -114,3 +114,44 @@ def test_the_trainer_is_told_the_image_the_overlay_pins(tmp_path):
         assert container["image"] == f"{data['images']['trainer']['repository']}@{digest}"
         assert env["TRAINER_IMAGE"] == container["image"]
         assert env["MODEL_ROOT"] == "/models"
+
+
+@pytest.mark.parametrize("overlay", ["staging", "prod", "prod-blue-green", "prod-canary"])
+def test_a_serve_only_overlay_mounts_its_model_store_and_never_trains(platform, rendered, overlay):
+    env = next(e for e in platform.environments if e.overlay == f"overlays/{overlay}")
+    assert not env.train
+    objects = rendered[overlay]
+    assert not [o for o in objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "training"]
+    claims = {o["metadata"]["name"] for o in objects if o["kind"] == "PersistentVolumeClaim"}
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        mounted = {v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v}
+        assert mounted and mounted <= claims, deployment["metadata"]["name"]
+
+
+def _project_kinds(tmp_path, change) -> set[tuple[str, str]]:
+    shutil.copytree(REPO_ROOT / "overlays", tmp_path / "overlays")
+    data = yaml.safe_load((REPO_ROOT / "platform.yaml").read_text())
+    change(data)
+    config = tmp_path / "platform.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    tree = render_tree(config)
+    project = yaml.safe_load(tree[f"argocd/appproject-{data['argocd']['project']}.yaml"])
+    return {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]}
+
+
+def test_the_appproject_allows_training_kinds_only_where_an_environment_trains(tmp_path):
+    def serve_only(data):
+        for env in data["environments"]:
+            env["train"] = False
+
+    def canary_trains_on_a_schedule(data):
+        serve_only(data)
+        data["environments"][-1]["train"] = True
+        data["training"]["schedule"] = "0 3 * * 0"
+
+    none = _project_kinds(tmp_path / "none", serve_only)
+    assert ("batch", "Job") not in none and ("batch", "CronJob") not in none
+    assert ("policy", "PodDisruptionBudget") in none and ("gateway.networking.k8s.io", "HTTPRoute") in none
+    canary = _project_kinds(tmp_path / "canary", canary_trains_on_a_schedule)
+    assert canary - none == {("batch", "Job"), ("batch", "CronJob")}
