@@ -26,7 +26,13 @@ from generator.constructs.argocd import ArgoCDApps, ArgoCDProps
 from generator.constructs.delivery import DeliveryProps, ServerComponent, component_kustomization
 from generator.constructs.inference import SHARED_OBJECTS, InferenceService, InferenceServiceProps
 from generator.constructs.monitoring import MonitoringProps, ServerMonitoring, readme_url
-from generator.constructs.training import ModelStore, TrainingJob, TrainingJobProps, trainer_image_fields
+from generator.constructs.training import (
+    ModelStore,
+    TrainingJob,
+    TrainingJobProps,
+    model_store_wave_patch,
+    trainer_image_fields,
+)
 from generator.conventions import STRATEGIES, released_variants, training_component
 from generator.tools import REPO_ROOT
 
@@ -173,7 +179,14 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
             )
             files.append(tree.add_chart(directory, f"{model.name}.yaml", chart))
         tree.add(f"{directory}/{TRAINER_IMAGE_FIELDS}", trainer_image_fields())
-        tree.add(f"{directory}/kustomization.yaml", _component(files, configurations=[TRAINER_IMAGE_FIELDS]))
+        tree.add(
+            f"{directory}/kustomization.yaml",
+            _component(
+                files,
+                configurations=[TRAINER_IMAGE_FIELDS],
+                patches=[{"patch": model_store_wave_patch(platform.training.storage)}],
+            ),
+        )
 
     directory = "overlays/components/monitoring"
     files = []

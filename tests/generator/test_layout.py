@@ -155,3 +155,23 @@ def test_the_appproject_allows_training_kinds_only_where_an_environment_trains(t
     assert ("policy", "PodDisruptionBudget") in none and ("gateway.networking.k8s.io", "HTTPRoute") in none
     canary = _project_kinds(tmp_path / "canary", canary_trains_on_a_schedule)
     assert canary - none == {("batch", "Job"), ("batch", "CronJob")}
+
+
+WAVE = "argocd.argoproj.io/sync-wave"
+
+
+@pytest.mark.parametrize("overlay", ["dev", "staging", "prod", "prod-blue-green", "prod-canary"])
+def test_the_model_store_is_in_the_wave_of_its_first_consumer(rendered, overlay):
+    """With a WaitForFirstConsumer storage class a claim binds only once a pod uses it, and Argo CD
+    waits for a wave to be healthy: a claim in a wave before all its consumers never binds (what
+    a serve-only overlay would do with the training hook's wave)."""
+    objects = rendered[overlay]
+    (claim,) = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    consumers = []
+    for obj in objects:
+        template = obj["spec"].get("template") if obj["kind"] in ("Deployment", "Job") else None
+        volumes = template["spec"].get("volumes", []) if template else []
+        if any(v.get("persistentVolumeClaim", {}).get("claimName") == claim["metadata"]["name"] for v in volumes):
+            consumers.append(int(obj["metadata"].get("annotations", {}).get(WAVE, "0")))
+    assert consumers
+    assert int(claim["metadata"].get("annotations", {}).get(WAVE, "0")) == min(consumers)
