@@ -168,6 +168,9 @@ class Environment:
     automated: bool
     prune: bool
     self_heal: bool
+    #: Whether the environment trains (its overlay adds the strategy's training component) or
+    #: only serves versions copied into its model store: serve-only unless platform.yaml says so.
+    train: bool = False
 
 
 @dataclass(frozen=True)
@@ -379,6 +382,7 @@ def _to_settings(data: dict) -> Platform:
                 e["sync"]["automated"],
                 e["sync"].get("prune", False),
                 e["sync"].get("selfHeal", False),
+                e.get("train", False),
             )
             for e in data["environments"]
         ),

@@ -13,6 +13,20 @@ DEFAULT_MODEL_VERSION = "1"
 #: Progressive-delivery strategies: their two variants and the pod label that tells them apart.
 VARIANTS = {"blue-green": ("blue", "green"), "canary": ("stable", "canary")}
 VARIANT_LABEL = {"blue-green": "slot", "canary": "track"}
+#: Every strategy an environment may use; each has a generated server component of that name.
+STRATEGIES = ("rolling", *VARIANTS)
+
+
+def released_variants(strategy: str) -> tuple[str, ...]:
+    """The variants that each pin a model version under ``strategy``: ``("",)`` for the rolling
+    server's single release, else the two slots or tracks."""
+    return VARIANTS.get(strategy, ("",))
+
+
+def training_component(strategy: str) -> str:
+    """The generated component an environment of ``strategy`` adds when it trains
+    (``overlays/components/training-<strategy>``): one training Job per released variant."""
+    return f"training-{strategy}"
 
 
 #: The hand-edited object that holds a canary overlay's traffic weights (``traffic.yaml``): kustomize

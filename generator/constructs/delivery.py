@@ -1,9 +1,13 @@
-"""Blue-green and canary building blocks, rendered as Kustomize Components.
+"""The server components, one per strategy, rendered as Kustomize Components that add to the base.
 
-A component turns the base's single server into two variants of it: slots ``blue`` and
-``green`` (blue-green) or tracks ``stable`` and ``canary``. Each variant is the same chart
-rendered with ``slot``/``track`` set, so it differs from the base only where it must: its
-name, its selector label, its own release ConfigMap (model version) and its own image name.
+The base holds what every strategy shares (the Service, ServiceAccount and NetworkPolicy of each
+model's server, and the model store); a strategy's component adds the workload: ``rolling`` the
+single autoscaled server, ``blue-green`` slots ``blue`` and ``green``, ``canary`` tracks
+``stable`` and ``canary``. Each variant is the same chart rendered with ``slot``/``track`` set, so
+it differs from the rolling server only where it must: its name, its selector label, its own
+release ConfigMap (model version) and its own image name. Nothing is deleted: an overlay is the
+sum of the base, its strategy's component, its strategy's training component where it trains,
+and monitoring.
 
 Variant images use logical names (``inference-server-blue``) that the overlay's ``images:``
 maps to a real repository and tag, so each variant's whole release (image and model version)
@@ -20,11 +24,10 @@ from dataclasses import dataclass
 import cdk8s
 from constructs import Construct
 
-from generator.config import Gateway, Image, Model, Serving, Training
+from generator.config import Gateway, Image, Model, Serving
 from generator.constructs.chart import CHART_NAME
 from generator.constructs.common import labels
-from generator.constructs.inference import InferenceService, InferenceServiceProps
-from generator.constructs.training import TrainingJob, TrainingJobProps, job_objects
+from generator.constructs.inference import InferenceService, InferenceServiceProps, server_workload
 from generator.conventions import (
     CANARY_WEIGHTS_KIND,
     DEFAULT_MODEL_VERSION,
@@ -33,21 +36,13 @@ from generator.conventions import (
     VARIANTS,
     canary_weights_name,
     release_config_map_name,
+    released_variants,
     variant_image_name,
 )
 
 CANARY_HEADER = "x-model-track"
 #: Index of the HTTPRoute rule that splits traffic by weight.
 WEIGHTED_RULE = 1
-#: Objects of the base that the variants replace, per model: (apiVersion, kind, name suffix);
-#: and the training Job with what it brings (``training.job_objects``).
-REPLACED = (
-    ("apps/v1", "Deployment", "-server"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler", "-server"),
-    ("policy/v1", "PodDisruptionBudget", "-server"),
-    ("v1", "ConfigMap", "-server"),
-    ("v1", "ConfigMap", "-release"),
-)
 #: Only the Service is rendered by a Service-only chart release.
 SERVICE_ONLY = {
     "deployment": {"enabled": False},
@@ -66,27 +61,41 @@ def variant_image(image: Image, variant: str) -> Image:
 
 @dataclass(frozen=True)
 class DeliveryProps:
-    """What a blue-green or canary component needs for one model."""
+    """What one strategy's server component needs for one model."""
 
     strategy: str
     model: Model
     server_image: Image
-    trainer_image: Image
     serving: Serving
-    training: Training
     part_of: str
     gateway: Gateway
+    model_store_claim: str
 
 
-class ProgressiveDelivery(Construct):
-    """Two variants of one model's server and training Job, with the Services that route to them."""
+class ServerComponent(Construct):
+    """One model's server workload under ``strategy``: the rolling server, or two variants of
+    it with the Services that route to them (and, for canary, the weighted HTTPRoute)."""
 
     def __init__(self, scope: Construct, id: str, props: DeliveryProps):
         super().__init__(scope, id)
-        first, second = VARIANTS[props.strategy]
-        label = VARIANT_LABEL[props.strategy]
         server = f"{props.model.name}-server"
         self.service_port = 0
+        if props.strategy not in VARIANTS:
+            InferenceService(
+                self,
+                "server",
+                InferenceServiceProps(
+                    model=props.model,
+                    image=props.server_image,
+                    serving=props.serving,
+                    part_of=props.part_of,
+                    model_store_claim=props.model_store_claim,
+                    overrides=server_workload(props.model),
+                ),
+            )
+            return
+        first, second = VARIANTS[props.strategy]
+        label = VARIANT_LABEL[props.strategy]
         for variant in (first, second):
             InferenceService(
                 self,
@@ -96,28 +105,15 @@ class ProgressiveDelivery(Construct):
                     image=variant_image(props.server_image, variant),
                     serving=props.serving,
                     part_of=props.part_of,
-                    model_store_claim=props.training.storage.claim_name,
+                    model_store_claim=props.model_store_claim,
                     slot=variant if label == "slot" else "",
                     track=variant if label == "track" else "",
                     overrides={
-                        "service": {"enabled": False},
-                        "serviceAccount": {"create": False, "name": server},
-                        "networkPolicy": {"enabled": False},
+                        **server_workload(props.model),
                         "autoscaling": {"enabled": False},
                         # The first variant starts with the serving capacity, the second idle.
                         "replicaCount": props.serving.min_replicas if variant == first else 0,
                     },
-                ),
-            )
-            TrainingJob(
-                self,
-                f"train-{variant}",
-                TrainingJobProps(
-                    model=props.model,
-                    image=props.trainer_image,
-                    training=props.training,
-                    part_of=props.part_of,
-                    variant=variant,
                 ),
             )
         # Per-variant Services: the preview (idle slot) for blue-green, one per track for canary.
@@ -132,7 +128,7 @@ class ProgressiveDelivery(Construct):
                     image=props.server_image,
                     serving=props.serving,
                     part_of=props.part_of,
-                    model_store_claim=props.training.storage.claim_name,
+                    model_store_claim=props.model_store_claim,
                     overrides={"fullnameOverride": name, **SERVICE_ONLY},
                 ),
             )
@@ -182,45 +178,42 @@ class ProgressiveDelivery(Construct):
         )
 
 
-def component_kustomization(
-    strategy: str, models: tuple[Model, ...], part_of: str, files: list[str], training: Training
-) -> dict:
-    """The Component's kustomization: its resources, variant release ConfigMaps, and the
-    patches that remove what the variants replace and point the main Service at the first variant."""
-    first, _ = VARIANTS[strategy]
-    label = VARIANT_LABEL[strategy]
+def release_generator(model: Model, variant: str, part_of: str) -> dict:
+    """The configMapGenerator entry of one release ConfigMap (``MODEL_VERSION``): the overlay
+    merges its pinned value in (``release.yaml``), and the content-hash suffix rolls the server
+    and re-runs training when it changes."""
+    return {
+        "name": release_config_map_name(model.name, variant),
+        "literals": [f"{RELEASE_KEY}={DEFAULT_MODEL_VERSION}"],
+        "options": {
+            "labels": {"app.kubernetes.io/instance": model.name, "app.kubernetes.io/part-of": part_of},
+            # Created before the training hook (-1) that reads it.
+            "annotations": {"argocd.argoproj.io/sync-wave": "-2"},
+        },
+    }
+
+
+def component_kustomization(strategy: str, models: tuple[Model, ...], part_of: str, files: list[str]) -> dict:
+    """A server component's kustomization: its resources, its release ConfigMaps (one per
+    variant), and, for blue-green, the patch that points the shared Service at the first slot."""
     patches = []
-    for model in models:
-        replaced = [(api_version, kind, model.name + suffix) for api_version, kind, suffix in REPLACED]
-        replaced[4:4] = job_objects(model, training)  # after the server's objects, as before
-        for api_version, kind, name in replaced:
-            patches.append(
-                {"patch": f"$patch: delete\napiVersion: {api_version}\nkind: {kind}\nmetadata:\n  name: {name}\n"}
-            )
-        if strategy == "blue-green":
-            patches.append(
-                {
-                    "patch": f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {model.name}-server\n"
-                    f"spec:\n  selector:\n    {label}: {first}\n"
-                }
-            )
+    if strategy == "blue-green":
+        first, _ = VARIANTS[strategy]
+        patches = [
+            {
+                "patch": f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {model.name}-server\n"
+                f"spec:\n  selector:\n    {VARIANT_LABEL[strategy]}: {first}\n"
+            }
+            for model in models
+        ]
     return {
         "apiVersion": "kustomize.config.k8s.io/v1alpha1",
         "kind": "Component",
         "resources": files,
         "configMapGenerator": [
-            {
-                "name": release_config_map_name(model.name, variant),
-                "literals": [f"{RELEASE_KEY}={DEFAULT_MODEL_VERSION}"],
-                "options": {
-                    "labels": {"app.kubernetes.io/instance": model.name, "app.kubernetes.io/part-of": part_of},
-                    "annotations": {"argocd.argoproj.io/sync-wave": "-2"},
-                },
-            }
-            for model in models
-            for variant in VARIANTS[strategy]
+            release_generator(model, variant, part_of) for model in models for variant in released_variants(strategy)
         ],
-        "patches": patches,
+        **({"patches": patches} if patches else {}),
         **({"replacements": canary_weight_replacements(models)} if strategy == "canary" else {}),
     }
 

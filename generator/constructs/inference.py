@@ -3,6 +3,11 @@
 The chart is the single definition of the serving workload; this construct only maps
 platform.yaml onto the chart's values and renders it through cdk8s's Helm construct
 (``helm template`` underneath), so a Helm user and the generator get the same manifests.
+
+The generated layout renders the chart in parts that add up (``shared_objects`` in the base,
+``server_workload`` in each strategy's component): the Service, ServiceAccount and NetworkPolicy
+every strategy shares, and the workload (Deployment, PodDisruptionBudget, server ConfigMap, and
+the HorizontalPodAutoscaler where the rolling server autoscales) once or once per variant.
 """
 
 from __future__ import annotations
@@ -36,6 +41,25 @@ class InferenceServiceProps:
     ingress_namespaces: tuple[str, ...] = ()
     #: Extra chart values merged last (e.g. switching off shared resources for a second slot).
     overrides: dict[str, Any] = field(default_factory=dict)
+
+
+#: The chart values that leave only what every strategy shares: Service, ServiceAccount, NetworkPolicy.
+SHARED_OBJECTS: dict[str, Any] = {
+    "deployment": {"enabled": False},
+    "autoscaling": {"enabled": False},
+    "podDisruptionBudget": {"enabled": False},
+    "configMap": {"create": False},
+}
+
+
+def server_workload(model: Model) -> dict[str, Any]:
+    """The chart values that leave only a server's workload (the base has the shared objects):
+    its Deployment runs as the base's ServiceAccount, behind the base's Service and NetworkPolicy."""
+    return {
+        "service": {"enabled": False},
+        "serviceAccount": {"create": False, "name": f"{model.name}-server"},
+        "networkPolicy": {"enabled": False},
+    }
 
 
 def chart_values(props: InferenceServiceProps) -> dict[str, Any]:

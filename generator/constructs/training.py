@@ -1,10 +1,14 @@
-"""TrainingJob: the training workload of one model, written with typed cdk8s constructs.
+"""Training of one model, written with typed cdk8s constructs: the model store and the
+training component.
 
-It renders the model-store PersistentVolumeClaim, a ServiceAccount, the training Job and,
-when a schedule is set, a CronJob. The Job is an Argo CD Sync hook (deleted and re-created
-before each sync), and the trainer exits at once when the pinned version is already
-published, so a new model version re-runs training without the immutable-Job error and an
-unrelated sync costs one short pod.
+``ModelStore`` is the PersistentVolumeClaim every environment has (the base renders it): the
+server mounts it, and a serve-only environment gets its versions copied in. ``TrainingJob``
+is what an environment that trains adds (a Kustomize Component per strategy): one training Job
+per release ConfigMap of that strategy (the rolling server's one, or each blue-green slot's or
+canary track's), their ServiceAccount and NetworkPolicy and, when a schedule is set, a CronJob.
+Each Job is an Argo CD Sync hook (deleted and re-created before each sync), and the trainer
+exits at once when the pinned version is already published, so a new model version re-runs
+training without the immutable-Job error and an unrelated sync costs one short pod.
 
 With ``training.workers`` > 1 each Job (and the CronJob's) is an Indexed Job of N pods that
 train together on TensorFlow's MultiWorkerMirroredStrategy: ``completions`` = ``parallelism``
@@ -14,6 +18,10 @@ stable hostnames ``<job>-<index>.<job>-workers`` from a headless Service of thei
 (``publishNotReadyAddresses``, so peers resolve before they are Ready), and a NetworkPolicy
 admits the worker port between this Job's pods only (plus DNS). The trainer builds
 ``TF_CONFIG`` from ``JOB_COMPLETION_INDEX`` and those names.
+
+The trainer is told its own image (``TRAINER_IMAGE``, recorded with the model it trains):
+the training component's Kustomize configuration (``trainer_image_fields``) lets the overlay's
+``images:`` pin rewrite that value together with the container's image.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from dataclasses import dataclass
 from cdk8s_plus_33 import k8s
 from constructs import Construct
 
-from generator.config import Image, Model, Training
+from generator.config import Image, Model, Storage, Training
 from generator.constructs.common import (
     ARGOCD_KEEP,
     MODEL_MOUNT,
@@ -53,17 +61,56 @@ def worker_service_name(job: str) -> str:
     return f"{job}-workers"
 
 
-def job_objects(model: Model, training: Training, variant: str = "") -> list[tuple[str, str, str]]:
-    """(apiVersion, kind, name) of what one training Job brings: the Job and, when distributed,
-    its headless Service and NetworkPolicy (what a variant component swaps for its own)."""
-    job = f"{model.name}-train" + (f"-{variant}" if variant else "")
-    objects = [("batch/v1", "Job", job)]
-    if training.workers > 1:
-        objects += [
-            ("v1", "Service", worker_service_name(job)),
-            ("networking.k8s.io/v1", "NetworkPolicy", worker_service_name(job)),
+def trainer_image_fields() -> dict:
+    """Kustomize image field specs that make an overlay's ``images:`` pin rewrite the trainer's
+    ``TRAINER_IMAGE`` env value too, so the image a model records is the one that trained it.
+    (Only values naming a pinned image change; other env values are left alone.)"""
+    return {
+        "images": [
+            {"path": "spec/template/spec/containers[]/env[]/value", "kind": "Job"},
+            {"path": "spec/jobTemplate/spec/template/spec/containers[]/env[]/value", "kind": "CronJob"},
         ]
-    return objects
+    }
+
+
+def trainer_labels(model: Model, part_of: str) -> dict[str, str]:
+    """The labels of every training object of ``model``."""
+    return labels(name="trainer", instance=model.name, component="training", part_of=part_of)
+
+
+def model_store_wave_patch(storage: Storage) -> str:
+    """The training component's patch that puts the model store in the training hook's wave
+    (its first consumer there is the hook's pod, which runs before the servers)."""
+    return (
+        f"apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {storage.claim_name}\n"
+        f"  annotations:\n    argocd.argoproj.io/sync-wave: '{HOOK_WAVE}'\n"
+    )
+
+
+class ModelStore(Construct):
+    """The model store's PersistentVolumeClaim: training writes it, every server pod reads it,
+    so every environment has it, whether it trains or only serves."""
+
+    def __init__(self, scope: Construct, id: str, *, model: Model, storage: Storage, part_of: str):
+        super().__init__(scope, id)
+        k8s.KubePersistentVolumeClaim(
+            self,
+            "model-store",
+            metadata=k8s.ObjectMeta(
+                name=storage.claim_name,
+                labels={**trainer_labels(model, part_of), "app.kubernetes.io/component": "model-store"},
+                # The wave of its first consumer, never earlier: with a WaitForFirstConsumer storage
+                # class the claim binds only once a pod uses it, and Argo CD waits for a wave to be
+                # healthy. Serve-only: the servers' (0, the default); where the environment trains,
+                # the training component moves it to the hook's (model_store_wave_patch).
+                annotations=dict(ARGOCD_KEEP),
+            ),
+            spec=k8s.PersistentVolumeClaimSpec(
+                access_modes=list(storage.access_modes),
+                storage_class_name=storage.storage_class,
+                resources=k8s.VolumeResourceRequirements(requests={"storage": k8s.Quantity.from_string(storage.size)}),
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -74,46 +121,43 @@ class TrainingJobProps:
     image: Image
     training: Training
     part_of: str
-    #: Create the model-store PVC here (False when another construct already owns it).
-    create_model_store: bool = True
-    #: A blue-green slot or canary track: renders only that variant's Job, which trains the
-    #: version pinned in the variant's release ConfigMap; the shared objects come from the base.
-    variant: str = ""
+    #: One Job per entry, each training the version its release ConfigMap pins: ``""`` for the
+    #: rolling server's release, or a strategy's two variants (blue-green slots, canary tracks).
+    variants: tuple[str, ...] = ("",)
 
 
 class TrainingJob(Construct):
-    """Job (+ optional CronJob) that trains ``model`` into the model store, with its PVC and SA."""
+    """The training Jobs of ``model`` (one per released variant), their ServiceAccount and
+    NetworkPolicy, and the optional CronJob: everything an environment that trains adds."""
 
     def __init__(self, scope: Construct, id: str, props: TrainingJobProps):
         super().__init__(scope, id)
         model, training = props.model, props.training
         self._training = training
         self.service_account = f"{model.name}-train"
-        self.labels = labels(name="trainer", instance=model.name, component="training", part_of=props.part_of)
+        self.labels = trainer_labels(model, props.part_of)
         self.selector = {key: self.labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
-        job_name = self.service_account + (f"-{props.variant}" if props.variant else "")
-        group = job_name if training.workers > 1 else None
-        k8s.KubeJob(
-            self,
-            "job",
-            metadata=k8s.ObjectMeta(
-                name=job_name,
-                labels=self.labels,
-                annotations={
-                    "argocd.argoproj.io/hook": "Sync",
-                    "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
-                    # After the release ConfigMap (-2), before the server rolls (0).
-                    "argocd.argoproj.io/sync-wave": HOOK_WAVE,
-                },
-            ),
-            spec=self._job_spec(props, release=release_config_map_name(model.name, props.variant), group=group),
-        )
-        if group:
-            self._worker_network(group, "job")
-        if props.variant:
-            return
-        if props.create_model_store:
-            self._model_store(training)
+        for variant in props.variants:
+            job_name = self.service_account + (f"-{variant}" if variant else "")
+            group = job_name if training.workers > 1 else None
+            job_id = f"job-{variant}" if variant else "job"
+            k8s.KubeJob(
+                self,
+                job_id,
+                metadata=k8s.ObjectMeta(
+                    name=job_name,
+                    labels=self.labels,
+                    annotations={
+                        "argocd.argoproj.io/hook": "Sync",
+                        "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
+                        # After the release ConfigMap (-2), before the server rolls (0).
+                        "argocd.argoproj.io/sync-wave": HOOK_WAVE,
+                    },
+                ),
+                spec=self._job_spec(props, release=release_config_map_name(model.name, variant), group=group),
+            )
+            if group:
+                self._worker_network(group, job_id)
         # The hook's wave, not the default 0: Argo CD waits for the hook to complete before
         # wave 0, and the API server rejects the Job's pods while their ServiceAccount is
         # missing (a sync that never finishes). Within a wave Argo CD applies by kind, so the
@@ -154,25 +198,6 @@ class TrainingJob(Construct):
                     ),
                 ),
             )
-
-    def _model_store(self, training: Training) -> None:
-        storage = training.storage
-        k8s.KubePersistentVolumeClaim(
-            self,
-            "model-store",
-            metadata=k8s.ObjectMeta(
-                name=storage.claim_name,
-                labels={**self.labels, "app.kubernetes.io/component": "model-store"},
-                # The hook's wave, not earlier: with a WaitForFirstConsumer storage class the claim
-                # binds only once a pod uses it, and Argo CD waits for a wave to be healthy.
-                annotations={**ARGOCD_KEEP, "argocd.argoproj.io/sync-wave": HOOK_WAVE},
-            ),
-            spec=k8s.PersistentVolumeClaimSpec(
-                access_modes=list(storage.access_modes),
-                storage_class_name=storage.storage_class,
-                resources=k8s.VolumeResourceRequirements(requests={"storage": k8s.Quantity.from_string(storage.size)}),
-            ),
-        )
 
     def _worker_network(self, group: str, id: str) -> None:
         """The headless Service that gives a distributed Job's pods their DNS names, and the
@@ -231,6 +256,8 @@ class TrainingJob(Construct):
             k8s.EnvVar(name="MODEL_ROOT", value=MODEL_MOUNT),
             k8s.EnvVar(name="MODEL_NAME", value=model.name),
             k8s.EnvVar(name="HOME", value="/tmp"),  # Keras writes its config under $HOME
+            # Recorded with the model; the overlay's images: pin rewrites it (trainer_image_fields).
+            k8s.EnvVar(name="TRAINER_IMAGE", value=props.image.reference),
         ]
         if training.dataset_path:
             env.append(k8s.EnvVar(name="TRAINING_DATA", value=f"{MODEL_MOUNT}/{training.dataset_path}"))

@@ -5,7 +5,8 @@ One row per server Deployment (a rolling environment has one per model; blue-gre
 one per slot or track). Columns: environment, strategy, namespace, variant, server image,
 model and version (followed from the Deployment's ``MODEL_VERSION`` to its ConfigMap),
 replicas (``min-max HPA`` when an autoscaler owns them, else the pinned count), traffic and
-the trainer image:
+the trainer image of the training Jobs (``- (serve-only)`` where the environment does not train,
+``""`` in ``--json``):
 
 - rolling: ``all``;
 - blue-green: ``ACTIVE`` for the slot the production Service ``<model>-server`` selects,
@@ -31,6 +32,9 @@ from generator.release.errors import EXIT_OK, EXIT_TOOL, ToolFailed
 from generator.release.overlay import VARIANT_LABEL, VARIANTS, load_platform, resolve_root
 from generator.release.rendered import Manifests, render_docs, short_image
 from generator.release_files import overlay_problems
+
+#: The trainer-image cell of an environment that renders no training Job (``train: false``).
+SERVE_ONLY = "- (serve-only)"
 
 
 @dataclass
@@ -158,7 +162,7 @@ def table(statuses: list[EnvStatus]) -> str:
                     f"{r.model} v{r.model_version}",
                     r.replicas,
                     r.traffic,
-                    s.trainer if i == 0 else "",
+                    (s.trainer or SERVE_ONLY) if i == 0 else "",
                 )
             )
     widths = [max(len(line[i]) for line in lines if not line[4].startswith("ERROR")) for i in range(len(header))]

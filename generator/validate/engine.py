@@ -90,7 +90,9 @@ def environments(config: Path) -> dict[str, policies.Environment]:
     for env in environments if isinstance(environments, list) else []:
         if isinstance(env, dict) and isinstance(env.get("overlay"), str):
             out[env["overlay"].strip("/")] = policies.Environment(
-                require_digest=env.get("requireDigest") is True, namespace=str(env.get("namespace") or "")
+                require_digest=env.get("requireDigest") is True,
+                namespace=str(env.get("namespace") or ""),
+                train=env.get("train") is True,
             )
     return out
 

@@ -41,7 +41,11 @@ CHECKS = {
     "automount-token": "automountServiceAccountToken is false",
     "job-limits": "Jobs set backoffLimit (or backoffLimitPerIndex) and ttlSecondsAfterFinished",
     "secret-data": "no Secret carries data in git",
+    "train": "an overlay runs training (Jobs or CronJobs labelled app.kubernetes.io/component: training) "
+    "exactly when platform.yaml's environment sets train: true",
 }
+#: The label the generator puts on every training object (what ``train`` looks for).
+TRAINING_LABEL = ("app.kubernetes.io/component", "training")
 
 ALLOWED_VOLUME_TYPES = {
     "configMap",
@@ -74,6 +78,8 @@ class Environment:
 
     require_digest: bool = False
     namespace: str = ""
+    #: platform.yaml's ``train`` (None: the overlay is not an environment of platform.yaml).
+    train: bool | None = None
 
 
 def _d(value: Any) -> dict:
@@ -381,7 +387,42 @@ def check_overlay(resources: list[Resource], env: Environment) -> list[Finding]:
     out.extend(pdb_headroom(resources, pods))
     out.extend(route_weights(resources))
     out.extend(network_policy_coverage(resources, pods))
+    out.extend(training_as_declared(resources, env))
     return out
+
+
+def training_as_declared(resources: list[Resource], env: Environment) -> list[Finding]:
+    """A serve-only environment (``train: false``, the default) must not train: a retrain would
+    publish other bytes than the version reviewed. One with ``train: true`` must include its
+    strategy's training component, or a pinned version its store lacks is never trained."""
+    if env.train is None or not resources:
+        return []
+    key, value = TRAINING_LABEL
+    training = [r for r in resources if r.kind in ("Job", "CronJob") and _d(r.metadata.get("labels")).get(key) == value]
+    if not env.train:
+        return [
+            r.finding(
+                ["metadata", "labels", key],
+                "platform.yaml makes this environment serve-only (train: false): remove the training "
+                "component from the overlay's components, or set train: true",
+                "train",
+            )
+            for r in training
+        ]
+    if not any(r.kind == "Job" for r in training):
+        overlay = resources[0].overlay
+        return [
+            Finding(
+                overlay,
+                "",
+                "",
+                "",
+                "platform.yaml sets train: true but the overlay renders no training Job: add "
+                "../components/training-<strategy> to its components",
+                "train",
+            )
+        ]
+    return []
 
 
 def pdb_coverage(resources: list[Resource], pods: list[PodTemplate]) -> list[Finding]:

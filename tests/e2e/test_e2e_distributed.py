@@ -8,7 +8,7 @@ exactly one pod per completion index, each pod's hostname and subdomain give it 
 ``TF_CONFIG`` is built from, and the headless Service's EndpointSlices list every worker as
 ready (what cluster DNS publishes) although no pod is Ready (``publishNotReadyAddresses``).
 Let go, the workers finish and the Job completes. A single overlay and a canary overlay (a Job
-per track) are deployed."""
+per track; made to train in the clone, as it only serves in the repository) are deployed."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from conftest import deploy_overlay
 from repository import Repository, make, scratch_clone
 
 from generator.constructs.training import WORKER_GROUP_LABEL, WORKER_PORT, worker_service_name
+from generator.conventions import training_component
 
 WORKERS = 2
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
@@ -31,6 +32,15 @@ def distributed(tmp_path_factory, repo_root, cluster) -> Repository:
     config = clone / "platform.yaml"
     data = yaml.safe_load(config.read_text())
     data["training"]["workers"] = WORKERS
+    # Both environments train here (prod-canary only serves in the repository): platform.yaml
+    # says so, and the overlay adds its strategy's training component.
+    for env in data["environments"]:
+        if env["name"] in ENVIRONMENTS and not env.get("train"):
+            env["train"] = True
+            kustomization = clone / env["overlay"] / "kustomization.yaml"
+            overlay = yaml.safe_load(kustomization.read_text())
+            overlay["components"].append(f"../components/{training_component(env['strategy'])}")
+            kustomization.write_text(yaml.safe_dump(overlay, sort_keys=False))
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     make(clone, "synth")
     repository = Repository.load(clone, only=ENVIRONMENTS)

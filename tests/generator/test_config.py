@@ -51,6 +51,10 @@ BAD_CONFIGS = {
             "podDisruptionBudget, port, resources)"
         ],
     ),
+    "train not a boolean": (
+        lambda d: d["environments"][0].update(train="yes"),
+        ["platform.yaml: environments[0].train: 'yes' is not of type 'boolean'"],
+    ),
     "no workers": (
         lambda d: d["training"].update(workers=0),
         ["platform.yaml: training.workers: 0 must be >= 1"],
@@ -148,6 +152,14 @@ def test_unparsable_yaml_names_the_line(tmp_path):
 def test_repository_platform_loads(platform):
     assert [m.name for m in platform.models] == ["mnist"]
     assert {e.name for e in platform.environments} >= {"dev", "staging", "prod"}
+
+
+def test_environments_only_serve_unless_platform_yaml_says_they_train(tmp_path):
+    """train defaults to false (serve-only); the repository's dev trains and nothing else does."""
+    data = mutated(lambda d: [env.pop("train", None) for env in d["environments"]])
+    assert not any(e.train for e in load_config(write_platform(tmp_path, data)).environments)
+    repository = load_config(REPO_ROOT / "platform.yaml")
+    assert [e.name for e in repository.environments if e.train] == ["dev"]
 
 
 def test_quantities_compare_by_value():

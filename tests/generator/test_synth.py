@@ -192,7 +192,8 @@ def test_distributed_training_renders_an_indexed_job_that_validates_clean(tmp_pa
     assert "freshness not checked" not in validated.stderr
 
     distributed = render_tree(config)
-    base = {(d["kind"], d["metadata"]["name"]): d for d in _objects(distributed, "overlays/base/mnist-training.yaml")}
+    training = "overlays/components/training-rolling/mnist.yaml"
+    base = {(d["kind"], d["metadata"]["name"]): d for d in _objects(distributed, training)}
     job = base[("Job", "mnist-train")]["spec"]
     assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 2, 2)
     assert (job["backoffLimitPerIndex"], job["maxFailedIndexes"]) == (data["training"]["backoffLimit"], 0)
@@ -223,14 +224,15 @@ def test_distributed_training_renders_an_indexed_job_that_validates_clean(tmp_pa
     for strategy, variants in (("blue-green", ("blue", "green")), ("canary", ("stable", "canary"))):
         objects = {
             (d["kind"], d["metadata"]["name"])
-            for d in _objects(distributed, f"overlays/components/{strategy}/mnist.yaml")
+            for d in _objects(distributed, f"overlays/components/training-{strategy}/mnist.yaml")
         }
         for variant in variants:
             assert {("Job", f"mnist-train-{variant}"), ("Service", f"mnist-train-{variant}-workers")} <= objects
             assert ("NetworkPolicy", f"mnist-train-{variant}-workers") in objects
-        kustomization = distributed[f"overlays/components/{strategy}/kustomization.yaml"].decode()
-        assert "kind: Service\n    metadata:\n      name: mnist-train-workers" in kustomization
+        # A variant's training trains only the variants' releases: no Job of the rolling release.
+        assert ("Job", "mnist-train") not in objects and ("Service", "mnist-train-workers") not in objects
+        assert ("CronJob", "mnist-retrain") in objects
 
     # workers: 1 renders exactly the committed Job
-    assert tree["overlays/base/mnist-training.yaml"] == (REPO_ROOT / "overlays/base/mnist-training.yaml").read_bytes()
-    assert b"completionMode" not in tree["overlays/base/mnist-training.yaml"]
+    assert tree[training] == (REPO_ROOT / training).read_bytes()
+    assert b"completionMode" not in tree[training]

@@ -2,18 +2,21 @@
 
 The images are the ones ``make images`` built at this revision; the manifests are every overlay
 rendered with the real kustomize. Each overlay gets its own model store (a host directory standing
-for its claim), trained once per session by running its training Jobs as they are rendered.
+for its claim), trained once per session by running its training Jobs as they are rendered; a
+serve-only overlay (no training Jobs: ``train: false`` in platform.yaml) gets a copy of the versions
+a training overlay published, as a release copies reviewed versions into its store.
 """
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from image_flows import JobOutcome, image_user, model_store, run_job
-from image_manifests import local_image, overlay_workloads
+from image_manifests import local_image, overlay_workloads, training_overlays
 
 from generator.tools.images.build import code_revision, image_specs
 from generator.tools.images.engine import Engine, detect_engine
@@ -61,7 +64,12 @@ class Stores:
         """The overlay's store, its Jobs run in rendered order (a second Job of a version skips it)."""
         if overlay not in self._stores:
             jobs = overlay_workloads(overlay, "Job")
-            assert jobs, f"overlay {overlay} renders no training Job"
+            if not jobs:  # serve-only: the versions a training overlay published, copied in
+                source = self.trained(training_overlays()[0])
+                path = model_store(self.tmp.mktemp(f"store-{overlay}"), overlay_workloads(overlay, "Deployment")[0])
+                shutil.copytree(source.path, path, dirs_exist_ok=True)
+                self._stores[overlay] = TrainedStore(path)
+                return self._stores[overlay]
             store = TrainedStore(model_store(self.tmp.mktemp(f"store-{overlay}"), jobs[0]))
             for job in jobs:
                 image = local_image(self.built, job)

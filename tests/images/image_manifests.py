@@ -33,6 +33,11 @@ def overlay_workloads(overlay: str, kind: str) -> list[PodWorkload]:
     return workloads(list(rendered(overlay)), kind)
 
 
+def training_overlays() -> list[str]:
+    """The overlays that train (render training Jobs); the others only serve."""
+    return [overlay for overlay in overlay_names() if overlay_workloads(overlay, "Job")]
+
+
 def local_image(built_images: dict[str, str], workload: PodWorkload) -> str:
     """The built image standing for the one a workload's manifest pins."""
     repository = repository_of(workload.container["image"])

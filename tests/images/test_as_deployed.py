@@ -1,6 +1,7 @@
 """Both images run exactly as each overlay's rendered manifests declare.
 
-Per overlay: the training Jobs train a small version into the overlay's model store; then each
+Per overlay: the training Jobs train a small version into the overlay's model store (a serve-only
+overlay gets a copy of a training overlay's published versions); then each
 server Deployment's container loads it, passes its startup, liveness and readiness probes, answers
 a predict over REST (and over gRPC when the Deployment declares a ``grpc`` port) with the numbers
 the published ``model.tflite`` gives, exports ``/metrics``, and drains on SIGTERM within
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 from image_flows import image_user, published_version, ready_server
-from image_manifests import local_image, overlay_names, overlay_workloads
+from image_manifests import local_image, overlay_names, overlay_workloads, training_overlays
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.inference.backends import LiteRTBackend
@@ -31,7 +32,7 @@ def digits() -> np.ndarray:
     return load_dataset(None).x[:8]
 
 
-@pytest.mark.parametrize("overlay", overlay_names())
+@pytest.mark.parametrize("overlay", training_overlays())
 def test_training_jobs_publish_the_pinned_version(overlay, stores, built_images):
     store = stores.trained(overlay)
     for outcome in store.jobs:

@@ -42,7 +42,8 @@ def test_clean_fixture_passes_with_digest_requirement_where_digests_are_used():
 
 @pytest.mark.parametrize("case", [c for _, c in CASES], ids=[i for i, _ in CASES])
 def test_case(case):
-    env = Environment(require_digest=bool((case.get("env") or {}).get("requireDigest")))
+    settings = case.get("env") or {}
+    env = Environment(require_digest=bool(settings.get("requireDigest")), train=settings.get("train"))
     findings = check_docs(mutate(clean_docs(), case), env)
     rendered = "\n".join(f.render() for f in findings)
     for text in case.get("expect", []):

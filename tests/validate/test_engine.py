@@ -416,3 +416,27 @@ def test_release_files_of_the_wrong_shape_are_findings_naming_file_and_field(rep
         "overlays/dev/kustomization.yaml: images: 'nginx' is not of type 'array' [release-file]",
         "overlays/dev/release.yaml: [0].data.MODEL_VERSION: [1] is not of type 'string' [release-file]",
     ]
+
+
+def test_training_follows_each_environments_train_setting_in_platform_yaml(repo):
+    """platform.yaml's environments[].train reaches the `train` check: an environment that should
+    train but renders no training Job fails, naming the overlay; a serve-only one with a training
+    Job fails, naming the Job."""
+    platform = repo / "platform.yaml"
+    data = yaml.safe_load(platform.read_text())
+    data["environments"][0]["train"] = True
+    platform.write_text(yaml.safe_dump(data))
+    assert [line for line in lines(run(repo)) if "[train]" in line] == [
+        "dev: platform.yaml sets train: true but the overlay renders no training Job: add "
+        "../components/training-<strategy> to its components [train]"
+    ]
+    labels = {"app.kubernetes.io/component": "training"}
+    add_patch(repo / "overlays" / "dev", "Job/train", [{"op": "add", "path": "/metadata/labels", "value": labels}])
+    assert [line for line in lines(run(repo)) if "[train]" in line] == []
+    data["environments"][0].pop("train")
+    platform.write_text(yaml.safe_dump(data))
+    assert [line for line in lines(run(repo)) if "[train]" in line] == [
+        "dev: Job/train: metadata.labels[app.kubernetes.io/component]: platform.yaml makes this environment "
+        "serve-only (train: false): remove the training component from the overlay's components, or set "
+        "train: true [train]"
+    ]
