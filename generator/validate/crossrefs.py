@@ -288,13 +288,16 @@ def _job_spec(pod: PodTemplate) -> tuple[dict, list]:
     return pod.resource.spec, ["spec"]
 
 
-def _port_numbers(pod: PodTemplate, name_or_number: Any) -> set:
+def _port_numbers(pod: PodTemplate, name_or_number: Any) -> set[int]:
+    """The container port numbers a Service port's target (a name or a number) resolves to in ``pod``;
+    ports of the wrong type are the schema check's findings, not this one's."""
     numbers = set()
     for _, container in pod.containers():
         for cport in as_list(container.get("ports")):
             cport = _d(cport)
-            if name_or_number in (cport.get("name"), cport.get("containerPort")):
-                numbers.add(cport.get("containerPort"))
+            number = cport.get("containerPort")
+            if isinstance(number, int) and name_or_number in (cport.get("name"), number):
+                numbers.add(number)
     return numbers
 
 
