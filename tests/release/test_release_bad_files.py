@@ -64,3 +64,17 @@ def test_set_image_refuses_a_bad_tag_argument(repo: Repo, tag):
     result = repo.run("set-image", "--env", "dev", "--image", "server", "--tag", tag)
     assert result.code == 2 and result.err.count("\n") == 1, result.err
     assert repo.snapshot() == before
+
+
+@pytest.mark.parametrize("case", ["kustomization is a list", "MODEL_VERSION is a list"])
+def test_status_names_a_broken_file_in_its_row_and_exits_3(repo: Repo, case):
+    env, name, content, says = BROKEN[case]
+    path = repo.root / "overlays" / env / name
+    path.write_text(content if content is not None else EDITS[case](path.read_text()))
+    before = repo.snapshot()
+    result = repo.run("status")
+    assert result.code == 3 and "Traceback" not in result.err, result.err
+    rows = {line.split()[0]: line for line in result.out.splitlines() if line and not line.startswith(" ")}
+    assert f"ERROR: overlays/{env}/{says}" in rows[env], rows[env]
+    assert all("ERROR" not in line for name, line in rows.items() if name != env), "the other rows as usual"
+    assert repo.snapshot() == before
