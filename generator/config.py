@@ -168,6 +168,8 @@ class Environment:
     automated: bool
     prune: bool
     self_heal: bool
+    #: Quality gates on model-card metrics (``environments[].gates``), sorted (name, threshold).
+    gates: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -379,6 +381,7 @@ def _to_settings(data: dict) -> Platform:
                 e["sync"]["automated"],
                 e["sync"].get("prune", False),
                 e["sync"].get("selfHeal", False),
+                tuple(sorted(e.get("gates", {}).items())),
             )
             for e in data["environments"]
         ),
