@@ -20,6 +20,7 @@ and without a Gateway the canary's share of traffic is its share of the replicas
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cdk8s
 from constructs import Construct
@@ -71,6 +72,21 @@ class DeliveryProps:
     gateway: Gateway
     model_store_claim: str
 
+    def chart_props(
+        self, image: Image, overrides: dict[str, Any], slot: str = "", track: str = ""
+    ) -> InferenceServiceProps:
+        """The chart render of one part of this component: what every part shares, plus its own."""
+        return InferenceServiceProps(
+            model=self.model,
+            image=image,
+            serving=self.serving,
+            part_of=self.part_of,
+            model_store_claim=self.model_store_claim,
+            slot=slot,
+            track=track,
+            overrides=overrides,
+        )
+
 
 class ServerComponent(Construct):
     """One model's server workload under ``strategy``: the rolling server, or two variants of
@@ -84,14 +100,7 @@ class ServerComponent(Construct):
             InferenceService(
                 self,
                 "server",
-                InferenceServiceProps(
-                    model=props.model,
-                    image=props.server_image,
-                    serving=props.serving,
-                    part_of=props.part_of,
-                    model_store_claim=props.model_store_claim,
-                    overrides=server_workload(props.model),
-                ),
+                props.chart_props(props.server_image, server_workload(props.model)),
             )
             return
         first, second = VARIANTS[props.strategy]
@@ -100,20 +109,16 @@ class ServerComponent(Construct):
             InferenceService(
                 self,
                 variant,
-                InferenceServiceProps(
-                    model=props.model,
-                    image=variant_image(props.server_image, variant),
-                    serving=props.serving,
-                    part_of=props.part_of,
-                    model_store_claim=props.model_store_claim,
-                    slot=variant if label == "slot" else "",
-                    track=variant if label == "track" else "",
-                    overrides={
+                props.chart_props(
+                    variant_image(props.server_image, variant),
+                    {
                         **server_workload(props.model),
                         "autoscaling": {"enabled": False},
                         # The first variant starts with the serving capacity, the second idle.
                         "replicaCount": props.serving.min_replicas if variant == first else 0,
                     },
+                    slot=variant if label == "slot" else "",
+                    track=variant if label == "track" else "",
                 ),
             )
         # Per-variant Services: the preview (idle slot) for blue-green, one per track for canary.
@@ -123,14 +128,7 @@ class ServerComponent(Construct):
             release = InferenceService(
                 self,
                 f"service-{variant}",
-                InferenceServiceProps(
-                    model=props.model,
-                    image=props.server_image,
-                    serving=props.serving,
-                    part_of=props.part_of,
-                    model_store_claim=props.model_store_claim,
-                    overrides={"fullnameOverride": name, **SERVICE_ONLY},
-                ),
+                props.chart_props(props.server_image, {"fullnameOverride": name, **SERVICE_ONLY}),
             )
             for obj in release.helm.api_objects:
                 obj.add_json_patch(cdk8s.JsonPatch.add(f"/spec/selector/{label}", variant))
