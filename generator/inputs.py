@@ -33,11 +33,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+from services.values import shown  # one way to quote a bad value, for the services too
+
 MAX_BYTES = 1 << 20  # 1 MiB: far above any real platform.yaml or release file
 MAX_DEPTH = 64
 #: C0 controls and DEL. Tab is allowed: YAML and people use it inside free text.
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-SHOWN = 60  # characters of a bad value repeated in a message
 
 Problem = tuple[str, str]
 
@@ -48,12 +49,6 @@ class InputError(Exception):
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-def shown(value: object) -> str:
-    """A value as a message repeats it: ``repr``, cut to ``SHOWN`` characters."""
-    text = repr(value)
-    return text if len(text) <= SHOWN else f"{text[: SHOWN - 5]}...{text[-2:]} ({len(text)} characters)"
 
 
 def dotted(path: Iterator[object] | list | tuple) -> str:

@@ -20,13 +20,14 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def shown(value: object, *, quoted: bool = True) -> str:
-    """``value`` for an error message: ``repr``-quoted (bare if asked and printable), cut at 80 characters."""
-    text = value if isinstance(value, str) else str(value)
-    quoted = quoted or bool(CONTROL.search(text))  # a bare newline would split the message
-    if len(text) <= _SHOWN:
-        return repr(text) if quoted else text
-    head = repr(text[:_SHOWN]) if quoted else text[:_SHOWN]
-    return f"{head}… ({len(text):,} characters)"
+    """``value`` as a message repeats it: its ``repr`` (a printable string bare, if asked), cut at
+    80 characters with its length. The generator's messages use it too (``generator/inputs.py``)."""
+    text = value if isinstance(value, str) else None
+    out = repr(value) if quoted or text is None or CONTROL.search(text) else text
+    if len(out) <= _SHOWN:
+        return out
+    length = len(text) if text is not None else len(out)
+    return f"{out[: _SHOWN - 5]}…{out[-2:]} ({length:,} characters)"
 
 
 def fitting_path(value: str) -> str:

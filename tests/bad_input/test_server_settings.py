@@ -122,7 +122,7 @@ def test_an_ipv6_host_is_bound_in_brackets(tmp_path):
     [
         ({"MODEL_BASE_PATH": "/" + "m" * 5000}, "a path holds at most 4096 (PATH_MAX)"),
         ({"MODEL_BASE_PATH": "/models/" + "m" * 256}, "one holds at most 255 (NAME_MAX)"),
-        ({"MODEL_NAME": "x" * 100_000}, "… (100,000 characters)"),
+        ({"MODEL_NAME": "x" * 100_000}, "…x' (100,000 characters)"),
     ],
 )
 def test_a_huge_value_is_named_cut_not_repeated(env, says):
