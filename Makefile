@@ -116,8 +116,14 @@ lint: $(EVERYTHING) ## Every linter, offline from .venv: pre-commit run --all-fi
 # DRY_RUN=1 prints the edit as a diff and writes nothing.
 DRY = $(if $(DRY_RUN),--dry-run)
 
-.PHONY: promote canary switch set-image diff status
-promote: $(GENERATOR) ## Copy image and model version between overlays: make promote FROM=staging TO=prod
+.PHONY: promote canary switch set-image diff status register pin-model
+register: $(call installed,generator) ## Write a trained version's model card: make register [MODEL=mnist] [VERSION=n] [MODEL_ROOT=models]
+	$(PY) -m generator register --model "$(MODEL)" --model-root "$(MODEL_ROOT)" $(if $(VERSION),--version "$(VERSION)")
+
+pin-model: $(GENERATOR) ## Pin a registered model version and its digest: make pin-model ENV=dev [VERSION=n] [MODEL=] [SLOT=]
+	$(PY) -m generator pin-model --env "$(ENV)" --model "$(MODEL)" $(if $(VERSION),--version "$(VERSION)") $(if $(SLOT),--variant "$(SLOT)") $(DRY)
+
+promote: $(GENERATOR) ## Copy image, model version and digest between overlays: make promote FROM=staging TO=prod
 	$(PY) -m generator promote --from "$(FROM)" --to "$(TO)" $(DRY)
 
 canary: $(GENERATOR) ## Set the canary weight: make canary ENV=prod-canary WEIGHT=25 (100 promotes, 0 aborts)
@@ -138,9 +144,12 @@ status: $(GENERATOR) ## One table of every environment: strategy, image, model v
 # --- services ------------------------------------------------------------------
 
 .PHONY: train serve protos
-train: $(call installed,training) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL=; WORKERS=2 for 2 local workers)
+# The next version is one past the highest of the model store and the registry: a registered
+# number is never trained again (its card pins other bytes).
+train: $(call installed,training) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL=, VERSION=; WORKERS=2 for 2 local workers)
 	$(PY) -m services.training.$(if $(filter 1,$(WORKERS)),train,launch --workers $(WORKERS)) \
-	  --model-root $(MODEL_ROOT) --model-name $(MODEL)
+	  --model-root $(MODEL_ROOT) --model-name $(MODEL) \
+	  --version $(or $(VERSION),$$($(PYTHON) -m generator.registry.next_version "$(MODEL_ROOT)" "$(MODEL)"))
 
 serve: $(call installed,inference) ## Serve the trained models: REST on 8080, TF Serving gRPC on 8500 (PORT=, GRPC_PORT=)
 	MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) \

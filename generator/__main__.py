@@ -91,6 +91,8 @@ DELEGATED = {
     "set-image": ("generator.release.set_image", "pin a new image tag or digest in an overlay"),
     "diff": ("generator.release.diff", "render every overlay at a base revision and now; show changes"),
     "status": ("generator.release.status", "one table of every environment"),
+    "register": ("generator.release.register", "write a trained version's model card into registry/"),
+    "pin-model": ("generator.release.pin_model", "pin a registered model version and its digest in an overlay"),
 }
 
 

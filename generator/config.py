@@ -171,6 +171,8 @@ class Environment:
     #: Whether the environment trains (its overlay adds the strategy's training component) or
     #: only serves versions copied into its model store: serve-only unless platform.yaml says so.
     train: bool = False
+    #: Quality gates on model-card metrics (``environments[].gates``), sorted (name, threshold).
+    gates: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -383,6 +385,7 @@ def _to_settings(data: dict) -> Platform:
                 e["sync"].get("prune", False),
                 e["sync"].get("selfHeal", False),
                 e.get("train", False),
+                tuple(sorted(e.get("gates", {}).items())),
             )
             for e in data["environments"]
         ),

@@ -8,6 +8,10 @@ from __future__ import annotations
 #: The Kubernetes minor version the manifests target: schemas, kubectl, Pod Security level.
 KUBERNETES_VERSION = "1.33"
 RELEASE_KEY = "MODEL_VERSION"
+#: The release ConfigMap key beside RELEASE_KEY: the version's digest, copied from its model card.
+DIGEST_KEY = "MODEL_DIGEST"
+#: Where model cards live: ``registry/<model>/<version>.yaml`` (see registry/README.md).
+REGISTRY_DIR = "registry"
 #: The model version a release ConfigMap carries until an overlay pins its own.
 DEFAULT_MODEL_VERSION = "1"
 #: Progressive-delivery strategies: their two variants and the pod label that tells them apart.
@@ -50,6 +54,21 @@ def release_config_map_name(model: str, variant: str = "") -> str:
     environment and the hash suffix rolls the server when it changes.
     """
     return f"{model}-release" + (f"-{variant}" if variant else "")
+
+
+def release_config_map_model(name: str) -> tuple[str, str] | None:
+    """``(model, variant)`` of a release ConfigMap name (the inverse of ``release_config_map_name``),
+    or None when ``name`` is not one."""
+    for variant in ("", *(v for pair in VARIANTS.values() for v in pair)):
+        suffix = "-release" + (f"-{variant}" if variant else "")
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], variant
+    return None
+
+
+def card_path(model: str, version: str | int) -> str:
+    """The repository-relative path of a model card."""
+    return f"{REGISTRY_DIR}/{model}/{version}.yaml"
 
 
 def variant_image_name(repository: str, variant: str) -> str:

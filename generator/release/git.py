@@ -10,7 +10,7 @@ from pathlib import Path
 from generator.release.errors import Refused, ToolFailed
 
 #: What "a clean tree" covers: the release state and the spec it depends on.
-RELEASE_PATHS = ("overlays", "platform.yaml")
+RELEASE_PATHS = ("overlays", "platform.yaml", "registry")
 
 
 def git_bytes(root: Path, *args: str) -> bytes:
@@ -30,7 +30,7 @@ def git(root: Path, *args: str) -> str:
 
 
 def ensure_clean(root: Path) -> None:
-    """Refuse when overlays/ or platform.yaml has uncommitted (or untracked) changes."""
+    """Refuse when overlays/, platform.yaml or registry/ has uncommitted (or untracked) changes."""
     try:
         inside = git(root, "rev-parse", "--is-inside-work-tree").strip()
     except ToolFailed as exc:

@@ -9,7 +9,8 @@ dumps byte-identical. What lives where (see README "How a release is pinned"):
   ``newName:`` the real repository) and the trainer image; ``newTag:`` XOR ``digest:``.
 - ``kustomization.yaml`` ``replicas:`` (blue-green, canary): ``<model>-server-<variant>``.
 - ``release.yaml``: ConfigMap ``<model>-release`` (rolling) or ``<model>-release-<variant>``
-  with ``data.MODEL_VERSION`` (a string).
+  with ``data.MODEL_VERSION`` (a string) and ``data.MODEL_DIGEST`` (the version's digest from its
+  model card, ``registry/<model>/<version>.yaml``).
 - ``active-slot.yaml`` (blue-green): Services ``<model>-server`` (active) and
   ``<model>-server-preview`` (idle), ``spec.selector.slot``.
 - ``traffic.yaml`` (canary): CanaryWeights ``<model>-server`` (local-config: kustomize reads it,
@@ -40,6 +41,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from generator.config import ConfigError, Environment, Image, Platform, load_config
 from generator.conventions import (  # noqa: F401 (VARIANT_LABEL, VARIANTS are re-exported)
     CANARY_WEIGHTS_KIND,
+    DIGEST_KEY,
     RELEASE_KEY,
     VARIANT_LABEL,
     VARIANTS,
@@ -102,10 +104,11 @@ class Pin(Image):
 
 @dataclass(frozen=True)
 class Release:
-    """What one environment (or one variant of it) runs: server image and model versions."""
+    """What one environment (or one variant of it) runs: server image, model versions and digests."""
 
     server: Pin
     versions: tuple[tuple[str, str], ...]  # (model, MODEL_VERSION)
+    digests: tuple[tuple[str, str], ...] = ()  # (model, MODEL_DIGEST)
 
     def describe(self) -> str:
         models = ", ".join(f"{m} v{v}" for m, v in self.versions)
@@ -307,13 +310,29 @@ class Overlay:
             doc["data"] = CommentedMap()
         doc["data"][RELEASE_KEY] = DoubleQuotedScalarString(version)
 
+    def model_digest(self, model: str, variant: str = "") -> str:
+        data = self._release_doc(model, variant).get("data") or {}
+        return str(data.get(DIGEST_KEY, ""))
+
+    def set_model_digest(self, model: str, digest: str, variant: str = "") -> None:
+        doc = self._release_doc(model, variant)
+        if doc.get("data") is None:
+            doc["data"] = CommentedMap()
+        _set_scalar(doc["data"], DIGEST_KEY, DoubleQuotedScalarString(digest))
+
     def release(self, variant: str = "") -> Release:
-        return Release(self.server_pin(variant), tuple((m, self.model_version(m, variant)) for m in self.models))
+        return Release(
+            self.server_pin(variant),
+            tuple((m, self.model_version(m, variant)) for m in self.models),
+            tuple((m, self.model_digest(m, variant)) for m in self.models),
+        )
 
     def set_release(self, release: Release, variant: str = "") -> None:
         self.set_server_pin(release.server, variant)
         for model, version in release.versions:
             self.set_model_version(model, version, variant)
+        for model, digest in release.digests:
+            self.set_model_digest(model, digest, variant)
 
     # replicas (blue-green, canary) ---------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """``make promote FROM=staging TO=prod``: copy what one environment runs into the next.
 
 What is copied: the server image, the trainer image (tag or digest, exactly as pinned) and the
-model version of every model.
+model version and digest (``MODEL_VERSION``, ``MODEL_DIGEST``) of every model.
 
 Where it is read from (FROM):
   rolling      the environment's single release
@@ -19,8 +19,11 @@ trains a version the model store lacks, so changing it does not disturb the serv
 
 Refused (exit 2, nothing changed): an unknown environment, FROM equal to TO, a dirty tree, a
 change that does nothing, a target with ``requireDigest`` when the source is pinned by tag,
-and a canary target whose canary still takes traffic (finish it first: ``make canary
-WEIGHT=100`` or ``WEIGHT=0``). Exit 3: git or kustomize failed (nothing changed).
+a canary target whose canary still takes traffic (finish it first: ``make canary
+WEIGHT=100`` or ``WEIGHT=0``), and, when the target has quality gates (``environments[].gates``
+in platform.yaml), a model version without a card, with a digest other than its card's, or
+whose card misses a gate (the line says which and by how much). Exit 3: git or kustomize
+failed (nothing changed).
 """
 
 from __future__ import annotations
@@ -30,6 +33,22 @@ import argparse
 from generator.release import cli
 from generator.release.errors import Refused
 from generator.release.overlay import Overlay, Release
+
+
+def check_gates(target: Overlay, release: Release) -> None:
+    """Refuse a release whose model cards miss a quality gate of the target environment (no
+    gates: nothing to check; ``make validate`` still checks every pin against its card)."""
+    if not target.env.gates:
+        return
+    from generator.release.pin_model import card_for
+
+    for (model, version), (_, digest) in zip(release.versions, release.digests, strict=True):
+        card = card_for(target, model, version)
+        if digest != card.digest:
+            raise Refused(
+                f"{model} v{version} is pinned with digest {digest or '(none)'}, not its card's "
+                f"({card.path}: {card.digest}): fix the source pin with make pin-model first"
+            )
 
 
 def source_release(overlay: Overlay) -> tuple[Release, str]:
@@ -73,6 +92,7 @@ def promote(args: argparse.Namespace) -> int:
     trainer = source.trainer_pin()
     variant, where_to = target_variant(target)
 
+    check_gates(target, release)
     before, trainer_before = target.release(variant), target.trainer_pin()
     target.set_release(release, variant)
     target.set_trainer_pin(trainer)
@@ -89,6 +109,8 @@ def promote(args: argparse.Namespace) -> int:
     edit.note("trainer", trainer_before.reference, trainer.reference)
     for (model, old), (_, new) in zip(before.versions, release.versions, strict=True):
         edit.note(f"{model} model version", old, new)
+    for (model, old), (_, new) in zip(before.digests, release.digests, strict=True):
+        edit.note(f"{model} model digest", old, new)
     edit.title = f"promote {src} -> {dst}: {release.describe()}, trainer {trainer.short}"
     nothing = f"{dst} already runs what {src} runs ({release.describe()}, trainer {trainer.short})"
     rc = cli.finish("promote", edit, nothing, dry_run=args.dry_run)

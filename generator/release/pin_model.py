@@ -1,0 +1,106 @@
+"""``make pin-model ENV=dev VERSION=<n> [MODEL=mnist] [SLOT=...]``: pin a registered model version.
+
+Writes ``MODEL_VERSION`` and ``MODEL_DIGEST`` of the release ConfigMap in
+``overlays/<env>/release.yaml`` from the version's model card (``registry/<model>/<n>.yaml``),
+so an environment pins exactly the bytes that were reviewed. Without VERSION, the newest card.
+MODEL defaults to the one model of platform.yaml.
+
+In blue-green and canary environments the version lands where ``make promote`` puts a candidate:
+the **idle** slot or the **canary** track (not one that takes traffic right now), unless
+``--variant`` (``SLOT=``) names one; naming the live one is allowed (a hotfix) and said so.
+
+Refused (exit 2, nothing changed): an unknown environment or model, a version without a card
+or with an invalid one, a version whose card misses a quality gate of the environment
+(``environments[].gates`` in platform.yaml; the line says which and by how much), ``--variant``
+on a rolling environment or an unknown variant, a dirty tree, and a pin that changes nothing.
+Exit 3: git or kustomize failed (nothing changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from generator.registry import cards, gates
+from generator.release import cli
+from generator.release.errors import Refused
+from generator.release.overlay import Overlay
+from generator.release.promote import target_variant
+
+
+def card_for(overlay: Overlay, model: str, version: str) -> cards.Card:
+    """The checked card of ``model`` ``version``, refused when missing, invalid or below the gates
+    of the overlay's environment."""
+    try:
+        card = cards.read_card(overlay.root, model, version)
+    except cards.CardError as exc:
+        raise Refused("\n".join(exc.problems)) from exc
+    missed = gates.misses(card, dict(overlay.env.gates))
+    if missed:
+        raise Refused(
+            f"{model} v{version} ({card.path}) does not meet the gates of {overlay.env.name} "
+            f"(platform.yaml environments[].gates): " + "; ".join(missed)
+        )
+    return card
+
+
+def pin_model(args: argparse.Namespace) -> int:
+    overlay = cli.open_overlay(args, args.env, check_clean=False)
+    env = overlay.env
+    models = overlay.models
+    model = args.model or (models[0] if len(models) == 1 else "")
+    if model not in models:
+        raise Refused(
+            f"unknown model {args.model!r} (platform.yaml has: {', '.join(models)})"
+            if args.model
+            else f"platform.yaml has several models ({', '.join(models)}): name one with MODEL="
+        )
+    version = args.version
+    if not version:
+        registered = cards.registered_versions(overlay.root, model)
+        if not registered:
+            raise Refused(f"{model} has no card under registry/{model}/: make register first")
+        version = str(registered[-1])
+    elif not (version.isascii() and version.isdigit() and not version.startswith("0")):
+        raise Refused(f"VERSION must be a positive integer, got {version!r}")
+    variant, where = "", ""
+    if args.variant:
+        if overlay.strategy == "rolling":
+            raise Refused(f"{env.name} is a rolling environment: it has no slots or tracks (drop --variant/SLOT)")
+        if args.variant not in overlay.variants:
+            raise Refused(f"{env.name} has variants {' and '.join(overlay.variants)}, not {args.variant!r}")
+        variant = args.variant
+        if overlay.strategy == "canary":
+            live = variant == overlay.variants[0] or any(overlay.weights(m)[variant] > 0 for m in overlay.models)
+        else:
+            live = variant == overlay.common_slot("active")
+        where = f"{variant} ({'LIVE: takes production traffic' if live else 'not live'})"
+    elif overlay.strategy != "rolling":
+        variant, where = target_variant(overlay)
+    card = card_for(overlay, model, version)
+    cli.ensure_clean(args, overlay.root)  # after the input checks: a typo is named first
+
+    old_version, old_digest = overlay.model_version(model, variant), overlay.model_digest(model, variant)
+    overlay.set_model_version(model, version, variant)
+    overlay.set_model_digest(model, card.digest, variant)
+    target = env.name + (f" {where}" if where else "")
+    edit = cli.Edit(overlay, f"pin-model {target}: {model} v{version} ({card.digest[:19]}, {card.headline()})")
+    edit.note(f"{model} model version", old_version, version)
+    edit.note(f"{model} model digest", old_digest or "(none)", card.digest)
+    return cli.finish(
+        "pin-model", edit, f"{target} already pins {model} v{version} ({card.digest[:19]})", dry_run=args.dry_run
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("pin-model", __doc__)
+    p.add_argument("--env", required=True, help="environment name from platform.yaml")
+    p.add_argument("--version", default="", help="a registered version (default: the newest card)")
+    p.add_argument("--model", default="", help="model name (default: the one model of platform.yaml)")
+    p.add_argument("--variant", help="blue-green slot or canary track (default: idle slot / canary track)")
+    return cli.run("pin-model", p, argv, pin_model)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""``make register MODEL=mnist VERSION=<n> [MODEL_ROOT=models]``: write a version's model card.
+
+Reads ``<MODEL_ROOT>/<MODEL>/<VERSION>/`` (``metadata.json`` and every file) and writes
+``registry/<MODEL>/<VERSION>.yaml`` atomically: held-out metrics, dataset checksum, code
+revision, trainer image, seed, workers, created time, the sha256 of every file and the version
+digest (``services/artifacts.py``; registry/README.md). Without VERSION, the newest version in
+the model store. Commit the card on its own (``git add registry/... && git commit``): it is the
+reviewed record that ``make pin-model`` pins and ``make validate`` checks.
+
+Registering the same directory again is a no-op (exit 0): the card is a function of the bytes.
+Refused (exit 2, nothing written): a model platform.yaml does not list, a missing or unreadable
+version directory, a ``metadata.json`` that cannot make a valid card, and an existing card with
+different content (a card is never rewritten: a new training is a new version), naming the
+fields that differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from generator.conventions import card_path
+from generator.registry import cards
+from generator.release import cli
+from generator.release.errors import EXIT_OK, Refused
+from generator.release.overlay import load_platform, resolve_root
+
+
+def _differences(old: dict, new: dict) -> str:
+    """The top-level fields that differ, with the digest and changed files spelled out."""
+    fields = [key for key in dict.fromkeys([*old, *new]) if old.get(key) != new.get(key)]
+    parts = []
+    for key in fields:
+        if key == "digest":
+            parts.append(f"digest {old.get(key)} in the card, {new.get(key)} in the directory")
+        elif key == "files" and isinstance(old.get(key), dict):
+            before, after = old[key], new[key]
+            changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+            parts.append("files " + ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else ""))
+        else:
+            parts.append(key)
+    return "; ".join(parts)
+
+
+def register(args: argparse.Namespace) -> int:
+    root = resolve_root(args.repo)
+    platform = load_platform(root)
+    models = [m.name for m in platform.models]
+    if args.model not in models:
+        raise Refused(f"unknown model {args.model!r} (platform.yaml has: {', '.join(models)})")
+    model_dir = Path(args.model_root) / args.model
+    if args.version:
+        if not (args.version.isascii() and args.version.isdigit() and not args.version.startswith("0")):
+            raise Refused(f"VERSION must be a positive integer, got {args.version!r}")
+        version = int(args.version)
+    else:
+        published = sorted(
+            int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isascii() and p.name.isdigit()
+        )
+        if not published:
+            raise Refused(f"{model_dir} holds no published version (make train, or give VERSION=)")
+        version = published[-1]
+    version_dir = model_dir / str(version)
+    if not version_dir.is_dir():
+        raise Refused(f"{version_dir} does not exist: train it first (make train) or set MODEL_ROOT=")
+    try:
+        card = cards.build_card(version_dir, args.model, version)
+    except cards.CardError as exc:
+        raise Refused("\n".join(exc.problems)) from exc
+    rel = card_path(args.model, version)
+    path = root / rel
+    if path.exists():
+        try:
+            existing = cards.read_card_file(root, rel)
+        except cards.CardError as exc:
+            raise Refused(f"{rel} exists and is not a valid card ({exc.problems[0]}); fix it by hand") from exc
+        if existing.data == card:
+            print(f"register: {rel} already records {version_dir} (digest {card['digest']}); nothing written")
+            return EXIT_OK
+        raise Refused(
+            f"{rel} already records {args.model} version {version} with other content "
+            f"({_differences(existing.data, card)}): a card is never rewritten, so a new training is a "
+            f"new version (make train, then make register VERSION=<new>)"
+        )
+    cards.write_atomic(path, cards.render_card(card))
+    metrics = card["metrics"]
+    print(f"register: wrote {rel}: {args.model} v{version}, digest {card['digest']}")
+    print(
+        f"  holdoutAccuracy {metrics['holdoutAccuracy']}, holdoutLoss {metrics['holdoutLoss']} "
+        f"on {metrics['holdoutExamples']} held-out examples; {len(card['files'])} files"
+    )
+    print(f"  next: git add {rel} && git commit -m 'register {args.model} v{version}', then make pin-model ENV=dev")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("register", __doc__, edits=False)
+    p.add_argument("--model", default="mnist", help="model name from platform.yaml (default: mnist)")
+    p.add_argument("--version", default="", help="the version to register (default: the newest in the model store)")
+    p.add_argument("--model-root", default="models", help="the model store (default: models, as make train writes)")
+    return cli.run("register", p, argv, register)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
