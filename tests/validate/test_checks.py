@@ -19,6 +19,8 @@ CHECKED_ELSEWHERE = {
     "freshness",
     "kubeconform",
     "release-file",
+    "model-card",
+    "model-pin",
     "argocd-app-path",
     "argocd-app-namespace",
     "argocd-project",
