@@ -85,9 +85,7 @@ class Card:
 def _validator() -> Any:
     schemas = [json.loads((HERE / name).read_text()) for name in ("platform.schema.json", "release-files.schema.json")]
     card = json.loads(SCHEMA_PATH.read_text())
-    registry: Registry = Registry().with_resources(
-        [(s["$id"], Resource.from_contents(s)) for s in (*schemas, card)]
-    )
+    registry: Registry = Registry().with_resources([(s["$id"], Resource.from_contents(s)) for s in (*schemas, card)])
     return strict_validator(card, registry=registry)
 
 
@@ -98,7 +96,9 @@ def data_problems(data: Any, path: str) -> list[tuple[str, str]]:
         return problems
     expected = card_path(data["model"], data["version"])
     if path != expected:
-        problems.append(("(top level)", f"holds {data['model']} version {data['version']}, so it belongs at {expected}"))
+        problems.append(
+            ("(top level)", f"holds {data['model']} version {data['version']}, so it belongs at {expected}")
+        )
     derived = artifacts.version_digest(data["files"])
     if derived != data["digest"]:
         problems.append(("digest", f"{data['digest']} is not the digest of the card's files ({derived})"))
@@ -158,6 +158,12 @@ def _metadata(version_dir: Path) -> dict[str, Any]:
     return data
 
 
+def _section(meta: dict[str, Any], key: str) -> dict[str, Any]:
+    """A mapping of metadata.json, or {} when it is absent or not a mapping (the schema then names it)."""
+    value = meta.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def build_card(version_dir: Path, model: str, version: int) -> dict[str, Any]:
     """The card data of a published version directory: its metadata.json's card fields, the sha256
     of every file and the version digest. CardError when the directory cannot make a valid card."""
@@ -168,10 +174,9 @@ def build_card(version_dir: Path, model: str, version: int) -> dict[str, Any]:
     meta = _metadata(version_dir)
     label = f"{version_dir}/{METADATA_FILE}"
     if (meta.get("name"), meta.get("version")) != (model, version):
-        raise CardError(
-            [f"{label}: describes {meta.get('name')!r} version {meta.get('version')!r}, not {model!r} version {version}"]
-        )
-    metrics, dataset, training = (meta.get(k) if isinstance(meta.get(k), dict) else {} for k in ("metrics", "dataset", "training"))
+        described = f"{meta.get('name')!r} version {meta.get('version')!r}"
+        raise CardError([f"{label}: describes {described}, not {model!r} version {version}"])
+    metrics, dataset, training = (_section(meta, key) for key in ("metrics", "dataset", "training"))
     card: dict[str, Any] = {
         "model": model,
         "version": version,

@@ -36,7 +36,9 @@ def _differences(old: dict, new: dict) -> str:
         elif key == "files" and isinstance(old.get(key), dict):
             before, after = old[key], new[key]
             changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
-            parts.append("files " + ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else ""))
+            parts.append(
+                "files " + ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+            )
         else:
             parts.append(key)
     return "; ".join(parts)

@@ -3,7 +3,10 @@ manifests (``kustomize build`` of each overlay), so it shows what Argo CD would 
 
 One row per server Deployment (a rolling environment has one per model; blue-green and canary
 one per slot or track). Columns: environment, strategy, namespace, variant, server image,
-model and version (followed from the Deployment's ``MODEL_VERSION`` to its ConfigMap),
+model and version (followed from the Deployment's ``MODEL_VERSION`` to its ConfigMap), the
+pinned ``MODEL_DIGEST`` (its first 12 hex digits), the model card's headline metric
+(``registry/<model>/<version>.yaml``; ``no card``, ``card invalid`` or ``digest is not the
+card's`` when the pin is not what was reviewed, as ``make validate``'s model-pin check says),
 replicas (``min-max HPA`` when an autoscaler owns them, else the pinned count), traffic and
 the trainer image of the training Jobs (``- (serve-only)`` where the environment does not train,
 ``""`` in ``--json``):
@@ -27,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from generator.config import Environment
+from generator.conventions import DIGEST_KEY, RELEASE_KEY
+from generator.registry import cards
 from generator.release import cli
 from generator.release.errors import EXIT_OK, EXIT_TOOL, ToolFailed
 from generator.release.overlay import VARIANT_LABEL, VARIANTS, load_platform, resolve_root
@@ -43,6 +48,8 @@ class Row:
     variant: str
     image: str
     model_version: str
+    model_digest: str  # "" when none is pinned
+    card: str  # the card's headline metric, or why there is none
     replicas: str
     traffic: str
     weight: int | None = None  # canary: HTTPRoute weight in percent
@@ -65,6 +72,17 @@ def job_pod_spec(job: dict) -> dict:
     """The pod spec of a Job or a CronJob."""
     spec = job["spec"].get("jobTemplate", {}).get("spec", job["spec"]) if job["kind"] == "CronJob" else job["spec"]
     return spec["template"]["spec"]
+
+
+def card_summary(root: Path, model: str, version: str, digest: str) -> str:
+    """The model card's headline metric for a pin, or why the pin is not a reviewed card."""
+    try:
+        card = cards.read_card(root, model, version)
+    except cards.CardError as exc:
+        return "no card" if "no such card" in exc.problems[0] else "card invalid"
+    if digest and digest != card.digest:
+        return "digest is not the card's"
+    return card.headline() + ("" if digest else ", digest not pinned")
 
 
 def env_status(root: Path, env: Environment, models: list[str]) -> EnvStatus:
@@ -106,11 +124,16 @@ def env_status(root: Path, env: Environment, models: list[str]) -> EnvStatus:
             container = m.container(d, "server")
             hpa = m.hpa_for(d)
             count = int(d["spec"].get("replicas", 1))
+            version = m.env_value(container, RELEASE_KEY)
+            digest = m.env_value(container, DIGEST_KEY)
+            digest = "" if digest == "?" else digest
             row = Row(
                 model=model,
                 variant=m.pod_labels(d).get(label, "") if label else "",
                 image=container["image"],
-                model_version=m.env_value(container, "MODEL_VERSION"),
+                model_version=version,
+                model_digest=digest,
+                card=card_summary(root, model, version, digest),
                 replicas=(
                     f"{hpa['spec'].get('minReplicas', 1)}-{hpa['spec']['maxReplicas']} HPA" if hpa else str(count)
                 ),
@@ -143,6 +166,8 @@ def table(statuses: list[EnvStatus]) -> str:
         "VARIANT",
         "SERVER IMAGE",
         "MODEL",
+        "DIGEST",
+        "CARD",
         "REPLICAS",
         "TRAFFIC",
         "TRAINER IMAGE",
@@ -151,7 +176,7 @@ def table(statuses: list[EnvStatus]) -> str:
     for s in statuses:
         first = (s.name, s.strategy, s.namespace)
         if s.error:
-            lines.append((*first, "-", f"ERROR: {s.error}", "", "", "", ""))
+            lines.append((*first, "-", f"ERROR: {s.error}", "", "", "", "", "", ""))
             continue
         for i, r in enumerate(s.rows):
             lines.append(
@@ -160,6 +185,8 @@ def table(statuses: list[EnvStatus]) -> str:
                     r.variant or "-",
                     short_image(r.image),
                     f"{r.model} v{r.model_version}",
+                    r.model_digest[: len("sha256:") + 12] or "-",
+                    r.card,
                     r.replicas,
                     r.traffic,
                     (s.trainer or SERVE_ONLY) if i == 0 else "",

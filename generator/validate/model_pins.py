@@ -25,7 +25,7 @@ from generator.validate.model import Finding
 from generator.validate.policies import Environment
 
 CHECKS = {
-    "model-card": "every model card under registry/ fits its schema, sits at its path, and its digest is its files' digest",
+    "model-card": "every model card under registry/ fits its schema, sits at its path, and digests its files",
     "model-pin": "every pinned model version has a model card and pins that card's digest (MODEL_DIGEST)",
 }
 RELEASE_FILE = "release.yaml"
@@ -43,7 +43,9 @@ def card_findings(root: Path) -> tuple[list[Finding], dict[str, cards.Card]]:
     return out, valid
 
 
-def _pin_problem(data: dict[str, Any], env: Environment | None, valid: dict[str, cards.Card], root: Path, model: str) -> tuple[str, str] | None:
+def _pin_problem(
+    data: dict[str, Any], env: Environment | None, valid: dict[str, cards.Card], root: Path, model: str
+) -> tuple[str, str] | None:
     """(field, message) of what is wrong with one release ConfigMap's pin, or None."""
     version, digest = str(data.get(RELEASE_KEY, "")), data.get(DIGEST_KEY)
     rel = card_path(model, version)
@@ -58,13 +60,18 @@ def _pin_problem(data: dict[str, Any], env: Environment | None, valid: dict[str,
             "before pinning it" + ("" if env is None or env.train else "; this environment only serves")
         )
     if digest is None:
-        return DIGEST_KEY, f"{model} v{version} is pinned without its digest: make pin-model VERSION={version} writes {card.digest}"
+        return (
+            DIGEST_KEY,
+            f"{model} v{version} is pinned without its digest: make pin-model VERSION={version} writes {card.digest}",
+        )
     if digest != card.digest:
         return DIGEST_KEY, f"{model} v{version} is pinned with {digest}, but its card {rel} has {card.digest}"
     return None
 
 
-def pin_findings(root: Path, overlay_dirs: list[Path], envs: dict[str, Environment], valid: dict[str, cards.Card]) -> list[Finding]:
+def pin_findings(
+    root: Path, overlay_dirs: list[Path], envs: dict[str, Environment], valid: dict[str, cards.Card]
+) -> list[Finding]:
     """The release ConfigMaps of every overlay, checked against the valid cards."""
     out: list[Finding] = []
     for directory in overlay_dirs:

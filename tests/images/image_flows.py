@@ -10,13 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pod_run import Container
-from pod_spec import PodWorkload, check_runs_as_non_root, plan_run
+from pod_spec import PodWorkload, check_runs_as_non_root, plan_run, resolve_env
 
 from generator.tools.images.engine import Engine
+from services import artifacts
 
 #: The one addition to the Job's env: a short training (the test proves the image trains and
 #: publishes, not the model's accuracy). Everything else is what the manifest declares.
 SHORT_TRAINING = {"TRAINING_EPOCHS": "1", "TRAINING_MAX_EXAMPLES": "600"}
+#: The server env the image test sets beside the manifest's: the digest of the version the test
+#: trained, which is what ``make register`` then ``make pin-model`` pin for those bytes (the
+#: overlay pins the digest of the committed card, registry/<model>/<version>.yaml: other bytes).
+DIGEST_ENV = "MODEL_DIGEST"
 FS_GROUP_MODE = 0o2775  # what a kubelet gives a volume for fsGroup: group-owned, setgid, group-writable
 
 
@@ -92,23 +97,35 @@ def ready_server(
     scratch: Path,
     label: str,
     progress_deadline: float,
+    *,
+    pin_trained_digest: bool = True,
+    probes: tuple[str, ...] = ("startup", "liveness", "readiness"),
 ):
-    """A server container started as the Deployment declares, through startup, liveness and readiness."""
+    """A server container started as the Deployment declares, through the named probes.
+
+    ``MODEL_DIGEST``, where the Deployment reads one, is the digest of the version in ``store``
+    (``pin_trained_digest``, see DIGEST_ENV); False keeps the overlay's own pin."""
     check_runs_as_non_root(workload, image_user)
-    plan = plan_run(engine.name, workload, image, claims_of(workload, store), scratch, None, label)
+    digest = trained_digest(store, workload) if pin_trained_digest else ""
+    extra = {DIGEST_ENV: digest} if digest else None
+    plan = plan_run(engine.name, workload, image, claims_of(workload, store), scratch, extra, label)
     container = Container(engine, plan)
     try:
         container.start()
         spec = workload.container
-        if "startupProbe" in spec:
-            container.await_probe("startup", spec["startupProbe"], ceiling_seconds=progress_deadline)
-        if "livenessProbe" in spec:
-            container.await_probe("liveness", spec["livenessProbe"], ceiling_seconds=progress_deadline)
-        if "readinessProbe" in spec:
-            container.await_probe("readiness", spec["readinessProbe"], ceiling_seconds=progress_deadline)
+        for kind in probes:
+            if f"{kind}Probe" in spec:
+                container.await_probe(kind, spec[f"{kind}Probe"], ceiling_seconds=progress_deadline)
         yield container
     finally:
         container.remove()
+
+
+def trained_digest(store: Path, workload: PodWorkload) -> str:
+    """The digest of the version the workload pins, as published in ``store`` ("" when absent)."""
+    env = resolve_env(workload)
+    version_dir = store / env.get("MODEL_NAME", "") / env.get("MODEL_VERSION", "")
+    return artifacts.digest_directory(version_dir) if (version_dir / "metadata.json").is_file() else ""
 
 
 def image_user(engine: Engine, image: str) -> str:

@@ -14,9 +14,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from image_flows import image_user, ready_server
+import requests
+from image_flows import image_user, ready_server, trained_digest
 from image_manifests import local_image, overlay_workloads
-from pod_spec import TEST_LABEL
+from pod_spec import TEST_LABEL, resolve_env
 
 OVERLAY = "dev"
 
@@ -89,3 +90,24 @@ def test_a_needed_capability_is_named(engine, built_images, stores, tmp_path, de
         engine, dev_server, local_image(built_images, dev_server), store, tmp_path, f"cap-{tmp_path.name[-8:]}"
     )
     assert "needs a privilege the manifest does not grant" in message, message
+
+
+def test_bytes_other_than_the_reviewed_card_are_refused_as_deployed(engine, built_images, stores, tmp_path, dev_server):
+    """The overlay pins the digest of the committed model card; the version this test trained is
+    other bytes, so the server (as deployed, no override) stays alive but not ready, and says why."""
+    store = stores.trained(OVERLAY).path
+    pinned = resolve_env(dev_server)["MODEL_DIGEST"]
+    assert pinned.startswith("sha256:") and pinned != trained_digest(store, dev_server)
+    image = local_image(built_images, dev_server)
+    with ready_server(
+        engine, dev_server, image, image_user(engine, image), store, tmp_path, f"digest-{tmp_path.name[-8:]}", 120,
+        pin_trained_digest=False, probes=("startup", "liveness"),
+    ) as server:  # fmt: skip
+        readiness = dev_server.container["readinessProbe"]
+        assert not server.probe(readiness).ok, "ready although the only version has another digest"
+        model, version = resolve_env(dev_server)["MODEL_NAME"], resolve_env(dev_server)["MODEL_VERSION"]
+        base = f"http://127.0.0.1:{server.host_port('http')}"
+        states = requests.get(f"{base}/v1/models/{model}", timeout=10).json()["model_version_status"]
+        entry = next(s for s in states if str(s["version"]) == version)
+        assert entry["state"] != "AVAILABLE" and pinned in entry["status"]["error_message"], entry
+        assert server.probe(dev_server.container["livenessProbe"]).ok, "the refusal must not kill the server"

@@ -14,8 +14,8 @@ import yaml
 from generator.tools import REPO_ROOT, render_overlay
 
 #: What a workflow command reads: the spec, the overlays (base and components are committed,
-#: generated files), and the Argo CD objects `make validate` cross-checks.
-COPIED = ("platform.yaml", "overlays", "argocd")
+#: generated files), the Argo CD objects `make validate` cross-checks, and the model cards.
+COPIED = ("platform.yaml", "overlays", "argocd", "registry")
 GIT_ID = [
     "-c",
     "user.name=release-tests",
@@ -33,6 +33,8 @@ MODULES = {
     "set-image": "set_image",
     "diff": "diff",
     "status": "status",
+    "register": "register",
+    "pin-model": "pin_model",
 }
 ENVS = ("dev", "staging", "prod", "prod-blue-green", "prod-canary")
 TAG_A = "1.4.2"

@@ -1,13 +1,21 @@
-"""A full release walked with the release commands alone, one commit per step:
-dev -> staging -> prod-canary (10, 50, 100) and prod-blue-green (switch, switch back).
-After every step every overlay renders and passes `make validate`, and `make status` shows it."""
+"""A full release walked with the release commands alone, one reviewed commit per step (README,
+"The release, end to end"): a real training of model version 2, `make register` (its card is a
+commit), `make pin-model ENV=dev`, promote to staging, prod-canary (10, 50, 100) and
+prod-blue-green (switch), and a rollback that is `git revert`. After every step every overlay
+renders and passes `make validate` (model pins included), and `make status` shows it."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
-from release_support import ENVS, Repo
+from release_support import ENVS, Repo, git
 
+from generator.registry import cards
+from generator.registry.next_version import next_version
+from generator.tools import REPO_ROOT
 from generator.validate import cli as validate_cli
 
 SERVER = "registry.example.com/ml/inference-server"
@@ -41,32 +49,46 @@ def step(repo: Repo, message: str, command: str, *args: str) -> dict[tuple[str, 
     return status(repo)
 
 
-def test_full_release_walk(repo: Repo):
+def train(model_root: Path, version: int) -> None:
+    """``make train``: the real trainer, its default settings, into ``model_root``."""
+    command = [sys.executable, "-m", "services.training.train", "--model-root", str(model_root)]
+    command += ["--model-name", "mnist", "--version", str(version)]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_full_release_walk(repo: Repo, tmp_path):
     start = status(repo)
     old = tag(start[("prod-canary", "stable")])
     bg_active = next(v for (e, v), r in start.items() if e == "prod-blue-green" and r["active"])
     bg_idle = next(v for (e, v), r in start.items() if e == "prod-blue-green" and not r["active"])
     assert tag(start[("dev", "")]) != NEW
+    assert {row["card"] for row in start.values()} == {"acc 0.9700"}, "every pin starts at the committed card"
 
-    # CI: a merge to main built a new server and trainer; the ML engineer pins model version 2
+    # train: the next version is one past the model store and the registry (make train)
+    model_root = tmp_path / "models"
+    version = next_version(model_root, "mnist", repo.root)
+    assert version == 2
+    train(model_root, version)
+
+    # register: the card is a reviewed commit of its own, and nothing else changes
+    registered = repo.run("register", "--model-root", str(model_root))
+    assert registered.code == 0, registered.err
+    git(repo.root, "add", "registry")
+    repo.commit("register mnist v2")
+    assert git(repo.root, "show", "--name-only", "--format=", "HEAD").split() == ["registry/mnist/2.yaml"]
+    card = cards.read_card(repo.root, "mnist", 2)
+
+    # CI: a merge to main built a new server and trainer; dev gets them, then model version 2
     assert repo.run("set-image", "--env", "dev", "--image", "trainer", "--tag", NEW).code == 0
-    (repo.root / "overlays/dev/release.yaml").write_text(
-        (repo.root / "overlays/dev/release.yaml").read_text().replace('MODEL_VERSION: "1"', 'MODEL_VERSION: "2"')
-    )
     s = step(
-        repo,
-        "dev: server, trainer and model 2",
-        "set-image",
-        "--env",
-        "dev",
-        "--image",
-        "server",
-        "--tag",
-        NEW,
-        "--allow-dirty",
+        repo, "dev: server and trainer", "set-image", "--env", "dev", "--image", "server", "--tag", NEW, "--allow-dirty"
     )
-    assert (tag(s[("dev", "")]), s[("dev", "")]["model_version"]) == (NEW, "2")
     assert s[("dev", "")]["trainer"] == f"trainer:{NEW}"
+    s = step(repo, "pin mnist v2 in dev", "pin-model", "--env", "dev", "--version", "2")
+    dev = s[("dev", "")]
+    assert (tag(dev), dev["model_version"], dev["model_digest"]) == (NEW, "2", card.digest)
+    assert dev["card"] == card.headline()
     assert tag(s[("staging", "")]) == old
 
     s = step(repo, "promote dev -> staging", "promote", "--from", "dev", "--to", "staging")
@@ -76,6 +98,7 @@ def test_full_release_walk(repo: Repo):
         "2",
         "",
     )
+    assert s[("staging", "")]["model_digest"] == card.digest, "promote copies the digest with the version"
     assert repo.image("staging", "registry.example.com/ml/trainer")["newTag"] == NEW
     assert tag(s[("prod", "")]) == old
 
@@ -110,8 +133,12 @@ def test_full_release_walk(repo: Repo):
     assert now_active["replicas"] == capacity
     assert not now_idle["active"] and now_idle["traffic"] == "preview" and tag(now_idle) == old
 
-    s = step(repo, "switch back", "switch", "--env", "prod-blue-green")
+    # rollback: revert the switch commit (a reviewed commit too); the old slot is live again
+    git(repo.root, "revert", "--no-edit", "HEAD")
+    assert validate_cli.main(["--root", str(repo.root), "--no-freshness", "--no-secrets", "--no-kubeconform"]) == 0
+    s = status(repo)
     assert s[("prod-blue-green", bg_active)]["active"] and tag(s[("prod-blue-green", bg_active)]) == old
+    assert s[("prod-blue-green", bg_active)]["model_version"] == "1"
     assert s[("prod-blue-green", bg_active)]["replicas"] == capacity
     assert tag(s[("prod", "")]) == old  # the rolling prod was never part of this walk
     table = repo.run("status")
