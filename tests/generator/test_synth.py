@@ -175,7 +175,8 @@ def _objects(tree: dict[str, bytes], path: str) -> list[dict]:
 def test_distributed_training_renders_an_indexed_job_that_validates_clean(tmp_path, tree):
     """`training.workers: 2` in a copy of the repository: synth, then `validate` (freshness
     included) finds nothing; the Job is Indexed on its own headless Service, per variant too."""
-    for part in ("generator", "charts", "services"):  # synth quotes bad values with services.values
+    # synth quotes bad values with services.values; validate checks the pins against registry/
+    for part in ("generator", "charts", "services", "registry"):
         shutil.copytree(REPO_ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
     config = copy_inputs(tmp_path)
     data = yaml.safe_load(config.read_text())

@@ -8,7 +8,7 @@ import difflib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from release_support import DIGEST_A, TAG_A, Repo
+from release_support import DIGEST_A, TAG_A, Repo, git
 
 from generator.release import overlay as overlay_module
 from generator.release.canary import split_replicas
@@ -162,6 +162,9 @@ def test_require_digest_refuses_a_tag_but_takes_a_digest(repo: Repo):
 def test_promote_copies_images_and_model_version(repo: Repo):
     assert repo.run("set-image", "--env", "dev", "--image", "server", "--digest", DIGEST_A).code == 0
     assert repo.run("set-image", "--env", "dev", "--image", "trainer", "--tag", TAG_A, "--allow-dirty").code == 0
+    card = (repo.root / "registry/mnist/1.yaml").read_text()  # staging's gates need a card for 7
+    (repo.root / "registry/mnist/7.yaml").write_text(card.replace("\nversion: 1\n", "\nversion: 7\n"))
+    git(repo.root, "add", "registry")
     path = repo.root / "overlays/dev/release.yaml"
     path.write_text(path.read_text().replace('MODEL_VERSION: "1"', 'MODEL_VERSION: "7"'))
     repo.commit("dev: new build and model 7")
