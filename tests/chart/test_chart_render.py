@@ -261,7 +261,9 @@ def test_container_contract():
     volumes = {v["name"]: v for v in pod_spec(docs)["volumes"]}
     assert volumes["model-store"]["persistentVolumeClaim"] == {"claimName": "model-store", "readOnly": True}
     assert volumes["tmp"]["emptyDir"] == {"sizeLimit": "64Mi"}
-    assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    # the preStop window already drains: keep-alive clients are told to reconnect elsewhere
+    drain = ["python", "-m", "services.inference.drain", "--wait", "5"]
+    assert c["lifecycle"]["preStop"] == {"exec": {"command": drain}}
 
 
 def test_configmap_holds_the_server_settings_and_model_version_is_an_explicit_env():
@@ -301,8 +303,10 @@ def test_termination_grace_exceeds_drain_time():
     docs = render()
     data = one(docs, "ConfigMap")["data"]
     grace = pod_spec(docs)["terminationGracePeriodSeconds"]
-    pre_stop = container(docs)["lifecycle"]["preStop"]["sleep"]["seconds"]
+    pre_stop = int(container(docs)["lifecycle"]["preStop"]["exec"]["command"][-1])
     assert grace > int(data["GRACEFUL_TIMEOUT"]) + pre_stop
+    sleep_docs = render("lifecycle.preStopMethod=sleep")
+    assert container(sleep_docs)["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
     exec_docs = render("lifecycle.preStopMethod=exec")
     assert container(exec_docs)["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
     assert "lifecycle" not in container(render("lifecycle.preStopSleepSeconds=0"))
