@@ -214,8 +214,10 @@ def test_hot_reload_under_grpc_load_fails_no_call(model_store, start_server, dig
     for thread in threads:
         thread.start()
     try:
-        while len(versions) < 20 and time.monotonic():
+        warm = time.monotonic() + 60
+        while len(versions) < 20 and time.monotonic() < warm:
             time.sleep(0.05)
+        assert len(versions) >= 20, f"only {len(versions)} predictions in 60 s before the new version ({failures[:3]})"
         copy_version(model_store, 1, 2)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (versions and versions[-1] == 2 and versions.count(2) > 20):
