@@ -584,3 +584,28 @@ def test_promote_meeting_the_targets_gate_is_done(repo: Repo, store: Path):
     assert repo.run("promote", "--from", "dev", "--to", "staging").code == 0
     assert release_data(repo, "staging")["mnist-release"] == {"MODEL_VERSION": "2", "MODEL_DIGEST": card.digest}
     assert pin_findings(repo.root) == []
+
+
+def test_promoting_a_digest_less_pin_leaves_the_target_without_a_digest_never_an_empty_one(repo: Repo):
+    """A training request (dev pins an unregistered version without MODEL_DIGEST) promoted into an
+    environment without gates: the target gets no MODEL_DIGEST, so its release file keeps its shape
+    and make validate names the real problem (no card in a serve-only environment)."""
+    path = repo.root / "overlays/dev/release.yaml"
+    path.write_text(
+        path.read_text()
+        .replace('MODEL_VERSION: "1"', 'MODEL_VERSION: "4"')
+        .replace(f'  MODEL_DIGEST: "{DIGEST_1}"\n', "")
+    )
+    repo.commit("dev: a training request for v4")
+    add_gates(repo, "staging", None)
+    result = repo.run("promote", "--from", "dev", "--to", "staging")
+    assert result.code == 0, result.err
+    assert release_data(repo, "staging")["mnist-release"] == {"MODEL_VERSION": "4"}
+    assert f"mnist model digest: {DIGEST_1} -> (none)" in result.out
+    root = repo.root
+    assert engine.release_file_findings(root, render.discover_overlays(root)) == []
+    assert pin_findings(root) == [
+        "overlays/staging/release.yaml: ConfigMap/mnist-release: data.MODEL_VERSION: mnist v4 has no model card "
+        "(registry/mnist/4.yaml does not exist): register it (make register) before pinning it; "
+        "this environment only serves [model-pin]"
+    ]
