@@ -315,9 +315,14 @@ class Overlay:
         return str(data.get(DIGEST_KEY, ""))
 
     def set_model_digest(self, model: str, digest: str, variant: str = "") -> None:
+        """Set MODEL_DIGEST; an empty ``digest`` (a source pinned without one) removes the key, since
+        ``MODEL_DIGEST: ""`` is no digest and does not fit release-files.schema.json."""
         doc = self._release_doc(model, variant)
         if doc.get("data") is None:
             doc["data"] = CommentedMap()
+        if not digest:
+            doc["data"].pop(DIGEST_KEY, None)
+            return
         _set_scalar(doc["data"], DIGEST_KEY, DoubleQuotedScalarString(digest))
 
     def release(self, variant: str = "") -> Release:

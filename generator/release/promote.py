@@ -110,7 +110,7 @@ def promote(args: argparse.Namespace) -> int:
     for (model, old), (_, new) in zip(before.versions, release.versions, strict=True):
         edit.note(f"{model} model version", old, new)
     for (model, old), (_, new) in zip(before.digests, release.digests, strict=True):
-        edit.note(f"{model} model digest", old, new)
+        edit.note(f"{model} model digest", old or "(none)", new or "(none)")
     edit.title = f"promote {src} -> {dst}: {release.describe()}, trainer {trainer.short}"
     nothing = f"{dst} already runs what {src} runs ({release.describe()}, trainer {trainer.short})"
     rc = cli.finish("promote", edit, nothing, dry_run=args.dry_run)
