@@ -35,8 +35,8 @@ ASSETS_ENV_VAR = "KUBEBUILDER_ASSETS"
 #: How to get the binaries, in the one line a missing one produces.
 HOW_TO_GET = (
     f"set {ASSETS_ENV_VAR} to a directory holding kube-apiserver and kube-controller-manager "
-    f"v{KUBERNETES_VERSION}.x: here `../shared/tools/unpack .cache/envtest` and "
-    f"`{ASSETS_ENV_VAR}=$PWD/.cache/envtest make e2e`; elsewhere `setup-envtest use {KUBERNETES_VERSION}.x -p path` "
+    f"v{KUBERNETES_VERSION}.x: here `../shared/tools/unpack .cache/shared-tools` and "
+    f"`{ASSETS_ENV_VAR}=$PWD/.cache/shared-tools make e2e`; elsewhere `setup-envtest use {KUBERNETES_VERSION}.x -p path` "
     "plus the release's kube-controller-manager"
 )
 
