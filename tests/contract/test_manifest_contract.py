@@ -9,7 +9,9 @@ directory), the probes (path and port) and the Service's targetPort. What is map
 this is not a container: ``/app`` is the repository (the images' WORKDIR, where the
 Dockerfiles copy ``services/``), the Python on PATH is the venv's, and the declared port is
 moved to a free one (after checking that the server's ``PORT`` equals the declared
-containerPort, which is the contract that matters).
+containerPort, which is the contract that matters), and ``MODEL_DIGEST``, after checking that it
+is the committed model card's, becomes the digest of the version trained here (what ``make
+register`` and ``make pin-model`` would pin for these bytes).
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from promql_names import metric_names, monitoring_expressions
 
+from generator.conventions import DIGEST_KEY
+from generator.registry import cards
 from generator.tools import REPO_ROOT, render_overlay
+from services import artifacts
 
 OVERLAYS = sorted(
     p.parent.name
@@ -63,7 +68,10 @@ def container_env(container: dict, objects: list[dict], mounts: dict[str, Path])
             env[item["name"]] = item["value"]
         else:
             ref = item["valueFrom"]["configMapKeyRef"]
-            env[item["name"]] = config_maps[ref["name"]]["data"][ref["key"]]
+            data = config_maps[ref["name"]]["data"]
+            if ref["key"] not in data and ref.get("optional"):
+                continue  # an optional key the ConfigMap lacks: the kubelet leaves the variable unset
+            env[item["name"]] = data[ref["key"]]
     for name, value in env.items():
         for mount_path, local in mounts.items():
             if value == mount_path or value.startswith(mount_path + "/"):
@@ -163,6 +171,10 @@ def serve_deployment(overlay: str, objects: list[dict], deployment: dict, store:
     (container,) = [c for c in pod["containers"] if c["name"] == "server"]
     mounts = local_mounts(container, tmp / deployment["metadata"]["name"], {"model-store": store})
     env = {**base_env(tmp), **container_env(container, objects, mounts)}
+    if DIGEST_KEY in env:
+        model, version = env["MODEL_NAME"], env["MODEL_VERSION"]
+        assert env[DIGEST_KEY] == cards.read_card(REPO_ROOT, model, version).digest, f"{overlay}: not the card's"
+        env[DIGEST_KEY] = artifacts.digest_directory(store / model / version)
     (tmp / "tmp-dir").mkdir(exist_ok=True)
     declared = resolve_port(container, "http")
     assert int(env["PORT"]) == declared, f"{overlay}: server PORT {env['PORT']} != containerPort {declared}"
