@@ -45,14 +45,6 @@ PY = sys.executable
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 MODEL = "mnist"
 
-TARGETS = {  # from issue 3
-    "predict_vs_ceiling": 0.6,
-    "predict_vs_reference": 50.0,
-    "batch_vs_single_images": 10.0,
-    "cold_start_seconds": 1.5,
-    "rss_mb_per_worker": 200.0,
-}
-
 
 # --- load generator ---------------------------------------------------------------------------------------
 
