@@ -15,7 +15,7 @@ from pathlib import Path
 
 from generator.inputs import InputError, load_yaml, read_text
 from generator.validate.model import Finding, Resource
-from generator.validate.yamlload import load_stream
+from generator.validate.yamlload import first_alias, load_stream
 
 NOT_ENVIRONMENTS = {"base", "components"}
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -133,6 +133,11 @@ def load_argocd(root: Path, render: Callable[[Path], str]) -> Rendered | None:
             result.findings.extend(
                 Finding(rel, "", "", "", line.removeprefix(f"{rel}: "), "yaml-syntax") for line in exc.problems
             )
+            continue
+        alias = first_alias(text)
+        if alias is not None:  # make synth writes none; one can make an object that holds itself
+            message = f"line {alias[1]}: alias *{alias[0]}: aliases are not accepted here; write the value out"
+            result.findings.append(Finding(rel, "", "", "", message, "yaml-syntax"))
             continue
         resources, findings = parse_rendered("argocd", text, rel, keep_lines=True)
         result.text += text if text.startswith("---") else "---\n" + text

@@ -37,12 +37,15 @@ class DupKeyLoader(_Base):  # type: ignore[misc, valid-type]
 
 def _find_duplicates(root: yaml.Node, out: list[Duplicate]) -> yaml.Node | None:
     """Record every duplicate key under ``root`` (iteratively); the first node nested deeper
-    than MAX_DEPTH, or None."""
+    than MAX_DEPTH, or None. An alias is the node it names: each node is walked once, so a node
+    that holds itself (``&a [*a]``) or aliases of aliases (a billion values) cost one walk."""
     stack: list[tuple[yaml.Node, list, int]] = [(root, [], 1)]
+    walked: set[int] = set()
     while stack:
         node, path, depth = stack.pop()
-        if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) or id(node) in walked:
             continue
+        walked.add(id(node))
         if depth > MAX_DEPTH:
             return node
         children: list[tuple[yaml.Node, list]] = []
@@ -90,6 +93,20 @@ def _deeper_than(text: str, limit: int) -> tuple[bool, int | None]:
     except yaml.YAMLError:
         pass
     return False, None
+
+
+def first_alias(text: str) -> tuple[str, int] | None:
+    """The first alias (``*name``) in ``text`` and its line, or None (libyaml's event parser; a
+    syntax error ends the search: composing reports it)."""
+    if "*" not in text:
+        return None
+    try:
+        for event in yaml.parse(text, Loader=_Base):
+            if isinstance(event, yaml.AliasEvent):
+                return str(event.anchor), (event.start_mark.line + 1 if event.start_mark else 0)
+    except yaml.YAMLError:
+        pass
+    return None
 
 
 def _may_nest_deeply(text: str) -> bool:

@@ -8,12 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from generator.config import ConfigError, load_config
-from generator.inputs import MAX_DEPTH
+from generator.inputs import MAX_DEPTH, InputError, load_yaml
 from generator.validate.yamlload import load_stream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -183,3 +184,64 @@ def test_synth_names_an_overlay_kustomization_that_is_not_a_regular_file(tmp_pat
     assert any(
         line.endswith(": overlays/dev/kustomization.yaml is not a regular file") for line in caught.value.problems
     ), caught.value.problems
+
+
+SELF = "a: &a [*a]\n"  # a list that holds itself: every walk over it loops forever
+LAUGHS = "\n".join(
+    ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+)  # 400 bytes, a billion values once expanded
+
+
+@pytest.mark.parametrize(("text", "where"), [(SELF, "line 1, column 8"), (LAUGHS, "line 2, column 10")])
+def test_the_input_layer_refuses_aliases_in_one_line(text, where):
+    with pytest.raises(InputError) as caught:
+        load_yaml(text, "f.yaml")
+    anchor = "a" if text == SELF else "a0"
+    assert caught.value.problems == [
+        f"f.yaml: {where}: alias *{anchor}: aliases are not accepted here; write the value out"
+    ]
+
+
+@pytest.mark.parametrize("text", [SELF, LAUGHS], ids=["self", "laughs"])
+def test_validates_yaml_reader_walks_each_aliased_node_once(text):
+    started = time.monotonic()
+    stream = load_stream(text + "\nb: 1\nb: 2\n")
+    assert time.monotonic() - started < 5
+    assert stream.error is None and [d.key for d in stream.duplicates] == ["b"]
+
+
+def test_an_alias_in_platform_yaml_is_refused_by_synth_and_named_by_validate(tmp_path):
+    root = copy_repo(tmp_path)
+    config = root / "platform.yaml"
+    config.write_text(config.read_text() + "x-loop: &loop [*loop]\n")
+    line = config.read_text().count("\n")
+    before = snapshot(root)
+    problem = f"line {line}, column 16: alias *loop: aliases are not accepted here; write the value out"
+    synth = subprocess.run(
+        [sys.executable, "-m", "generator", "synth", "--config", str(config)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert synth.returncode == 2 and synth.stderr.splitlines()[0] == f"platform.yaml: {problem}", synth.stderr
+    result = validate(root, "--no-freshness")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_no_crash(result)
+    assert findings(result) == [f"platform.yaml: {problem} [platform-yaml]"]
+    assert snapshot(root) == before
+
+
+def test_an_argocd_file_that_holds_itself_is_a_finding(tmp_path):
+    root = copy_repo(tmp_path)
+    (root / "argocd/loop.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: loop\n  labels: &l\n    a: *l\n"
+    )
+    result = validate(root, "--no-freshness")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_no_crash(result)
+    assert (
+        "argocd/loop.yaml: line 6: alias *l: aliases are not accepted here; write the value out [yaml-syntax]"
+        in findings(result)
+    )
