@@ -316,7 +316,10 @@ def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
         if overlay in RESERVED_OVERLAYS:
             problems.append((f"{where}.overlay", f"{overlay!r} is generated; an environment needs its own overlay"))
         elif not (base_dir / overlay / "kustomization.yaml").is_file():
-            problems.append((f"{where}.overlay", f"{overlay}/kustomization.yaml does not exist"))
+            state = (
+                "is not a regular file" if (base_dir / overlay / "kustomization.yaml").exists() else "does not exist"
+            )
+            problems.append((f"{where}.overlay", f"{overlay}/kustomization.yaml {state}"))
         if env["sync"].get("selfHeal") and not env["sync"]["automated"]:
             problems.append((f"{where}.sync.selfHeal", "needs automated: true (Argo CD ignores it otherwise)"))
         if env["sync"].get("prune") and not env["sync"]["automated"]:

@@ -6,7 +6,8 @@ What every file gets by going through here, so that a new field is protected by 
 
 - only a regular file is read (a FIFO or a device would hang or stream forever), at most
   ``MAX_BYTES``, and it must be UTF-8: each refusal is one line naming the file;
-- YAML with duplicate keys, or nested more than ``MAX_DEPTH`` deep, is refused;
+- YAML with duplicate keys, with aliases (``*name``: a value that holds itself, or a billion
+  expanded values), or nested more than ``MAX_DEPTH`` deep, is refused;
 - a schema ``pattern`` matches the whole string the way ECMA-262 and Go (RE2) read it: Python's
   ``$`` also matches before a trailing newline, so ``"250m\\n"`` would pass ``^...$`` here and
   fail everywhere else;
@@ -84,7 +85,20 @@ def read_text(path: Path, label: str) -> str:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
+    """A SafeLoader that refuses duplicate mapping keys instead of keeping the last one, and
+    aliases: ``a: &a [*a]`` is a structure that holds itself (every walk over it loops forever),
+    and nine lines of aliases of aliases expand to a billion values."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"alias *{event.anchor}: aliases are not accepted here; write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:

@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.root.is_dir():
         print(f"validate: --root {args.root} is not a directory", file=sys.stderr)
         return EXIT_ERROR
+    if args.config is not None and not (args.config.exists() or args.config.is_symlink()):
+        print(f"validate: --config {args.config} does not exist", file=sys.stderr)
+        return EXIT_ERROR
     opts = engine.Options(
         root=args.root,
         kubernetes_version=args.kubernetes_version,

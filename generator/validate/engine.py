@@ -14,10 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from generator import release_files
-from generator.inputs import InputError
+from generator.inputs import InputError, load_yaml, read_text
 from generator.tools.kubeconform import ENV_VAR as KUBECONFORM_ENV
 from generator.tools.kubeconform import find_kubeconform
 from generator.validate import crossrefs, freshness, kubeconform, model_pins, policies, render, repofiles, semantics
@@ -83,10 +81,12 @@ class Result:
 
 
 def environments(config: Path) -> dict[str, policies.Environment]:
-    """Overlay path -> what platform.yaml's environments ask of it (read with plain PyYAML)."""
+    """Overlay path -> what platform.yaml's environments ask of it. Read through the input layer;
+    a platform.yaml that cannot be read or parsed gives none here: the platform-yaml check
+    (``freshness.config_findings``) reports it, naming the file."""
     try:
-        data = yaml.safe_load(config.read_text()) if config.is_file() else {}
-    except yaml.YAMLError:
+        data = load_yaml(read_text(config, config.name), config.name) if config.exists() else {}
+    except InputError:
         return {}
     out = {}
     environments = data.get("environments") if isinstance(data, dict) else None
@@ -276,6 +276,7 @@ def _run(
         item.name = item.path  # a non-overlay kustomization is named by its path
 
     envs = environments(config)
+    findings.extend(freshness.config_findings(config))
     all_resources: list[Resource] = []
     for item in rendered:
         findings.extend(item.findings)

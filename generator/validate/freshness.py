@@ -1,8 +1,15 @@
-"""Generated-file freshness: the committed generated tree equals a fresh ``make synth``.
+"""Generated-file freshness: the committed generated tree equals a fresh ``make synth``; and
+platform.yaml, synth's input, is one ``make synth`` accepts.
 
 ``generator.synth.render_tree(config_path)`` returns every generated file as bytes without
 writing anything. It runs cdk8s (Node.js through jsii) and helm, so it runs in a child process
 started first and collected last: it overlaps with the kustomize renders.
+
+A platform.yaml that ``make synth`` refuses is reported with synth's own lines (check
+``platform-yaml``), not as a freshness finding: ``config_findings`` reads and parses it in
+process on every run (so ``--no-freshness`` still names a file that is not a regular UTF-8 YAML
+file), and the child reports its schema problems. Both give the same line for a problem both
+see; the engine keeps one.
 """
 
 from __future__ import annotations
@@ -13,18 +20,48 @@ import subprocess
 import sys
 from pathlib import Path
 
+from generator.inputs import InputError, load_yaml, read_text
 from generator.validate import cache
 from generator.validate.model import Finding
 
-CHECKS = {"freshness": "generated files equal a fresh make synth"}
+CHECKS = {
+    "freshness": "generated files equal a fresh make synth",
+    "platform-yaml": "platform.yaml is a regular UTF-8 YAML file that make synth accepts (schema: with freshness)",
+}
 GENERATED_ROOTS = ("overlays/base", "overlays/components", "argocd")
 
+# Prints {"digests": {path: sha256}}, or {"problems": [...]}: the lines make synth prints for a
+# platform.yaml it refuses. Anything else (a traceback) is a failure of synth itself.
 _CHILD = """
 import hashlib, json, sys
+from generator.config import ConfigError
 from generator.synth import render_tree
-tree = render_tree(sys.argv[1])
-json.dump({path: hashlib.sha256(data).hexdigest() for path, data in tree.items()}, sys.stdout)
+try:
+    tree = render_tree(sys.argv[1])
+except ConfigError as exc:
+    json.dump({"problems": exc.problems}, sys.stdout)
+else:
+    json.dump({"digests": {path: hashlib.sha256(data).hexdigest() for path, data in tree.items()}}, sys.stdout)
 """
+
+
+def _as_findings(label: str, problems: list[str]) -> list[Finding]:
+    """``label: where: message`` lines (generator.config, generator.inputs) as findings on the file."""
+    return [Finding(label, "", "", "", line.removeprefix(f"{label}: "), "platform-yaml") for line in problems]
+
+
+def config_findings(config: Path) -> list[Finding]:
+    """platform.yaml read and parsed through the input layer: one finding per problem (not a
+    regular file, too large, not UTF-8, not YAML, duplicate keys, nested too deep), named as
+    ``make synth`` names it. A platform.yaml that does not exist is not a finding here."""
+    label = config.name
+    if not (config.exists() or config.is_symlink()):
+        return []
+    try:
+        load_yaml(read_text(config, label), label)
+    except InputError as exc:
+        return _as_findings(label, exc.problems)
+    return []
 
 
 # Everything render_tree reads: the config, the generator, the chart, the tool versions.
@@ -36,6 +73,7 @@ class Synth:
 
     def __init__(self, root: Path, config: Path):
         self.root = root
+        self.config = config
         inputs = [config] + [root / p for p in SYNTH_INPUTS]
         self.key = cache.tree_digest(
             root,
@@ -69,7 +107,10 @@ class Synth:
                         "freshness",
                     )
                 ]
-            self.expected = json.loads(stdout)
+            answer = json.loads(stdout)
+            if "problems" in answer:  # synth refuses platform.yaml: its lines, not a freshness finding
+                return _as_findings(self.config.name, answer["problems"])
+            self.expected = answer["digests"]
             cache.save(self.root, "synth", {self.key: self.expected})
         assert self.expected is not None  # from the cache, or computed just above
         return compare(self.root, self.expected)

@@ -13,10 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from generator.inputs import InputError, load_yaml, read_text
 from generator.validate.model import Finding, Resource
-from generator.validate.yamlload import load_stream
+from generator.validate.yamlload import first_alias, load_stream
 
 NOT_ENVIRONMENTS = {"base", "components"}
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -36,9 +35,12 @@ class Rendered:
 
 
 def kustomization_file(directory: Path) -> Path | None:
+    """The kustomization of ``directory``: any entry of that name but a directory, so that a FIFO
+    or a broken link is reported (build, release-file), never silently taken for no overlay."""
     for name in KUSTOMIZATION_NAMES:
-        if (directory / name).is_file():
-            return directory / name
+        path = directory / name
+        if (path.exists() or path.is_symlink()) and not path.is_dir():
+            return path
     return None
 
 
@@ -51,12 +53,14 @@ def discover_overlays(root: Path) -> list[Path]:
 
 
 def kustomization_namespace(directory: Path) -> str:
+    """The kustomization's ``namespace``, read through the input layer; "" when it cannot be
+    read or parsed (the build and release-file findings name the file and the problem)."""
     path = kustomization_file(directory)
     if path is None:
         return ""
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
+        data = load_yaml(read_text(path, str(path)), str(path))
+    except InputError:
         return ""
     value = data.get("namespace") if isinstance(data, dict) else None
     return value if isinstance(value, str) else ""
@@ -123,7 +127,18 @@ def load_argocd(root: Path, render: Callable[[Path], str]) -> Rendered | None:
     result = Rendered("argocd", "argocd")
     for path in sorted(directory.rglob("*.y*ml")):
         rel = path.relative_to(root).as_posix()
-        text = path.read_text()
+        try:
+            text = read_text(path, rel)
+        except InputError as exc:  # a FIFO would block, a non-UTF-8 file would end the run
+            result.findings.extend(
+                Finding(rel, "", "", "", line.removeprefix(f"{rel}: "), "yaml-syntax") for line in exc.problems
+            )
+            continue
+        alias = first_alias(text)
+        if alias is not None:  # make synth writes none; one can make an object that holds itself
+            message = f"line {alias[1]}: alias *{alias[0]}: aliases are not accepted here; write the value out"
+            result.findings.append(Finding(rel, "", "", "", message, "yaml-syntax"))
+            continue
         resources, findings = parse_rendered("argocd", text, rel, keep_lines=True)
         result.text += text if text.startswith("---") else "---\n" + text
         result.resources.extend(resources)

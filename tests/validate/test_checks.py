@@ -19,6 +19,7 @@ CHECKED_ELSEWHERE = {
     "freshness",
     "kubeconform",
     "release-file",
+    "platform-yaml",  # tests/bad_input/test_validate_inputs.py
     "model-card",
     "model-pin",
     "argocd-app-path",
