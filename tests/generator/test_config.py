@@ -113,6 +113,14 @@ BAD_CONFIGS = {
             "model store while server pods on other nodes read it; use ReadWriteMany (an NFS-like storage class)"
         ],
     ),
+    "a schedule cron cannot read": (
+        lambda d: d["training"].update(schedule="junk 0 3 * * 0"),
+        ["platform.yaml: training.schedule: 'junk 0 3 * * 0' is not a CronJob schedule (five fields, or @hourly ...)"],
+    ),
+    "a gate no card metric backs": (
+        lambda d: d["environments"][1].update(gates={"minF1": 0.9}),
+        ["platform.yaml: environments[1].gates.minF1: unknown key (allowed: maxLoss, minAccuracy, minHoldoutExamples)"],
+    ),
     "selfHeal without automation": (
         lambda d: d["environments"][2].update(sync={"automated": False, "selfHeal": True}),
         ["platform.yaml: environments[2].sync.selfHeal: needs automated: true (Argo CD ignores it otherwise)"],
