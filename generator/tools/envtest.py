@@ -36,8 +36,8 @@ ASSETS_ENV_VAR = "KUBEBUILDER_ASSETS"
 HOW_TO_GET = (
     f"set {ASSETS_ENV_VAR} to a directory holding kube-apiserver and kube-controller-manager "
     f"v{KUBERNETES_VERSION}.x: here `../shared/tools/unpack .cache/shared-tools` and "
-    f"`{ASSETS_ENV_VAR}=$PWD/.cache/shared-tools make e2e`; elsewhere `setup-envtest use {KUBERNETES_VERSION}.x -p path` "
-    "plus the release's kube-controller-manager"
+    f"`{ASSETS_ENV_VAR}=$PWD/.cache/shared-tools make e2e`; "
+    f"elsewhere `setup-envtest use {KUBERNETES_VERSION}.x -p path` plus the release's kube-controller-manager"
 )
 
 
