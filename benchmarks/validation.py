@@ -125,7 +125,7 @@ def bench_kubeconform(docs: list[dict], copies: int = 40) -> float | None:
 def _rename(doc: dict, model: str) -> dict:
     """Copy a fixture object for one model: names and the app label get the model's name."""
     text = json.dumps(doc)
-    for old in ("web-config", "web", "train", "models"):
+    for old in ("web-config", "web", "train", "models", "dist", "dist-workers"):
         text = text.replace(f'"{old}"', f'"{model}-{old}"')
     return json.loads(text)
 
