@@ -24,7 +24,7 @@ from generator.registry import cards, gates
 from generator.release import cli
 from generator.release.errors import Refused
 from generator.release.overlay import Overlay
-from generator.release.promote import target_variant
+from generator.release.promote import named_variant, target_variant
 
 
 def card_for(overlay: Overlay, model: str, version: str) -> cards.Card:
@@ -64,16 +64,7 @@ def pin_model(args: argparse.Namespace) -> int:
         raise Refused(f"VERSION must be a positive integer, got {version!r}")
     variant, where = "", ""
     if args.variant:
-        if overlay.strategy == "rolling":
-            raise Refused(f"{env.name} is a rolling environment: it has no slots or tracks (drop --variant/SLOT)")
-        if args.variant not in overlay.variants:
-            raise Refused(f"{env.name} has variants {' and '.join(overlay.variants)}, not {args.variant!r}")
-        variant = args.variant
-        if overlay.strategy == "canary":
-            live = variant == overlay.variants[0] or any(overlay.weights(m)[variant] > 0 for m in overlay.models)
-        else:
-            live = variant == overlay.common_slot("active")
-        where = f"{variant} ({'LIVE: takes production traffic' if live else 'not live'})"
+        variant, where = named_variant(overlay, args.variant)
     elif overlay.strategy != "rolling":
         variant, where = target_variant(overlay)
     card = card_for(overlay, model, version)

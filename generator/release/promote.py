@@ -83,6 +83,21 @@ def target_variant(overlay: Overlay) -> tuple[str, str]:
     return "", ""
 
 
+def named_variant(overlay: Overlay, variant: str) -> tuple[str, str]:
+    """A slot or track named on the command line (``SLOT=``), checked, and how to say where it
+    is: naming the live one is allowed (a hotfix), and said so."""
+    env = overlay.env
+    if overlay.strategy == "rolling":
+        raise Refused(f"{env.name} is a rolling environment: it has no slots or tracks (drop --variant/SLOT)")
+    if variant not in overlay.variants:
+        raise Refused(f"{env.name} has variants {' and '.join(overlay.variants)}, not {variant!r}")
+    if overlay.strategy == "canary":
+        live = variant == overlay.variants[0] or any(overlay.weights(m)[variant] > 0 for m in overlay.models)
+    else:
+        live = variant == overlay.common_slot("active")
+    return variant, f"{variant} ({'LIVE: takes production traffic' if live else 'not live'})"
+
+
 def promote(args: argparse.Namespace) -> int:
     if args.source == args.target:
         raise Refused(f"FROM and TO are both {args.source!r}: promote between two environments")

@@ -26,7 +26,7 @@ import argparse
 from generator.release import cli
 from generator.release.errors import Refused
 from generator.release.overlay import Pin, check_digest, check_tag
-from generator.release.promote import target_variant
+from generator.release.promote import named_variant, target_variant
 
 IMAGES = ("server", "trainer")
 
@@ -44,18 +44,9 @@ def set_image(args: argparse.Namespace) -> int:
     env = overlay.env
     variant, where = "", ""
     if args.variant:
-        if overlay.strategy == "rolling":
-            raise Refused(f"{env.name} is a rolling environment: it has no slots or tracks (drop --variant/SLOT)")
-        if args.image == "trainer":
+        if args.image == "trainer" and overlay.strategy != "rolling":
             raise Refused("the trainer image is one pin shared by both variants: drop --variant/SLOT")
-        if args.variant not in overlay.variants:
-            raise Refused(f"{env.name} has variants {' and '.join(overlay.variants)}, not {args.variant!r}")
-        variant = args.variant
-        if overlay.strategy == "canary":
-            live = variant == overlay.variants[0] or any(overlay.weights(m)[variant] > 0 for m in overlay.models)
-        else:
-            live = variant == overlay.common_slot("active")
-        where = f"{variant} ({'LIVE: takes production traffic' if live else 'not live'})"
+        variant, where = named_variant(overlay, args.variant)
     elif args.image == "server" and overlay.strategy != "rolling":
         variant, where = target_variant(overlay)  # where promote puts a candidate (refused mid-canary)
     cli.ensure_clean(args, overlay.root)  # after the input checks: a typo is named first
