@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from generator.config import Environment
-from generator.conventions import DIGEST_KEY, RELEASE_KEY
+from generator.conventions import DIGEST_KEY, RELEASE_KEY, card_path
 from generator.registry import cards
 from generator.release import cli
 from generator.release.errors import EXIT_OK, EXIT_TOOL, ToolFailed
@@ -76,10 +76,12 @@ def job_pod_spec(job: dict) -> dict:
 
 def card_summary(root: Path, model: str, version: str, digest: str) -> str:
     """The model card's headline metric for a pin, or why the pin is not a reviewed card."""
+    if not (root / card_path(model, version)).is_file():
+        return "no card"
     try:
         card = cards.read_card(root, model, version)
-    except cards.CardError as exc:
-        return "no card" if "no such card" in exc.problems[0] else "card invalid"
+    except cards.CardError:
+        return "card invalid"
     if digest and digest != card.digest:
         return "digest is not the card's"
     return card.headline() + ("" if digest else ", digest not pinned")

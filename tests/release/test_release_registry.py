@@ -609,3 +609,23 @@ def test_promoting_a_digest_less_pin_leaves_the_target_without_a_digest_never_an
         "(registry/mnist/4.yaml does not exist): register it (make register) before pinning it; "
         "this environment only serves [model-pin]"
     ]
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def test_status_shows_each_pins_digest_and_card_or_why_it_has_none(repo: Repo):
+    card = cards.read_card(repo.root, MODEL, 1)
+    pin_release_file(repo, "dev", "mnist-release", MODEL_VERSION="9")
+    pin_release_file(repo, "prod", "mnist-release", MODEL_DIGEST="sha256:" + "0" * 64)
+    result = repo.run("status", "--json")
+    assert result.code == 0, result.err
+    rows = {(env["name"], row["variant"]): row for env in json.loads(result.out) for row in env["rows"]}
+    assert (rows[("dev", "")]["model_version"], rows[("dev", "")]["card"]) == ("9", "no card")
+    assert rows[("prod", "")]["card"] == "digest is not the card's"
+    assert (rows[("staging", "")]["model_digest"], rows[("staging", "")]["card"]) == (card.digest, card.headline())
+    forged = (repo.root / card.path).read_text().replace(card.digest, "sha256:" + "1" * 64)
+    (repo.root / card.path).write_text(forged)
+    table = repo.run("status").out
+    staging = next(line for line in table.splitlines() if line.startswith("staging "))
+    assert "card invalid" in staging and card.digest[:19] in staging, table
