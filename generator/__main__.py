@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -120,4 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # A reader that stops early (`make status | head`) ends the command quietly, as it ends any Unix
+    # tool, instead of a BrokenPipeError traceback; every edit is written before anything is printed.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())
