@@ -147,9 +147,9 @@ status: $(GENERATOR) ## One table of every environment: strategy, image, model v
 # The next version is one past the highest of the model store and the registry: a registered
 # number is never trained again (its card pins other bytes).
 train: $(call installed,training) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL=, VERSION=; WORKERS=2 for 2 local workers)
+	version=$(or $(VERSION),$$($(PY) -m generator.registry.next_version "$(MODEL_ROOT)" "$(MODEL)")) && \
 	$(PY) -m services.training.$(if $(filter 1,$(WORKERS)),train,launch --workers $(WORKERS)) \
-	  --model-root $(MODEL_ROOT) --model-name $(MODEL) \
-	  --version $(or $(VERSION),$$($(PYTHON) -m generator.registry.next_version "$(MODEL_ROOT)" "$(MODEL)"))
+	  --model-root $(MODEL_ROOT) --model-name $(MODEL) --version "$$version"
 
 serve: $(call installed,inference) ## Serve the trained models: REST on 8080, TF Serving gRPC on 8500 (PORT=, GRPC_PORT=)
 	MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) \

@@ -24,6 +24,7 @@ from referencing import Registry, Resource
 
 from generator.conventions import REGISTRY_DIR, card_path
 from generator.inputs import InputError, document_problems, load_yaml, read_text, strict_validator
+from generator.registry.next_version import is_version_name
 from services import artifacts
 
 HERE = Path(__file__).resolve().parent.parent
@@ -130,14 +131,24 @@ def registered_versions(root: Path, model: str) -> list[int]:
     directory = root / REGISTRY_DIR / model
     if not directory.is_dir():
         return []
-    stems = (p.stem for p in directory.glob("*.yaml"))
-    return sorted(int(s) for s in stems if s.isascii() and s.isdigit() and not s.startswith("0"))
+    return sorted(int(p.stem) for p in directory.glob("*.yaml") if is_version_name(p.stem))
 
 
 def all_card_files(root: Path) -> list[str]:
     """Every ``registry/<model>/*.yaml`` path (repository-relative), sorted."""
     base = root / REGISTRY_DIR
     return sorted(p.relative_to(root).as_posix() for p in base.glob("*/*.yaml")) if base.is_dir() else []
+
+
+def stray_files(root: Path) -> list[str]:
+    """Files under ``registry/`` that are neither a card file (``<model>/<name>.yaml``) nor the
+    top-level README: a ``.yml``, a nested directory's file, a card put one level too high."""
+    base = root / REGISTRY_DIR
+    if not base.is_dir():
+        return []
+    cards = set(all_card_files(root))
+    found = (p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file() or p.is_symlink())
+    return sorted(rel for rel in found if rel not in cards and rel != f"{REGISTRY_DIR}/README.md")
 
 
 # --- building a card from a version directory -------------------------------------------------------

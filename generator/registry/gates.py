@@ -42,7 +42,5 @@ def misses(card: Card, gates: dict[str, Any]) -> list[str]:
         short = threshold - value if gate.minimum else value - threshold
         if short > 0:
             where = "below" if gate.minimum else "above"
-            out.append(
-                f"{name} {_number(threshold)}: {gate.metric} {_number(value)} is {_number(round(short, 6))} {where} it"
-            )
+            out.append(f"{name} {_number(threshold)}: {gate.metric} {_number(value)} is {_number(short)} {where} it")
     return out

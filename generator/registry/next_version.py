@@ -15,8 +15,13 @@ from generator.conventions import REGISTRY_DIR
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def is_version_name(name: str) -> bool:
+    """Whether ``name`` is a version number as the store and the registry write it (``7``, not ``007``)."""
+    return name.isascii() and name.isdigit() and not name.startswith("0")
+
+
 def _numbers(names: list[str]) -> list[int]:
-    return [int(n) for n in names if n.isascii() and n.isdigit() and not n.startswith("0")]
+    return [int(n) for n in names if is_version_name(n)]
 
 
 def next_version(model_root: Path, model: str, repo_root: Path = REPO_ROOT) -> int:

@@ -1,6 +1,7 @@
 """``make register MODEL=mnist VERSION=<n> [MODEL_ROOT=models]``: write a version's model card.
 
-Reads ``<MODEL_ROOT>/<MODEL>/<VERSION>/`` (``metadata.json`` and every file) and writes
+Reads ``<MODEL_ROOT>/<MODEL>/<VERSION>/`` (``--model-root`` is relative to the current directory,
+the repository root under ``make``) (``metadata.json`` and every file) and writes
 ``registry/<MODEL>/<VERSION>.yaml`` atomically: held-out metrics, dataset checksum, code
 revision, trainer image, seed, workers, created time, the sha256 of every file and the version
 digest (``services/artifacts.py``; registry/README.md). Without VERSION, the newest version in
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from generator.conventions import card_path
 from generator.registry import cards
+from generator.registry.next_version import is_version_name
 from generator.release import cli
 from generator.release.errors import EXIT_OK, Refused
 from generator.release.overlay import load_platform, resolve_root
@@ -52,13 +54,11 @@ def register(args: argparse.Namespace) -> int:
         raise Refused(f"unknown model {args.model!r} (platform.yaml has: {', '.join(models)})")
     model_dir = Path(args.model_root) / args.model
     if args.version:
-        if not (args.version.isascii() and args.version.isdigit() and not args.version.startswith("0")):
+        if not is_version_name(args.version):
             raise Refused(f"VERSION must be a positive integer, got {args.version!r}")
         version = int(args.version)
     else:
-        published = sorted(
-            int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isascii() and p.name.isdigit()
-        )
+        published = sorted(int(p.name) for p in model_dir.glob("*") if p.is_dir() and is_version_name(p.name))
         if not published:
             raise Refused(f"{model_dir} holds no published version (make train, or give VERSION=)")
         version = published[-1]

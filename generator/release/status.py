@@ -76,7 +76,8 @@ def job_pod_spec(job: dict) -> dict:
 
 def card_summary(root: Path, model: str, version: str, digest: str) -> str:
     """The model card's headline metric for a pin, or why the pin is not a reviewed card."""
-    if not (root / card_path(model, version)).is_file():
+    path = root / card_path(model, version)
+    if not (path.exists() or path.is_symlink()):
         return "no card"
     try:
         card = cards.read_card(root, model, version)

@@ -244,7 +244,7 @@ def _run(
             fresh_proc = freshness.Synth(root, config)
             children.append(fresh_proc)
         else:
-            notes.append("freshness not checked: platform.yaml or generator/synth.py is missing")
+            notes.append("freshness not checked: platform.yaml is not a regular file, or generator/synth.py is missing")
     files = repofiles.tracked_files(root)
     secrets_scan = None
     if opts.secrets:

@@ -33,7 +33,10 @@ RELEASE_FILE = "release.yaml"
 
 def card_findings(root: Path) -> tuple[list[Finding], dict[str, cards.Card]]:
     """The problems of every card in the registry, and the valid cards by repository path."""
-    out: list[Finding] = []
+    out = [
+        Finding(rel, "", "", "", "not a model card path: a card is registry/<model>/<version>.yaml", "model-card")
+        for rel in cards.stray_files(root)
+    ]
     valid: dict[str, cards.Card] = {}
     for rel in cards.all_card_files(root):
         try:

@@ -181,6 +181,16 @@ def test_a_card_at_the_wrong_path(root: Path, rel: str):
     assert found[0].message == "(top level): holds mnist version 1, so it belongs at registry/mnist/1.yaml"
 
 
+@pytest.mark.parametrize("rel", ["registry/mnist/2.yml", "registry/1.yaml", "registry/mnist/old/1.yaml"])
+def test_a_file_where_no_card_can_be_is_named(root: Path, rel: str):
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(root / "registry/mnist/1.yaml", root / rel)
+    found = check(root)
+    assert [(f.overlay, f.check, f.message) for f in found] == [
+        (rel, "model-card", "not a model card path: a card is registry/<model>/<version>.yaml")
+    ]
+
+
 @pytest.mark.parametrize(
     ("fields", "says"),
     [
