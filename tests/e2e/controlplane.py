@@ -51,11 +51,17 @@ class ControlPlaneError(RuntimeError):
     """The control plane did not start (the message carries the failing component's log tail)."""
 
 
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago (bind 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports that were free on 127.0.0.1 a moment ago (bound together, read,
+    closed: two single picks in a row may return the same port)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -164,7 +170,7 @@ class ControlPlane:
                 break
             except ControlPlaneError as exc:
                 plane.stop()
-                # Another process took a port between free_port() and the bind: new ports.
+                # Another process took a port between free_ports() and the bind: new ports.
                 if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS:
                     raise
             except BaseException:
@@ -242,7 +248,7 @@ class ControlPlane:
         )
         tokens.chmod(0o600)
 
-        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        etcd_port, peer_port, api_port = free_ports(3)
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         etcd = self._spawn(
             "etcd",

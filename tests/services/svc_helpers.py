@@ -127,17 +127,28 @@ def wait_loaded(app, timeout: float = 60.0) -> None:
 
 def free_port() -> int:
     """An ephemeral TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ephemeral ports on 127.0.0.1 that were free a moment ago (held open
+    together while they are picked: two free_port() calls in a row may return the same one)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 class Server:
     """A real gunicorn model server on 127.0.0.1:<ephemeral port>, stopped with SIGTERM."""
 
     def __init__(self, root: Path, log_path: Path, **env: str):
-        self.port = free_port()
-        self.grpc_port = int(env.pop("GRPC_PORT", 0)) or free_port()
+        self.port, spare = free_ports(2)
+        self.grpc_port = int(env.pop("GRPC_PORT", 0)) or spare
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log_path
