@@ -12,8 +12,6 @@ the model store. A card is never rewritten: a new training is a new version.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -215,17 +213,3 @@ def render_card(card: dict[str, Any]) -> str:
     """The card as YAML text: a header, then the fields in the schema's order (stable diffs)."""
     body = yaml.safe_dump(card, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
     return HEADER + body
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -49,6 +49,7 @@ from generator.conventions import (  # noqa: F401 (VARIANT_LABEL, VARIANTS are r
     release_config_map_name,
     variant_image_name,
 )
+from generator.files import write_atomic
 from generator.inputs import InputError, load_yaml_stream, read_text
 from generator.release.errors import Refused, ToolFailed
 from generator.release_files import definition_problem, overlay_problems
@@ -428,12 +429,12 @@ class Overlay:
         written: list[YamlFile] = []
         try:
             for f in changed:
-                _atomic_write(f.path, f.dump())
+                write_atomic(f.path, f.dump())
                 written.append(f)
             render(self.dir)
         except (ToolError, OSError) as exc:
             for f in written:
-                _atomic_write(f.path, f.original)
+                write_atomic(f.path, f.original)
             raise ToolFailed(
                 f"{self.env.overlay} no longer builds after the edit, so every file was restored: {exc}"
             ) from exc
@@ -461,15 +462,3 @@ class Overlay:
                 f"b/{rel}",
             )
         return "".join(out)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

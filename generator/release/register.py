@@ -21,6 +21,7 @@ import argparse
 from pathlib import Path
 
 from generator.conventions import card_path
+from generator.files import write_atomic
 from generator.registry import cards
 from generator.registry.next_version import is_version_name
 from generator.release import cli
@@ -84,7 +85,7 @@ def register(args: argparse.Namespace) -> int:
             f"({_differences(existing.data, card)}): a card is never rewritten, so a new training is a "
             f"new version (make train, then make register VERSION=<new>)"
         )
-    cards.write_atomic(path, cards.render_card(card))
+    write_atomic(path, cards.render_card(card).encode())
     metrics = card["metrics"]
     print(f"register: wrote {rel}: {args.model} v{version}, digest {card['digest']}")
     print(

@@ -23,6 +23,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generator.files import write_atomic
 from generator.tools import REPO_ROOT, ToolError
 
 STATE_DIR = REPO_ROOT / ".cache" / "containers"
@@ -143,9 +144,7 @@ def _ulimits() -> list[str]:
 def _write_atomically(path: Path, text: str) -> None:
     if path.exists() and path.read_text() == text:
         return
-    staged = path.with_name(f".{path.name}.partial")
-    staged.write_text(text)
-    staged.replace(path)
+    write_atomic(path, text.encode())
 
 
 def containers_configuration(state_dir: Path = STATE_DIR) -> dict[str, str]:
