@@ -17,7 +17,7 @@ import orjson
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.routing import BaseConverter
 
-from services.inference import metrics, serving
+from services.inference import dense_json, metrics, serving
 from services.inference.backends import SIGNATURE, TensorSpec
 from services.inference.repository import LoadedModel, ModelRepository
 
@@ -190,6 +190,9 @@ def _batch_of_instances(items: list, spec: TensorSpec, where: str) -> np.ndarray
 
 def parse_predict(body: bytes, spec: TensorSpec, max_batch: int) -> tuple[np.ndarray, str]:
     """Validate a predict body against the signature; returns the batch and "row" or "columnar"."""
+    fast = dense_json.dense_batch(body, tuple(spec.shape[1:]), max_batch)
+    if fast is not None:
+        return fast
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
