@@ -27,7 +27,6 @@ bp = Blueprint("api", __name__)
 JSON = "application/json"
 _OPT = orjson.OPT_SERIALIZE_NUMPY
 _ALLOWED_KEYS = {"instances", "inputs", "signature_name"}
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class NameConverter(BaseConverter):
@@ -129,7 +128,7 @@ def _conform(arr: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
         else:
             got = list(arr.shape[1:]) if arr.ndim > 1 else "scalars"
             raise ApiError(400, f"{where}: each instance must have shape {_shape_text(spec)}, got {got}")
-    if arr.dtype.kind == "f" and arr.size and not np.abs(arr).max() <= _FLOAT32_MAX:  # NaN fails too
+    if arr.dtype.kind == "f" and arr.size and not np.abs(arr).max() <= serving.FLOAT32_MAX:  # NaN fails too
         raise ApiError(400, f"{where} contains NaN, infinite or out-of-float32-range values")
     return arr.astype(np.float32, copy=False)  # integers always fit float32's range
 

@@ -23,7 +23,8 @@ import threading
 import numpy as np
 import simdjson
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+from services.inference.serving import FLOAT32_MAX
+
 #: Above this many arrays to check (64 instances of [28, 28, 1]: one per pixel), the general path
 #: is about as fast.
 MAX_ARRAYS_CHECKED = 8192
@@ -94,6 +95,6 @@ def dense_batch(body: bytes, dims: tuple[int, ...], max_batch: int) -> tuple[np.
         return None
     finally:
         doc = batch = None  # simdjson refuses to reuse a parser while proxies of its last document live
-    if values.size and not np.abs(values).max() <= _FLOAT32_MAX:  # NaN fails too
+    if values.size and not np.abs(values).max() <= FLOAT32_MAX:  # NaN fails too
         return None
     return values.astype(np.float32).reshape((n, *dims)), "row" if keys[0] == "instances" else "columnar"

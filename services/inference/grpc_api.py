@@ -61,7 +61,6 @@ HTTP_EQUIVALENT = {
 }
 _STATE_NUMBERS = {v.name: v.number for v in tfserving.ModelVersionStatus.DESCRIPTOR.enum_types_by_name["State"].values}
 _ERROR_NUMBERS = {v.name: v.number for v in tfserving.ERROR_CODES.values}
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
@@ -122,7 +121,7 @@ def tensor_to_array(tensor: DynamicMessage, spec: TensorSpec, key: str, max_batc
             grpc.StatusCode.INVALID_ARGUMENT,
             f"input '{key}': {len(tensor.float_val)} float_val values do not fill shape {list(shape)} ({count})",
         )
-    if not np.abs(array).max() <= _FLOAT32_MAX:  # NaN fails this too
+    if not np.abs(array).max() <= serving.FLOAT32_MAX:  # NaN fails this too
         raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"input '{key}' contains NaN or infinite values")
     return array
 

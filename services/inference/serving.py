@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from services.inference.backends import SIGNATURE, TensorSpec
 from services.inference.repository import LoadedModel, ModelRepository, VersionState
 
 METHOD_NAME = "tensorflow/serving/predict"
+#: The largest input value a float32 model takes; REST and gRPC refuse larger ones, NaN and infinities.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 NOT_FOUND, UNAVAILABLE, INVALID = "not_found", "unavailable", "invalid"
 

@@ -112,7 +112,10 @@ numbers = st.one_of(st.floats(width=32, allow_nan=False, allow_infinity=False), 
 @given(
     n=st.integers(1, 3),
     fill=numbers,
-    cut=st.none() | st.tuples(st.integers(0, 2), st.integers(0, 27), st.integers(0, 27), st.sampled_from(["drop", "add", "nest", "str"])),
+    cut=st.none()
+    | st.tuples(
+        st.integers(0, 2), st.integers(0, 27), st.integers(0, 27), st.sampled_from(["drop", "add", "nest", "str"])
+    ),
 )
 def test_fast_path_agrees_with_the_general_parser(n: int, fill: float, cut: tuple | None) -> None:
     batch = np.full((n, 28, 28), fill).tolist()
