@@ -6,11 +6,11 @@ with ``make bench``). simdjson (``pysimdjson``) parses the document without buil
 copies the numbers of a nested array into one buffer (``as_buffer``), which is several times
 faster.
 
-The fast path takes only the common, unambiguous case: an object with a single key,
-``instances`` or ``inputs``, whose value is a non-empty batch of numbers shaped exactly like the
-model's input (or like it without a trailing dimension of 1). Anything else (other keys,
-``b64`` images, a named input, a ragged or wrongly shaped batch, a non-finite or out-of-range
-number, too many instances) returns ``None``, and ``api.parse_predict`` parses the body the
+The fast path takes only the common, unambiguous case: a body of at most 2 MiB holding an object
+with a single key, ``instances`` or ``inputs``, whose value is a non-empty batch of numbers shaped
+exactly like the model's input (or like it without a trailing dimension of 1). Anything else
+(other keys, ``b64`` images, a named input, a ragged or wrongly shaped batch, a non-finite or
+out-of-range number, too many instances) returns ``None``, and ``api.parse_predict`` parses the body the
 general way, which also words every error. So this module never refuses a request and never
 accepts one the general path would refuse.
 """
@@ -28,6 +28,9 @@ from services.inference.serving import FLOAT32_MAX
 #: Above this many arrays to check (64 instances of [28, 28, 1]: one per pixel), the general path
 #: is about as fast.
 MAX_ARRAYS_CHECKED = 8192
+#: Larger bodies take the general path: each thread's parser keeps buffers as large as the largest
+#: document it parsed (64 images of 17-digit floats are about 1 MB).
+MAX_BODY_BYTES = 2 * 1024 * 1024
 _local = threading.local()
 
 
@@ -60,6 +63,8 @@ def _arrays_in_batch(n: int, dims: tuple[int, ...]) -> int:
 def dense_batch(body: bytes, dims: tuple[int, ...], max_batch: int) -> tuple[np.ndarray, str] | None:
     """The float32 batch (shape ``(n, *dims)``) and "row" or "columnar", or None (see the module doc)."""
     shapes = [dims] + ([dims[:-1]] if len(dims) > 1 and dims[-1] == 1 else [])
+    if len(body) > MAX_BODY_BYTES:
+        return None
     brackets = body.count(b"[")  # the one key holds no "[": every bracket belongs to the batch
     if brackets > MAX_ARRAYS_CHECKED:
         return None

@@ -100,6 +100,13 @@ def test_invalid_json_is_declined(raw: bytes) -> None:
     assert dense_json.dense_batch(raw, DIMS, MAX_BATCH) is None
 
 
+def test_a_body_over_the_fast_path_limit_is_declined() -> None:
+    padded = json.dumps({"instances": images(1)}).replace(",", "," + " " * 3000).encode()
+    assert len(padded) > dense_json.MAX_BODY_BYTES
+    assert dense_json.dense_batch(padded, DIMS, MAX_BATCH) is None
+    assert not isinstance(general(padded), api.ApiError)
+
+
 def test_a_duplicate_key_is_declined() -> None:
     one = json.dumps(images(1))
     assert dense_json.dense_batch(f'{{"instances": {one}, "instances": {one}}}'.encode(), DIMS, MAX_BATCH) is None
