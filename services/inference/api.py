@@ -251,20 +251,21 @@ def _check_batch_size(n: int, max_batch: int) -> None:
 def _predict(name: str, version: int | None) -> Response:
     repo = _check_name(name)
     model = _serving(repo, version)
-    if not request.mimetype or not (request.mimetype == JSON or request.mimetype.endswith("+json")):
+    environ = request.environ
+    if environ.get("CONTENT_TYPE") != JSON and not (request.mimetype == JSON or request.mimetype.endswith("+json")):
         got = request.mimetype or "none"
         raise ApiError(415, f"Content-Type must be application/json (got {got})")
     length = request.content_length
     if length is not None and length <= repo.settings.max_body_bytes:
-        body = request.environ["wsgi.input"].read(length)  # the common case, without werkzeug's stream wrappers
+        body = environ["wsgi.input"].read(length)  # the common case, without werkzeug's stream wrappers
     else:
         body = request.get_data(cache=False)  # chunked or too large: werkzeug enforces MAX_CONTENT_LENGTH (413)
     spec = model.backend.input
     batch, fmt = parse_predict(body, spec, repo.settings.max_batch_size)
-    metrics.BATCH_SIZE.labels(name).observe(batch.shape[0])
+    metrics.series(metrics.BATCH_SIZE, name).observe(batch.shape[0])
     started = time.perf_counter()
     output = model.backend.predict(batch)
-    metrics.MODEL_LATENCY.labels(name, model.backend.kind).observe(time.perf_counter() - started)
+    metrics.series(metrics.MODEL_LATENCY, name, model.backend.kind).observe(time.perf_counter() - started)
     key = "predictions" if fmt == "row" else "outputs"
     return json_response({key: output}, headers={"X-Model-Version": str(model.version)})
 

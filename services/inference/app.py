@@ -116,8 +116,10 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
         rule = request.url_rule
         endpoint = rule.endpoint.rsplit(".", 1)[-1] if rule is not None else "unmatched"
         model = g.get("model", "") if endpoint in _MODEL_ENDPOINTS else ""
-        metrics.REQUESTS.labels(endpoint, model, g.get("version", ""), str(response.status_code)).inc()
-        metrics.REQUEST_LATENCY.labels(endpoint, model).observe(time.perf_counter() - g.get("t0", time.perf_counter()))
+        metrics.series(metrics.REQUESTS, endpoint, model, g.get("version", ""), str(response.status_code)).inc()
+        metrics.series(metrics.REQUEST_LATENCY, endpoint, model).observe(
+            time.perf_counter() - g.get("t0", time.perf_counter())
+        )
         return response
 
     @app.teardown_request

@@ -225,10 +225,10 @@ class TFServingApi:
                 f"output_filter {unknown} not in the signature; its only output is '{output_name}'",
             )
         batch = tensor_to_array(inputs[spec.name], spec, spec.name, self.repo.settings.max_batch_size)
-        metrics.BATCH_SIZE.labels(model.name).observe(batch.shape[0])
+        metrics.series(metrics.BATCH_SIZE, model.name).observe(batch.shape[0])
         started = time.perf_counter()
         output = model.backend.predict(batch)
-        metrics.MODEL_LATENCY.labels(model.name, model.backend.kind).observe(time.perf_counter() - started)
+        metrics.series(metrics.MODEL_LATENCY, model.name, model.backend.kind).observe(time.perf_counter() - started)
         response = tfserving.PredictResponse()
         self._model_spec(model, response.model_spec)
         array_to_tensor(output, response.outputs[output_name])
@@ -311,8 +311,8 @@ def _unary(
             metrics.IN_FLIGHT.dec()
             status = HTTP_EQUIVALENT.get(code, "500")
             model_label = name if request.model_spec.name == name else ""  # never a client's string
-            metrics.REQUESTS.labels(endpoint, model_label, version, status).inc()
-            metrics.REQUEST_LATENCY.labels(endpoint, name).observe(time.perf_counter() - started)
+            metrics.series(metrics.REQUESTS, endpoint, model_label, version, status).inc()
+            metrics.series(metrics.REQUEST_LATENCY, endpoint, name).observe(time.perf_counter() - started)
         context.abort(code, message)
 
     return grpc.unary_unary_rpc_method_handler(

@@ -12,7 +12,9 @@ instrumentation guidance asks: a series that first appears at 1 hides that incre
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -101,6 +103,13 @@ MODEL_READY = Gauge(
     ["model"],
     multiprocess_mode="livemin",
 )
+
+
+@functools.lru_cache(maxsize=4096)
+def series(metric: Counter | Gauge | Histogram, *label_values: str) -> Any:
+    """``metric.labels(*label_values)``, looked up once: ``labels()`` checks and locks on every call,
+    and a request records four series (every label value is bounded: routes, model, versions, codes)."""
+    return metric.labels(*label_values)
 
 
 def initialise(model: str, pinned_version: int | None) -> None:
