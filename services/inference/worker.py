@@ -380,11 +380,14 @@ class InferenceWorker(ThreadWorker):
                 conn.continued = True
                 self._send_now(conn, _CONTINUE)
             return
-        request = bytes(conn.buf[:result])
+        with memoryview(conn.buf) as view:
+            pieces = [bytes(view[: conn.framer.header_end]), bytes(view[conn.framer.header_end : result])]
         del conn.buf[:result]
         self.buffered -= result
         self._unwatch(conn)
-        conn.parser = http.get_parser(self.cfg, [request], conn.client)
+        # The head and the body apart: gunicorn's parser copies everything it holds while it looks for
+        # the end of the request line and of the headers, and the body then reaches the app in one piece.
+        conn.parser = http.get_parser(self.cfg, pieces if pieces[1] else pieces[:1], conn.client)
         conn.sock.setblocking(True)
         self.enqueue_req(conn)
 
