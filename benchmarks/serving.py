@@ -1,7 +1,8 @@
 """Serving benchmark (``make bench``): the real gunicorn model server under load, on loopback only.
 
-Rows, each measured the same way in every round (rounds interleave servers; the table shows each
-row's median round, every ratio is the median of its per-round ratios):
+Rows, each measured the same way in every round (both servers are up in a round, and the rows a goal
+compares run one right after the other; the table shows each row's median round, every ratio is the
+median of its per-round ratios):
 
 1. our no-op route (``GET /v2/health/live``): the HTTP ceiling of the same stack;
 2. single-image ``:predict``, JSON ``[28, 28]`` instance; 3. the same as ``{"b64": <PNG>}``;
@@ -35,6 +36,7 @@ import tempfile
 import time
 import urllib.request
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -578,6 +580,23 @@ GOALS = [  # (label, numerator row, denominator row, by images, goal, higher is 
 ]
 
 
+def run_round(ours: Gunicorn, kserve: Gunicorn, images: np.ndarray, args) -> Iterator[tuple[str, Result]]:
+    """Every row once, as (row, result); the rows a goal compares run one right after the other."""
+    live, predict = "/v2/health/live", f"/v1/models/{MODEL}:predict"
+    single = json.dumps({"instances": [np.round(images[0, :, :, 0], 4).tolist()]}).encode()
+    batch = json.dumps({"instances": np.round(images[:, :, :, 0], 4).tolist()}).encode()
+    b64 = json.dumps({"instances": [{"b64": png_b64(images[0])}]}).encode()
+    yield "1", run_wrk("1  ours: no-op route (GET /v2/health/live)", ours.port, live, None, ours.proc.pid, args)
+    yield "2", run_wrk("2  ours: predict, 1 image, JSON", ours.port, predict, single, ours.proc.pid, args)
+    yield "K2", run_wrk("K2 KServe: predict, 1 image, JSON", kserve.port, predict, single, kserve.proc.pid, args)
+    yield "K1", run_wrk("K1 KServe: no-op route (GET /v2/health/live)", kserve.port, live, None, kserve.proc.pid, args)
+    yield "K4", run_wrk("K4 KServe: predict, 64 images, JSON", kserve.port, predict, batch, kserve.proc.pid, args, 64)
+    yield "4", run_wrk("4  ours: predict, 64 images, JSON", ours.port, predict, batch, ours.proc.pid, args, 64)
+    yield "3", run_wrk("3  ours: predict, 1 image, b64 PNG", ours.port, predict, b64, ours.proc.pid, args)
+    yield "5", run_grpc("5  ours: gRPC Predict, 1 image", ours.grpc_target, images[:1], ours.proc.pid, args)
+    yield "6", run_grpc("6  ours: gRPC Predict, 64 images", ours.grpc_target, images, ours.proc.pid, args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every scenario (interleaved rounds) and print the table with the ratios against their goals."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.split("\n\n")[0])
@@ -594,10 +613,6 @@ def main(argv: list[str] | None = None) -> int:
     version = max(int(v.name) for v in model_dir.iterdir() if v.name.isdigit())
     version_dir = model_dir / str(version)
     images = sample_images(64)
-    single = json.dumps({"instances": [np.round(images[0, :, :, 0], 4).tolist()]}).encode()
-    batch = json.dumps({"instances": np.round(images[:, :, :, 0], 4).tolist()}).encode()
-    b64 = json.dumps({"instances": [{"b64": png_b64(images[0])}]}).encode()
-    predict = f"/v1/models/{MODEL}:predict"
     print(
         f"model {MODEL} v{version}; servers: {args.workers} worker(s) x {args.threads} threads; wrk -t2 "
         f"-c{args.connections} / {args.connections} gRPC client processes; median of {args.rounds} rounds of "
@@ -607,39 +622,21 @@ def main(argv: list[str] | None = None) -> int:
     model_only = model_only_us_per_image(version_dir, images)
     rounds: dict[str, list[Result]] = {}
     for round_no in range(1, args.rounds + 1):
-        server = start_model_server(root, args.workers, args.threads)
+        # Both servers up at once (the idle one costs nothing), so the rows a goal compares run one
+        # right after the other: a shared machine's load changes less between them.
+        ours, kserve = start_model_server(root, args.workers, args.threads), start_kserve(version_dir, args.workers)
         try:
-            server.wait_ready()
-            pid, port = server.proc.pid, server.port
-            for key, result in (
-                ("1", run_wrk("1  ours: no-op route (GET /v2/health/live)", port, "/v2/health/live", None, pid, args)),
-                ("2", run_wrk("2  ours: predict, 1 image, JSON", port, predict, single, pid, args)),
-                ("3", run_wrk("3  ours: predict, 1 image, b64 PNG", port, predict, b64, pid, args)),
-                ("4", run_wrk("4  ours: predict, 64 images, JSON", port, predict, batch, pid, args, images=64)),
-                ("5", run_grpc("5  ours: gRPC Predict, 1 image", server.grpc_target, images[:1], pid, args)),
-                ("6", run_grpc("6  ours: gRPC Predict, 64 images", server.grpc_target, images, pid, args)),
-            ):
-                rounds.setdefault(key, []).append(result)
-                print(f"  round {round_no}: {result.name}: {result.rps:,.0f} req/s", flush=True)
-        finally:
-            server.stop()
-        kserve = start_kserve(version_dir, args.workers)
-        try:
+            ours.wait_ready()
             kserve.wait_ready(180)
-            pid, port = kserve.proc.pid, kserve.port
-            for key, result in (
-                (
-                    "K1",
-                    run_wrk("K1 KServe: no-op route (GET /v2/health/live)", port, "/v2/health/live", None, pid, args),
-                ),
-                ("K2", run_wrk("K2 KServe: predict, 1 image, JSON", port, predict, single, pid, args)),
-                ("K4", run_wrk("K4 KServe: predict, 64 images, JSON", port, predict, batch, pid, args, images=64)),
-            ):
+            for key, result in run_round(ours, kserve, images, args):
                 rounds.setdefault(key, []).append(result)
                 print(f"  round {round_no}: {result.name}: {result.rps:,.0f} req/s", flush=True)
         finally:
+            ours.stop()
             kserve.stop()
 
+    order = ("1", "2", "3", "4", "5", "6", "K1", "K2", "K4")  # the table's order, not the run's
+    rounds = {key: rounds[key] for key in order}
     results = {key: sorted(rs, key=lambda r: r.rps)[len(rs) // 2] for key, rs in rounds.items()}
     print()
     columns = (
