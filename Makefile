@@ -53,15 +53,6 @@ $(TOOLS_STAMP): generator/tools/__init__.py | $(call installed,generator)
 $(PROMETHEUS_STAMP): generator/tools/prometheus.py | $(call installed,generator)
 	$(PY) -m generator.tools.prometheus
 
-# Upstream binaries that no package registry carries (kubeconform, kube-apiserver,
-# kube-controller-manager), unpacked and verified into .cache/shared-tools/ when SHARED_TOOLS
-# exists; elsewhere set KUBECONFORM (and KUBEBUILDER_ASSETS) or put them on PATH.
-SHARED_TOOLS ?= ../shared/tools
-SHARED_STAMP := $(if $(wildcard $(SHARED_TOOLS)/unpack),.cache/shared-tools/.unpacked)
-$(SHARED_STAMP): $(SHARED_TOOLS)/SHA256SUMS
-	$(SHARED_TOOLS)/unpack $(@D) > /dev/null
-	@touch $@
-
 .PHONY: venv tools lock
 venv: $(call installed,$(GROUPS)) ## Install every dependency group into .venv (no work when up to date)
 tools: $(GENERATOR) $(PROMETHEUS_STAMP) ## Provide kubectl (with kustomize), helm, promtool and prometheus; print their versions
@@ -95,7 +86,7 @@ chart-readme: $(call installed,generator) ## Regenerate the chart README's param
 	$(PY) -m generator.tools.readme_generator
 
 .PHONY: test e2e validate lint
-test: $(EVERYTHING) $(PROMETHEUS_STAMP) $(SHARED_STAMP) ## Run every test suite but e2e (real kustomize, helm, gunicorn, TensorFlow, LiteRT, promtool)
+test: $(EVERYTHING) $(PROMETHEUS_STAMP) ## Run every test suite but e2e (real kustomize, helm, gunicorn, TensorFlow, LiteRT, promtool)
 	$(PY) -m pytest -n 2 --dist loadfile
 
 # The control plane's binaries come from KUBEBUILDER_ASSETS (see generator/tools/envtest.py);
@@ -104,7 +95,7 @@ e2e: $(call installed,generator dev) $(TOOLS_STAMP) ## Sync every overlay into a
 	@$(PY) -m generator.tools.envtest
 	$(PY) -m pytest tests/e2e
 
-validate: $(GENERATOR) $(SHARED_STAMP) ## Render every overlay; check schemas, policies, cross-references (ARGS="--output junit")
+validate: $(GENERATOR) ## Render every overlay; check schemas, policies, cross-references (ARGS="--output junit")
 	$(PY) -m generator validate $(ARGS)
 
 # Every group: mypy resolves the imports of generator/ and services/ (pyproject.toml [tool.mypy]).
@@ -181,7 +172,7 @@ push-images: $(call installed,generator) ## Push the images built at this revisi
 bench: $(EVERYTHING) ## Benchmark the model server (wrk, gRPC clients) against the model alone and KServe (own venv in .bench/)
 	$(PY) -m benchmarks.serving
 
-bench-validate: $(GENERATOR) $(SHARED_STAMP) ## Benchmark make validate against kubernetes-validate, and on a large platform
+bench-validate: $(GENERATOR) ## Benchmark make validate against kubernetes-validate, and on a large platform
 	$(PY) -m benchmarks.validation
 
 bench-train: $(call installed,training) ## Training samples/s with 1 and 2 local workers (MultiWorkerMirroredStrategy)

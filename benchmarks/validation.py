@@ -258,7 +258,7 @@ def main() -> int:
     print(f"  kubernetes_validate.validate() per call   {tp['kubernetes_validate_per_s']:10.0f} resources/s")
     print(f"  ratio warm: {tp['ratio_warm']:.1f}x   ratio cold: {tp['ratio_cold']:.1f}x   (target >= 10x)")
     if tp["kubeconform_per_s"] is None:
-        print("  kubeconform: not found (KUBECONFORM, PATH, .cache/shared-tools): no comparison")
+        print("  kubeconform: not on PATH and KUBECONFORM unset: no comparison")
     else:
         print(f"  kubeconform -strict -n 1 (same schemas)   {tp['kubeconform_per_s']:10.0f} resources/s")
         print(f"  this validator warm / kubeconform: {tp['ours_warm_per_s'] / tp['kubeconform_per_s']:.2f}x")

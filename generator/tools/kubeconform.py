@@ -1,9 +1,9 @@
 """Locate kubeconform, the schema validator Kubernetes users know.
 
-No package registry carries it, so it is never downloaded: it is taken from, in order,
-``$KUBECONFORM`` (an explicit choice, so an error when it does not run), ``PATH``, and
-``.cache/shared-tools/``, where ``make`` unpacks the upstream binaries of ``SHARED_TOOLS``
-when that directory exists (see the Makefile). ``make validate`` runs it whenever one is found.
+No package registry carries it, so it is never downloaded: it is taken from ``$KUBECONFORM``
+(an explicit choice, so an error when it does not run), then ``PATH``, as the pull-request
+workflow provides it. ``make validate`` runs it whenever one is found and says in one line that
+it did not run otherwise.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
-from generator.tools import REPO_ROOT, ToolError
+from generator.tools import ToolError
 
 ENV_VAR = "KUBECONFORM"
-UNPACKED = REPO_ROOT / ".cache" / "shared-tools" / "kubeconform"
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ def find_kubeconform() -> Kubeconform | None:
         if version is None:
             raise ToolError(f"{ENV_VAR}={explicit} does not run (kubeconform -v failed)")
         return Kubeconform(explicit, version)
-    for candidate in (shutil.which("kubeconform"), str(UNPACKED) if Path(UNPACKED).exists() else None):
-        if candidate and (version := _version(candidate)):
-            return Kubeconform(candidate, version)
+    candidate = shutil.which("kubeconform")
+    if candidate and (version := _version(candidate)):
+        return Kubeconform(candidate, version)
     return None

@@ -316,7 +316,7 @@ def _run(
     if opts.kubeconform == "auto":
         found = find_kubeconform()
         if found is None:
-            notes.append(f"kubeconform not found (PATH, ${KUBECONFORM_ENV}, .cache/shared-tools): not run")
+            notes.append(f"kubeconform not run: not on PATH and ${KUBECONFORM_ENV} unset (no registry carries it)")
         else:
             streams = rendered + charts + ([argocd] if argocd else [])
             findings.extend(kubeconform.run(found.path, streams, root, opts.kubernetes_version))

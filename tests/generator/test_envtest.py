@@ -51,12 +51,43 @@ def test_another_minor_version_is_rejected_with_how_to_get_a_fitting_one(tmp_pat
     assert "KUBEBUILDER_ASSETS" in message and "\n" not in message
 
 
-def test_without_binaries_the_command_fails_with_one_line(tmp_path):
+def run_envtest(tmp_path: Path, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """``python -m generator.tools.envtest`` in a bare environment plus ``environ``."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "generator.tools.envtest"], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    return subprocess.run(
+        [sys.executable, "-m", "generator.tools.envtest", *args],
+        cwd=REPO_ROOT,
+        env=env | environ,
+        capture_output=True,
+        text=True,
     )
+
+
+def test_without_binaries_the_command_fails_with_one_line_naming_setup_envtest(tmp_path):
+    proc = run_envtest(tmp_path)
     assert proc.returncode == 2
     assert proc.stdout == ""
     [line] = proc.stderr.splitlines()
     assert line.startswith("envtest: kube-apiserver: not found; set KUBEBUILDER_ASSETS")
+    assert "`setup-envtest use 1.33.x -p path`" in line and "kube-controller-manager" in line
+
+
+def test_declared_says_in_one_line_that_e2e_does_not_run_where_no_control_plane_is_named(tmp_path):
+    proc = run_envtest(tmp_path, "--declared")
+    assert (proc.returncode, proc.stderr) == (1, "")
+    [line] = proc.stdout.splitlines()
+    assert line.startswith("envtest: make e2e not run: no control plane here (KUBEBUILDER_ASSETS or ")
+    assert "setup-envtest" in line
+
+
+@pytest.mark.parametrize("variable", ["KUBEBUILDER_ASSETS", "TEST_ASSET_KUBE_APISERVER"])
+def test_a_named_control_plane_is_declared_even_when_it_is_missing(tmp_path, variable):
+    """Named but missing is not 'not here': make e2e then runs and fails, and so does CI."""
+    proc = run_envtest(tmp_path, "--declared", **{variable: str(tmp_path / "nothing")})
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    assert run_envtest(tmp_path, **{variable: str(tmp_path / "nothing")}).returncode == 2
+
+
+def test_an_etcd_alone_declares_no_control_plane():
+    """etcd and kubectl are bootstrapped here; only the two Kubernetes binaries need naming."""
+    assert envtest.declared({"TEST_ASSET_ETCD": "/usr/bin/etcd", "TEST_ASSET_KUBECTL": "/usr/bin/kubectl"}) == []
