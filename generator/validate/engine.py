@@ -18,7 +18,17 @@ from generator import release_files
 from generator.inputs import InputError, load_yaml, read_text
 from generator.tools.kubeconform import ENV_VAR as KUBECONFORM_ENV
 from generator.tools.kubeconform import find_kubeconform
-from generator.validate import crossrefs, freshness, kubeconform, model_pins, policies, render, repofiles, semantics
+from generator.validate import (
+    crossrefs,
+    freshness,
+    kubeconform,
+    model_pins,
+    policies,
+    render,
+    repofiles,
+    semantics,
+    stored,
+)
 from generator.validate.kube import as_list
 from generator.validate.model import Finding, Resource, fmt_path
 from generator.validate.schemas import DEFAULT_K8S_VERSION, SchemaStore
@@ -52,6 +62,7 @@ ALL_CHECKS = {
     **SCHEMA_CHECKS,
     **repofiles.CHECKS,
     **semantics.CHECKS,
+    **stored.CHECKS,
     **policies.CHECKS,
     **crossrefs.CHECKS,
     **freshness.CHECKS,
@@ -161,14 +172,18 @@ def schema_findings(store: SchemaStore, res: Resource) -> list[Finding]:
     return [res.finding(path, message, "schema") for path, message in errors]
 
 
+def resource_findings(store: SchemaStore, res: Resource) -> list[Finding]:
+    """The checks of one object on its own: its schema, its names and labels, what the cluster keeps."""
+    return [*schema_findings(store, res), *semantics.check(res), *stored.check(store, res)]
+
+
 def check_overlay(
     store: SchemaStore, resources: list[Resource], env: policies.Environment | None = None
 ) -> list[Finding]:
     """Every in-process check of one rendered overlay (schemas, semantics, policies, references)."""
     out: list[Finding] = []
     for res in resources:
-        out.extend(schema_findings(store, res))
-        out.extend(semantics.check(res))
+        out.extend(resource_findings(store, res))
     out.extend(policies.check_overlay(resources, env or policies.Environment()))
     out.extend(crossrefs.check_overlay(resources))
     return out
@@ -294,15 +309,13 @@ def _run(
         findings.extend(chart.findings)
         all_resources.extend(chart.resources)
         for res in chart.resources:
-            findings.extend(schema_findings(store, res))
-            findings.extend(semantics.check(res))
+            findings.extend(resource_findings(store, res))
         findings.extend(policies.check_overlay(chart.resources, policies.Environment()))
     if argocd is not None:
         findings.extend(argocd.findings)
         all_resources.extend(argocd.resources)
         for res in argocd.resources:
-            findings.extend(schema_findings(store, res))
-            findings.extend(semantics.check(res))
+            findings.extend(resource_findings(store, res))
         deployed: dict[str, render.Rendered | None] = {item.path: item for item in rendered}
         deployed["argocd"] = argocd
         if not opts.overlays:

@@ -41,6 +41,7 @@ CHECKS = {
     "automount-token": "automountServiceAccountToken is false",
     "job-limits": "Jobs set backoffLimit (or backoffLimitPerIndex) and ttlSecondsAfterFinished",
     "secret-data": "no Secret carries data in git",
+    "argocd-hook": "an Argo CD hook with a fixed name is re-created on every sync (BeforeHookCreation)",
     "train": "an overlay runs training (Jobs or CronJobs labelled app.kubernetes.io/component: training) "
     "exactly when platform.yaml's environment sets train: true",
 }
@@ -359,6 +360,29 @@ def job_limits(res: Resource) -> list[Finding]:
     return out
 
 
+HOOK = "argocd.argoproj.io/hook"
+HOOK_DELETE_POLICY = "argocd.argoproj.io/hook-delete-policy"
+
+
+def argocd_hook(res: Resource) -> list[Finding]:
+    """A named hook is created once and then kept (a Job never runs again) unless its delete policy
+    says BeforeHookCreation; Argo CD's default for hooks without one changed (argo-cd's
+    gitops-engine: "no default deletion policy"), so it must be explicit."""
+    if HOOK not in res.annotations or "generateName" in res.metadata:
+        return []
+    policies = str(res.annotations.get(HOOK_DELETE_POLICY, "")).replace(" ", "").split(",")
+    if "BeforeHookCreation" in policies:
+        return []
+    return [
+        res.finding(
+            ["metadata", "annotations", HOOK_DELETE_POLICY],
+            f"the {res.annotations[HOOK]} hook has a fixed name and no BeforeHookCreation delete policy: "
+            "Argo CD creates it once and never runs it again",
+            "argocd-hook",
+        )
+    ]
+
+
 def secret_data(res: Resource) -> list[Finding]:
     if res.kind != "Secret" or res.api_version != "v1":
         return []
@@ -377,6 +401,7 @@ def check_overlay(resources: list[Resource], env: Environment) -> list[Finding]:
     pods = [p for p in (pod_template(r) for r in resources) if p is not None]
     for res in resources:
         out.extend(job_limits(res))
+        out.extend(argocd_hook(res))
         out.extend(secret_data(res))
     for pod in pods:
         out.extend(pod_security(pod))

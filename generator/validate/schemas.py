@@ -91,10 +91,15 @@ def _tighten_definitions(defs: dict) -> None:
 
 
 @lru_cache(maxsize=8)
-def _registry(schema_dir: Path) -> Registry:
+def _definitions(schema_dir: Path) -> dict:
     definitions = json.loads((schema_dir / "_definitions.json").read_text())
     _tighten_definitions(definitions["$defs"])
-    return RefResource.from_contents(definitions) @ Registry()
+    return definitions
+
+
+@lru_cache(maxsize=8)
+def _registry(schema_dir: Path) -> Registry:
+    return RefResource.from_contents(_definitions(schema_dir)) @ Registry()
 
 
 class SchemaStore:
@@ -105,8 +110,15 @@ class SchemaStore:
         self.schema_dir = k8s_schema_dir(kubernetes_version)
         self.crd_dir = crd_dir
         self._validators: dict[tuple[str, str], jsonschema.protocols.Validator | None] = {}
+        self._schemas: dict[tuple[str, str], tuple[dict, bool] | None] = {}
 
     def _load_schema(self, api_version: str, kind: str) -> tuple[dict, bool] | None:
+        key = (api_version, kind)
+        if key not in self._schemas:
+            self._schemas[key] = self._read_schema(api_version, kind)
+        return self._schemas[key]
+
+    def _read_schema(self, api_version: str, kind: str) -> tuple[dict, bool] | None:
         group, _, version = api_version.rpartition("/")
         k8s_file = self.schema_dir / _k8s_file_name(api_version, kind)
         if k8s_file.is_file():
@@ -131,6 +143,16 @@ class SchemaStore:
                 cls = strict_class(jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator))
                 self._validators[key] = cls(schema, registry=registry)
         return self._validators[key]
+
+    def schema(self, api_version: str, kind: str) -> tuple[dict, dict, bool] | None:
+        """The schema of a kind, the definitions its ``$ref`` names resolve in, and whether the kind
+        is built into Kubernetes (not a CRD); None when there is none."""
+        loaded = self._load_schema(api_version, kind)
+        if loaded is None:
+            return None
+        schema, is_k8s = loaded
+        defs = _definitions(self.schema_dir)["$defs"] if is_k8s else schema.get("$defs", {})
+        return schema, defs, is_k8s
 
     def known_versions(self, kind: str) -> tuple[list[str], list[str]]:
         """apiVersions with a schema for this kind: (served by this Kubernetes, converted CRDs);

@@ -143,7 +143,6 @@ def build_repo(root: Path, envs=("dev",)) -> Path:
         "spec": {
             "sourceRepos": [REPO],
             "destinations": [{"server": "https://kubernetes.default.svc", "namespace": f"ml-{e}"} for e in envs],
-            "clusterResourceWhitelist": [],
             "namespaceResourceWhitelist": sorted(
                 ({"group": d["apiVersion"].rpartition("/")[0], "kind": d["kind"]} for d in docs),
                 key=lambda x: (x["group"], x["kind"]),
