@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if args == ["--declared"]:
         if declared():
             return 0
-        names = " or ".join([ASSETS_ENV_VAR, *(asset_env_var(name) for name in CONTROL_PLANE)])
-        print(f"envtest: make e2e not run: no control plane here ({names} unset); to run it, {HOW_TO_GET}")
+        names = ", ".join([ASSETS_ENV_VAR, *(asset_env_var(name) for name in CONTROL_PLANE)])
+        print(f"envtest: make e2e not run: no control plane here (none of {names} is set); to run it, {HOW_TO_GET}")
         return 1
     if args:
         print(f"usage: python -m generator.tools.envtest [--declared]; got {' '.join(args)}", file=sys.stderr)

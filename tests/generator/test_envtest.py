@@ -76,7 +76,7 @@ def test_declared_says_in_one_line_that_e2e_does_not_run_where_no_control_plane_
     proc = run_envtest(tmp_path, "--declared")
     assert (proc.returncode, proc.stderr) == (1, "")
     [line] = proc.stdout.splitlines()
-    assert line.startswith("envtest: make e2e not run: no control plane here (KUBEBUILDER_ASSETS or ")
+    assert line.startswith("envtest: make e2e not run: no control plane here (none of KUBEBUILDER_ASSETS, ")
     assert "setup-envtest" in line
 
 
