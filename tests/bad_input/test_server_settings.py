@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from loopback import free_port
 
 from services.inference.settings import ConfigError, Settings
 
@@ -52,12 +52,6 @@ def test_a_control_character_in_any_variable_is_refused(variable, value):
 @given(variable=st.sampled_from(NUMERIC), value=not_a_bounded_number)
 def test_a_number_out_of_bounds_or_not_a_number_is_refused(variable, value):
     assert refused({variable: value}).startswith(f"{variable}=")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def gunicorn(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:

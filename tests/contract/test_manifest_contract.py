@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from loopback import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from promql_names import metric_names, monitoring_expressions
 
@@ -105,12 +105,6 @@ def base_env(tmp: Path) -> dict[str, str]:
     }
     # The containers run with the image's WORKDIR on sys.path; /tmp is their emptyDir.
     return {**keep, "PYTHONPATH": str(REPO_ROOT), "TMPDIR": str(tmp / "tmp-dir"), "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from generator.tools.prometheus import _version_of, fits, prometheus_path, promtool_path
+from generator.tools.prometheus import PROMETHEUS, fits, prometheus_path, promtool_path
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ def test_version_fit(version, fitting):
 
 def test_chosen_binaries_run_and_fit():
     for path in (promtool_path(), prometheus_path()):
-        version = _version_of(path)
+        version = PROMETHEUS.version_of(path)
         assert version and fits(version), (path, version)
     help_text = subprocess.run([promtool_path(), "test", "rules", "--help"], capture_output=True, text=True)
     assert help_text.returncode == 0 and "Unit tests for rules" in help_text.stdout + help_text.stderr
@@ -37,5 +37,5 @@ def test_a_binary_that_cannot_run_has_no_version(tmp_path):
     fake = tmp_path / "promtool"
     fake.write_text("#!/bin/sh\nexit 1\n")
     fake.chmod(0o755)
-    assert _version_of(str(fake)) is None
-    assert _version_of(str(tmp_path / "missing")) is None
+    assert PROMETHEUS.version_of(str(fake)) is None
+    assert PROMETHEUS.version_of(str(tmp_path / "missing")) is None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 import yaml
-from svc_helpers import free_port  # on the import path through conftest.py
+from loopback import free_port
 
 from generator.tools import REPO_ROOT, render_overlay
 from generator.tools.prometheus import prometheus_path, promtool_path

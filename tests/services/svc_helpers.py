@@ -7,13 +7,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import requests
+from loopback import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -123,24 +123,6 @@ def wait_loaded(app, timeout: float = 60.0) -> None:
     """Block until the app's repository has a model (fails the test otherwise)."""
     repo = app.extensions["inference.repository"]
     assert repo.wait_until_loaded(timeout), f"model not loaded: {repo.last_error}"
-
-
-def free_port() -> int:
-    """An ephemeral TCP port on 127.0.0.1 that was free a moment ago."""
-    return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ephemeral ports on 127.0.0.1 that were free a moment ago (held open
-    together while they are picked: two free_port() calls in a row may return the same one)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class Server:
