@@ -12,6 +12,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS_STAMP := .tools/tools.json
 PROMETHEUS_STAMP := .tools/prometheus.json
+REGISTRY_STAMP := .tools/docker-registry.json
 
 # Dependency groups, each a lock file with hashes made by `make lock` from its .in file.
 LOCK_generator := requirements/generator.txt
@@ -50,12 +51,15 @@ $(VENV)/.installed-%: $$(LOCK_$$*) | $(PY)
 $(TOOLS_STAMP): generator/tools/__init__.py | $(call installed,generator)
 	$(PY) -m generator.tools
 
-$(PROMETHEUS_STAMP): generator/tools/prometheus.py | $(call installed,generator)
+$(PROMETHEUS_STAMP): generator/tools/prometheus.py generator/tools/debian.py | $(call installed,generator)
 	$(PY) -m generator.tools.prometheus
+
+$(REGISTRY_STAMP): generator/tools/oci_registry.py generator/tools/debian.py | $(call installed,generator)
+	$(PY) -m generator.tools.oci_registry
 
 .PHONY: venv tools lock
 venv: $(call installed,$(GROUPS)) ## Install every dependency group into .venv (no work when up to date)
-tools: $(GENERATOR) $(PROMETHEUS_STAMP) ## Provide kubectl (with kustomize), helm, promtool and prometheus; print their versions
+tools: $(GENERATOR) $(PROMETHEUS_STAMP) $(REGISTRY_STAMP) ## Provide kubectl (with kustomize), helm, promtool, prometheus and an OCI registry; print their versions
 
 # One resolution for all groups (requirements/constraints.txt), then each group's lock from it,
 # so the groups agree on every shared package and can share one .venv.
@@ -86,7 +90,7 @@ chart-readme: $(call installed,generator) ## Regenerate the chart README's param
 	$(PY) -m generator.tools.readme_generator
 
 .PHONY: test e2e validate lint
-test: $(EVERYTHING) $(PROMETHEUS_STAMP) ## Run every test suite but e2e (real kustomize, helm, gunicorn, TensorFlow, LiteRT, promtool)
+test: $(EVERYTHING) $(PROMETHEUS_STAMP) $(REGISTRY_STAMP) ## Run every test suite but e2e (real kustomize, helm, gunicorn, TensorFlow, LiteRT, promtool)
 	$(PY) -m pytest -n 2 --dist loadfile
 
 # The control plane's binaries come from KUBEBUILDER_ASSETS (see generator/tools/envtest.py);
@@ -107,7 +111,13 @@ lint: $(EVERYTHING) ## Every linter, offline from .venv: pre-commit run --all-fi
 # DRY_RUN=1 prints the edit as a diff and writes nothing.
 DRY = $(if $(DRY_RUN),--dry-run)
 
-.PHONY: promote canary switch set-image diff status register pin-model
+.PHONY: promote canary switch set-image diff status register pin-model package-model push-model
+package-model: $(call installed,generator) ## Write a model version as an OCI image (same files, same digest): make package-model [MODEL=] [VERSION=]
+	$(PY) -m generator package-model --model "$(MODEL)" --model-root "$(MODEL_ROOT)" $(if $(VERSION),--version "$(VERSION)")
+
+push-model: $(call installed,generator) ## Push a model version's image to modelArtifacts.repository; print repository@digest (PLAIN_HTTP=1)
+	$(PY) -m generator push-model --model "$(MODEL)" --model-root "$(MODEL_ROOT)" $(if $(VERSION),--version "$(VERSION)") $(if $(PLAIN_HTTP),--plain-http)
+
 register: $(call installed,generator) ## Write a trained version's model card: make register [MODEL=mnist] [VERSION=n] [MODEL_ROOT=models]
 	$(PY) -m generator register --model "$(MODEL)" --model-root "$(MODEL_ROOT)" $(if $(VERSION),--version "$(VERSION)")
 

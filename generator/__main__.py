@@ -94,6 +94,8 @@ DELEGATED = {
     "status": ("generator.release.status", "one table of every environment"),
     "register": ("generator.release.register", "write a trained version's model card into registry/"),
     "pin-model": ("generator.release.pin_model", "pin a registered model version and its digest in an overlay"),
+    "package-model": ("generator.release.package_model", "write a model version as an OCI image layout"),
+    "push-model": ("generator.release.push_model", "push a model version's OCI image; print its digest"),
 }
 
 

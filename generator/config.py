@@ -199,6 +199,14 @@ class Platform:
     environments: tuple[Environment, ...]
     argocd: ArgoCD
     monitoring: Monitoring
+    #: modelArtifacts.repository: where model versions live as OCI images ("" when not set).
+    model_artifacts: str = ""
+
+    def artifact_repository(self, model: str) -> str:
+        """The image repository of one model's versions (``<modelArtifacts.repository>/<model>``)."""
+        if not self.model_artifacts:
+            raise ConfigError(["platform.yaml: modelArtifacts.repository: not set (the registry models are pushed to)"])
+        return f"{self.model_artifacts}/{model}"
 
 
 # --- loading and checking -----------------------------------------------------------------
@@ -399,6 +407,7 @@ def _to_settings(data: dict) -> Platform:
             data["argocd"]["targetRevision"],
         ),
         monitoring=_monitoring(data.get("monitoring")),
+        model_artifacts=data.get("modelArtifacts", {}).get("repository", ""),
     )
 
 

@@ -173,9 +173,10 @@ def _section(meta: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def build_card(version_dir: Path, model: str, version: int) -> dict[str, Any]:
+def build_card(version_dir: Path, model: str, version: int, artifact: dict[str, str] | None = None) -> dict[str, Any]:
     """The card data of a published version directory: its metadata.json's card fields, the sha256
-    of every file and the version digest. CardError when the directory cannot make a valid card."""
+    of every file, the version digest and, when given, the OCI image it is packaged as
+    (``{"repository", "digest"}``). CardError when the directory cannot make a valid card."""
     try:
         files = artifacts.file_digests(version_dir)
     except artifacts.ArtifactError as exc:
@@ -197,6 +198,7 @@ def build_card(version_dir: Path, model: str, version: int) -> dict[str, Any]:
             "seed": meta.get("seed"),
             **{key: training[source] for key, source in TRAINING.items() if source in training},
         },
+        **({"artifact": artifact} if artifact else {}),
         "codeRevision": meta.get("code_revision"),
         # Written by trainers that know their image (the training Job sets TRAINER_IMAGE); a local
         # `make train`, or an older trainer, records none: the card says null, never a guess.

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from generator.conventions import card_path
 from generator.files import write_atomic
-from generator.registry import cards
-from generator.registry.next_version import is_version_name
+from generator.registry import cards, oci
 from generator.release import cli
 from generator.release.errors import EXIT_OK, Refused
-from generator.release.overlay import load_platform, resolve_root
+from generator.release.model_store import find_version_dir, known_model
+from generator.release.overlay import resolve_root
 
 
 def _differences(old: dict, new: dict) -> str:
@@ -49,27 +49,18 @@ def _differences(old: dict, new: dict) -> str:
 
 def register(args: argparse.Namespace) -> int:
     root = resolve_root(args.repo)
-    platform = load_platform(root)
-    models = [m.name for m in platform.models]
-    if args.model not in models:
-        raise Refused(f"unknown model {args.model!r} (platform.yaml has: {', '.join(models)})")
-    model_dir = Path(args.model_root) / args.model
-    if args.version:
-        if not is_version_name(args.version):
-            raise Refused(f"VERSION must be a positive integer, got {args.version!r}")
-        version = int(args.version)
-    else:
-        published = sorted(int(p.name) for p in model_dir.glob("*") if p.is_dir() and is_version_name(p.name))
-        if not published:
-            raise Refused(f"{model_dir} holds no published version (make train, or give VERSION=)")
-        version = published[-1]
-    version_dir = model_dir / str(version)
-    if not version_dir.is_dir():
-        raise Refused(f"{version_dir} does not exist: train it first (make train) or set MODEL_ROOT=")
+    platform = known_model(root, args.model)
+    version, version_dir = find_version_dir(Path(args.model_root), args.model, args.version)
     try:
-        card = cards.build_card(version_dir, args.model, version)
+        artifact = None
+        if platform.model_artifacts:  # the image make push-model pushes: the same files, the same digest
+            digest = oci.image_digest(version_dir, args.model, version)
+            artifact = {"repository": platform.artifact_repository(args.model), "digest": digest}
+        card = cards.build_card(version_dir, args.model, version, artifact)
     except cards.CardError as exc:
         raise Refused("\n".join(exc.problems)) from exc
+    except oci.ArtifactError as exc:
+        raise Refused(str(exc)) from exc
     rel = card_path(args.model, version)
     path = root / rel
     if path.exists():

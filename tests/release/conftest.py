@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +27,9 @@ def repo(template_repo, tmp_path, capsys) -> Repo:
     root = tmp_path / "repo"
     shutil.copytree(template_repo, root, symlinks=True)
     return Repo(root, capsys)
+
+
+@pytest.fixture
+def store(tmp_path) -> Path:
+    """A model store of the test's own (``publish`` fills it)."""
+    return tmp_path / "models"

