@@ -7,8 +7,11 @@ median of its per-round ratios):
 1. our no-op route (``GET /v2/health/live``): the HTTP ceiling of the same stack;
 2. single-image ``:predict``, JSON ``[28, 28]`` instance; 3. the same as ``{"b64": <PNG>}``;
 4. a 64-image JSON ``:predict`` (images/s);
-5. / 6. gRPC ``Predict`` with ``tensor_content``, 1 and 64 images (concurrent grpcio client
-   processes, one channel each: nothing packaged speaks TF Serving's gRPC);
+5. / 6. gRPC ``Predict`` with ``tensor_content`` requests, 1 and 64 images, answered as TF Serving
+   answers by default (``float_val``); 6c: the same 64 images answered in ``tensor_content``
+   (``PREDICT_RESPONSE_TENSOR_SERIALIZATION=as_proto_content``, a third server), so the cost of the
+   default is known (concurrent grpcio client processes, one channel each: nothing packaged speaks
+   TF Serving's gRPC);
 K1, K2, K4: KServe 0.21's model server (FastAPI/uvicorn, same workers, the same model.tflite through
    LiteRT, the same V1 request), in its own venv under ``.bench/kserve`` (``kserve-requirements.in``);
 M: the model alone, in process, one thread (images/s at batch 64).
@@ -252,8 +255,8 @@ def base_env(**extra: str) -> dict:
     return env
 
 
-def start_model_server(root: Path, workers: int, threads: int, backend: str = "litert") -> Gunicorn:
-    """services/inference exactly as `make serve` runs it, on an ephemeral loopback port."""
+def start_model_server(root: Path, workers: int, threads: int, backend: str = "litert", **settings: str) -> Gunicorn:
+    """services/inference exactly as `make serve` runs it (plus ``settings``), on an ephemeral loopback port."""
     port, grpc_port = free_port(), free_port()
     env = base_env(
         MODEL_BASE_PATH=str(root),
@@ -265,6 +268,7 @@ def start_model_server(root: Path, workers: int, threads: int, backend: str = "l
         THREADS=str(threads),
         MODEL_BACKEND=backend,
         LOG_LEVEL="warning",
+        **settings,
     )
     server = Gunicorn([GUNICORN, "--config", "services/inference/gunicorn.conf.py"], env, "/v2/health/ready", port)
     server.grpc_target = f"127.0.0.1:{grpc_port}"
@@ -569,9 +573,10 @@ def start_kserve(version_dir: Path, workers: int) -> Gunicorn:
     return Gunicorn(argv, env, f"/v2/models/{MODEL}/ready", port)
 
 
-GOALS = [  # (label, numerator row, denominator row, by images, goal, higher is better)
+GOALS = [  # (label, numerator row, denominator row, by images, goal or None: a ratio to know, higher is better)
     ("single-image JSON vs no-op route (req/s)", "2", "1", False, 0.7, True),
-    ("64-image gRPC tensor_content vs model alone (img/s)", "6", "M", True, 0.7, True),
+    ("64-image gRPC vs model alone (img/s)", "6", "M", True, 0.7, True),
+    ("64-image gRPC, float_val vs tensor_content (img/s)", "6", "6c", True, None, True),
     ("64-image JSON vs model alone (img/s)", "4", "M", True, 0.8, True),
     ("single-image JSON vs KServe (req/s)", "2", "K2", False, 1.0, True),
     ("64-image JSON vs KServe (req/s)", "4", "K4", False, 1.0, True),
@@ -589,7 +594,12 @@ def predict_bodies(images: np.ndarray) -> tuple[bytes, bytes, bytes]:
 
 
 def run_round(
-    ours: Gunicorn, kserve: Gunicorn, images: np.ndarray, bodies: tuple[bytes, bytes, bytes], args
+    ours: Gunicorn,
+    ours_content: Gunicorn,
+    kserve: Gunicorn,
+    images: np.ndarray,
+    bodies: tuple[bytes, bytes, bytes],
+    args,
 ) -> Iterator[tuple[str, Result]]:
     """Every row once, as (row, result); the rows a goal compares run one right after the other."""
     live, predict = "/v2/health/live", f"/v1/models/{MODEL}:predict"
@@ -603,6 +613,8 @@ def run_round(
     yield "3", run_wrk("3  ours: predict, 1 image, b64 PNG", ours.port, predict, b64, ours.proc.pid, args)
     yield "5", run_grpc("5  ours: gRPC Predict, 1 image", ours.grpc_target, images[:1], ours.proc.pid, args)
     yield "6", run_grpc("6  ours: gRPC Predict, 64 images", ours.grpc_target, images, ours.proc.pid, args)
+    content = ours_content.grpc_target, images, ours_content.proc.pid, args
+    yield "6c", run_grpc("6c ours: gRPC, 64 images, tensor_content out", *content)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -634,17 +646,22 @@ def main(argv: list[str] | None = None) -> int:
         # Both servers up at once (the idle one costs nothing), so the rows a goal compares run one
         # right after the other: a shared machine's load changes less between them.
         ours, kserve = start_model_server(root, args.workers, args.threads), start_kserve(version_dir, args.workers)
+        ours_content = start_model_server(
+            root, args.workers, args.threads, PREDICT_RESPONSE_TENSOR_SERIALIZATION="as_proto_content"
+        )
         try:
             ours.wait_ready()
+            ours_content.wait_ready()
             kserve.wait_ready(180)
-            for key, result in run_round(ours, kserve, images, bodies, args):
+            for key, result in run_round(ours, ours_content, kserve, images, bodies, args):
                 rounds.setdefault(key, []).append(result)
                 print(f"  round {round_no}: {result.name}: {result.rps:,.0f} req/s", flush=True)
         finally:
             ours.stop()
+            ours_content.stop()
             kserve.stop()
 
-    order = ("1", "2", "3", "4", "5", "6", "K1", "K2", "K4")  # the table's order, not the run's
+    order = ("1", "2", "3", "4", "5", "6", "6c", "K1", "K2", "K4")  # the table's order, not the run's
     rounds = {key: rounds[key] for key in order}
     results = {key: sorted(rs, key=lambda r: r.rps)[len(rs) // 2] for key, rs in rounds.items()}
     print()
@@ -692,6 +709,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, num, den, by_images, goal, higher in GOALS:
         values = round_ratios(num, den, by_images)
         value = statistics.median(values)
+        if goal is None:
+            print(f"{label:<54} {value:>6.2f}x {'-':>7}  {'(cost)':<6}  {min(values):.2f}-{max(values):.2f}")
+            continue
         ok = value >= goal if higher else value <= goal
         print(
             f"{label:<54} {value:>6.2f}x {('>= ' if higher else '<= ') + format(goal, 'g'):>7}  "

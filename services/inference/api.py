@@ -57,7 +57,7 @@ def _repo() -> ModelRepository:
     return current_app.extensions["inference.repository"]
 
 
-_REFUSAL_STATUS = {serving.NOT_FOUND: 404, serving.UNAVAILABLE: 503, serving.INVALID: 400}
+_REFUSAL_STATUS = {serving.NOT_FOUND: 404, serving.UNAVAILABLE: 503, serving.INVALID: 400, serving.PRECONDITION: 400}
 
 
 def _refused(exc: serving.Refusal) -> ApiError:

@@ -4,10 +4,12 @@
   ``tensorflow.serving.ModelService/GetModelStatus``; messages from ``tfserving.py`` (the
   repository's own protos, no TensorFlow).
 - Inputs as ``TensorProto``: ``tensor_content`` (read with one ``numpy.frombuffer``, no per-element
-  decoding) or ``float_val``; outputs are answered with ``tensor_content``, as TF Serving does.
-- Status codes as TF Serving uses them: NOT_FOUND (model, version), INVALID_ARGUMENT (signature,
-  input key, shape, dtype, label), UNAVAILABLE (no model loaded yet), RESOURCE_EXHAUSTED (message
-  over ``MAX_BODY_BYTES``, from gRPC itself); a bug answers INTERNAL, never UNKNOWN.
+  decoding) or ``float_val``; outputs in ``float_val``, as TF Serving answers by default, or in
+  ``tensor_content`` (``PREDICT_RESPONSE_TENSOR_SERIALIZATION=as_proto_content``).
+- Status codes as TF Serving uses them: NOT_FOUND (model, version), INVALID_ARGUMENT (input key,
+  shape, dtype, label), FAILED_PRECONDITION (signature), UNAVAILABLE (no model loaded yet),
+  RESOURCE_EXHAUSTED (message over ``MAX_BODY_BYTES``, from gRPC itself); a bug answers INTERNAL,
+  never UNKNOWN. Where the answers still differ from TF Serving's, and why: the README.
 
 Each gunicorn worker runs one such server next to its REST threads (``gunicorn.conf.py``),
 sharing the worker's model repository; all workers bind ``GRPC_PORT`` with ``SO_REUSEPORT``, so
@@ -48,12 +50,14 @@ _REFUSAL_CODES = {
     serving.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     serving.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     serving.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    serving.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
 }
 # The HTTP status each gRPC outcome is counted as in inference_requests_total{code}, so that
 # dashboards and alerts on 5xx ratios see both APIs (the grpc-gateway mapping).
 HTTP_EQUIVALENT = {
     grpc.StatusCode.OK: "200",
     grpc.StatusCode.INVALID_ARGUMENT: "400",
+    grpc.StatusCode.FAILED_PRECONDITION: "400",
     grpc.StatusCode.NOT_FOUND: "404",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "429",
     grpc.StatusCode.UNAVAILABLE: "503",
@@ -126,11 +130,16 @@ def tensor_to_array(tensor: DynamicMessage, spec: TensorSpec, key: str, max_batc
     return array
 
 
-def array_to_tensor(array: np.ndarray, tensor: DynamicMessage) -> None:
-    """Fill a ``TensorProto`` with a float32 array (``tensor_content``, little-endian)."""
+def array_to_tensor(array: np.ndarray, tensor: DynamicMessage, as_content: bool = False) -> None:
+    """Fill a ``TensorProto`` with a float32 array as TF Serving does: every value in ``float_val``
+    (its ``AsProtoField``, the default), or with ``as_content`` the little-endian bytes in
+    ``tensor_content`` (its ``AsProtoTensorContent``)."""
     tensor.dtype = DT_FLOAT
     _shape_proto(array.shape, tensor.tensor_shape)
-    tensor.tensor_content = np.ascontiguousarray(array, dtype="<f4").tobytes()
+    if as_content:
+        tensor.tensor_content = np.ascontiguousarray(array, dtype="<f4").tobytes()
+    else:
+        tensor.float_val.extend(np.asarray(array, dtype=np.float32).ravel().tolist())
 
 
 class DrainGate(grpc.ServerInterceptor):
@@ -182,6 +191,8 @@ class TFServingApi:
     def __init__(self, repository: ModelRepository, gate: DrainGate | None = None):
         self.repo = repository
         self.gate = gate or DrainGate()
+        #: Predict's outputs in ``tensor_content`` instead of TF Serving's default ``float_val``.
+        self.outputs_as_content = repository.settings.predict_response_tensor_serialization == "as_proto_content"
 
     # --- shared checks ---------------------------------------------------------------------------------
 
@@ -199,10 +210,13 @@ class TFServingApi:
         return serving.served_model(self.repo, self._requested_version(spec))
 
     @staticmethod
-    def _model_spec(model: LoadedModel, proto: DynamicMessage) -> None:
+    def _model_spec(model: LoadedModel, proto: DynamicMessage, signature: bool = True) -> None:
+        """The ``model_spec`` of an answer: name and version, and for Predict the signature (as TF
+        Serving fills it, ``serving_default`` also when the request left it empty)."""
         proto.name = model.name
         proto.version.value = model.version
-        proto.signature_name = SIGNATURE
+        if signature:
+            proto.signature_name = SIGNATURE
 
     # --- PredictionService ------------------------------------------------------------------------------
 
@@ -224,6 +238,8 @@ class TFServingApi:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"output_filter {unknown} not in the signature; its only output is '{output_name}'",
             )
+        if len(request.output_filter) > 1:  # as TF Serving: one alias named twice
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"duplicate output tensor alias: {output_name}")
         batch = tensor_to_array(inputs[spec.name], spec, spec.name, self.repo.settings.max_batch_size)
         metrics.series(metrics.BATCH_SIZE, model.name).observe(batch.shape[0])
         started = time.perf_counter()
@@ -231,13 +247,15 @@ class TFServingApi:
         metrics.series(metrics.MODEL_LATENCY, model.name, model.backend.kind).observe(time.perf_counter() - started)
         response = tfserving.PredictResponse()
         self._model_spec(model, response.model_spec)
-        array_to_tensor(output, response.outputs[output_name])
+        array_to_tensor(output, response.outputs[output_name], self.outputs_as_content)
         return response, model
 
     def get_model_metadata(
         self, request: DynamicMessage, context: grpc.ServicerContext
     ) -> tuple[DynamicMessage, LoadedModel]:
         """``GetModelMetadata``: the ``signature_def`` of the served version, as TF Serving packs it."""
+        if not request.HasField("model_spec"):
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
         fields = list(request.metadata_field)
         if not fields:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "metadata_field is empty; ask for 'signature_def'")
@@ -255,7 +273,7 @@ class TFServingApi:
         _tensor_info(sig.output, sig.output_tensor_name, definition.outputs[sig.output.name])
         definition.method_name = serving.METHOD_NAME
         response = tfserving.GetModelMetadataResponse()
-        self._model_spec(model, response.model_spec)
+        self._model_spec(model, response.model_spec, signature=False)  # TF Serving sets name and version only
         response.metadata["signature_def"].Pack(signatures)
         return response, model
 

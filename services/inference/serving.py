@@ -18,11 +18,11 @@ METHOD_NAME = "tensorflow/serving/predict"
 #: The largest input value a float32 model takes; REST and gRPC refuse larger ones, NaN and infinities.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-NOT_FOUND, UNAVAILABLE, INVALID = "not_found", "unavailable", "invalid"
+NOT_FOUND, UNAVAILABLE, INVALID, PRECONDITION = "not_found", "unavailable", "invalid", "failed_precondition"
 
 
 class Refusal(Exception):
-    """A request the server cannot serve: ``kind`` is NOT_FOUND, UNAVAILABLE or INVALID."""
+    """A request the server cannot serve: ``kind`` is NOT_FOUND, UNAVAILABLE, INVALID or PRECONDITION."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -54,9 +54,10 @@ def check_name(repo: ModelRepository, name: str) -> None:
 
 
 def check_signature(name: str | None) -> None:
-    """Refuse (INVALID) any signature but ``serving_default`` (empty means the default)."""
+    """Refuse any signature but ``serving_default`` (empty means the default): PRECONDITION, the code
+    TF Serving answers (``Serving signature key "..." not found``); REST says 400 for it."""
     if name not in (None, "", SIGNATURE):
-        raise Refusal(INVALID, f"signature_name {name!r} not found; the model has '{SIGNATURE}'")
+        raise Refusal(PRECONDITION, f"signature_name {name!r} not found; the model has '{SIGNATURE}'")
 
 
 def version_for_label(repo: ModelRepository, label: str) -> int:

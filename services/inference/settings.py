@@ -135,6 +135,15 @@ class Settings(BaseSettings):
             "TCP port of the TF Serving gRPC API and `grpc.health.v1` (the container port `grpc`); `0` turns gRPC off",
         ),
     )
+    predict_response_tensor_serialization: Annotated[Literal["as_proto_field", "as_proto_content"], Choice] = Field(
+        "as_proto_field",
+        **_env(
+            "PREDICT_RESPONSE_TENSOR_SERIALIZATION",
+            "How gRPC `Predict` packs its output tensors, as TF Serving's option of that name: `as_proto_field`, "
+            "TF Serving's default, in the typed fields (`float_val`) that most clients read; `as_proto_content` "
+            "in `tensor_content` bytes (less work per answer; `tf.make_ndarray` reads both)",
+        ),
+    )
     host: Annotated[Text, AfterValidator(_host)] = Field(
         "0.0.0.0", **_env("HOST", "Bind address of both ports: an IPv4 or IPv6 address, or a host name")
     )

@@ -62,7 +62,7 @@ def test_predict_single_and_batched_matches_rest(grpc_server, digits):
     assert one.model_spec.name == MODEL and one.model_spec.version.value == 1
     assert one.model_spec.signature_name == "serving_default"
 
-    batch = stub.Predict(predict_request(x[:64]), timeout=10)  # tensor_content, the fast path
+    batch = stub.Predict(predict_request(x[:64]), timeout=10)  # input in tensor_content, the fast path
     probabilities = tf.make_ndarray(batch.outputs[OUTPUT])
     assert probabilities.shape == (64, 10) and probabilities.dtype == np.float32
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
@@ -88,6 +88,40 @@ def test_predict_single_and_batched_matches_rest(grpc_server, digits):
     assert list(stub.Predict(filtered, timeout=10).outputs) == [OUTPUT]
 
 
+@pytest.mark.parametrize("serialization", ["as_proto_field", "as_proto_content"])
+def test_outputs_are_packed_as_tf_serving_packs_them(model_store, start_server, digits, serialization):
+    """By default the typed fields, as TF Serving's RunPredict (AsProtoField): the client of our
+    design documents reads ``.float_val``. ``as_proto_content`` is TF Serving's opt-in bytes form.
+    Either way tf.make_ndarray reads the same numbers, and they are the REST answer's."""
+    server = start_server(model_store, PREDICT_RESPONSE_TENSOR_SERIALIZATION=serialization)
+    channel = grpc.insecure_channel(server.grpc_target)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    x, _ = digits
+    for images in (x[:1], x[:64]):
+        # The design documents' client, with only the model's names changed.
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = MODEL
+        request.model_spec.signature_name = "serving_default"
+        request.inputs["image"].CopyFrom(tf.make_tensor_proto(images, shape=list(images.shape)))
+        response = stub.Predict(request, 10.0)
+        output = response.outputs[OUTPUT]
+        predictions = output.float_val
+        if serialization == "as_proto_field":
+            assert len(predictions) == 10 * len(images) and output.tensor_content == b""
+            rows = np.asarray(predictions, dtype=np.float32).reshape(len(images), 10)
+            assert np.allclose(rows.sum(axis=1), 1.0, atol=1e-4)
+        else:
+            assert len(predictions) == 0 and len(output.tensor_content) == 4 * 10 * len(images)
+        assert output.dtype == tf.float32.as_datatype_enum
+        assert [d.size for d in output.tensor_shape.dim] == [len(images), 10]
+        probabilities = tf.make_ndarray(output)
+        rest = requests.post(f"{server.url}/v1/models/{MODEL}:predict", json={"instances": images.tolist()}, timeout=10)
+        assert np.allclose(np.array(rest.json()["predictions"]), probabilities, atol=1e-6)
+        if serialization == "as_proto_field":
+            assert np.array_equal(probabilities, rows)
+    channel.close()
+
+
 def test_metadata_status_health_and_reflection(grpc_server):
     _, channel = grpc_server
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -96,6 +130,7 @@ def test_metadata_status_health_and_reflection(grpc_server):
     request.metadata_field.append("signature_def")
     response = stub.GetModelMetadata(request, timeout=10)
     assert response.model_spec.version.value == 1
+    assert (response.model_spec.name, response.model_spec.signature_name) == (MODEL, "")  # as TF Serving
     signatures = get_model_metadata_pb2.SignatureDefMap()
     assert response.metadata["signature_def"].Unpack(signatures)
     signature = signatures.signature_def["serving_default"]
@@ -138,7 +173,7 @@ def test_error_codes_as_tf_serving_uses_them(grpc_server, digits):
     cases = [
         (predict_request(x[:1], name="other"), code.NOT_FOUND, "not found"),
         (predict_request(x[:1], version=7), code.NOT_FOUND, "version 7"),
-        (predict_request(x[:1], signature_name="classify"), code.INVALID_ARGUMENT, "signature"),
+        (predict_request(x[:1], signature_name="classify"), code.FAILED_PRECONDITION, "signature"),
         (predict_request(x[:1], version_label="canary"), code.INVALID_ARGUMENT, "label"),
         (predict_request(x[:1], key="pixels"), code.INVALID_ARGUMENT, "'image'"),
         (predict_request(x[:1, :, :14]), code.INVALID_ARGUMENT, "shape"),
@@ -151,10 +186,17 @@ def test_error_codes_as_tf_serving_uses_them(grpc_server, digits):
         error = rpc_error(stub.Predict, request)
         assert error.code() == expected, (request.model_spec, error.details())
         assert fragment in error.details()
+    twice = predict_request(x[:1])
+    twice.output_filter.extend([OUTPUT, OUTPUT])
+    error = rpc_error(stub.Predict, twice)
+    assert (error.code(), error.details()) == (code.INVALID_ARGUMENT, f"duplicate output tensor alias: {OUTPUT}")
     truncated = predict_request(x[:2])
     truncated.inputs["image"].tensor_content = truncated.inputs["image"].tensor_content[:100]
     assert rpc_error(stub.Predict, truncated).code() == code.INVALID_ARGUMENT
 
+    metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    error = rpc_error(stub.GetModelMetadata, metadata)
+    assert (error.code(), error.details()) == (code.INVALID_ARGUMENT, "Missing ModelSpec")
     metadata = get_model_metadata_pb2.GetModelMetadataRequest()
     metadata.model_spec.name = MODEL
     assert rpc_error(stub.GetModelMetadata, metadata).code() == code.INVALID_ARGUMENT  # no metadata_field
