@@ -170,7 +170,7 @@ images: $(call installed,generator) ## Build the server and trainer images tagge
 base-image: $(call installed,generator) ## Print the base image; make it from Debian packages (mmdebstrap) if the default cannot be pulled
 	$(PY) -m generator.tools.images base
 
-test-images: images $(EVERYTHING) ## Run both images exactly as every rendered overlay declares (train, probe, predict, drain)
+test-images: images $(EVERYTHING) $(REGISTRY_STAMP) ## Run both images exactly as every rendered overlay declares (train, probe, predict, drain)
 	$(PY) -m pytest tests/images
 
 push-images: $(call installed,generator) ## Push the images built at this revision; print "<name> <digest>" lines

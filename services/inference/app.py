@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
         "model server for '%s' (%s backend) reading %s; version %s",
         settings.model_name,
         settings.model_backend,
-        repository.model_dir,
+        repository.version_path or repository.model_dir,
         settings.model_version if settings.model_version is not None else "latest",
     )
     return app

@@ -125,6 +125,8 @@ class ModelRepository:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.model_dir = Path(settings.model_base_path) / settings.model_name
+        #: MODEL_VERSION_PATH: the pinned version's files on their own (an image volume), if set.
+        self.version_path = Path(settings.model_version_path) if settings.model_version_path else None
         self._current: LoadedModel | None = None
         self._lock = threading.Lock()
         self._states: dict[int, VersionState] = {}
@@ -228,6 +230,10 @@ class ModelRepository:
                 return
             self._stop.wait(self.settings.model_poll_seconds)
 
+    def version_dir(self, version: int) -> Path:
+        """Where a version's files are: ``MODEL_VERSION_PATH``, else ``<base>/<name>/<version>``."""
+        return self.version_path if self.version_path is not None else self.model_dir / str(version)
+
     def _candidates(self) -> list[int]:
         if self.settings.model_version is not None:
             return [self.settings.model_version]
@@ -239,8 +245,8 @@ class ModelRepository:
         current = self._current
         pinned, name = self.settings.model_version, self.settings.model_name
         problem = None
-        if pinned is not None and not (self.model_dir / str(pinned)).is_dir():
-            problem = f"version {pinned} of model '{name}' not found under {self.model_dir}"
+        if pinned is not None and not self.version_dir(pinned).is_dir():
+            problem = f"version {pinned} of model '{name}' not found at {self.version_dir(pinned)}"
         elif not candidates:
             problem = f"no version of model '{name}' found under {self.model_dir}"
         if problem is not None:
@@ -255,7 +261,7 @@ class ModelRepository:
         for version in candidates:
             if current is not None and version == current.version:
                 return False  # already serving the best loadable version
-            version_dir = self.model_dir / str(version)
+            version_dir = self.version_dir(version)
             fingerprint = _fingerprint(version_dir)
             failed = self._failed.get(version)
             if failed is not None and failed.fingerprint == fingerprint and time.monotonic() < failed.retry_at:

@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -206,6 +206,15 @@ class Settings(BaseSettings):
     model_version: Annotated[Int, Ge(1), Le(999_999_999)] | None = Field(
         None, **_env("MODEL_VERSION", "Pin a version; empty serves the newest version that loads")
     )
+    model_version_path: Annotated[Text, AfterValidator(fitting_path)] | None = Field(
+        None,
+        **_env(
+            "MODEL_VERSION_PATH",
+            "The files of version `MODEL_VERSION` alone, read instead of `MODEL_BASE_PATH`/`<MODEL_NAME>`/`<version>`: "
+            "the version's OCI image mounted as an image volume (its files are under `/model` in the image). "
+            "Needs `MODEL_VERSION`",
+        ),
+    )
     model_digest: Annotated[Text, AfterValidator(_digest)] | None = Field(
         None,
         **_env(
@@ -261,6 +270,15 @@ class Settings(BaseSettings):
         1, **_env("INTER_OP_THREADS", "TensorFlow inter-op threads (TensorFlow backend only)")
     )
 
+    @model_validator(mode="after")
+    def _version_path_names_a_version(self) -> Settings:
+        if self.model_version_path is not None and self.model_version is None:
+            raise ValueError(
+                f"MODEL_VERSION_PATH={shown(self.model_version_path)}: holds one version's files, so MODEL_VERSION "
+                "must say which version it is"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -308,10 +326,13 @@ class _MappingEnvSource(EnvSettingsSource):
 def _describe(exc: ValidationError, env: Mapping[str, str]) -> str:
     problems = []
     for error in exc.errors(include_url=False):
-        field = str(error["loc"][0]) if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a rule across settings: its message names them
+            problems.append(message)
+            continue
+        field = str(error["loc"][0])
         info = Settings.model_fields.get(field)
         name = info.validation_alias if info is not None else field
-        message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{name}={shown(env.get(str(name), ''))}: {message}")
     return "; ".join(problems)
 

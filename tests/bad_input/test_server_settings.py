@@ -88,6 +88,11 @@ def gunicorn(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
             {"LOG_LEVEL": "bogus"},
             "LOG_LEVEL='bogus': Input should be 'debug', 'info', 'warning', 'error' or 'critical'",
         ),
+        (
+            {"MODEL_VERSION_PATH": "/model-image/model"},
+            "MODEL_VERSION_PATH='/model-image/model': holds one version's files, so MODEL_VERSION must say which "
+            "version it is",
+        ),
     ],
 )
 def test_the_server_refuses_bad_settings_at_start_with_exit_2(tmp_path, env, says):

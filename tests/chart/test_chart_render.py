@@ -26,6 +26,8 @@ VARIANTS = {
     "slot=green": ("slot=green",),
     "track=stable": ("track=stable",),
     "track=canary": ("track=canary",),
+    # The pinned version served from its OCI image (an image volume) instead of the model store.
+    "model-image": ("model.version=3", "model.artifact.image=registry.example.com/ml/models/mnist@sha256:" + "cd" * 32),
 }
 WORKLOAD_KINDS = {"Deployment", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
 SHARED_KINDS = {"Service", "ServiceAccount", "NetworkPolicy"}
@@ -81,7 +83,9 @@ def test_every_resource_is_valid_kubernetes(name, sets, values):
     fields and wrong types fail."""
     docs = render(*sets, values=values)
     assert {d["kind"] for d in docs} == ALL_KINDS
-    for version in sorted({K8S_VERSION, MIN_K8S_VERSION}):
+    # Image volumes are Kubernetes 1.31+ (the chart refuses a model image on an older cluster).
+    oldest = "1.31" if name.endswith("model-image") else MIN_K8S_VERSION
+    for version in sorted({K8S_VERSION, oldest}):
         for doc in docs:
             kubernetes_validate.validate(doc, version, strict=True)
 
@@ -297,6 +301,38 @@ def test_model_version_from_a_release_config_map():
         "valueFrom": {"configMapKeyRef": {"name": "mnist-release-blue", "key": "MODEL_VERSION"}},
     }
     assert [e["name"] for e in c["env"]].count("MODEL_VERSION") == 1
+
+
+def test_a_model_image_is_mounted_read_only_and_replaces_the_claim():
+    image = "registry.example.com/ml/models/mnist@" + DIGEST
+    docs = render("model.versionConfigMap=mnist-release", f"model.artifact.image={image}")
+    spec = pod_spec(docs)
+    assert spec["volumes"][0] == {"name": "model-image", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}
+    assert "persistentVolumeClaim" not in str(spec["volumes"])
+    c = container(docs)
+    assert {"name": "model-image", "mountPath": "/model-image", "readOnly": True} in c["volumeMounts"]
+    assert {"name": "MODEL_VERSION_PATH", "value": "/model-image/model"} in c["env"]
+    assert not [m for m in c["volumeMounts"] if m["name"] == "model-store"]
+
+
+@pytest.mark.parametrize(
+    "sets, says",
+    [
+        (("model.artifact.image=registry.example.com/ml/models/mnist@" + DIGEST,), "model.artifact.image holds one"),
+        (("model.version=1", "model.artifact.image=registry.example.com/ml/models/mnist:1"), "model/artifact/image"),
+        (("model.version=1", "model.artifact.pullPolicy=Sometimes"), "model/artifact/pullPolicy"),
+    ],
+)
+def test_a_model_image_needs_a_pinned_version_and_a_digest(sets, says):
+    result = template(*sets)
+    assert result.returncode != 0 and says in result.stderr, result.stderr
+
+
+def test_a_model_image_needs_a_cluster_with_image_volumes():
+    sets = ["--set", "model.version=1", "--set", "model.artifact.image=registry.example.com/m@" + DIGEST]
+    result = run_helm("template", RELEASE, str(CHART), "--kube-version", "1.30.0", *sets)
+    assert result.returncode != 0 and "needs image volumes, Kubernetes 1.31 or newer" in result.stderr
+    assert run_helm("template", RELEASE, str(CHART), "--kube-version", "1.33.0", *sets).returncode == 0
 
 
 def test_termination_grace_exceeds_drain_time():

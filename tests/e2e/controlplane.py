@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 import requests
 import urllib3
 import yaml
+from loopback import free_ports
 
 from generator.tools import envtest
 
@@ -49,19 +49,6 @@ LOG_TAIL_LINES = 30
 
 class ControlPlaneError(RuntimeError):
     """The control plane did not start (the message carries the failing component's log tail)."""
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports that were free on 127.0.0.1 a moment ago (bound together, read,
-    closed: two single picks in a row may return the same port)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

@@ -14,12 +14,14 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 from image_flows import JobOutcome, image_user, model_store, run_job
 from image_manifests import local_image, overlay_workloads, training_overlays
 
 from generator.tools.images.build import code_revision, image_specs
 from generator.tools.images.engine import Engine, detect_engine
+from services.training.data import load_dataset
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +87,9 @@ class Stores:
 def stores(engine, built_images, tmp_path_factory, session_label) -> Stores:
     """The per-overlay model stores (trained lazily)."""
     return Stores(engine, built_images, tmp_path_factory, session_label)
+
+
+@pytest.fixture(scope="session")
+def digits() -> np.ndarray:
+    """Eight real MNIST digits (float32, [0, 1], 28x28x1) from the data the trainer ships with."""
+    return load_dataset(None).x[:8]

@@ -4,7 +4,8 @@ Everything the manifest says about the container is carried over or refused, nev
 security context (UID/GID, fsGroup, runAsNonRoot, read-only root, capabilities,
 no-new-privileges, seccomp), command and args (with ``$(VAR)`` expansion), env and envFrom (with
 ConfigMaps resolved from the same rendered overlay), ports, volume mounts (a claim is a host
-directory, an emptyDir a tmpfs of its sizeLimit, a ConfigMap a read-only directory of its keys)
+directory, an emptyDir a tmpfs of its sizeLimit, a ConfigMap a read-only directory of its keys,
+an image volume the engine's read-only image mount)
 and cpu/memory limits. A field this translation does not know fails the test with its name.
 
 The only additions are the test's own: a name and a label to clean up by, port publishing on
@@ -274,6 +275,10 @@ def plan_run(
             if size:
                 options += f",tmpfs-size={_quantity_bytes(str(size))}"
             args += ["--mount", options]
+        elif "image" in volume:
+            # An image volume: the image's files, read-only (the test pulled the reference, as a
+            # kubelet pulls it; podman and Docker 28+ mount an image's root this way).
+            args += ["--mount", f"type=image,source={volume['image']['reference']},destination={target}"]
         elif "configMap" in volume:
             directory = scratch / f"configmap-{mount['name']}"
             directory.mkdir(parents=True, exist_ok=True)

@@ -19,17 +19,10 @@ from image_manifests import local_image, overlay_names, overlay_workloads, train
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.inference.backends import LiteRTBackend
-from services.training.data import load_dataset
 
 DEPLOYMENTS = [(overlay, d.name) for overlay in overlay_names() for d in overlay_workloads(overlay, "Deployment")]
 PUBLISHED_FILES = ("saved_model.pb", "model.tflite", "model.keras", "metadata.json")
 UNEXPECTED_LOG = ("Traceback", "Read-only file system", "Permission denied", "WORKER TIMEOUT")
-
-
-@pytest.fixture(scope="module")
-def digits() -> np.ndarray:
-    """Eight real MNIST digits (float32, [0, 1], 28x28x1) from the data the trainer ships with."""
-    return load_dataset(None).x[:8]
 
 
 @pytest.mark.parametrize("overlay", training_overlays())

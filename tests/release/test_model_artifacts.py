@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from registry_server import running_registry
+from oci_registry_server import running_registry
 from release_support import MODEL, Repo, git, publish, refuse
 
 from generator.registry import oci

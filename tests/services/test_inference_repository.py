@@ -163,6 +163,37 @@ def test_pinned_version_missing_means_not_ready_with_a_reason(model_store, stop_
     assert "version 7" in predict(client).get_json()["error"]
 
 
+def test_a_version_mounted_on_its_own_is_served_from_model_version_path(model_store, tmp_path, stop_apps):
+    """As an image volume mounts a model's OCI image: the version's files under <mount>/model, no
+    store around them; MODEL_VERSION says which version it is, MODEL_DIGEST is still checked."""
+    from services import artifacts
+
+    mounted = tmp_path / "image" / "model"
+    shutil.copytree(model_store / MODEL / "1", mounted)
+    empty_store = tmp_path / "no-store"
+    digest = artifacts.digest_directory(mounted)
+    app = make_app(empty_store, MODEL_VERSION="1", MODEL_VERSION_PATH=str(mounted), MODEL_DIGEST=digest)
+    stop_apps(app)
+    wait_loaded(app)
+    resp = predict(app.test_client())
+    assert resp.status_code == 200 and resp.headers["X-Model-Version"] == "1"
+    assert app.extensions["inference.repository"].current().path == mounted
+
+    (mounted / "model.tflite").write_bytes((mounted / "model.tflite").read_bytes() + b"tampered")
+    refused = make_app(empty_store, MODEL_VERSION="1", MODEL_VERSION_PATH=str(mounted), MODEL_DIGEST=digest)
+    stop_apps(refused)
+    assert wait_for(lambda: "digest mismatch" in refused.extensions["inference.repository"].last_error, 10)
+    assert refused.test_client().get("/v2/health/ready").status_code == 503
+
+
+def test_a_missing_version_path_means_not_ready_naming_it(tmp_path, stop_apps):
+    app = make_app(tmp_path, MODEL_VERSION="3", MODEL_VERSION_PATH=str(tmp_path / "nothing" / "model"))
+    stop_apps(app)
+    assert wait_for(lambda: app.extensions["inference.repository"].last_error != "", 5)
+    reason = app.test_client().get("/v2/health/ready").get_json()["reason"]
+    assert f"version 3 of model '{MODEL}' not found at {tmp_path / 'nothing' / 'model'}" in reason
+
+
 def test_removing_the_served_version_rolls_back_to_the_newest_remaining(model_store, stop_apps):
     copy_version(model_store, 1, 2)
     app = make_app(model_store)

@@ -67,6 +67,13 @@ is shortened so that the whole stays within 63 characters.
 {{- end -}}
 
 {{/*
+Where the model image (model.artifact.image) is mounted; its files are under model/ in it.
+*/}}
+{{- define "inference-service.modelImageMount" -}}
+/model-image
+{{- end -}}
+
+{{/*
 Image reference: repository@digest when a digest is set (it wins over the tag), else
 repository:tag. (A missing or "latest" tag is refused by inference-service.validateValues.)
 */}}
@@ -263,6 +270,12 @@ and names the values involved. Rendered by templates/validate.yaml.
 {{- $errors = append $errors "set image.tag or image.digest (sha256:...); the chart has no floating default" -}}
 {{- else if and (not .Values.image.digest) (eq (toString .Values.image.tag) "latest") -}}
 {{- $errors = append $errors "image.tag must not be \"latest\" (a mutable tag); pin a version or set image.digest" -}}
+{{- end -}}
+{{- if and .Values.model.artifact.image (not .Values.model.versionConfigMap) (eq (toString .Values.model.version) "") -}}
+{{- $errors = append $errors "model.artifact.image holds one version: pin it with model.version or model.versionConfigMap" -}}
+{{- end -}}
+{{- if and .Values.model.artifact.image (not (semverCompare ">=1.31-0" .Capabilities.KubeVersion.Version)) -}}
+{{- $errors = append $errors (printf "model.artifact.image needs image volumes, Kubernetes 1.31 or newer (beta from 1.33); this is %s" .Capabilities.KubeVersion.Version) -}}
 {{- end -}}
 {{- $preStop := 0 -}}
 {{- if .Values.lifecycle.preStopSleepSeconds -}}{{- $preStop = int64 .Values.lifecycle.preStopSleepSeconds -}}{{- end -}}
