@@ -30,13 +30,17 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 MODEL_ROOT ?= models
 MODEL ?= mnist
+HOST ?= 127.0.0.1
 PORT ?= 8080
 GRPC_PORT ?= 8500
 WORKERS ?= 1
 
 .PHONY: help
-help: ## List every target with what it does
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+help: ## List every target with what it does, under the Makefile's section titles (bold on a terminal)
+	@if [ -t 1 ]; then bold=$$(printf '\033[1m'); plain=$$(printf '\033[0m'); else bold=; plain=; fi; \
+	awk -v bold="$$bold" -v plain="$$plain" 'BEGIN {FS = ":.*## "} \
+	  /^# --- / {title = $$0; sub(/^# --- /, "", title); sub(/ -+$$/, "", title); printf "\n%s\n", title; next} \
+	  /^[a-zA-Z0-9_-]+:.*## / {printf "  %s%-16s%s %s\n", bold, $$1, plain, $$2}' $(MAKEFILE_LIST)
 
 # --- bootstrap ---------------------------------------------------------------
 
@@ -144,7 +148,7 @@ status: $(GENERATOR) ## One table of every environment: strategy, image, model v
 
 # --- services ------------------------------------------------------------------
 
-.PHONY: train serve protos
+.PHONY: train serve predict protos
 # The next version is one past the highest of the model store and the registry: a registered
 # number is never trained again (its card pins other bytes).
 train: $(call installed,training) ## Train the MNIST model into models/mnist/<next version> (MODEL_ROOT=, MODEL=, VERSION=; WORKERS=2 for 2 local workers)
@@ -152,9 +156,15 @@ train: $(call installed,training) ## Train the MNIST model into models/mnist/<ne
 	$(PY) -m services.training.$(if $(filter 1,$(WORKERS)),train,launch --workers $(WORKERS)) \
 	  --model-root $(MODEL_ROOT) --model-name $(MODEL) --version "$$version"
 
-serve: $(call installed,inference) ## Serve the trained models: REST on 8080, TF Serving gRPC on 8500 (PORT=, GRPC_PORT=)
-	MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) \
+# ENV= pins what that environment serves (generator/release/serve_env.py); without it, the newest
+# version in the store. HOST=0.0.0.0 to answer other machines.
+serve: $(call installed,inference $(if $(ENV),generator)) ## Serve the model store on 127.0.0.1: REST 8080, gRPC 8500 (PORT=, GRPC_PORT=, HOST=; ENV=dev serves what dev pins)
+	pins="$(if $(ENV),$$($(PY) -m generator serve-env --env "$(ENV)" --model "$(MODEL)"))" && \
+	env $$pins MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) HOST=$(HOST) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) \
 	  $(VENV)/bin/gunicorn --config services/inference/gunicorn.conf.py
+
+predict: $(call installed,inference) ## Send a real digit (examples/digit-7.json) to make serve over REST and gRPC; print the answers
+	$(PY) -m examples.predict --host "$(HOST)" --port "$(PORT)" --grpc-port "$(GRPC_PORT)" --model "$(MODEL)"
 
 protos: $(call installed,dev) ## Recompile services/inference/protos/*.proto into tfserving.binpb (grpcio-tools)
 	$(PY) -m services.inference.protoc

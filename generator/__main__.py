@@ -96,6 +96,7 @@ DELEGATED = {
     "pin-model": ("generator.release.pin_model", "pin a registered model version and its digest in an overlay"),
     "package-model": ("generator.release.package_model", "write a model version as an OCI image layout"),
     "push-model": ("generator.release.push_model", "push a model version's OCI image; print its digest"),
+    "serve-env": ("generator.release.serve_env", "print the server settings that pin an environment's live model"),
 }
 
 

@@ -97,24 +97,33 @@ control_socket_disable = True  # no control socket under $HOME: read-only root f
 capture_output = False
 
 
-def _check_grpc_port() -> None:
-    """Fail at start, with one line, when GRPC_PORT is taken (workers bind it with SO_REUSEPORT,
-    which would otherwise share a port that another server already uses)."""
-    if not _settings.grpc_port:
-        return
+def _check_port(variable: str, port: int) -> None:
+    """Fail at start, with one line naming the setting to change, when a port is taken. (The
+    workers bind GRPC_PORT with SO_REUSEPORT, which would otherwise share a port that another
+    server already uses; gunicorn would retry a taken PORT for five seconds, then say little.)"""
     family = socket.AF_INET6 if ":" in _settings.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
         try:
-            probe.bind((_settings.host, _settings.grpc_port))
+            probe.bind((_settings.host, port))
         except OSError as exc:
             reason = "Address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            sys.stderr.write(f"model server configuration error: GRPC_PORT={_settings.grpc_port}: {reason}\n")
+            hint = f"; another program has it: set {variable}= to a free port" if exc.errno == errno.EADDRINUSE else ""
+            sys.stderr.write(f"model server configuration error: {variable}={port}: {reason}{hint}\n")
             sys.exit(2)
 
 
+def _check_ports() -> None:
+    """Both ports, unless gunicorn was handed its listening socket (a binary upgrade, systemd)."""
+    if not {"GUNICORN_FD", "LISTEN_FDS"} & set(os.environ):
+        _check_port("PORT", _settings.port)
+    if _settings.grpc_port:
+        _check_port("GRPC_PORT", _settings.grpc_port)
+
+
 def on_starting(server: Arbiter) -> None:
-    """Master, before forking: check the gRPC port, start from an empty metrics directory."""
-    _check_grpc_port()
+    """Master, before forking: check both ports, start from an empty metrics directory."""
+    _check_ports()
     # Start from empty metrics: only prometheus_client's own files go (the directory may be one
     # the operator chose, holding other things).
     for stale in glob.glob(os.path.join(_METRICS_DIR, "*.db")):
@@ -133,6 +142,18 @@ def on_starting(server: Arbiter) -> None:
         _settings.model_base_path,
         _settings.model_backend,
     )
+
+
+def when_ready(server: Arbiter) -> None:
+    """Master, once it listens: say where both APIs answer (gunicorn names only its own port)."""
+    assert server.log is not None
+    if _settings.grpc_port:
+        server.log.info(
+            "gRPC (TF Serving's API, grpc.health.v1) listening at: %s, served by every worker",
+            bind_address(_settings.host, _settings.grpc_port),
+        )
+    else:
+        server.log.info("gRPC is off (GRPC_PORT=0)")
 
 
 def _write_expected_workers(count: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -104,13 +105,34 @@ def test_the_server_refuses_bad_settings_at_start_with_exit_2(tmp_path, env, say
     assert stderr.strip().splitlines() == [f"model server configuration error: {says.format(file=afile)}"]
 
 
-def test_an_ipv6_host_is_bound_in_brackets(tmp_path):
-    server = gunicorn({"HOST": "::1"}, tmp_path)
+@pytest.mark.parametrize("variable", ["PORT", "GRPC_PORT"])
+def test_a_port_another_program_holds_is_named_with_the_setting_to_change(tmp_path, variable):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {"HOST": "127.0.0.1", variable: str(port)}
+        if variable == "GRPC_PORT":
+            env["PORT"] = str(free_port())
+        server = gunicorn(env, tmp_path)
+        _, stderr = server.communicate(timeout=60)
+    assert server.returncode == 2, stderr
+    assert "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"model server configuration error: {variable}={port}: Address already in use; another program has it: "
+        f"set {variable}= to a free port"
+    )
+
+
+def test_an_ipv6_host_is_bound_in_brackets_and_both_addresses_are_logged(tmp_path):
+    grpc_port = free_port()
+    server = gunicorn({"HOST": "::1", "GRPC_PORT": str(grpc_port)}, tmp_path)
+    grpc_line = f"gRPC (TF Serving's API, grpc.health.v1) listening at: [::1]:{grpc_port}"
     try:
         deadline, seen = time.monotonic() + 60, ""
-        while "Listening at: http://[::1]:" not in seen and time.monotonic() < deadline and server.poll() is None:
+        while grpc_line not in seen and time.monotonic() < deadline and server.poll() is None:
             seen += server.stderr.readline()
-        assert "Listening at: http://[::1]:" in seen, seen
+        assert "Listening at: http://[::1]:" in seen and grpc_line in seen, seen
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.communicate(timeout=60)

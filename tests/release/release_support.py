@@ -40,6 +40,7 @@ MODULES = {
     "pin-model": "pin_model",
     "package-model": "package_model",
     "push-model": "push_model",
+    "serve-env": "serve_env",
 }
 ENVS = ("dev", "staging", "prod", "prod-blue-green", "prod-canary")
 TAG_A = "1.4.2"

@@ -79,8 +79,9 @@ def test_helm_lint_passes_the_charts_and_fails_a_broken_one(tmp_path, capsys):
 
 def test_mypy_checks_services_like_the_generator(hooks_repo):
     """The mypy hook reads its files from pyproject.toml: services/ is held to the same rules."""
-    (hooks_repo / "generator").mkdir()
-    (hooks_repo / "generator" / "__init__.py").write_text("")
+    for typed in ("generator", "examples"):  # the other [tool.mypy] files, which mypy needs to exist
+        (hooks_repo / typed).mkdir()
+        (hooks_repo / typed / "__init__.py").write_text("")
     result = run_hook(hooks_repo, "mypy", "services/untyped.py", "def predict(batch):\n    return batch\n")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "services/untyped.py:1: error: Function is missing a type annotation  [no-untyped-def]" in result.stdout
