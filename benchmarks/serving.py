@@ -646,9 +646,14 @@ def main(argv: list[str] | None = None) -> int:
         # Both servers up at once (the idle one costs nothing), so the rows a goal compares run one
         # right after the other: a shared machine's load changes less between them.
         ours, kserve = start_model_server(root, args.workers, args.threads), start_kserve(version_dir, args.workers)
-        ours_content = start_model_server(
-            root, args.workers, args.threads, PREDICT_RESPONSE_TENSOR_SERIALIZATION="as_proto_content"
-        )
+        try:
+            ours_content = start_model_server(
+                root, args.workers, args.threads, PREDICT_RESPONSE_TENSOR_SERIALIZATION="as_proto_content"
+            )
+        except BaseException:
+            ours.stop()
+            kserve.stop()
+            raise
         try:
             ours.wait_ready()
             ours_content.wait_ready()

@@ -19,6 +19,7 @@ import numpy as np
 import requests
 
 from services.inference import tfserving
+from services.inference.settings import bind_address
 
 EXAMPLE = Path(__file__).with_name("digit-7.json")
 DT_FLOAT = 1
@@ -33,7 +34,7 @@ def answer(probabilities: list[float] | np.ndarray) -> str:
 
 def rest(host: str, port: int, model: str, body: bytes) -> str:
     """The V1 ``:predict`` call of the README's curl line."""
-    url = f"http://{host}:{port}/v1/models/{model}:predict"
+    url = f"http://{bind_address(host, port)}/v1/models/{model}:predict"
     started = time.perf_counter()
     response = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=30)
     ms = (time.perf_counter() - started) * 1000
@@ -52,7 +53,7 @@ def grpc_predict(host: str, port: int, model: str, image: np.ndarray) -> str:
     for size in image.shape:
         tensor.tensor_shape.dim.add(size=size)
     tensor.tensor_content = np.ascontiguousarray(image, dtype="<f4").tobytes()
-    target = f"{host}:{port}"
+    target = bind_address(host, port)
     with grpc.insecure_channel(target) as channel:
         call: grpc.UnaryUnaryMultiCallable = channel.unary_unary(
             "/tensorflow.serving.PredictionService/Predict",

@@ -1,12 +1,14 @@
 """Model cards: ``registry/<model>/<version>.yaml``, the reviewed record of one published version.
 
-A card is built from the version directory alone (its ``metadata.json`` and the sha256 of every
-file, :mod:`services.artifacts`), so the same directory always gives the same card, byte for
-byte, wherever the model store is mounted. It is checked by ``model-card.schema.json`` through
-the input layer (:mod:`generator.inputs`), plus what a schema cannot say: the card sits at the
-path its model and version name, and its ``digest`` is the digest of its ``files``
-(``services.artifacts.version_digest``), so a hand-edited digest or file list is caught without
-the model store. A card is never rewritten: a new training is a new version.
+A card is built from the version directory (its ``metadata.json`` and the sha256 of every file,
+:mod:`services.artifacts`) and, where ``platform.yaml`` names ``modelArtifacts.repository``, the
+OCI image the files package into (:mod:`generator.registry.oci`), so the same directory always
+gives the same card, byte for byte, wherever the model store is mounted. It is checked by
+``model-card.schema.json`` through the input layer (:mod:`generator.inputs`), plus what a schema
+cannot say: the card sits at the path its model and version name, and its ``digest`` is the
+digest of its ``files`` (``services.artifacts.version_digest``), so a hand-edited digest or file
+list is caught without the model store. A card is never rewritten: a new training is a new
+version.
 """
 
 from __future__ import annotations

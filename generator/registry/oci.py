@@ -15,6 +15,7 @@ byte for byte, so the registry stores the digest :func:`package` computed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -41,8 +42,9 @@ MODEL_ANNOTATION = "org.opencontainers.image.title"
 VERSION_ANNOTATION = "org.opencontainers.image.version"
 DIGEST_ANNOTATION = "io.ml-gitops.model.digest"
 REF_NAME = "org.opencontainers.image.ref.name"
-#: How long push waits for a registry to answer at all.
+#: How long push waits for a registry to answer at all, and (connect, read) for each request.
 PROBE_SECONDS = 10
+REQUEST_TIMEOUT = (PROBE_SECONDS, 300)
 
 
 def layout_dir(root: Path, model: str, version: int) -> Path:
@@ -202,9 +204,12 @@ def package(version_dir: Path, model: str, version: int, target: Path) -> Artifa
         index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [manifest]}
         (staging / "index.json").write_bytes(_canonical(index))
         (staging / "oci-layout").write_bytes(_canonical({"imageLayoutVersion": "1.0.0"}))
+        # The old layout moves aside first, so the target is never half written; a cache, not state.
+        retired = target.with_name(f".{target.name}-old-{os.getpid()}")
         if target.exists():
-            shutil.rmtree(target)
+            target.replace(retired)
         staging.replace(target)
+        shutil.rmtree(retired, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -227,16 +232,31 @@ def blob_path(layout: Path, digest: str) -> Path:
     return layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
 
 
+def auth_files() -> list[str]:
+    """The container auth files that exist, as podman and docker find them: ``$REGISTRY_AUTH_FILE``,
+    podman's ``$XDG_RUNTIME_DIR/containers/auth.json``, ``$DOCKER_CONFIG/config.json`` (the SDK adds
+    ``~/.docker/config.json`` itself)."""
+    candidates = [
+        os.environ.get("REGISTRY_AUTH_FILE", ""),
+        os.path.join(os.environ["XDG_RUNTIME_DIR"], "containers", "auth.json")
+        if os.environ.get("XDG_RUNTIME_DIR")
+        else "",
+        os.path.join(os.environ["DOCKER_CONFIG"], "config.json") if os.environ.get("DOCKER_CONFIG") else "",
+    ]
+    return [path for path in candidates if path and os.path.isfile(path)]
+
+
 def push(layout: Path, repository: str, tag: str, *, plain_http: bool = False) -> str:
     """Upload the layout's blobs and manifest to ``repository:tag`` and return the digest the
-    registry stored, which is the layout's own (checked). Credentials come from the usual
-    container auth files (``$DOCKER_CONFIG``, ``~/.docker/config.json``, ``$REGISTRY_AUTH_FILE``)."""
+    registry stored, which is the layout's own (checked). Credentials: :func:`auth_files`. The
+    SDK reads each blob into memory whole (its chunked upload does not work with every registry)."""
     descriptor, manifest_bytes = read_layout(layout)
     manifest = json.loads(manifest_bytes)
     container = oras.container.Container(f"{repository}:{tag}")
     registry = oras.provider.Registry(hostname=container.registry, insecure=plain_http)
-    auth_files = [os.environ["REGISTRY_AUTH_FILE"]] if os.environ.get("REGISTRY_AUTH_FILE") else None
-    registry.auth.load_configs(container, configs=auth_files)
+    # The SDK sets no timeout on its requests: a registry that stops answering would hang the push.
+    registry.session.request = functools.partial(registry.session.request, timeout=REQUEST_TIMEOUT)
+    registry.auth.load_configs(container, configs=auth_files())
     try:
         # One quick look first: the SDK retries a refused connection for about two minutes.
         requests.get(f"{registry.prefix}://{container.registry}/v2/", timeout=PROBE_SECONDS)
@@ -250,7 +270,7 @@ def push(layout: Path, repository: str, tag: str, *, plain_http: bool = False) -
             data=manifest_bytes,
             headers={"Content-Type": MANIFEST_TYPE},
         )
-    except OSError as exc:  # requests' ConnectionError and Timeout, TLS errors
+    except requests.RequestException as exc:  # connection refused, timeouts, TLS errors
         raise ArtifactError(
             f"cannot reach {container.registry} ({type(exc).__name__}): is the registry up, and does it speak "
             "HTTPS (PLAIN_HTTP=1 for one that does not)?"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from generator.config import Platform
@@ -48,3 +49,10 @@ def package_version(root: Path, model: str, version: str, model_root: Path) -> o
         return oci.package(version_dir, model, number, oci.layout_dir(root, model, number))
     except oci.ArtifactError as exc:
         raise Refused(str(exc)) from exc
+
+
+def add_version_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments that name a version in the model store (MODEL, VERSION, MODEL_ROOT)."""
+    p.add_argument("--model", default="mnist", help="model name from platform.yaml (default: mnist)")
+    p.add_argument("--version", default="", help="the version (default: the newest in the model store)")
+    p.add_argument("--model-root", default="models", help="the model store (default: models, as make train writes)")

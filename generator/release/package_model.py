@@ -19,7 +19,7 @@ from pathlib import Path
 
 from generator.release import cli
 from generator.release.errors import EXIT_OK
-from generator.release.model_store import package_version
+from generator.release.model_store import add_version_arguments, package_version
 from generator.release.overlay import resolve_root
 
 
@@ -30,13 +30,6 @@ def package_model(args: argparse.Namespace) -> int:
     print(f"  image digest {artifact.digest}; files digest {artifact.version_digest}")
     print(f"  next: make push-model MODEL={artifact.model} VERSION={artifact.version}")
     return EXIT_OK
-
-
-def add_version_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments that name a version in the model store (MODEL, VERSION, MODEL_ROOT)."""
-    p.add_argument("--model", default="mnist", help="model name from platform.yaml (default: mnist)")
-    p.add_argument("--version", default="", help="the version (default: the newest in the model store)")
-    p.add_argument("--model-root", default="models", help="the model store (default: models, as make train writes)")
 
 
 def main(argv: list[str] | None = None) -> int:

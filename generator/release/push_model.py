@@ -2,10 +2,11 @@
 
 Packages the version (as ``make package-model``; the same files give the same digest) and pushes
 it to ``<modelArtifacts.repository>/<MODEL>:<VERSION>`` from ``platform.yaml``, then prints
-``<repository>@<digest>``: the reference environments pin. The registry must store the digest
-that was computed here, or the push fails. Credentials come from the usual container auth files
-(``$DOCKER_CONFIG``, ``~/.docker/config.json``, ``$REGISTRY_AUTH_FILE``: ``podman login`` writes
-them); ``PLAIN_HTTP=1`` talks HTTP to a registry without TLS (a loopback one).
+``<repository>@<digest>``: the reference a server pulls (the chart's ``model.artifact.image``).
+The registry must store the digest that was computed here, or the push fails. Credentials come
+from the container auth files ``podman login`` and ``docker login`` write (``$REGISTRY_AUTH_FILE``,
+``$XDG_RUNTIME_DIR/containers/auth.json``, ``$DOCKER_CONFIG/config.json``,
+``~/.docker/config.json``); ``PLAIN_HTTP=1`` talks HTTP to a registry without TLS (a loopback one).
 
 Exit codes: 0 pushed, 2 refused (an unknown model, no ``modelArtifacts.repository``, a missing
 version directory), 3 the registry failed or refused the push.
@@ -21,9 +22,8 @@ from generator.config import ConfigError
 from generator.registry import oci
 from generator.release import cli
 from generator.release.errors import EXIT_OK, Refused, ToolFailed
-from generator.release.model_store import package_version
+from generator.release.model_store import add_version_arguments, package_version
 from generator.release.overlay import load_platform, resolve_root
-from generator.release.package_model import add_version_arguments
 
 
 def push_model(args: argparse.Namespace) -> int:

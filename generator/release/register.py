@@ -8,7 +8,8 @@ digest (``services/artifacts.py``; registry/README.md). Without VERSION, the new
 the model store. Commit the card on its own (``git add registry/... && git commit``): it is the
 reviewed record that ``make pin-model`` pins and ``make validate`` checks.
 
-Registering the same directory again is a no-op (exit 0): the card is a function of the bytes.
+Registering the same directory again is a no-op (exit 0): the card is a function of the bytes
+(and of ``modelArtifacts.repository``, which an audit of an older card does not hold against it).
 Refused (exit 2, nothing written): a model platform.yaml does not list, a missing or unreadable
 version directory, a ``metadata.json`` that cannot make a valid card, and an existing card with
 different content (a card is never rewritten: a new training is a new version), naming the
@@ -25,7 +26,7 @@ from generator.files import write_atomic
 from generator.registry import cards, oci
 from generator.release import cli
 from generator.release.errors import EXIT_OK, Refused
-from generator.release.model_store import find_version_dir, known_model
+from generator.release.model_store import add_version_arguments, find_version_dir, known_model
 from generator.release.overlay import resolve_root
 
 
@@ -45,6 +46,19 @@ def _differences(old: dict, new: dict) -> str:
         else:
             parts.append(key)
     return "; ".join(parts)
+
+
+def audited(card: dict, like: dict | None = None) -> dict:
+    """What registering again compares: everything the files determine. The image's repository is
+    where it was pushed when registered (platform.yaml may name another registry since), and a
+    card registered before model images has no ``artifact`` to compare."""
+    data = dict(card)
+    if "artifact" in data:
+        if like is not None and "artifact" not in like:
+            del data["artifact"]
+        else:
+            data["artifact"] = {"digest": data["artifact"]["digest"]}
+    return data
 
 
 def register(args: argparse.Namespace) -> int:
@@ -68,7 +82,7 @@ def register(args: argparse.Namespace) -> int:
             existing = cards.read_card_file(root, rel)
         except cards.CardError as exc:
             raise Refused(f"{rel} exists and is not a valid card ({exc.problems[0]}); fix it by hand") from exc
-        if existing.data == card:
+        if audited(existing.data) == audited(card, like=existing.data):
             print(f"register: {rel} already records {version_dir} (digest {card['digest']}); nothing written")
             return EXIT_OK
         raise Refused(
@@ -89,9 +103,7 @@ def register(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.parser("register", __doc__, edits=False)
-    p.add_argument("--model", default="mnist", help="model name from platform.yaml (default: mnist)")
-    p.add_argument("--version", default="", help="the version to register (default: the newest in the model store)")
-    p.add_argument("--model-root", default="models", help="the model store (default: models, as make train writes)")
+    add_version_arguments(p)
     return cli.run("register", p, argv, register)
 
 

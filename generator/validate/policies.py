@@ -362,16 +362,19 @@ def job_limits(res: Resource) -> list[Finding]:
 
 HOOK = "argocd.argoproj.io/hook"
 HOOK_DELETE_POLICY = "argocd.argoproj.io/hook-delete-policy"
+HELM_HOOK_DELETE_POLICY = "helm.sh/hook-delete-policy"
 
 
 def argocd_hook(res: Resource) -> list[Finding]:
     """A named hook is created once and then kept (a Job never runs again) unless its delete policy
     says BeforeHookCreation; Argo CD's default for hooks without one changed (argo-cd's
     gitops-engine: "no default deletion policy"), so it must be explicit."""
-    if HOOK not in res.annotations or "generateName" in res.metadata:
-        return []
+    phases = str(res.annotations.get(HOOK, "")).replace(" ", "").split(",")
+    if HOOK not in res.annotations or phases == ["Skip"] or "generateName" in res.metadata:
+        return []  # Skip marks a manifest Argo CD does not apply: not a hook
     policies = str(res.annotations.get(HOOK_DELETE_POLICY, "")).replace(" ", "").split(",")
-    if "BeforeHookCreation" in policies:
+    helm_policies = str(res.annotations.get(HELM_HOOK_DELETE_POLICY, "")).replace(" ", "").split(",")
+    if "BeforeHookCreation" in policies or "before-hook-creation" in helm_policies:  # Argo CD honours both
         return []
     return [
         res.finding(

@@ -30,7 +30,7 @@ CHECKS = {
     "server-drops": "no field holds an empty value the API server (or Argo CD) drops when it stores the object",
 }
 #: Kinds that Argo CD's controller writes back through its Go types.
-ARGO_CD_GROUP = "argoproj.io"
+ARGO_CD_KINDS = {("argoproj.io", "Application"), ("argoproj.io", "AppProject")}
 
 
 def _zero(value: Any, schema: dict, scalars: bool) -> bool:
@@ -80,7 +80,7 @@ def check(store: SchemaStore, res: Resource) -> list[Finding]:
     if loaded is None:
         return []  # no schema: the schema check reports that
     schema, defs, built_in = loaded
-    argo_cd = res.group == ARGO_CD_GROUP
+    argo_cd = (res.group, res.kind) in ARGO_CD_KINDS
     if not built_in and not argo_cd:
         return []
     writer = "Argo CD" if argo_cd else "the API server"

@@ -310,6 +310,14 @@ class ModelRepository:
             )
         except artifacts.ArtifactError as exc:
             return self._refuse(version, fingerprint, metrics.LOAD_ERROR, "UNKNOWN", str(exc), "failed to load")
+        if self.version_path is not None:  # one directory stands for the pinned version: its files must agree
+            described = _parse_metadata(version_dir / METADATA_FILE, files.get(METADATA_FILE))
+            if (described.get("name"), str(described.get("version"))) != (name, str(version)):
+                message = (
+                    f"{version_dir}/{METADATA_FILE} describes {described.get('name')!r} version "
+                    f"{described.get('version')!r}, not the pinned {name!r} version {version} (MODEL_VERSION)"
+                )
+                return self._refuse(version, fingerprint, metrics.LOAD_ERROR, "UNKNOWN", message, "refused")
         digest = artifacts.version_digest(digests)
         expected = self.settings.model_digest
         if expected is not None and digest != expected:

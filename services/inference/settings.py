@@ -212,7 +212,7 @@ class Settings(BaseSettings):
             "MODEL_VERSION_PATH",
             "The files of version `MODEL_VERSION` alone, read instead of `MODEL_BASE_PATH`/`<MODEL_NAME>`/`<version>`: "
             "the version's OCI image mounted as an image volume (its files are under `/model` in the image). "
-            "Needs `MODEL_VERSION`",
+            "Needs `MODEL_VERSION`, which the files' `metadata.json` must name",
         ),
     )
     model_digest: Annotated[Text, AfterValidator(_digest)] | None = Field(

@@ -123,6 +123,25 @@ def test_register_writes_a_valid_card_whose_digest_is_the_directorys(repo: Repo,
     assert pin_findings(repo.root) == []
 
 
+def test_registering_again_audits_the_files_not_where_the_image_was_pushed(repo: Repo, store: Path):
+    """A card from before model images, or one whose image went to another registry, is still the
+    record of the same files: registering the directory again is a no-op, not a refusal."""
+    register(repo, store, 2)
+    path = repo.root / "platform.yaml"
+    path.write_text(path.read_text().replace("registry.example.com/ml/models", "registry.example.org/models"))
+    git(repo.root, "commit", "-q", "-a", "-m", "another model registry")
+    again = repo.run("register", "--version", "2", "--model-root", str(store))
+    assert again.code == 0 and "nothing written" in again.out, again.err
+    card = repo.root / "registry/mnist/2.yaml"
+    text = card.read_text()
+    card.write_text(text[: text.index("artifact:")] + text[text.index("codeRevision:") :])  # an older card
+    git(repo.root, "commit", "-q", "-a", "-m", "a card from before model images")
+    assert repo.run("register", "--version", "2", "--model-root", str(store)).code == 0
+    (store / MODEL / "2" / "model.tflite").write_bytes(b"other weights")
+    refused = repo.run("register", "--version", "2", "--model-root", str(store))
+    assert refused.code == 2 and "files model.tflite" in refused.err, refused.err
+
+
 def test_register_without_version_takes_the_newest_in_the_store(repo: Repo, store: Path):
     publish(store, 2)
     publish(store, 3)

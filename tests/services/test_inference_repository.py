@@ -186,6 +186,17 @@ def test_a_version_mounted_on_its_own_is_served_from_model_version_path(model_st
     assert refused.test_client().get("/v2/health/ready").status_code == 503
 
 
+def test_a_version_path_holding_another_version_is_refused(model_store, tmp_path, stop_apps):
+    """MODEL_VERSION says which version the mounted files are; their metadata.json must agree."""
+    mounted = tmp_path / "image" / "model"
+    shutil.copytree(model_store / MODEL / "1", mounted)
+    app = make_app(tmp_path / "no-store", MODEL_VERSION="2", MODEL_VERSION_PATH=str(mounted))
+    stop_apps(app)
+    repo = app.extensions["inference.repository"]
+    assert wait_for(lambda: "describes 'mnist' version 1, not the pinned 'mnist' version 2" in repo.last_error, 10)
+    assert app.test_client().get("/v2/health/ready").status_code == 503
+
+
 def test_a_missing_version_path_means_not_ready_naming_it(tmp_path, stop_apps):
     app = make_app(tmp_path, MODEL_VERSION="3", MODEL_VERSION_PATH=str(tmp_path / "nothing" / "model"))
     stop_apps(app)
