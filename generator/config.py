@@ -146,6 +146,24 @@ class Training:
 
 
 @dataclass(frozen=True)
+class ModelArtifacts:
+    """Where model versions live as OCI images, and how a serving pod gets the pinned one."""
+
+    #: Image repository prefix: model ``m`` lives at ``<repository>/m``.
+    repository: str
+    #: ``initContainer`` (the server image pulls the files into an emptyDir) or ``imageVolume``.
+    delivery: str = "initContainer"
+    #: A dockerconfigjson Secret with read credentials ("" = anonymous pulls).
+    pull_secret: str = ""
+
+    @property
+    def registry_port(self) -> int:
+        """The port a pod must reach to pull: the one in the repository's host, else HTTPS's."""
+        host = self.repository.split("/", 1)[0]
+        return int(host.rsplit(":", 1)[1]) if ":" in host else 443
+
+
+@dataclass(frozen=True)
 class Monitoring:
     """Service-level objectives the alerts and dashboard are built on."""
 
@@ -199,14 +217,11 @@ class Platform:
     environments: tuple[Environment, ...]
     argocd: ArgoCD
     monitoring: Monitoring
-    #: modelArtifacts.repository: where model versions live as OCI images ("" when not set).
-    model_artifacts: str = ""
+    model_artifacts: ModelArtifacts
 
     def artifact_repository(self, model: str) -> str:
         """The image repository of one model's versions (``<modelArtifacts.repository>/<model>``)."""
-        if not self.model_artifacts:
-            raise ConfigError(["platform.yaml: modelArtifacts.repository: not set (the registry models are pushed to)"])
-        return f"{self.model_artifacts}/{model}"
+        return f"{self.model_artifacts.repository}/{model}"
 
 
 # --- loading and checking -----------------------------------------------------------------
@@ -407,7 +422,11 @@ def _to_settings(data: dict) -> Platform:
             data["argocd"]["targetRevision"],
         ),
         monitoring=_monitoring(data.get("monitoring")),
-        model_artifacts=data.get("modelArtifacts", {}).get("repository", ""),
+        model_artifacts=ModelArtifacts(
+            data["modelArtifacts"]["repository"],
+            data["modelArtifacts"].get("delivery", "initContainer"),
+            data["modelArtifacts"].get("pullSecret", ""),
+        ),
     )
 
 

@@ -71,6 +71,18 @@ def card_path(model: str, version: str | int) -> str:
     return f"{REGISTRY_DIR}/{model}/{version}.yaml"
 
 
+#: The digest a Deployment's model image carries until an overlay's ``images:`` pins the real one:
+#: no image has it, so a server whose overlay pins nothing pulls nothing (never a ``latest``).
+UNPINNED_DIGEST = "sha256:" + "0" * 64
+
+
+def model_image_name(repository: str, model: str, variant: str = "") -> str:
+    """The image name a Deployment gives its model image (``repository`` is platform.yaml's
+    ``modelArtifacts.repository``): the real ``<repository>/<model>`` for the rolling server,
+    ``<model>-model-<variant>`` for a slot or track; the overlay's ``images:`` pins it by digest."""
+    return f"{model}-model-{variant}" if variant else f"{repository}/{model}"
+
+
 def variant_image_name(repository: str, variant: str) -> str:
     """The logical image name a variant's Deployment uses (``inference-server-blue``); the
     overlay's ``images:`` maps it to the real repository and tag."""

@@ -1,11 +1,11 @@
 """Assemble the cdk8s app from platform.yaml (the chart in charts/ rendered by the constructs in
 generator/) and write the generated tree (overlays/base, overlays/components, argocd/) atomically.
 
-The layout is additive, so an overlay is a sum of parts and nothing is deleted: the base (what
-every environment has: each server's Service, ServiceAccount and NetworkPolicy, and the model
-store), one server component per strategy (``rolling``, ``blue-green``, ``canary``), one
-training component per strategy (``training-<strategy>``, for environments that train), and
-``monitoring``.
+An overlay is a sum of parts: the base (what every environment has: each server's Service,
+ServiceAccount and NetworkPolicy), one server component per strategy (``rolling``,
+``blue-green``, ``canary``; servers pull the model image the overlay pins), one training
+component per strategy (``training-<strategy>``, for environments that train: the Job, the model
+store claim, and the servers pointed at that claim), and ``monitoring``.
 
 ``render_tree`` is pure: it returns every generated file as bytes, which is what both
 ``make synth`` (writes them) and validation's freshness check (compares them) need.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import cdk8s
@@ -23,14 +24,19 @@ import yaml
 
 from generator.config import Platform, load_config
 from generator.constructs.argocd import ArgoCDApps, ArgoCDProps
-from generator.constructs.delivery import DeliveryProps, ServerComponent, component_kustomization
+from generator.constructs.delivery import (
+    DeliveryProps,
+    ServerComponent,
+    component_kustomization,
+    model_image_fields,
+    serve_from_claim,
+)
 from generator.constructs.inference import SHARED_OBJECTS, InferenceService, InferenceServiceProps
 from generator.constructs.monitoring import MonitoringProps, ServerMonitoring, readme_url
 from generator.constructs.training import (
     ModelStore,
     TrainingJob,
     TrainingJobProps,
-    model_store_wave_patch,
     trainer_image_fields,
 )
 from generator.conventions import STRATEGIES, released_variants, training_component
@@ -50,7 +56,7 @@ _Dumper.add_representer(
 )
 
 
-def _dump(objects: list[dict]) -> bytes:
+def _dump(objects: list[dict] | list[dict | list]) -> bytes:
     """A deterministic multi-document YAML stream with the generated-file header."""
     docs = [yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120) for obj in objects]
     return (HEADER + "---\n".join(docs)).encode()
@@ -61,8 +67,10 @@ def _group_kind(obj: dict) -> tuple[str, str]:
     return (api_version.split("/")[0] if "/" in api_version else "", obj["kind"])
 
 
-#: The Kustomize configuration file of a training component (``trainer_image_fields``).
+#: The Kustomize configuration files of a training component (``trainer_image_fields``) and of a
+#: server component (``model_image_fields``).
 TRAINER_IMAGE_FIELDS = "trainer-image-fields.yaml"
+MODEL_IMAGE_FIELDS = "model-image-fields.yaml"
 
 
 def _component(files: list[str], **fields: object) -> dict:
@@ -82,7 +90,7 @@ class _Tree:
         self.files[f"{directory}/{name}"] = _dump(objects)
         return name
 
-    def add(self, path: str, obj: dict) -> None:
+    def add(self, path: str, obj: dict | list) -> None:
         self.files[path] = _dump([obj])
 
 
@@ -118,6 +126,8 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
                 serving=platform.serving,
                 part_of=platform.name,
                 model_store_claim=claim,
+                artifacts=platform.model_artifacts,
+                cluster_dns=platform.training.cluster_dns,
                 ingress_namespaces=tuple(
                     dict.fromkeys(
                         ns
@@ -133,37 +143,44 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
             ),
         )
         base_files.append(tree.add_chart(base, f"{model.name}-inference.yaml", chart))
-    # One model store for all models (each writes its own <model>/ directory).
-    store = cdk8s.Chart(app, "model-store", disable_resource_name_hashes=True)
-    ModelStore(store, "store", model=platform.models[0], storage=platform.training.storage, part_of=platform.name)
-    base_files.append(tree.add_chart(base, "model-store.yaml", store))
     tree.add(f"{base}/kustomization.yaml", _base_kustomization(base_files))
 
     for strategy in STRATEGIES:
         directory = f"overlays/components/{strategy}"
         files = []
+        from_claim: list[dict] = []
         for model in platform.models:
-            chart = cdk8s.Chart(app, f"{model.name}-{strategy}", disable_resource_name_hashes=True)
-            ServerComponent(
-                chart,
-                "server",
-                DeliveryProps(
-                    strategy=strategy,
-                    model=model,
-                    server_image=platform.server_image,
-                    serving=platform.serving,
-                    part_of=platform.name,
-                    gateway=platform.serving.gateway,
-                    model_store_claim=claim,
-                ),
+            props = DeliveryProps(
+                strategy=strategy,
+                model=model,
+                server_image=platform.server_image,
+                serving=platform.serving,
+                part_of=platform.name,
+                gateway=platform.serving.gateway,
+                model_store_claim=claim,
+                artifacts=platform.model_artifacts,
+                cluster_dns=platform.training.cluster_dns,
             )
+            chart = cdk8s.Chart(app, f"{model.name}-{strategy}", disable_resource_name_hashes=True)
+            ServerComponent(chart, "server", props)
             files.append(tree.add_chart(directory, f"{model.name}.yaml", chart))
-        tree.add(
-            f"{directory}/kustomization.yaml", component_kustomization(strategy, platform.models, platform.name, files)
-        )
+            # The same servers reading the claim, for the training component's patches.
+            claim_chart = cdk8s.Chart(app, f"{model.name}-{strategy}-claim", disable_resource_name_hashes=True)
+            ServerComponent(claim_chart, "server", replace(props, artifacts=None))
+            from_claim += [obj for obj in claim_chart.to_json() if obj["kind"] == "Deployment"]
+        tree.add(f"{directory}/{MODEL_IMAGE_FIELDS}", model_image_fields())
+        kustomization = component_kustomization(strategy, platform.models, platform.name, files)
+        tree.add(f"{directory}/kustomization.yaml", {**kustomization, "configurations": [MODEL_IMAGE_FIELDS]})
 
         directory = f"overlays/components/{training_component(strategy)}"
-        files = []
+        # One model store for all models (each writes its own <model>/ directory).
+        store = cdk8s.Chart(app, f"model-store-{strategy}", disable_resource_name_hashes=True)
+        ModelStore(store, "store", model=platform.models[0], storage=platform.training.storage, part_of=platform.name)
+        files = [tree.add_chart(directory, "model-store.yaml", store)]
+        patches = []
+        for name, (target, operations) in serve_from_claim(from_claim).items():
+            tree.add(f"{directory}/{name}", operations)
+            patches.append({"path": name, "target": target})
         for model in platform.models:
             chart = cdk8s.Chart(app, f"{model.name}-{training_component(strategy)}", disable_resource_name_hashes=True)
             TrainingJob(
@@ -181,11 +198,7 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
         tree.add(f"{directory}/{TRAINER_IMAGE_FIELDS}", trainer_image_fields())
         tree.add(
             f"{directory}/kustomization.yaml",
-            _component(
-                files,
-                configurations=[TRAINER_IMAGE_FIELDS],
-                patches=[{"patch": model_store_wave_patch(platform.training.storage)}],
-            ),
+            _component(files, configurations=[TRAINER_IMAGE_FIELDS], patches=patches),
         )
 
     directory = "overlays/components/monitoring"

@@ -1,17 +1,20 @@
 """The server components, one per strategy, rendered as Kustomize Components that add to the base.
 
 The base holds what every strategy shares (the Service, ServiceAccount and NetworkPolicy of each
-model's server, and the model store); a strategy's component adds the workload: ``rolling`` the
-single autoscaled server, ``blue-green`` slots ``blue`` and ``green``, ``canary`` tracks
-``stable`` and ``canary``. Each variant is the same chart rendered with ``slot``/``track`` set, so
-it differs from the rolling server only where it must: its name, its selector label, its own
-release ConfigMap (model version) and its own image name. Nothing is deleted: an overlay is the
-sum of the base, its strategy's component, its strategy's training component where it trains,
-and monitoring.
+model's server); a strategy's component adds the workload: ``rolling`` the single autoscaled
+server, ``blue-green`` slots ``blue`` and ``green``, ``canary`` tracks ``stable`` and ``canary``.
+Each variant is the same chart rendered with ``slot``/``track`` set, so it differs from the
+rolling server only where it must: its name, its selector label, its own release ConfigMap
+(model version) and its own image names. An overlay is the sum of the base, its strategy's
+component, its strategy's training component where it trains, and monitoring.
 
-Variant images use logical names (``inference-server-blue``) that the overlay's ``images:``
-maps to a real repository and tag, so each variant's whole release (image and model version)
-is pinned in the overlay's kustomization.yaml, where the release commands edit it.
+Servers get their model from the model image their overlay pins by digest (platform.yaml
+``modelArtifacts``); where an environment trains, its training component adds the model store
+claim and points the servers back at it (``serve_from_claim``): that is the one replacement.
+
+Variant images use logical names (``inference-server-blue``, ``mnist-model-blue``) that the
+overlay's ``images:`` maps to a real repository and tag or digest, so each variant's whole release
+is pinned in the overlay, where the release commands edit it.
 
 Variants run fixed replicas (no HorizontalPodAutoscaler): the idle slot can be scaled to zero,
 and without a Gateway the canary's share of traffic is its share of the replicas.
@@ -25,7 +28,7 @@ from typing import Any
 import cdk8s
 from constructs import Construct
 
-from generator.config import Gateway, Image, Model, Serving
+from generator.config import ClusterDNS, Gateway, Image, Model, ModelArtifacts, Serving
 from generator.constructs.chart import CHART_NAME
 from generator.constructs.common import labels
 from generator.constructs.inference import InferenceService, InferenceServiceProps, server_workload
@@ -71,6 +74,9 @@ class DeliveryProps:
     part_of: str
     gateway: Gateway
     model_store_claim: str
+    #: Serve the model image the overlay pins; None: the model store claim (environments that train).
+    artifacts: ModelArtifacts | None = None
+    cluster_dns: ClusterDNS = ClusterDNS()
 
     def chart_props(
         self, image: Image, overrides: dict[str, Any], slot: str = "", track: str = ""
@@ -85,6 +91,8 @@ class DeliveryProps:
             slot=slot,
             track=track,
             overrides=overrides,
+            artifacts=self.artifacts,
+            cluster_dns=self.cluster_dns,
         )
 
 
@@ -174,6 +182,32 @@ class ServerComponent(Construct):
                 },
             )
         )
+
+
+def model_image_fields() -> dict:
+    """Kustomize image field specs that let an overlay's ``images:`` pin the model image of a
+    server by digest: the image volume's reference, or the fetch-model init container's
+    ``MODEL_IMAGE`` value (only values naming a pinned image change)."""
+    return {
+        "images": [
+            {"path": "spec/template/spec/volumes[]/image/reference", "kind": "Deployment"},
+            {"path": "spec/template/spec/initContainers[]/env[]/value", "kind": "Deployment"},
+        ]
+    }
+
+
+def serve_from_claim(deployments: list[dict]) -> dict[str, tuple[dict, list[dict]]]:
+    """The training component's patches that turn each server Deployment of a strategy back to
+    the model store claim, which the environment's training Job fills: the pod spec as the chart
+    renders it without a model image replaces the one that pulls it. Keyed by file name:
+    (the patch's target, its JSON patch operations)."""
+    return {
+        f"{deployment['metadata']['name']}-from-claim.yaml": (
+            {"kind": "Deployment", "name": deployment["metadata"]["name"]},
+            [{"op": "replace", "path": "/spec/template/spec", "value": deployment["spec"]["template"]["spec"]}],
+        )
+        for deployment in deployments
+    }
 
 
 def release_generator(model: Model, variant: str, part_of: str) -> dict:

@@ -18,10 +18,10 @@ from typing import Any
 import cdk8s
 from constructs import Construct
 
-from generator.config import Image, Model, Serving
+from generator.config import ClusterDNS, Image, Model, ModelArtifacts, Serving
 from generator.constructs.chart import CHART_DIR
 from generator.constructs.common import MANAGED_BY, MODEL_MOUNT
-from generator.conventions import release_config_map_name
+from generator.conventions import UNPINNED_DIGEST, model_image_name, release_config_map_name
 from generator.tools import helm_path
 
 
@@ -41,6 +41,11 @@ class InferenceServiceProps:
     ingress_namespaces: tuple[str, ...] = ()
     #: Extra chart values merged last (e.g. switching off shared resources for a second slot).
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: Serve the pinned model image (its logical name, which an overlay's ``images:`` pins by
+    #: digest) instead of the model store claim; None: from the claim (where an environment trains).
+    artifacts: ModelArtifacts | None = None
+    #: Where the cluster DNS runs: a pod that pulls its model (initContainer) must resolve the registry.
+    cluster_dns: ClusterDNS = ClusterDNS()
 
 
 #: The chart values that leave only what every strategy shares: Service, ServiceAccount, NetworkPolicy.
@@ -110,7 +115,43 @@ def chart_values(props: InferenceServiceProps) -> dict[str, Any]:
             ],
         },
     }
+    if props.artifacts is not None:
+        values = _merge(values, artifact_values(props, suffix))
     return _merge(values, props.overrides)
+
+
+def artifact_values(props: InferenceServiceProps, variant: str) -> dict[str, Any]:
+    """The chart values that serve the model image an overlay pins: its name with a digest no image
+    has (the overlay's ``images:`` entry sets the real one), delivered as platform.yaml says, and what that delivery
+    needs: registry credentials, and for an init container the egress to DNS and the registry."""
+    artifacts = props.artifacts
+    assert artifacts is not None
+    image = f"{model_image_name(artifacts.repository, props.model.name, variant)}@{UNPINNED_DIGEST}"
+    values: dict[str, Any] = {
+        "model": {"artifact": {"image": image, "delivery": artifacts.delivery, "pullSecret": ""}},
+    }
+    if artifacts.delivery == "imageVolume":
+        if artifacts.pull_secret:  # the kubelet pulls an image volume with the pod's pull secrets
+            values["imagePullSecrets"] = [{"name": artifacts.pull_secret}]
+        return values
+    values["model"]["artifact"]["pullSecret"] = artifacts.pull_secret
+    dns = props.cluster_dns
+    values["networkPolicy"] = {
+        "egressTo": [
+            {
+                "to": [
+                    {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": dns.namespace}},
+                        "podSelector": {"matchLabels": dict(dns.pod_labels)},
+                    }
+                ],
+                "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+            },
+            # The registry's address is not known here (and may move): its port only.
+            {"ports": [{"port": artifacts.registry_port, "protocol": "TCP"}]},
+        ]
+    }
+    return values
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

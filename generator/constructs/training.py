@@ -78,18 +78,9 @@ def trainer_labels(model: Model, part_of: str) -> dict[str, str]:
     return labels(name="trainer", instance=model.name, component="training", part_of=part_of)
 
 
-def model_store_wave_patch(storage: Storage) -> str:
-    """The training component's patch that puts the model store in the training hook's wave
-    (its first consumer there is the hook's pod, which runs before the servers)."""
-    return (
-        f"apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {storage.claim_name}\n"
-        f"  annotations:\n    argocd.argoproj.io/sync-wave: '{HOOK_WAVE}'\n"
-    )
-
-
 class ModelStore(Construct):
-    """The model store's PersistentVolumeClaim: training writes it, every server pod reads it,
-    so every environment has it, whether it trains or only serves."""
+    """The model store's PersistentVolumeClaim, in environments that train: the training Job
+    writes it and their servers read it (serve-only environments pull model images instead)."""
 
     def __init__(self, scope: Construct, id: str, *, model: Model, storage: Storage, part_of: str):
         super().__init__(scope, id)
@@ -99,11 +90,10 @@ class ModelStore(Construct):
             metadata=k8s.ObjectMeta(
                 name=storage.claim_name,
                 labels={**trainer_labels(model, part_of), "app.kubernetes.io/component": "model-store"},
-                # The wave of its first consumer, never earlier: with a WaitForFirstConsumer storage
-                # class the claim binds only once a pod uses it, and Argo CD waits for a wave to be
-                # healthy. Serve-only: the servers' (0, the default); where the environment trains,
-                # the training component moves it to the hook's (model_store_wave_patch).
-                annotations=dict(ARGOCD_KEEP),
+                # The wave of its first consumer, the training hook's, never earlier: with a
+                # WaitForFirstConsumer storage class the claim binds only once a pod uses it, and
+                # Argo CD waits for a wave to be healthy.
+                annotations={**ARGOCD_KEEP, "argocd.argoproj.io/sync-wave": str(HOOK_WAVE)},
             ),
             spec=k8s.PersistentVolumeClaimSpec(
                 access_modes=list(storage.access_modes),

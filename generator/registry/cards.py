@@ -2,7 +2,7 @@
 
 A card is built from the version directory (its ``metadata.json`` and the sha256 of every file,
 :mod:`services.artifacts`) and, where ``platform.yaml`` names ``modelArtifacts.repository``, the
-OCI image the files package into (:mod:`generator.registry.oci`), so the same directory always
+OCI image the files package into (:mod:`services.model_image`), so the same directory always
 gives the same card, byte for byte, wherever the model store is mounted. It is checked by
 ``model-card.schema.json`` through the input layer (:mod:`generator.inputs`), plus what a schema
 cannot say: the card sits at the path its model and version name, and its ``digest`` is the
@@ -76,6 +76,13 @@ class Card:
     @property
     def metrics(self) -> dict[str, Any]:
         return dict(self.data["metrics"])
+
+    @property
+    def artifact(self) -> tuple[str, str] | None:
+        """(repository, digest) of the version's model image, or None for a card registered
+        before model images (such a version cannot be served where servers pull images)."""
+        artifact = self.data.get("artifact")
+        return (str(artifact["repository"]), str(artifact["digest"])) if artifact else None
 
     def headline(self) -> str:
         """The card's headline metric, as ``make status`` shows it: ``acc 0.9812``."""

@@ -7,10 +7,11 @@ import argparse
 from pathlib import Path
 
 from generator.config import Platform
-from generator.registry import oci
 from generator.registry.next_version import is_version_name
+from generator.registry.oci import layout_dir
 from generator.release.errors import Refused
 from generator.release.overlay import load_platform
+from services import model_image
 
 
 def find_version_dir(model_root: Path, model: str, version: str) -> tuple[int, Path]:
@@ -41,13 +42,13 @@ def known_model(root: Path, model: str) -> Platform:
     return platform
 
 
-def package_version(root: Path, model: str, version: str, model_root: Path) -> oci.Artifact:
+def package_version(root: Path, model: str, version: str, model_root: Path) -> model_image.Artifact:
     """Package one version of ``model`` (the newest when ``version`` is empty) into its layout."""
     known_model(root, model)
     number, version_dir = find_version_dir(model_root, model, version)
     try:
-        return oci.package(version_dir, model, number, oci.layout_dir(root, model, number))
-    except oci.ArtifactError as exc:
+        return model_image.package(version_dir, model, number, layout_dir(root, model, number))
+    except model_image.ArtifactError as exc:
         raise Refused(str(exc)) from exc
 
 

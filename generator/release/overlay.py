@@ -7,6 +7,9 @@ dumps byte-identical. What lives where (see README "How a release is pinned"):
 - ``kustomization.yaml`` ``images:``: the server image (rolling: entry named by the real
   repository; blue-green/canary: one entry per variant named ``<repo basename>-<variant>`` with
   ``newName:`` the real repository) and the trainer image; ``newTag:`` XOR ``digest:``.
+- ``kustomization.yaml`` ``images:``: each model's image by digest (its files, from the model
+  card's ``artifact``): rolling: entry named ``<modelArtifacts.repository>/<model>``;
+  blue-green/canary: ``<model>-model-<variant>`` with ``newName:`` the card's repository.
 - ``kustomization.yaml`` ``replicas:`` (blue-green, canary): ``<model>-server-<variant>``.
 - ``release.yaml``: ConfigMap ``<model>-release`` (rolling) or ``<model>-release-<variant>``
   with ``data.MODEL_VERSION`` (a string) and ``data.MODEL_DIGEST`` (the version's digest from its
@@ -46,6 +49,7 @@ from generator.conventions import (  # noqa: F401 (VARIANT_LABEL, VARIANTS are r
     VARIANT_LABEL,
     VARIANTS,
     canary_weights_name,
+    model_image_name,
     release_config_map_name,
     variant_image_name,
 )
@@ -105,11 +109,13 @@ class Pin(Image):
 
 @dataclass(frozen=True)
 class Release:
-    """What one environment (or one variant of it) runs: server image, model versions and digests."""
+    """What one environment (or one variant of it) runs: server image, model versions, their
+    files' digests and their model images."""
 
     server: Pin
     versions: tuple[tuple[str, str], ...]  # (model, MODEL_VERSION)
     digests: tuple[tuple[str, str], ...] = ()  # (model, MODEL_DIGEST)
+    images: tuple[tuple[str, Pin | None], ...] = ()  # (model, its model image; None: not pinned)
 
     def describe(self) -> str:
         models = ", ".join(f"{m} v{v}" for m, v in self.versions)
@@ -252,6 +258,18 @@ class Overlay:
         images.append(entry)
         return entry
 
+    def _settle_comment(self, entry: CommentedMap) -> None:
+        """Keep a comment that followed the list's previous last entry (it introduces the next key
+        of the kustomization) after ``entry``, which an edit appended."""
+        images = self.kustomization.get("images") or []
+        if len(images) < 2 or images[-1] is not entry:
+            return
+        previous = images[-2]
+        comment = previous.ca.items.get(list(previous)[-1]) if previous else None
+        if comment and len(comment) > 2 and comment[2] is not None:
+            entry.ca.items[list(entry)[-1]] = [None, None, comment[2], None]
+            comment[2] = None
+
     def _server_entry_name(self, variant: str) -> str:
         repo = self.platform.server_image.repository
         return variant_image_name(repo, variant) if variant else repo
@@ -285,6 +303,7 @@ class Overlay:
             _set_scalar(entry, "digest", pin.digest, replace="newTag")
         else:
             _set_scalar(entry, "newTag", DoubleQuotedScalarString(pin.tag), replace="digest")
+        self._settle_comment(entry)
 
     def set_server_pin(self, pin: Pin, variant: str = "") -> None:
         self._write_pin(self._server_entry_name(variant), pin, new_name=bool(variant))
@@ -326,11 +345,43 @@ class Overlay:
             return
         _set_scalar(doc["data"], DIGEST_KEY, DoubleQuotedScalarString(digest))
 
+    def _model_image_entry_name(self, model: str, variant: str) -> str:
+        return model_image_name(self.platform.model_artifacts.repository, model, variant)
+
+    def model_image(self, model: str, variant: str = "") -> Pin | None:
+        """The model image a server pulls, as ``images:`` pins it; None when no entry pins a digest."""
+        name = self._model_image_entry_name(model, variant)
+        entry = self._image_entry(name)
+        if entry is None or not entry.get("digest"):
+            return None
+        return Pin(str(entry.get("newName") or name), "", str(entry["digest"]))
+
+    def set_model_image(self, model: str, pin: Pin | None, variant: str = "") -> None:
+        """Pin a model image by digest (``newName`` where the entry's name is not the repository);
+        None removes the pin (a version without an image, which only a training environment serves)."""
+        name = self._model_image_entry_name(model, variant)
+        entry = self._image_entry(name)
+        if pin is None:
+            if entry is not None:
+                self.kustomization["images"].remove(entry)
+            return
+        if not pin.digest:
+            raise Refused(f"a model image is pinned by digest, not by tag ({pin.reference})")
+        entry = entry or self._new_image_entry(name)
+        if pin.repository != name:
+            entry["newName"] = pin.repository
+        else:
+            entry.pop("newName", None)
+        entry.pop("newTag", None)
+        entry["digest"] = pin.digest
+        self._settle_comment(entry)
+
     def release(self, variant: str = "") -> Release:
         return Release(
             self.server_pin(variant),
             tuple((m, self.model_version(m, variant)) for m in self.models),
             tuple((m, self.model_digest(m, variant)) for m in self.models),
+            tuple((m, self.model_image(m, variant)) for m in self.models),
         )
 
     def set_release(self, release: Release, variant: str = "") -> None:
@@ -339,6 +390,8 @@ class Overlay:
             self.set_model_version(model, version, variant)
         for model, digest in release.digests:
             self.set_model_digest(model, digest, variant)
+        for model, image in release.images:
+            self.set_model_image(model, image, variant)
 
     # replicas (blue-green, canary) ---------------------------------------------------------------
 

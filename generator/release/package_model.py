@@ -1,7 +1,7 @@
 """``make package-model [MODEL=mnist] [VERSION=<n>] [MODEL_ROOT=models]``: a version as an OCI image.
 
 Writes ``<MODEL_ROOT>/<MODEL>/<VERSION>/`` as an OCI image layout under
-``.cache/model-artifacts/<MODEL>/<VERSION>/`` (``generator/registry/oci.py``: the files under
+``.cache/model-artifacts/<MODEL>/<VERSION>/`` (``services/model_image.py``: the files under
 ``/model/``, one uncompressed layer, sorted entries, fixed owners and times) and prints its
 digest: the same files always give the same digest, so anyone can check a pushed image against
 the version directory. Without VERSION, the newest version in the model store. ``make

@@ -1,9 +1,11 @@
 """``make pin-model ENV=dev VERSION=<n> [MODEL=mnist] [SLOT=...]``: pin a registered model version.
 
 Writes ``MODEL_VERSION`` and ``MODEL_DIGEST`` of the release ConfigMap in
-``overlays/<env>/release.yaml`` from the version's model card (``registry/<model>/<n>.yaml``),
-so an environment pins exactly the bytes that were reviewed. Without VERSION, the newest card.
-MODEL defaults to the one model of platform.yaml.
+``overlays/<env>/release.yaml`` and the model image's digest in the ``images:`` of
+``overlays/<env>/kustomization.yaml``, all from the version's model card
+(``registry/<model>/<n>.yaml``), so an environment pins exactly the bytes that were reviewed and
+its servers pull exactly those. Without VERSION, the newest card. MODEL defaults to the one
+model of platform.yaml.
 
 In blue-green and canary environments the version lands where ``make promote`` puts a candidate:
 the **idle** slot or the **canary** track (not one that takes traffic right now), unless
@@ -11,7 +13,8 @@ the **idle** slot or the **canary** track (not one that takes traffic right now)
 
 Refused (exit 2, nothing changed): an unknown environment or model, a version without a card
 or with an invalid one, a version whose card misses a quality gate of the environment
-(``environments[].gates`` in platform.yaml; the line says which and by how much), ``--variant``
+(``environments[].gates`` in platform.yaml; the line says which and by how much), a card
+without a model image for an environment that does not train (its servers pull one), ``--variant``
 on a rolling environment or an unknown variant, a dirty tree, and a pin that changes nothing.
 Exit 3: git or kustomize failed (nothing changed).
 """
@@ -23,7 +26,7 @@ import argparse
 from generator.registry import cards, gates
 from generator.release import cli
 from generator.release.errors import Refused
-from generator.release.overlay import Overlay
+from generator.release.overlay import Overlay, Pin
 from generator.release.promote import named_variant, target_variant
 
 
@@ -41,6 +44,20 @@ def card_for(overlay: Overlay, model: str, version: str) -> cards.Card:
             f"(platform.yaml environments[].gates): " + "; ".join(missed)
         )
     return card
+
+
+def image_of(overlay: Overlay, card: cards.Card) -> Pin | None:
+    """The model image a card records, as the overlay pins it; refused where servers pull images
+    (every environment that does not train) and the card has none."""
+    if card.artifact is not None:
+        repository, digest = card.artifact
+        return Pin(repository, "", digest)
+    if not overlay.env.train:
+        raise Refused(
+            f"{card.path} records no model image (registered before model images), and "
+            f"{overlay.env.name}'s servers pull one: train a new version, make push-model, make register"
+        )
+    return None
 
 
 def pin_model(args: argparse.Namespace) -> int:
@@ -70,13 +87,19 @@ def pin_model(args: argparse.Namespace) -> int:
     card = card_for(overlay, model, version)
     cli.ensure_clean(args, overlay.root)  # after the input checks: a typo is named first
 
+    image = image_of(overlay, card)
     old_version, old_digest = overlay.model_version(model, variant), overlay.model_digest(model, variant)
+    old_image = overlay.model_image(model, variant)
     overlay.set_model_version(model, version, variant)
     overlay.set_model_digest(model, card.digest, variant)
+    overlay.set_model_image(model, image, variant)
     target = env.name + (f" {where}" if where else "")
     edit = cli.Edit(overlay, f"pin-model {target}: {model} v{version} ({card.digest[:19]}, {card.headline()})")
     edit.note(f"{model} model version", old_version, version)
     edit.note(f"{model} model digest", old_digest or "(none)", card.digest)
+    edit.note(
+        f"{model} model image", old_image.reference if old_image else "(none)", image.reference if image else "(none)"
+    )
     return cli.finish(
         "pin-model", edit, f"{target} already pins {model} v{version} ({card.digest[:19]})", dry_run=args.dry_run
     )

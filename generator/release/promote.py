@@ -1,7 +1,8 @@
 """``make promote FROM=staging TO=prod``: copy what one environment runs into the next.
 
-What is copied: the server image, the trainer image (tag or digest, exactly as pinned) and the
-model version and digest (``MODEL_VERSION``, ``MODEL_DIGEST``) of every model.
+What is copied: the server image, the trainer image (tag or digest, exactly as pinned) and, for
+every model, the version, its files' digest (``MODEL_VERSION``, ``MODEL_DIGEST``) and its model
+image by digest (what the target's servers pull: no file is copied anywhere).
 
 Where it is read from (FROM):
   rolling      the environment's single release
@@ -19,6 +20,7 @@ trains a version the model store lacks, so changing it does not disturb the serv
 
 Refused (exit 2, nothing changed): an unknown environment, FROM equal to TO, a dirty tree, a
 change that does nothing, a target with ``requireDigest`` when the source is pinned by tag,
+a source without a model image pinned when the target does not train (its servers pull one),
 a canary target whose canary still takes traffic (finish it first: ``make canary
 WEIGHT=100`` or ``WEIGHT=0``), and, when the target has quality gates (``environments[].gates``
 in platform.yaml), a model version without a card, with a digest other than its card's, or
@@ -49,6 +51,22 @@ def check_gates(target: Overlay, release: Release) -> None:
                 f"{model} v{version} is pinned with digest {digest or '(none)'}, not its card's "
                 f"({card.path}: {card.digest}): fix the source pin with make pin-model first"
             )
+
+
+def check_images(source: Overlay, target: Overlay, release: Release) -> None:
+    """Refuse to promote a model version without its model image into an environment whose
+    servers pull one (every environment that does not train)."""
+    if target.env.train:
+        return
+    missing = [model for model, image in release.images if image is None]
+    if missing:
+        model = missing[0]
+        version = dict(release.versions)[model]
+        raise Refused(
+            f"{source.env.name} pins {model} v{version} without a model image, and {target.env.name}'s "
+            f"servers pull one: make push-model and make register VERSION={version}, then "
+            f"make pin-model ENV={source.env.name} VERSION={version}"
+        )
 
 
 def source_release(overlay: Overlay) -> tuple[Release, str]:
@@ -107,6 +125,7 @@ def promote(args: argparse.Namespace) -> int:
     trainer = source.trainer_pin()
     variant, where_to = target_variant(target)
 
+    check_images(source, target, release)
     check_gates(target, release)
     before, trainer_before = target.release(variant), target.trainer_pin()
     target.set_release(release, variant)
@@ -126,6 +145,12 @@ def promote(args: argparse.Namespace) -> int:
         edit.note(f"{model} model version", old, new)
     for (model, old), (_, new) in zip(before.digests, release.digests, strict=True):
         edit.note(f"{model} model digest", old or "(none)", new or "(none)")
+    for (model, old_image), (_, new_image) in zip(before.images, release.images, strict=True):
+        edit.note(
+            f"{model} model image",
+            old_image.reference if old_image else "(none)",
+            new_image.reference if new_image else "(none)",
+        )
     edit.title = f"promote {src} -> {dst}: {release.describe()}, trainer {trainer.short}"
     nothing = f"{dst} already runs what {src} runs ({release.describe()}, trainer {trainer.short})"
     rc = cli.finish("promote", edit, nothing, dry_run=args.dry_run)

@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 from generator.config import ConfigError
-from generator.registry import oci
 from generator.release import cli
 from generator.release.errors import EXIT_OK, Refused, ToolFailed
 from generator.release.model_store import add_version_arguments, package_version
 from generator.release.overlay import load_platform, resolve_root
+from services import model_image, registry_client
 
 
 def push_model(args: argparse.Namespace) -> int:
@@ -34,8 +34,8 @@ def push_model(args: argparse.Namespace) -> int:
         raise Refused(str(exc)) from exc
     artifact = package_version(root, args.model, args.version, Path(args.model_root))
     try:
-        digest = oci.push(artifact.layout, repository, str(artifact.version), plain_http=args.plain_http)
-    except oci.ArtifactError as exc:
+        digest = registry_client.push(artifact.layout, repository, str(artifact.version), plain_http=args.plain_http)
+    except model_image.ArtifactError as exc:
         raise ToolFailed(f"{repository}:{artifact.version}: {exc}") from exc
     print(f"{repository}@{digest}")
     return EXIT_OK

@@ -23,11 +23,12 @@ from pathlib import Path
 
 from generator.conventions import card_path
 from generator.files import write_atomic
-from generator.registry import cards, oci
+from generator.registry import cards
 from generator.release import cli
 from generator.release.errors import EXIT_OK, Refused
 from generator.release.model_store import add_version_arguments, find_version_dir, known_model
 from generator.release.overlay import resolve_root
+from services import model_image
 
 
 def _differences(old: dict, new: dict) -> str:
@@ -66,14 +67,13 @@ def register(args: argparse.Namespace) -> int:
     platform = known_model(root, args.model)
     version, version_dir = find_version_dir(Path(args.model_root), args.model, args.version)
     try:
-        artifact = None
-        if platform.model_artifacts:  # the image make push-model pushes: the same files, the same digest
-            digest = oci.image_digest(version_dir, args.model, version)
-            artifact = {"repository": platform.artifact_repository(args.model), "digest": digest}
+        # The image make push-model pushes: the same files give the same digest, pushed or not.
+        digest = model_image.image_digest(version_dir, args.model, version)
+        artifact = {"repository": platform.artifact_repository(args.model), "digest": digest}
         card = cards.build_card(version_dir, args.model, version, artifact)
     except cards.CardError as exc:
         raise Refused("\n".join(exc.problems)) from exc
-    except oci.ArtifactError as exc:
+    except model_image.ArtifactError as exc:
         raise Refused(str(exc)) from exc
     rel = card_path(args.model, version)
     path = root / rel

@@ -4,9 +4,11 @@ manifests (``kustomize build`` of each overlay), so it shows what Argo CD would 
 One row per server Deployment (a rolling environment has one per model; blue-green and canary
 one per slot or track). Columns: environment, strategy, namespace, variant, server image,
 model and version (followed from the Deployment's ``MODEL_VERSION`` to its ConfigMap), the
-pinned ``MODEL_DIGEST`` (its first 12 hex digits), the model card's headline metric
-(``registry/<model>/<version>.yaml``; ``no card``, ``card invalid`` or ``digest is not the
-card's`` when the pin is not what was reviewed, as ``make validate``'s model-pin check says),
+pinned ``MODEL_DIGEST`` (its first 12 hex digits), where the server gets the files (``image
+sha256:<12 hex>``: the model image it pulls; ``store``: the model store claim, where the
+environment trains), the model card's headline metric (``registry/<model>/<version>.yaml``;
+``no card``, ``card invalid``, ``digest is not the card's`` or ``image is not the card's`` when
+the pin is not what was reviewed, as ``make validate``'s model-pin and model-image checks say),
 replicas (``min-max HPA`` when an autoscaler owns them, else the pinned count), traffic and
 the trainer image of the training Jobs (``- (serve-only)`` where the environment does not train,
 ``""`` in ``--json``):
@@ -37,6 +39,7 @@ from generator.release.errors import EXIT_OK, EXIT_TOOL, ToolFailed
 from generator.release.overlay import VARIANT_LABEL, VARIANTS, load_platform, resolve_root
 from generator.release.rendered import Manifests, render_docs, short_image
 from generator.release_files import overlay_problems
+from generator.validate.model_pins import model_image
 
 #: The trainer-image cell of an environment that renders no training Job (``train: false``).
 SERVE_ONLY = "- (serve-only)"
@@ -49,6 +52,7 @@ class Row:
     image: str
     model_version: str
     model_digest: str  # "" when none is pinned
+    model_image: str  # the model image the server pulls (repo@sha256:...), "" when it reads the store
     card: str  # the card's headline metric, or why there is none
     replicas: str
     traffic: str
@@ -74,7 +78,7 @@ def job_pod_spec(job: dict) -> dict:
     return spec["template"]["spec"]
 
 
-def card_summary(root: Path, model: str, version: str, digest: str) -> str:
+def card_summary(root: Path, model: str, version: str, digest: str, image: str = "") -> str:
     """The model card's headline metric for a pin, or why the pin is not a reviewed card."""
     path = root / card_path(model, version)
     if not (path.exists() or path.is_symlink()):
@@ -85,6 +89,8 @@ def card_summary(root: Path, model: str, version: str, digest: str) -> str:
         return "card invalid"
     if digest and digest != card.digest:
         return "digest is not the card's"
+    if image and (card.artifact is None or image != "@".join(card.artifact)):
+        return "image is not the card's"
     return card.headline() + ("" if digest else ", digest not pinned")
 
 
@@ -130,13 +136,15 @@ def env_status(root: Path, env: Environment, models: list[str]) -> EnvStatus:
             version = m.env_value(container, RELEASE_KEY)
             digest = m.env_value(container, DIGEST_KEY)
             digest = "" if digest == "?" else digest
+            pulled = model_image(d["spec"]["template"]["spec"])
             row = Row(
                 model=model,
                 variant=m.pod_labels(d).get(label, "") if label else "",
                 image=container["image"],
                 model_version=version,
                 model_digest=digest,
-                card=card_summary(root, model, version, digest),
+                model_image=pulled[1] if pulled else "",
+                card=card_summary(root, model, version, digest, pulled[1] if pulled else ""),
                 replicas=(
                     f"{hpa['spec'].get('minReplicas', 1)}-{hpa['spec']['maxReplicas']} HPA" if hpa else str(count)
                 ),
@@ -170,6 +178,7 @@ def table(statuses: list[EnvStatus]) -> str:
         "SERVER IMAGE",
         "MODEL",
         "DIGEST",
+        "MODEL FROM",
         "CARD",
         "REPLICAS",
         "TRAFFIC",
@@ -179,7 +188,7 @@ def table(statuses: list[EnvStatus]) -> str:
     for s in statuses:
         first = (s.name, s.strategy, s.namespace)
         if s.error:
-            lines.append((*first, "-", f"ERROR: {s.error}", "", "", "", "", "", ""))
+            lines.append((*first, "-", f"ERROR: {s.error}", "", "", "", "", "", "", ""))
             continue
         for i, r in enumerate(s.rows):
             lines.append(
@@ -189,6 +198,7 @@ def table(statuses: list[EnvStatus]) -> str:
                     short_image(r.image),
                     f"{r.model} v{r.model_version}",
                     r.model_digest[: len("sha256:") + 12] or "-",
+                    f"image {r.model_image.partition('@')[2][: len('sha256:') + 12]}" if r.model_image else "store",
                     r.card,
                     r.replicas,
                     r.traffic,

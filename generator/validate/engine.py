@@ -325,7 +325,7 @@ def _run(
 
     findings.extend(repofiles.duplicate_keys(root, files))
     findings.extend(release_file_findings(root, overlay_dirs))
-    findings.extend(model_pins.findings(root, overlay_dirs, envs))
+    findings.extend(model_pins.findings(root, overlay_dirs, envs, rendered))
     if opts.kubeconform == "auto":
         found = find_kubeconform()
         if found is None:

@@ -10,24 +10,36 @@ Two checks, on the files themselves (no model store needed):
   a digest is a *training request*: an environment that trains (``environments[].train``) may pin
   a version nobody has registered yet, so its training hook publishes it; ``make register`` and
   ``make pin-model`` then record and pin it.
+- ``model-image``: every server Deployment that gets its model from a model image (an image
+  volume, or the fetch-model init container), as rendered, pins that image by digest, and the
+  image is the one the card of the version it serves records (``artifact``): the files a pod
+  pulls are the files that were reviewed, with no copy step anywhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from generator import release_files
-from generator.conventions import DIGEST_KEY, RELEASE_KEY, card_path, release_config_map_model
+from generator.conventions import DIGEST_KEY, RELEASE_KEY, UNPINNED_DIGEST, card_path, release_config_map_model
 from generator.inputs import InputError
 from generator.registry import cards
-from generator.validate.model import Finding
+from generator.validate.model import Finding, Resource
 from generator.validate.policies import Environment
+from generator.validate.render import Rendered
 
 CHECKS = {
     "model-card": "every model card under registry/ fits its schema, sits at its path, and digests its files",
     "model-pin": "every pinned model version has a model card and pins that card's digest (MODEL_DIGEST)",
+    "model-image": "every server that pulls a model image pins, by digest, the image its version's card records",
 }
+#: What the chart names the model image's volume and the init container that fetches it.
+MODEL_IMAGE_VOLUME = "model-image"
+FETCH_CONTAINER = "fetch-model"
+#: The chart's label naming the model a server serves (its release is named after the model).
+MODEL_LABEL = "app.kubernetes.io/instance"
 RELEASE_FILE = "release.yaml"
 
 
@@ -100,7 +112,96 @@ def pin_findings(
     return out
 
 
-def findings(root: Path, overlay_dirs: list[Path], envs: dict[str, Environment]) -> list[Finding]:
-    """Both checks: the cards, and every overlay's pins against them."""
+def model_image(pod: dict) -> tuple[str, str] | None:
+    """(field path, reference) of the model image a pod spec pulls, or None when it pulls none."""
+    for i, volume in enumerate(pod.get("volumes") or []):
+        if isinstance(volume, dict) and volume.get("name") == MODEL_IMAGE_VOLUME and "image" in volume:
+            return f"spec.template.spec.volumes[{i}].image.reference", str(volume["image"].get("reference", ""))
+    for i, container in enumerate(pod.get("initContainers") or []):
+        if isinstance(container, dict) and container.get("name") == FETCH_CONTAINER:
+            for j, env in enumerate(container.get("env") or []):
+                if isinstance(env, dict) and env.get("name") == "MODEL_IMAGE":
+                    return f"spec.template.spec.initContainers[{i}].env[{j}].value", str(env.get("value", ""))
+    return None
+
+
+def _served_version(pod: dict, resources: list[Resource]) -> str | None:
+    """The version a server pod serves: the MODEL_VERSION of the release ConfigMap it reads."""
+    for container in pod.get("containers") or []:
+        for env in (container.get("env") or []) if isinstance(container, dict) else []:
+            ref = ((env.get("valueFrom") or {}).get("configMapKeyRef") or {}) if isinstance(env, dict) else {}
+            if env.get("name") != RELEASE_KEY or not ref.get("name"):
+                continue
+            for res in resources:
+                if res.kind == "ConfigMap" and res.name == ref["name"]:
+                    return str((res.doc.get("data") or {}).get(RELEASE_KEY, ""))
+    return None
+
+
+def image_findings(rendered: Sequence[Rendered], valid: dict[str, cards.Card]) -> list[Finding]:
+    """Every rendered server Deployment that pulls a model image, checked against the card of the
+    version it serves."""
+    out: list[Finding] = []
+    for item in rendered:
+        for res in item.resources:
+            if res.kind != "Deployment":
+                continue
+            pod = ((res.spec.get("template") or {}).get("spec")) or {}
+            pulled = model_image(pod)
+            if pulled is None:
+                continue
+            field, reference = pulled
+            if "@sha256:" not in reference or reference.endswith(UNPINNED_DIGEST):
+                out.append(
+                    res.finding(
+                        field,
+                        f"model image {reference.partition('@')[0] or '(empty)'} is not pinned by digest: "
+                        f"make pin-model ENV={item.name} pins the one its card records",
+                        "model-image",
+                    )
+                )
+                continue
+            version = _served_version(pod, item.resources)
+            if version is None:
+                continue  # no release ConfigMap: the cross-reference checks name it
+            model = str((res.metadata.get("labels") or {}).get(MODEL_LABEL, ""))
+            card = valid.get(card_path(model, version))
+            if card is None:
+                out.append(
+                    res.finding(
+                        field,
+                        f"serves {model} v{version}, which has no valid card to say which model image holds it",
+                        "model-image",
+                    )
+                )
+                continue
+            if card.artifact is None:
+                out.append(
+                    res.finding(
+                        field,
+                        f"{card.path} records no model image, so nothing says what {reference} holds: "
+                        "serve a version registered with its image",
+                        "model-image",
+                    )
+                )
+                continue
+            expected = f"{card.artifact[0]}@{card.artifact[1]}"
+            if reference != expected:
+                out.append(
+                    res.finding(
+                        field,
+                        f"pulls {reference}, but {model} v{version}'s card {card.path} records {expected}: "
+                        f"make pin-model ENV={item.name} VERSION={version}",
+                        "model-image",
+                    )
+                )
+    return out
+
+
+def findings(
+    root: Path, overlay_dirs: list[Path], envs: dict[str, Environment], rendered: Sequence[Rendered] = ()
+) -> list[Finding]:
+    """All three checks: the cards, every overlay's pins against them, and the model images
+    every rendered server pulls (of the overlays in ``rendered``)."""
     out, valid = card_findings(root)
-    return out + pin_findings(root, overlay_dirs, envs, valid)
+    return out + pin_findings(root, overlay_dirs, envs, valid) + image_findings(rendered, valid)

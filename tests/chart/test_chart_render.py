@@ -305,14 +305,49 @@ def test_model_version_from_a_release_config_map():
 
 def test_a_model_image_is_mounted_read_only_and_replaces_the_claim():
     image = "registry.example.com/ml/models/mnist@" + DIGEST
-    docs = render("model.versionConfigMap=mnist-release", f"model.artifact.image={image}")
+    docs = render(
+        "model.versionConfigMap=mnist-release", f"model.artifact.image={image}", "model.artifact.delivery=imageVolume"
+    )
     spec = pod_spec(docs)
+    assert "initContainers" not in spec
     assert spec["volumes"][0] == {"name": "model-image", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}
     assert "persistentVolumeClaim" not in str(spec["volumes"])
     c = container(docs)
     assert {"name": "model-image", "mountPath": "/model-image", "readOnly": True} in c["volumeMounts"]
     assert {"name": "MODEL_VERSION_PATH", "value": "/model-image/model"} in c["env"]
     assert not [m for m in c["volumeMounts"] if m["name"] == "model-store"]
+
+
+def test_a_model_image_through_an_init_container_fills_an_empty_dir_the_server_reads():
+    """The default delivery, for any cluster: the server image pulls the pinned image by digest into
+    an emptyDir (with the pull secret's credentials), the server mounts it read-only, and the
+    NetworkPolicy lets out exactly what the pull needs."""
+    image = "registry.example.com/ml/models/mnist@" + DIGEST
+    docs = render(
+        "model.versionConfigMap=mnist-release",
+        f"model.artifact.image={image}",
+        "model.artifact.pullSecret=model-registry",
+        "networkPolicy.denyEgress=true",
+        "networkPolicy.egressTo[0].ports[0].port=443",
+        "networkPolicy.egressTo[0].ports[0].protocol=TCP",
+    )
+    spec = pod_spec(docs)
+    (init,) = spec["initContainers"]
+    assert init["command"] == ["python", "-m", "services.fetch_model"]
+    assert init["image"] == container(docs)["image"]
+    env = {e["name"]: e["value"] for e in init["env"]}
+    assert env == {
+        "MODEL_IMAGE": image,
+        "MODEL_FETCH_DIR": "/model-image",
+        "REGISTRY_AUTH_FILE": "/var/run/secrets/model-registry/.dockerconfigjson",
+    }
+    assert init["securityContext"] == container(docs)["securityContext"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["model-image"] == {"name": "model-image", "emptyDir": {"sizeLimit": "1Gi"}}
+    assert volumes["model-registry-auth"]["secret"]["secretName"] == "model-registry"  # pragma: allowlist secret
+    assert {"name": "model-image", "mountPath": "/model-image", "readOnly": True} in container(docs)["volumeMounts"]
+    assert {"name": "model-image", "mountPath": "/model-image"} in init["volumeMounts"]
+    assert one(docs, "NetworkPolicy")["spec"]["egress"] == [{"ports": [{"port": 443, "protocol": "TCP"}]}]
 
 
 @pytest.mark.parametrize(
@@ -330,9 +365,13 @@ def test_a_model_image_needs_a_pinned_version_and_a_digest(sets, says):
 
 def test_a_model_image_needs_a_cluster_with_image_volumes():
     sets = ["--set", "model.version=1", "--set", "model.artifact.image=registry.example.com/m@" + DIGEST]
-    result = run_helm("template", RELEASE, str(CHART), "--kube-version", "1.30.0", *sets)
-    assert result.returncode != 0 and "needs image volumes, Kubernetes 1.31 or newer" in result.stderr
-    assert run_helm("template", RELEASE, str(CHART), "--kube-version", "1.33.0", *sets).returncode == 0
+    volume = [*sets, "--set", "model.artifact.delivery=imageVolume"]
+    result = run_helm("template", RELEASE, str(CHART), "--kube-version", "1.30.0", *volume)
+    assert result.returncode != 0 and "imageVolume needs Kubernetes 1.31 or newer" in result.stderr
+    assert "use initContainer" in result.stderr
+    assert run_helm("template", RELEASE, str(CHART), "--kube-version", "1.33.0", *volume).returncode == 0
+    # The init container needs nothing of the cluster.
+    assert run_helm("template", RELEASE, str(CHART), "--kube-version", "1.30.0", *sets).returncode == 0
 
 
 def test_termination_grace_exceeds_drain_time():

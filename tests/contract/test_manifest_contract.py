@@ -11,7 +11,9 @@ Dockerfiles copy ``services/``), the Python on PATH is the venv's, and the decla
 moved to a free one (after checking that the server's ``PORT`` equals the declared
 containerPort, which is the contract that matters), and ``MODEL_DIGEST``, after checking that it
 is the committed model card's, becomes the digest of the version trained here (what ``make
-register`` and ``make pin-model`` would pin for these bytes).
+register`` and ``make pin-model`` would pin for these bytes). Likewise the model image a
+serve-only server's init container pulls: after checking that the pinned one is the card's, it
+becomes the image of the version trained here, pushed to a real registry on loopback.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ import pytest
 import requests
 import yaml
 from loopback import free_port
+from oci_registry_server import running_registry
 from prometheus_client.parser import text_string_to_metric_families
 from promql_names import metric_names, monitoring_expressions
 
 from generator.conventions import DIGEST_KEY
 from generator.registry import cards
 from generator.tools import REPO_ROOT, render_overlay
-from services import artifacts
+from services import artifacts, model_image, registry_client
 
 OVERLAYS = sorted(
     p.parent.name
@@ -159,9 +162,51 @@ def resolve_port(container: dict, port: int | str) -> int:
     return next(p["containerPort"] for p in container["ports"] if p["name"] == port)
 
 
-def serve_deployment(overlay: str, objects: list[dict], deployment: dict, store: Path, tmp: Path):
-    """Start the Deployment's server container locally; return (process, container, env, port map)."""
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A real OCI registry on loopback (host:port) for the model images serve-only servers pull."""
+    with running_registry(tmp_path_factory.mktemp("registry")) as host:
+        yield host
+
+
+def push_trained(store: Path, model: str, version: int, host: str, tmp: Path) -> str:
+    """The trained version as its model image, pushed to the loopback registry: its reference."""
+    artifact = model_image.package(store / model / str(version), model, version, tmp / f"layout-{version}")
+    repository = f"{host}/ml/models/{model}"
+    return f"{repository}@{registry_client.push(artifact.layout, repository, str(version), plain_http=True)}"
+
+
+def run_init_containers(overlay: str, objects: list[dict], pod: dict, store: Path, registry: str, tmp: Path) -> None:
+    """Run the pod's init containers to completion, in order, as declared; the model image they
+    pull is the card's in git, pulled here as the image of the version trained here."""
+    for container in pod.get("initContainers", []):
+        mounts = local_mounts(container, tmp, {})
+        env = {**base_env(tmp), **container_env(container, objects, mounts)}
+        if "MODEL_IMAGE" in env:
+            model, version = pinned_version(objects, pod)
+            card = cards.read_card(REPO_ROOT, model, version)
+            assert card.artifact is not None and env["MODEL_IMAGE"] == "@".join(card.artifact), overlay
+            env["MODEL_IMAGE"] = push_trained(store, model, int(version), registry, tmp)
+            env["MODEL_REGISTRY_PLAIN_HTTP"] = "1"
+        (tmp / "tmp-dir").mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            local_command(container), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"{overlay} init container {container['name']}:\n{result.stderr[-3000:]}"
+
+
+def pinned_version(objects: list[dict], pod: dict) -> tuple[str, str]:
+    """(MODEL_NAME, MODEL_VERSION) of the pod's server container, as its ConfigMaps set them."""
+    (server,) = [c for c in pod["containers"] if c["name"] == "server"]
+    env = container_env(server, objects, {})
+    return env["MODEL_NAME"], env["MODEL_VERSION"]
+
+
+def serve_deployment(overlay: str, objects: list[dict], deployment: dict, store: Path, tmp: Path, registry: str):
+    """Start the Deployment's server container locally, after its init containers; return
+    (process, container, env, port map)."""
     pod = deployment["spec"]["template"]["spec"]
+    run_init_containers(overlay, objects, pod, store, registry, tmp / deployment["metadata"]["name"])
     (container,) = [c for c in pod["containers"] if c["name"] == "server"]
     mounts = local_mounts(container, tmp / deployment["metadata"]["name"], {"model-store": store})
     env = {**base_env(tmp), **container_env(container, objects, mounts)}
@@ -207,7 +252,7 @@ def wait_for(check, timeout: float, what: str):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_manifests_run_as_declared(overlay, model_store, tmp_path):
+def test_manifests_run_as_declared(overlay, model_store, registry, tmp_path):
     objects = rendered(overlay)
     if by_kind(objects, "Job"):
         version = run_training_job(overlay, objects, model_store, tmp_path)
@@ -222,7 +267,7 @@ def test_manifests_run_as_declared(overlay, model_store, tmp_path):
     ]
     assert deployments
     for deployment in deployments:
-        process, container, env, ports = serve_deployment(overlay, objects, deployment, model_store, tmp_path)
+        process, container, env, ports = serve_deployment(overlay, objects, deployment, model_store, tmp_path, registry)
         model, pinned = env["MODEL_NAME"], int(env["MODEL_VERSION"])
         assert pinned <= version, f"{overlay}: serves version {pinned}, but its Jobs train only up to {version}"
         try:

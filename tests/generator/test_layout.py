@@ -1,6 +1,7 @@
-"""The generated layout is additive: an overlay is the sum of the base, its strategy's server
-component, that strategy's training component where the environment trains, and monitoring.
-No part deletes or replaces what another renders, and each environment renders exactly its parts."""
+"""The generated layout is a sum of parts: an overlay is the base, its strategy's server component,
+that strategy's training component where the environment trains, and monitoring. No part deletes
+what another renders; the one replacement is the training component pointing the servers at its
+model store instead of a model image. Each environment renders exactly its parts."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def _part(tree: dict[str, bytes], directory: str) -> list[tuple[str, str]]:
         if not path.startswith(directory + "/"):
             continue
         for doc in yaml.safe_load_all(data):
-            if not doc:
-                continue
+            if not isinstance(doc, dict):
+                continue  # empty, or a patch's operations
             if doc.get("kind") in ("Kustomization", "Component"):
                 found += [("ConfigMap", g["name"]) for g in doc.get("configMapGenerator", [])]
             elif "metadata" in doc:
@@ -37,12 +38,19 @@ def _part(tree: dict[str, bytes], directory: str) -> list[tuple[str, str]]:
     return found
 
 
-def test_no_generated_file_deletes_or_replaces_anything(tree):
+def test_nothing_is_deleted_and_only_training_replaces_the_servers_pod_spec(tree):
     for path, data in tree.items():
         assert b"$patch" not in data, path
         for doc in yaml.safe_load_all(data):
-            for patch in (doc or {}).get("patches", []):
+            if not isinstance(doc, dict):
+                continue
+            for patch in doc.get("patches", []):
                 assert "delete" not in patch.get("patch", ""), path
+                if "path" in patch:
+                    assert path.startswith(f"{COMPONENTS}/training-"), path
+                    operations = yaml.safe_load(tree[path.rsplit("/", 1)[0] + "/" + patch["path"]])
+                    assert [(o["op"], o["path"]) for o in operations] == [("replace", "/spec/template/spec")]
+                    assert patch["target"]["kind"] == "Deployment"
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -63,7 +71,6 @@ def test_the_parts_of_a_strategy_never_render_the_same_object(tree, strategy):
 def test_the_base_holds_only_what_every_environment_shares(tree):
     assert sorted(_part(tree, "overlays/base")) == [
         ("NetworkPolicy", "mnist-server"),
-        ("PersistentVolumeClaim", "model-store"),
         ("Service", "mnist-server"),
         ("ServiceAccount", "mnist-server"),
     ]
@@ -116,17 +123,71 @@ def test_the_trainer_is_told_the_image_the_overlay_pins(tmp_path):
         assert env["MODEL_ROOT"] == "/models"
 
 
+def _model_images(pod: dict) -> list[str]:
+    images = [v["image"]["reference"] for v in pod["volumes"] if "image" in v]
+    for container in pod.get("initContainers", []):
+        images += [e["value"] for e in container.get("env", []) if e["name"] == "MODEL_IMAGE"]
+    return images
+
+
 @pytest.mark.parametrize("overlay", ["staging", "prod", "prod-blue-green", "prod-canary"])
-def test_a_serve_only_overlay_mounts_its_model_store_and_never_trains(platform, rendered, overlay):
+def test_a_serve_only_overlay_pulls_the_model_image_its_card_records_and_has_no_claim(platform, rendered, overlay):
     env = next(e for e in platform.environments if e.overlay == f"overlays/{overlay}")
     assert not env.train
     objects = rendered[overlay]
     assert not [o for o in objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "training"]
-    claims = {o["metadata"]["name"] for o in objects if o["kind"] == "PersistentVolumeClaim"}
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    releases = {o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "ConfigMap"}
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployments
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        assert not [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        server = pod["containers"][0]
+        release = next(e for e in server["env"] if e["name"] == "MODEL_VERSION")["valueFrom"]["configMapKeyRef"]
+        card = yaml.safe_load(
+            (REPO_ROOT / "registry" / "mnist" / f"{releases[release['name']]['MODEL_VERSION']}.yaml").read_text()
+        )
+        assert _model_images(pod) == [f"{card['artifact']['repository']}@{card['artifact']['digest']}"]
+        env_values = {e["name"]: e.get("value") for e in server["env"]}
+        assert env_values["MODEL_VERSION_PATH"] == "/model-image/model"
+
+
+def test_a_training_overlay_serves_from_its_model_store(rendered):
+    objects = rendered["dev"]
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "PersistentVolumeClaim"] == ["model-store"]
     for deployment in (o for o in objects if o["kind"] == "Deployment"):
-        volumes = deployment["spec"]["template"]["spec"]["volumes"]
-        mounted = {v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v}
-        assert mounted and mounted <= claims, deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        assert _model_images(pod) == [] and "initContainers" not in pod
+        claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        assert claims == ["model-store"]
+
+
+def test_image_volume_delivery_mounts_the_pinned_image_and_opens_no_egress(tmp_path):
+    """platform.yaml's modelArtifacts.delivery: imageVolume: the kubelet pulls the pinned image, so
+    the servers keep all egress denied; the default init container may reach DNS and the registry."""
+    shutil.copytree(REPO_ROOT / "overlays", tmp_path / "overlays")
+    shutil.copytree(REPO_ROOT / "registry", tmp_path / "registry")
+    data = yaml.safe_load((REPO_ROOT / "platform.yaml").read_text())
+    data["modelArtifacts"]["delivery"] = "imageVolume"
+    data["modelArtifacts"]["pullSecret"] = "model-registry"  # pragma: allowlist secret
+    config = tmp_path / "platform.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    write_tree(render_tree(config), tmp_path)
+    objects = [d for d in yaml.safe_load_all(render_overlay(tmp_path / "overlays" / "staging")) if d]
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    [volume] = [v for v in pod["volumes"] if "image" in v]
+    overlay = yaml.safe_load((tmp_path / "overlays" / "staging" / "kustomization.yaml").read_text())
+    pin = next(i for i in overlay["images"] if i["name"].endswith("/models/mnist"))
+    assert volume["image"]["reference"] == f"{pin['name']}@{pin['digest']}"
+    assert pod["imagePullSecrets"] == [{"name": "model-registry"}]
+    [policy] = [o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "mnist-server"]
+    assert "Egress" in policy["spec"]["policyTypes"] and "egress" not in policy["spec"]
+    default = [d for d in yaml.safe_load_all(render_overlay(REPO_ROOT / "overlays" / "staging")) if d]
+    [policy] = [o for o in default if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "mnist-server"]
+    assert [rule["ports"][0]["port"] for rule in policy["spec"]["egress"]] == [53, 443]
 
 
 def _project_kinds(tmp_path, change) -> set[tuple[str, str]]:
@@ -154,17 +215,17 @@ def test_the_appproject_allows_training_kinds_only_where_an_environment_trains(t
     assert ("batch", "Job") not in none and ("batch", "CronJob") not in none
     assert ("policy", "PodDisruptionBudget") in none and ("gateway.networking.k8s.io", "HTTPRoute") in none
     canary = _project_kinds(tmp_path / "canary", canary_trains_on_a_schedule)
-    assert canary - none == {("batch", "Job"), ("batch", "CronJob")}
+    assert canary - none == {("batch", "Job"), ("batch", "CronJob"), ("", "PersistentVolumeClaim")}
 
 
 WAVE = "argocd.argoproj.io/sync-wave"
 
 
-@pytest.mark.parametrize("overlay", ["dev", "staging", "prod", "prod-blue-green", "prod-canary"])
+@pytest.mark.parametrize("overlay", ["dev"])
 def test_the_model_store_is_in_the_wave_of_its_first_consumer(rendered, overlay):
     """With a WaitForFirstConsumer storage class a claim binds only once a pod uses it, and Argo CD
-    waits for a wave to be healthy: a claim in a wave before all its consumers never binds (what
-    a serve-only overlay would do with the training hook's wave)."""
+    waits for a wave to be healthy: a claim in a wave before all its consumers never binds. (Only
+    environments that train have a claim.)"""
     objects = rendered[overlay]
     (claim,) = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
     consumers = []

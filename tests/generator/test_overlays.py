@@ -88,13 +88,13 @@ def test_overlay_renders_objects_in_its_namespace(overlay, rendered, platform):
         "Service",
         "PodDisruptionBudget",
         "NetworkPolicy",
-        "PersistentVolumeClaim",
         "ConfigMap",
         "ServiceAccount",
     }
-    # Environments that train run the training hook; serve-only ones have no Job at all.
-    expected |= {"Job"} if env.train else set()
-    assert env.train or not {"Job", "CronJob"} & {o["kind"] for o in objects}
+    # Environments that train run the training hook on their model store; serve-only ones pull
+    # model images and have neither.
+    expected |= {"Job", "PersistentVolumeClaim"} if env.train else set()
+    assert env.train or not {"Job", "CronJob", "PersistentVolumeClaim"} & {o["kind"] for o in objects}
     # Rolling environments autoscale; blue-green and canary variants run the replicas git pins.
     expected |= {"rolling": {"HorizontalPodAutoscaler"}, "canary": {"HTTPRoute"}}.get(env.strategy, set())
     assert expected <= {o["kind"] for o in objects}

@@ -1,23 +1,26 @@
 """Fixtures of the image suite (``make test-images``, not part of ``make test``).
 
 The images are the ones ``make images`` built at this revision; the manifests are every overlay
-rendered with the real kustomize. Each overlay gets its own model store (a host directory standing
-for its claim), trained once per session by running its training Jobs as they are rendered; a
-serve-only overlay (no training Jobs: ``train: false`` in platform.yaml) gets a copy of the versions
-a training overlay published, as a release copies reviewed versions into its store.
+rendered with the real kustomize. Each training overlay gets its own model store (a host directory
+standing for its claim), trained once per session by running its training Jobs as they are
+rendered. A serve-only overlay (no training Jobs: ``train: false`` in platform.yaml) mounts no
+store: its pods pull the model image their overlay pins, so it serves the version a training
+overlay published, packaged and pushed to the session's loopback registry (``model_registry``),
+as a release packages and pushes a reviewed version (image_flows: the substitution).
 """
 
 from __future__ import annotations
 
-import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
-from image_flows import JobOutcome, image_user, model_store, run_job
+from image_flows import JobOutcome, ModelRegistry, image_user, model_store, run_job
 from image_manifests import local_image, overlay_workloads, training_overlays
+from oci_registry_server import running_registry
 
 from generator.tools.images.build import code_revision, image_specs
 from generator.tools.images.engine import Engine, detect_engine
@@ -49,28 +52,29 @@ def session_label() -> str:
 
 @dataclass
 class TrainedStore:
-    """An overlay's model store after its training Jobs ran."""
+    """An overlay's model store after its training Jobs ran; for a serve-only overlay, the store of
+    the training overlay whose published versions it serves (``source``), and no Jobs."""
 
     path: Path
     jobs: list[JobOutcome] = field(default_factory=list)
+    source: str = ""
 
 
 class Stores:
-    """One model store per overlay, trained on first use by the overlay's own Jobs."""
+    """One model store per training overlay, trained on first use by the overlay's own Jobs."""
 
     def __init__(self, engine, built_images, tmp_path_factory, label):
         self.engine, self.built, self.tmp, self.label = engine, built_images, tmp_path_factory, label
         self._stores: dict[str, TrainedStore] = {}
 
     def trained(self, overlay: str) -> TrainedStore:
-        """The overlay's store, its Jobs run in rendered order (a second Job of a version skips it)."""
+        """The overlay's store, its Jobs run in rendered order (a second Job of a version skips it);
+        for a serve-only overlay, the first training overlay's (what its model images are made of)."""
         if overlay not in self._stores:
             jobs = overlay_workloads(overlay, "Job")
-            if not jobs:  # serve-only: the versions a training overlay published, copied in
-                source = self.trained(training_overlays()[0])
-                path = model_store(self.tmp.mktemp(f"store-{overlay}"), overlay_workloads(overlay, "Deployment")[0])
-                shutil.copytree(source.path, path, dirs_exist_ok=True)
-                self._stores[overlay] = TrainedStore(path)
+            if not jobs:  # serve-only: the versions a training overlay published (pushed as images)
+                source = training_overlays()[0]
+                self._stores[overlay] = TrainedStore(self.trained(source).path, source=source)
                 return self._stores[overlay]
             store = TrainedStore(model_store(self.tmp.mktemp(f"store-{overlay}"), jobs[0]))
             for job in jobs:
@@ -87,6 +91,15 @@ class Stores:
 def stores(engine, built_images, tmp_path_factory, session_label) -> Stores:
     """The per-overlay model stores (trained lazily)."""
     return Stores(engine, built_images, tmp_path_factory, session_label)
+
+
+@pytest.fixture(scope="session")
+def model_registry(tmp_path_factory) -> Iterator[ModelRegistry]:
+    """A registry on loopback for the whole session (stopped at its end), which serve-only pods
+    pull their model images from: the trained versions, pushed on first use."""
+    directory = tmp_path_factory.mktemp("model-registry")
+    with running_registry(directory) as host:
+        yield ModelRegistry(host, directory, tmp_path_factory.mktemp("model-layouts"))
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,36 @@
 """What the image tests do with a rendered workload: run a training Job to completion, or bring a
-server Deployment's container up through its probes, always removing exactly what was started."""
+server Deployment's pod (its init containers, then its server container) up through its probes,
+always removing exactly what was started.
+
+The substitutions, all here and each named by a constant: what the rendered manifests pin stands
+for reviewed bytes in registries the test cannot reach, so the test puts in their place the
+version it trained itself, and nothing else:
+
+- ``SHORT_TRAINING``: a Job trains briefly.
+- ``DIGEST_ENV``: the server's ``MODEL_DIGEST`` is the digest of the version the test trained.
+- ``MODEL_IMAGE_ENV`` (with ``PLAIN_HTTP_ENV``): an init container's pinned model image
+  (``registry.example.com/ml/models/<model>@sha256:<the card's image digest>``) becomes the same
+  repository on the session's loopback registry, by the digest the trained version got when it
+  was packaged and pushed there (:class:`ModelRegistry`), over plain HTTP; that init container
+  runs on the host's network to reach it (``LOOPBACK_NETWORK``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pod_run import Container
-from pod_spec import PodWorkload, check_runs_as_non_root, plan_run, resolve_env
+from oci_registry_server import blob_data
+from pod_run import InitContainerFailed, Pod
+from pod_spec import PodWorkload, check_runs_as_non_root, resolve_env
 
 from generator.tools.images.engine import Engine
-from services import artifacts
+from services import artifacts, model_image, registry_client
 
 #: The one addition to the Job's env: a short training (the test proves the image trains and
 #: publishes, not the model's accuracy). Everything else is what the manifest declares.
@@ -22,14 +39,15 @@ SHORT_TRAINING = {"TRAINING_EPOCHS": "1", "TRAINING_MAX_EXAMPLES": "600"}
 #: trained, which is what ``make register`` then ``make pin-model`` pin for those bytes (the
 #: overlay pins the digest of the committed card, registry/<model>/<version>.yaml: other bytes).
 DIGEST_ENV = "MODEL_DIGEST"
+#: The init container env (services/fetch_model.py) naming the model image a pod pulls by digest.
+#: The overlay pins the image of the committed card's bytes in registry.example.com; the test sets
+#: the same repository on its loopback registry, at the digest of the version it trained and pushed.
+MODEL_IMAGE_ENV = "MODEL_IMAGE"
+#: Added beside it: the loopback registry speaks plain HTTP (the chart's model.artifact.plainHTTP).
+PLAIN_HTTP_ENV = {"MODEL_REGISTRY_PLAIN_HTTP": "1"}
+#: The network of an init container pulling from the loopback registry: the host's (its loopback).
+LOOPBACK_NETWORK = "host"
 FS_GROUP_MODE = 0o2775  # what a kubelet gives a volume for fsGroup: group-owned, setgid, group-writable
-
-
-def repository_of(image: str) -> str:
-    """``host[:port]/path:tag`` or ``...@sha256:...`` without the tag or digest."""
-    image = image.split("@", 1)[0]
-    head, _, last = image.rpartition("/")
-    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
 
 
 def model_store(path: Path, workload: PodWorkload) -> Path:
@@ -70,21 +88,32 @@ class JobOutcome:
     env: dict[str, str]
 
 
+def _check_non_root(workload: PodWorkload, image_user: str) -> None:
+    for container in workload.containers():
+        check_runs_as_non_root(workload, image_user, container)
+
+
 def run_job(
     engine: Engine, workload: PodWorkload, image: str, image_user: str, store: Path, scratch: Path, label: str
 ) -> JobOutcome:
-    """Run a Job's container to completion (within activeDeadlineSeconds) and collect its outcome."""
-    check_runs_as_non_root(workload, image_user)
-    plan = plan_run(engine.name, workload, image, claims_of(workload, store), scratch, SHORT_TRAINING, label)
-    container = Container(engine, plan)
+    """Run a Job's pod to completion (its init containers, then its container, all within
+    activeDeadlineSeconds) and collect its outcome."""
+    _check_non_root(workload, image_user)
+    pod = Pod(engine, workload, image, claims_of(workload, store), scratch, label)
+    deadline = float(workload.spec.get("activeDeadlineSeconds", 0) or 1800)
+    started = time.monotonic()
     try:
-        container.start()
-        deadline = float(workload.spec.get("activeDeadlineSeconds", 0) or 1800)
-        code = container.wait(deadline) if not container.start_error else container.wait(5)
+        try:
+            pod.run_init_containers(deadline)
+        except InitContainerFailed as exc:
+            return JobOutcome(workload, exc.exit_code, exc.log, str(exc), resolve_env(workload, SHORT_TRAINING))
+        container = pod.start(SHORT_TRAINING)
+        remaining = max(1.0, deadline - (time.monotonic() - started))
+        code = container.wait(remaining) if not container.start_error else container.wait(5)
         failure = "" if code == 0 else container.failure(f"Job {workload.name} ended with exit code {code}")
-        return JobOutcome(workload, code, container.logs(), failure, plan.env)
+        return JobOutcome(workload, code, container.logs(), failure, container.plan.env)
     finally:
-        container.remove()
+        pod.remove()
 
 
 @contextlib.contextmanager
@@ -100,25 +129,40 @@ def ready_server(
     *,
     pin_trained_digest: bool = True,
     probes: tuple[str, ...] = ("startup", "liveness", "readiness"),
+    model_registry: ModelRegistry | None = None,
+    model_image: str = "",
 ):
-    """A server container started as the Deployment declares, through the named probes.
+    """A server pod started as the Deployment declares: its init containers run to completion
+    (InitContainerFailed if one does not), then its server container, through the named probes.
 
     ``MODEL_DIGEST``, where the Deployment reads one, is the digest of the version in ``store``
-    (``pin_trained_digest``, see DIGEST_ENV); False keeps the overlay's own pin."""
-    check_runs_as_non_root(workload, image_user)
+    (``pin_trained_digest``, see DIGEST_ENV); False keeps the overlay's own pin. A pod that pulls a
+    model image (MODEL_IMAGE_ENV) pulls ``model_image`` instead of its pin, or else the version
+    in ``store`` as ``model_registry`` pushed it (:meth:`ModelRegistry.publish`)."""
+    _check_non_root(workload, image_user)
     digest = trained_digest(store, workload) if pin_trained_digest else ""
     extra = {DIGEST_ENV: digest} if digest else None
-    plan = plan_run(engine.name, workload, image, claims_of(workload, store), scratch, extra, label)
-    container = Container(engine, plan)
+    init_env, networks = {}, {}
+    pin = model_image_pin(workload)
+    assert pin or not model_image, f"{workload.name} pulls no model image, so it cannot pull {model_image}"
+    if pin:
+        if not model_image:
+            assert model_registry is not None, f"{workload.name} pulls {pin}: give the test's model_registry"
+            model_image = model_registry.publish(store, workload)
+        init_env = model_image_env(workload, model_image)
+        networks = dict.fromkeys(init_env, LOOPBACK_NETWORK)
+    pod = Pod(engine, workload, image, claims_of(workload, store), scratch, label)
     try:
-        container.start()
+        pod.run_init_containers(progress_deadline, init_env, networks)
+        container = pod.start(extra)
         spec = workload.container
         for kind in probes:
             if f"{kind}Probe" in spec:
                 container.await_probe(kind, spec[f"{kind}Probe"], ceiling_seconds=progress_deadline)
+        pod.check_size_limits("once started")
         yield container
     finally:
-        container.remove()
+        pod.remove()
 
 
 def trained_digest(store: Path, workload: PodWorkload) -> str:
@@ -136,3 +180,73 @@ def image_user(engine: Engine, image: str) -> str:
 def published_version(store: Path, model: str, version: str) -> dict:
     """The metadata.json of a published version (it exists only once the version is complete)."""
     return json.loads((store / model / version / "metadata.json").read_text())
+
+
+# --- model images: the substitution of MODEL_IMAGE_ENV ---------------------------------------------
+
+
+def model_image_pin(workload: PodWorkload) -> str:
+    """The model image the pod's init containers pull (their MODEL_IMAGE_ENV), "" if none does."""
+    pins = {
+        env[MODEL_IMAGE_ENV]
+        for env in (resolve_env(workload, container=c) for c in workload.init_containers)
+        if env.get(MODEL_IMAGE_ENV)
+    }
+    assert len(pins) <= 1, f"{workload.name}: init containers pull different model images {sorted(pins)}"
+    return pins.pop() if pins else ""
+
+
+def model_image_env(workload: PodWorkload, reference: str) -> dict[str, dict[str, str]]:
+    """By init container name, the env that replaces the pod's pinned model image with
+    ``reference`` (same repository path, another registry and digest) over plain HTTP."""
+    pin = registry_client.parse_reference(model_image_pin(workload))
+    ours = registry_client.parse_reference(reference)
+    assert ours.repository == pin.repository and ours.digest, (
+        f"{workload.name}: {reference} does not stand for {pin} (same repository path, by digest)"
+    )
+    return {
+        c["name"]: {MODEL_IMAGE_ENV: reference, **PLAIN_HTTP_ENV}
+        for c in workload.init_containers
+        if resolve_env(workload, container=c).get(MODEL_IMAGE_ENV)
+    }
+
+
+class ModelRegistry:
+    """The session's registry on loopback (tests/oci_registry_server.py) and what was pushed to it:
+    model versions packaged as ``make package-model`` packages them, pushed as ``make
+    push-model`` pushes them (services/model_image.py, services/registry_client.py)."""
+
+    def __init__(self, host: str, directory: Path, layouts: Path):
+        self.host, self.directory, self.layouts = host, directory, layouts
+        self._published: dict[tuple[Path, str], str] = {}
+
+    def push(self, version_dir: Path, model: str, version: str, repository: str, tag: str) -> str:
+        """Package ``version_dir`` as version ``version`` of ``model`` and push it to ``repository``
+        (a path: ``ml/models/mnist``) as ``tag``; the pushed reference, by digest."""
+        layout = self.layouts / f"{repository.replace('/', '_')}-{tag}-{uuid.uuid4().hex[:8]}"
+        artifact = model_image.package(version_dir, model, int(version), layout)
+        digest = registry_client.push(artifact.layout, f"{self.host}/{repository}", tag, plain_http=True)
+        return f"{self.host}/{repository}@{digest}"
+
+    def publish(self, store: Path, workload: PodWorkload) -> str:
+        """The version ``workload`` pins (MODEL_NAME, MODEL_VERSION), as published in ``store``,
+        pushed to the repository path of the model image the pod pins (once per version)."""
+        env = resolve_env(workload)
+        model, version = env["MODEL_NAME"], env["MODEL_VERSION"]
+        repository = registry_client.parse_reference(model_image_pin(workload)).repository
+        version_dir = store / model / version
+        assert (version_dir / "metadata.json").is_file(), f"{workload.name}: {version_dir} is not a published version"
+        key = (version_dir, repository)
+        if key not in self._published:
+            self._published[key] = self.push(version_dir, model, version, repository, version)
+        return self._published[key]
+
+    def manifest(self, reference: str) -> dict:
+        """The manifest the registry stores for a pushed reference (read off its storage)."""
+        digest = str(registry_client.parse_reference(reference).digest)
+        return json.loads(blob_data(self.directory, digest).read_bytes())
+
+    def layer_blob(self, reference: str) -> Path:
+        """The file in the registry's storage that holds the one layer of a pushed reference."""
+        [layer] = self.manifest(reference)["layers"]
+        return blob_data(self.directory, layer["digest"])

@@ -5,8 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 import yaml
-from image_flows import repository_of
-from pod_spec import PodWorkload, workloads
+from pod_spec import PodWorkload, repository_of, workloads
 
 from generator.tools import REPO_ROOT, render_overlay
 

@@ -6,18 +6,25 @@ and terminates it as the kubelet does: the preStop hook, then SIGTERM, then SIGK
 ``terminationGracePeriodSeconds`` has passed. ``explain`` names the reason a container failed
 from its log: a file missing from the image, a write outside the writable mounts, or a
 privilege (capability, UID) the manifest does not grant.
+
+``Pod`` runs a whole pod template: its init containers one after another, each to completion,
+then its app container, the emptyDirs they share being one host directory for the pod. An init
+container that fails stops there (:class:`InitContainerFailed`): the app container never starts.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
-from pod_spec import RunPlan
+from pod_spec import PodWorkload, RunPlan, Unsupported, plan_run, repository_of, shared_empty_dirs
 
 from generator.tools.images.engine import Engine
 
@@ -65,6 +72,7 @@ class Container:
         self.id = ""
         self.start_error = ""
         self._host_ports: dict[int, int] = {}
+        self.pod: Pod | None = None  # the pod it is the app container of (Pod.start sets it)
 
     def start(self) -> None:
         """Create and start the container; a start the engine refuses is kept as the failure to explain."""
@@ -218,6 +226,146 @@ class Container:
         """Delete the container (running or not) and nothing else."""
         if self.id:
             self.engine.run("rm", "--force", self.id, check=False, timeout=120)
+
+
+class InitContainerFailed(AssertionError):
+    """An init container ended without success (or did not end): the kubelet never starts the
+    pod's app container; it runs the init container again with back-off (``Init:Error``, then
+    ``Init:CrashLoopBackOff``), and the pod is never ready. The test stops at the first failure."""
+
+    def __init__(self, container: str, exit_code: int | None, log: str, message: str):
+        super().__init__(message)
+        self.container = container
+        self.exit_code = exit_code  # None: still running at the deadline
+        self.log = log
+
+    @property
+    def last_line(self) -> str:
+        """The last non-empty line the init container wrote (its one-line reason)."""
+        lines = [line.strip() for line in self.log.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+
+#: How a kubelet makes an emptyDir directory (0777), with fsGroup's group and setgid bit on top.
+EMPTY_DIR_MODE, EMPTY_DIR_FS_GROUP_MODE = 0o777, 0o2777
+
+
+def disk_usage(directory: Path) -> int:
+    """Bytes of the blocks the files under ``directory`` take, as the kubelet measures an emptyDir (du)."""
+    total = 0
+    for root, dirs, files in os.walk(directory):
+        for name in [*dirs, *files]:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return total
+
+
+class Pod:
+    """One pod of a rendered workload, run as a kubelet runs it; ``remove`` deletes exactly its containers.
+
+    Every init container runs in order, to completion, as declared (image, command, env, security
+    context, resources, mounts); only when each exited 0 does the app container start. An emptyDir
+    that several containers mount (:func:`pod_spec.shared_empty_dirs`) is one host directory under
+    ``scratch`` for the pod, made as the kubelet makes one (mode 0777, fsGroup's group and setgid).
+    Its sizeLimit is enforced as the kubelet enforces it for a disk-backed emptyDir: by measuring
+    (``check_size_limits``: after each init container, and whenever the caller asks) and evicting
+    the pod when it is over, here an AssertionError. Every container runs ``image`` (the local
+    build of the app container's image): a container naming another repository is refused.
+    """
+
+    def __init__(
+        self, engine: Engine, workload: PodWorkload, image: str, claims: Mapping[str, Path], scratch: Path, label: str
+    ):
+        self.engine, self.workload, self.image, self.claims = engine, workload, image, dict(claims)
+        self.scratch, self.label = scratch, label
+        self.size_limits = shared_empty_dirs(workload)
+        self.shared_dirs = {name: self._empty_dir(scratch / f"emptydir-{name}") for name in self.size_limits}
+        self.init_runs: list[Container] = []
+        self.app: Container | None = None
+
+    def _empty_dir(self, path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        fs_group = self.workload.pod["spec"].get("securityContext", {}).get("fsGroup")
+        path.chmod(EMPTY_DIR_MODE)
+        if fs_group is not None:
+            try:
+                os.chown(path, -1, int(fs_group))
+                path.chmod(EMPTY_DIR_FS_GROUP_MODE)
+            except PermissionError:
+                pass  # not root (Docker users on a CI runner): 0777 lets every user in all the same
+        return path
+
+    def _check_image(self, container: dict) -> None:
+        ours, theirs = self.workload.container["image"], container["image"]
+        if repository_of(theirs) != repository_of(ours):
+            raise Unsupported(
+                f"{self.workload.name}: init container {container['name']} runs {theirs}, "
+                f"not the app container's image ({ours}): the image test runs only the images make images builds"
+            )
+
+    def plan(
+        self, container: dict | None = None, extra_env: dict[str, str] | None = None, network: str | None = None
+    ) -> RunPlan:
+        """The run plan of one of the pod's containers (the app container when None)."""
+        return plan_run(
+            self.engine.name, self.workload, self.image, self.claims, self.scratch, extra_env, self.label,
+            container=container, shared_dirs=self.shared_dirs, network=network,
+        )  # fmt: skip
+
+    def run_init_containers(
+        self,
+        deadline_seconds: float,
+        extra_env: Mapping[str, dict[str, str]] | None = None,
+        networks: Mapping[str, str] | None = None,
+    ) -> None:
+        """Run each init container to completion, in order (``extra_env`` and ``networks`` by
+        container name, see plan_run); InitContainerFailed at the first that does not exit 0
+        within ``deadline_seconds`` (the Deployment's progress deadline, the Job's active deadline)."""
+        for spec in self.workload.init_containers:
+            self._check_image(spec)
+            name = spec["name"]
+            container = Container(self.engine, self.plan(spec, (extra_env or {}).get(name), (networks or {}).get(name)))
+            self.init_runs.append(container)
+            container.start()
+            code = container.wait(5 if container.start_error else deadline_seconds)
+            if code != 0:
+                log = container.logs()
+                what = f"did not finish within {deadline_seconds:.0f} s" if code is None else f"exited with code {code}"
+                tail = "\n".join(log.splitlines()[-20:])
+                last = next((line.strip() for line in reversed(log.splitlines()) if line.strip()), "(no output)")
+                raise InitContainerFailed(
+                    name,
+                    code,
+                    log,
+                    f"{self.workload.name}: init container {name} {what}, so the pod never starts its app container "
+                    f"(the kubelet retries it with back-off: Init:CrashLoopBackOff): {last}\n"
+                    f"--- init container {name} log (tail) ---\n{tail}",
+                )
+            self.check_size_limits(f"after init container {name}")
+
+    def start(self, extra_env: dict[str, str] | None = None, network: str | None = None) -> Container:
+        """Start the app container (after the init containers); the caller probes it."""
+        self.app = Container(self.engine, self.plan(None, extra_env, network))
+        self.app.pod = self
+        self.app.start()
+        return self.app
+
+    def check_size_limits(self, when: str = "") -> None:
+        """The kubelet's eviction of a pod whose shared emptyDir grew over its sizeLimit."""
+        for name, limit in self.size_limits.items():
+            used = disk_usage(self.shared_dirs[name])
+            if limit is not None and used > limit:
+                raise AssertionError(
+                    f"{self.workload.name}: the kubelet evicts the pod{' ' + when if when else ''}: "
+                    f"emptyDir {name} uses {used} bytes, over its sizeLimit of {limit}"
+                )
+
+    def remove(self) -> None:
+        """Delete every container of the pod that was created (running or not), and nothing else."""
+        for container in [*([self.app] if self.app else []), *reversed(self.init_runs)]:
+            container.remove()
 
 
 def grpc_health(port: int, service: str, timeout: float) -> ProbeResult:

@@ -1,15 +1,21 @@
 """Turn one container of a rendered pod template into a container-engine run, as a kubelet would.
 
-Everything the manifest says about the container is carried over or refused, never dropped:
-security context (UID/GID, fsGroup, runAsNonRoot, read-only root, capabilities,
-no-new-privileges, seccomp), command and args (with ``$(VAR)`` expansion), env and envFrom (with
-ConfigMaps resolved from the same rendered overlay), ports, volume mounts (a claim is a host
-directory, an emptyDir a tmpfs of its sizeLimit, a ConfigMap a read-only directory of its keys,
-an image volume the engine's read-only image mount)
-and cpu/memory limits. A field this translation does not know fails the test with its name.
+A pod has one app container (``PodWorkload.container``) and any number of init containers
+(``PodWorkload.init_containers``, run to completion in order before it: ``pod_run.Pod``); each is
+planned on its own with ``plan_run(..., container=...)``. Everything the manifest says about the
+container is carried over or refused, never dropped: security context (UID/GID, fsGroup,
+runAsNonRoot, read-only root, capabilities, no-new-privileges, seccomp), command and args (with
+``$(VAR)`` expansion), env and envFrom (with ConfigMaps resolved from the same rendered overlay),
+ports, volume mounts (a claim is a host directory; an emptyDir that one container mounts is a
+tmpfs of its sizeLimit, one that several containers of the pod mount is one host directory they
+all bind, ``shared_empty_dirs``; a ConfigMap is a read-only directory of its keys; an image
+volume the engine's read-only image mount) and cpu/memory limits. A field this translation does
+not know fails the test with its name (a sidecar's ``restartPolicy`` among them).
 
 The only additions are the test's own: a name and a label to clean up by, port publishing on
-loopback, and ``extra_env`` (the image test passes the short-training knobs there).
+loopback, ``extra_env`` (the image test passes the short-training knobs and its substitutions
+there, see image_flows) and ``network`` (an init container that must reach the test's loopback
+registry runs on the host's network).
 """
 
 from __future__ import annotations
@@ -63,11 +69,20 @@ class PodWorkload:
 
     @property
     def container(self) -> dict:
-        """The pod's one container (the chart and the Job render exactly one)."""
+        """The pod's one app container (the chart and the Job render exactly one; no sidecars)."""
         containers = self.pod["spec"]["containers"]
-        if len(containers) != 1 or self.pod["spec"].get("initContainers"):
-            raise Unsupported(f"{self.kind}/{self.name}: expected one container and no init containers")
+        if len(containers) != 1:
+            raise Unsupported(f"{self.kind}/{self.name}: expected one app container, not {len(containers)}")
         return containers[0]
+
+    @property
+    def init_containers(self) -> list[dict]:
+        """The pod's init containers, in the order the kubelet runs them (each to completion)."""
+        return list(self.pod["spec"].get("initContainers") or [])
+
+    def containers(self) -> list[dict]:
+        """Every container of the pod: the init containers in order, then the app container."""
+        return [*self.init_containers, self.container]
 
     def config_map(self, name: str) -> dict[str, str]:
         """The data of a ConfigMap of this overlay, by its rendered (hash-suffixed) name."""
@@ -90,6 +105,13 @@ def workloads(documents: list[dict], kind: str) -> list[PodWorkload]:
     return found
 
 
+def repository_of(image: str) -> str:
+    """``host[:port]/path:tag`` or ``...@sha256:...`` without the tag or digest."""
+    image = image.split("@", 1)[0]
+    head, _, last = image.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
 def _expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' ``$(VAR)`` expansion: defined names expand, ``$$`` is a literal ``$``."""
 
@@ -102,9 +124,12 @@ def _expand(text: str, env: dict[str, str]) -> str:
     return _VAR_REF.sub(replace, text)
 
 
-def resolve_env(workload: PodWorkload, extra_env: dict[str, str] | None = None) -> dict[str, str]:
-    """The container's environment as the kubelet builds it: envFrom first, then env in order."""
-    container = workload.container
+def resolve_env(
+    workload: PodWorkload, extra_env: dict[str, str] | None = None, container: dict | None = None
+) -> dict[str, str]:
+    """A container's environment (the app container's unless named) as the kubelet builds it:
+    envFrom first, then env in order; ``extra_env`` last."""
+    container = workload.container if container is None else container
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
@@ -137,17 +162,17 @@ def resolve_env(workload: PodWorkload, extra_env: dict[str, str] | None = None) 
     return env
 
 
-def _security(workload: PodWorkload) -> dict:
+def _security(workload: PodWorkload, container: dict | None = None) -> dict:
     """Container securityContext over the pod's (the container's fields win, as in Kubernetes)."""
     pod_level = workload.pod["spec"].get("securityContext", {})
     merged = {k: v for k, v in pod_level.items() if k in ("runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile")}
-    merged.update(workload.container.get("securityContext", {}))
+    merged.update((workload.container if container is None else container).get("securityContext", {}))
     return merged
 
 
-def check_runs_as_non_root(workload: PodWorkload, image_user: str) -> None:
+def check_runs_as_non_root(workload: PodWorkload, image_user: str, container: dict | None = None) -> None:
     """runAsNonRoot as the kubelet checks it: the UID used (manifest, else image) must be numeric and not 0."""
-    security = _security(workload)
+    security = _security(workload, container)
     if not security.get("runAsNonRoot"):
         return
     uid = security.get("runAsUser")
@@ -185,6 +210,24 @@ def _cpus(text: str) -> str:
     return f"{int(text[:-1]) / 1000:g}" if text.endswith("m") else f"{float(text):g}"
 
 
+def shared_empty_dirs(workload: PodWorkload) -> dict[str, int | None]:
+    """The emptyDir volumes more than one container of the pod mounts (an init container fills one,
+    the app container reads it), each with its sizeLimit in bytes (None: no limit). Each must be
+    one directory for the whole pod, not a tmpfs per container: ``plan_run(shared_dirs=...)``."""
+    volumes = {v["name"]: v for v in workload.pod["spec"].get("volumes", []) if "emptyDir" in v}
+    users: dict[str, int] = {}
+    for container in workload.containers():
+        for name in {m["name"] for m in container.get("volumeMounts", []) if m["name"] in volumes}:
+            users[name] = users.get(name, 0) + 1
+    return {
+        name: _quantity_bytes(str(volumes[name]["emptyDir"]["sizeLimit"]))
+        if volumes[name]["emptyDir"].get("sizeLimit")
+        else None
+        for name, count in users.items()
+        if count > 1
+    }
+
+
 def plan_run(
     engine_name: str,
     workload: PodWorkload,
@@ -193,18 +236,37 @@ def plan_run(
     scratch: Path,
     extra_env: dict[str, str] | None = None,
     session_label: str = "",
+    *,
+    container: dict | None = None,
+    shared_dirs: dict[str, Path] | None = None,
+    network: str | None = None,
 ) -> RunPlan:
-    """The engine command line that runs ``image`` exactly as the workload's pod template declares."""
-    spec, container = workload.pod["spec"], workload.container
+    """The engine command line that runs ``image`` exactly as the workload's pod template declares.
+
+    ``container``: which of the pod's containers (an init container's dict), the app container
+    when None. ``shared_dirs``: the host directory of each emptyDir several containers of the pod
+    mount (:func:`shared_empty_dirs`); every one of those must be given. ``network``: None for the
+    rule below (no port: no network), or ``"host"`` for a container the test points at a server
+    on the host's loopback (the model registry an init container pulls from)."""
+    spec = workload.pod["spec"]
+    container = workload.container if container is None else container
+    is_init = container is not workload.container
     unknown = set(container) - HANDLED_CONTAINER_FIELDS - IGNORED_CONTAINER_FIELDS
     if unknown:
         raise Unsupported(f"{workload.name}: container fields {sorted(unknown)} are not reproduced by the image test")
-    name = f"ml-gitops-test-{workload.name}-{uuid.uuid4().hex[:8]}"
+    if is_init and {"livenessProbe", "readinessProbe", "startupProbe", "lifecycle"} & set(container):
+        raise Unsupported(f"{workload.name}: init container {container['name']} has probes or hooks (a sidecar?)")
+    shared = shared_empty_dirs(workload)
+    missing = set(shared) - set(shared_dirs or {})
+    if missing:
+        raise Unsupported(f"{workload.name}: emptyDir {sorted(missing)} is shared by several containers: give its dir")
+    part = f"{workload.name}-{container['name']}" if is_init else workload.name
+    name = f"ml-gitops-test-{part}-{uuid.uuid4().hex[:8]}"
     args = ["run", "--detach", "--name", name, "--label", f"{TEST_LABEL}={session_label or 'yes'}"]
     args += ["--hostname", f"{workload.name}-0"]
-    env = resolve_env(workload, extra_env)
+    env = resolve_env(workload, extra_env, container)
 
-    security = _security(workload)
+    security = _security(workload, container)
     if security.get("privileged"):
         raise Unsupported(f"{workload.name}: privileged containers are not run")
     if "runAsUser" in security:
@@ -248,7 +310,13 @@ def plan_run(
             raise Unsupported(f"{workload.name}: port {port} is not TCP")
         ports[port.get("name") or str(port["containerPort"])] = int(port["containerPort"])
         args += ["--publish", f"127.0.0.1::{port['containerPort']}"]
-    if ports:
+    if network == "host":
+        if ports:
+            raise Unsupported(f"{workload.name}: {container['name']} declares ports: not run on the host's network")
+        args += ["--network", "host"]
+    elif network is not None:
+        raise ValueError(f"network must be None or 'host', not {network!r}")
+    elif ports:
         args += ["--network", "slirp4netns"] if engine_name == "podman" else []
     else:
         args += ["--network", "none"]  # no port: nothing to reach, and the NetworkPolicy allows no egress
@@ -269,6 +337,11 @@ def plan_run(
                 raise Unsupported(f"{workload.name}: no host directory for claim {claim}")
             read_only = read_only or bool(volume["persistentVolumeClaim"].get("readOnly"))
             args += ["--mount", f"type=bind,source={claims[claim]},destination={target},ro={str(read_only).lower()}"]
+        elif "emptyDir" in volume and mount["name"] in shared:
+            # One directory for the pod (what the kubelet makes of an emptyDir): what an init
+            # container writes there, the app container reads. Its sizeLimit: pod_run.Pod.
+            source = (shared_dirs or {})[mount["name"]]
+            args += ["--mount", f"type=bind,source={source},destination={target},ro={str(read_only).lower()}"]
         elif "emptyDir" in volume:
             size = volume["emptyDir"].get("sizeLimit")
             options = f"type=tmpfs,destination={target},tmpfs-mode=0777"

@@ -1,8 +1,10 @@
 """Both images run exactly as each overlay's rendered manifests declare.
 
-Per overlay: the training Jobs train a small version into the overlay's model store (a serve-only
-overlay gets a copy of a training overlay's published versions); then each
-server Deployment's container loads it, passes its startup, liveness and readiness probes, answers
+Per overlay: the training Jobs train a small version into the overlay's model store; then each
+server Deployment's pod gets it as the Deployment declares (a training overlay's server mounts the
+store; a serve-only overlay's pod runs its fetch-model init container, which pulls the version,
+packaged and pushed to the session's loopback registry, by digest into an emptyDir the server
+reads), and its server container loads it, passes its startup, liveness and readiness probes, answers
 a predict over REST (and over gRPC when the Deployment declares a ``grpc`` port) with the numbers
 the published ``model.tflite`` gives, exports ``/metrics``, and drains on SIGTERM within
 ``terminationGracePeriodSeconds``. A failure names its reason (missing file, write outside the
@@ -42,7 +44,7 @@ def test_training_jobs_publish_the_pinned_version(overlay, stores, built_images)
 
 @pytest.mark.parametrize("overlay, deployment", DEPLOYMENTS)
 def test_server_serves_the_trained_version_as_deployed(
-    overlay, deployment, engine, built_images, stores, session_label, tmp_path, digits
+    overlay, deployment, engine, built_images, stores, model_registry, session_label, tmp_path, digits
 ):
     store = stores.trained(overlay)
     assert all(job.exit_code == 0 for job in store.jobs), "training failed: see test_training_jobs_publish_*"
@@ -51,8 +53,9 @@ def test_server_serves_the_trained_version_as_deployed(
     progress_deadline = float(workload.spec.get("progressDeadlineSeconds", 600))
 
     with ready_server(
-        engine, workload, image, image_user(engine, image), store.path, tmp_path, session_label, progress_deadline
-    ) as server:
+        engine, workload, image, image_user(engine, image), store.path, tmp_path, session_label, progress_deadline,
+        model_registry=model_registry,
+    ) as server:  # fmt: skip
         env = server.plan.env
         model, version = env["MODEL_NAME"], env["MODEL_VERSION"]
         base = f"http://127.0.0.1:{server.host_port(_http_port(workload))}"

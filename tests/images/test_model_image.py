@@ -1,8 +1,9 @@
 """The server image serving a model version from the version's OCI image, as the chart declares it
-with ``model.artifact.image``: the version a training Job published, packaged (``make
-package-model``), pushed to a real registry on loopback (Distribution), pulled by digest as a
-kubelet pulls an image volume, mounted read-only and served. An image whose files are not the
-pinned digest leaves the server not ready, saying so: what a tampered or wrong image gets."""
+with ``model.artifact.image`` and ``delivery: imageVolume``: the version a training Job published,
+packaged (``make package-model``), pushed to a real registry on loopback (Distribution), pulled
+by digest as a kubelet pulls an image volume, mounted read-only and served. An image whose files
+are not the pinned digest leaves the server not ready, saying so: what a tampered or wrong image
+gets."""
 
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ from image_manifests import local_image, training_overlays
 from oci_registry_server import running_registry
 from pod_spec import PodWorkload, workloads
 
-from generator.registry import oci
 from generator.tools import REPO_ROOT, helm_path, run_tool
 from generator.tools.images.build import image_specs
-from services import artifacts
+from services import artifacts, model_image, registry_client
 from services.inference.backends import LiteRTBackend
 
 MODEL, VERSION = "mnist", "1"
@@ -33,7 +33,12 @@ def chart_workload(model_image: str, digest: str, scratch: Path) -> PodWorkload:
     ConfigMap (as the generated overlays pin them)."""
     values = {
         "image": {"repository": image_specs()["server"].repository, "tag": "test"},
-        "model": {"name": MODEL, "versionConfigMap": RELEASE_CONFIG_MAP, "artifact": {"image": model_image}},
+        # The image volume delivery (the chart's other one, initContainer, is test_model_image_fetch.py's).
+        "model": {
+            "name": MODEL,
+            "versionConfigMap": RELEASE_CONFIG_MAP,
+            "artifact": {"image": model_image, "delivery": "imageVolume"},
+        },
         "autoscaling": {"enabled": False},
     }
     scratch.mkdir(parents=True, exist_ok=True)
@@ -100,10 +105,9 @@ def test_the_server_serves_the_version_from_its_image(engine, built_images, stor
         repository = f"{host}/ml/models/{MODEL}"
         references = {}
         for name, source in (("good", version_dir), ("bad", other_dir)):
-            artifact = oci.package(source, MODEL, int(VERSION), tmp_path / f"layout-{name}")
-            references[name] = (
-                f"{repository}@{oci.push(artifact.layout, repository, f'{VERSION}-{name}', plain_http=True)}"
-            )
+            artifact = model_image.package(source, MODEL, int(VERSION), tmp_path / f"layout-{name}")
+            pushed = registry_client.push(artifact.layout, repository, f"{VERSION}-{name}", plain_http=True)
+            references[name] = f"{repository}@{pushed}"
             pull(engine, references[name])
 
         with serve("good", references["good"]) as server:

@@ -18,22 +18,22 @@ import requests
 from oci_registry_server import running_registry
 from release_support import MODEL, Repo, git, publish, refuse
 
-from generator.registry import oci
-from services import artifacts
+from generator.registry.oci import layout_dir
+from services import artifacts, model_image
 
-MANIFEST_ACCEPT = {"Accept": oci.MANIFEST_TYPE}
+MANIFEST_ACCEPT = {"Accept": model_image.MANIFEST_TYPE}
 
 
 def layer_members(layout: Path) -> list[tarfile.TarInfo]:
-    _, manifest = oci.read_layout(layout)
+    _, manifest = model_image.read_layout(layout)
     [layer] = json.loads(manifest)["layers"]
-    with tarfile.open(oci.blob_path(layout, layer["digest"])) as tar:
+    with tarfile.open(model_image.blob_path(layout, layer["digest"])) as tar:
         return tar.getmembers()
 
 
 def test_the_same_files_give_the_same_digest_however_they_sit_on_disk(store: Path, tmp_path: Path):
     version_dir = publish(store, 2)
-    first = oci.package(version_dir, MODEL, 2, tmp_path / "first")
+    first = model_image.package(version_dir, MODEL, 2, tmp_path / "first")
     # The same bytes written again in another order, with other times, modes and a stray umask.
     copy = tmp_path / "copy" / MODEL / "2"
     for rel in reversed(list(artifacts.file_digests(version_dir))):
@@ -41,20 +41,20 @@ def test_the_same_files_give_the_same_digest_however_they_sit_on_disk(store: Pat
         shutil.copyfile(version_dir / rel, copy / rel)
         (copy / rel).chmod(0o600)
         os.utime(copy / rel, (1_700_000_000, 1_700_000_000))
-    second = oci.package(copy, MODEL, 2, tmp_path / "second")
+    second = model_image.package(copy, MODEL, 2, tmp_path / "second")
     assert second.digest == first.digest
-    assert oci.image_digest(version_dir, MODEL, 2) == first.digest  # what make register records
+    assert model_image.image_digest(version_dir, MODEL, 2) == first.digest  # what make register records
     assert sorted(p.name for p in (tmp_path / "first" / "blobs" / "sha256").iterdir()) == sorted(
         p.name for p in (tmp_path / "second" / "blobs" / "sha256").iterdir()
     )
     # One changed byte is another image.
     (copy / "model.tflite").write_bytes(b"other weights\n")
-    assert oci.package(copy, MODEL, 2, tmp_path / "third").digest != first.digest
+    assert model_image.package(copy, MODEL, 2, tmp_path / "third").digest != first.digest
 
 
 def test_the_image_holds_the_files_under_model_and_nothing_else(store: Path, tmp_path: Path):
     version_dir = publish(store, 2)
-    artifact = oci.package(version_dir, MODEL, 2, tmp_path / "layout")
+    artifact = model_image.package(version_dir, MODEL, 2, tmp_path / "layout")
     members = layer_members(artifact.layout)
     files = {m.name.removeprefix("model/"): m for m in members if m.isfile()}
     assert set(files) == set(artifacts.file_digests(version_dir))
@@ -65,20 +65,22 @@ def test_the_image_holds_the_files_under_model_and_nothing_else(store: Path, tmp
     assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", 0)}
     assert {m.mode for m in members if m.isfile()} == {0o644}
     # GNU tar, a consumer that is not ours, lists and extracts the same files with the same bytes.
-    _, manifest = oci.read_layout(artifact.layout)
-    layer = oci.blob_path(artifact.layout, json.loads(manifest)["layers"][0]["digest"])
+    _, manifest = model_image.read_layout(artifact.layout)
+    layer = model_image.blob_path(artifact.layout, json.loads(manifest)["layers"][0]["digest"])
     out = tmp_path / "extracted"
     out.mkdir()
     subprocess.run(["tar", "-xf", str(layer), "-C", str(out)], check=True)
     assert artifacts.digest_directory(out / "model") == artifacts.digest_directory(version_dir)
     # The manifest says which files the image holds, as the model card and the server name them.
     annotations = json.loads(manifest)["annotations"]
-    assert annotations[oci.DIGEST_ANNOTATION] == artifacts.digest_directory(version_dir) == artifact.version_digest
-    assert (annotations[oci.MODEL_ANNOTATION], annotations[oci.VERSION_ANNOTATION]) == (MODEL, "2")
+    assert (
+        annotations[model_image.DIGEST_ANNOTATION] == artifacts.digest_directory(version_dir) == artifact.version_digest
+    )
+    assert (annotations[model_image.MODEL_ANNOTATION], annotations[model_image.VERSION_ANNOTATION]) == (MODEL, "2")
 
 
 def test_every_blob_is_named_by_its_digest(store: Path, tmp_path: Path):
-    artifact = oci.package(publish(store, 2), MODEL, 2, tmp_path / "layout")
+    artifact = model_image.package(publish(store, 2), MODEL, 2, tmp_path / "layout")
     index = json.loads((artifact.layout / "index.json").read_bytes())
     assert [m["digest"] for m in index["manifests"]] == [artifact.digest]
     for blob in (artifact.layout / "blobs" / "sha256").iterdir():
@@ -90,7 +92,7 @@ def test_make_package_model_writes_the_layout_and_prints_its_digest(repo: Repo, 
     result = repo.run("package-model", "--model-root", str(store))  # the newest version
     assert result.code == 0, result.err
     layout = repo.root / ".cache" / "model-artifacts" / MODEL / "3"
-    digest = oci.read_layout(layout)[0]["digest"]
+    digest = model_image.read_layout(layout)[0]["digest"]
     assert f"image digest {digest}; files digest {artifacts.digest_directory(version_dir)}" in result.out
     assert git(repo.root, "status", "--porcelain", "--untracked-files=all") == ""  # .cache is ignored
 
@@ -123,8 +125,8 @@ def test_push_model_stores_exactly_the_packaged_bytes_in_a_real_registry(repo: R
         set_repository(repo, f"{host}/ml/models")
         result = repo.run("push-model", "--version", "2", "--model-root", str(store), "--plain-http")
         assert result.code == 0, result.err
-        layout = oci.layout_dir(repo.root, MODEL, 2)
-        descriptor, manifest = oci.read_layout(layout)
+        layout = layout_dir(repo.root, MODEL, 2)
+        descriptor, manifest = model_image.read_layout(layout)
         assert result.out == f"{host}/ml/models/{MODEL}@{descriptor['digest']}\n"
 
         base = f"http://{host}/v2/ml/models/{MODEL}"
@@ -135,13 +137,16 @@ def test_push_model_stores_exactly_the_packaged_bytes_in_a_real_registry(repo: R
         assert by_tag.headers["Docker-Content-Digest"] == descriptor["digest"]
         for blob in [json.loads(manifest)["config"], *json.loads(manifest)["layers"]]:
             served = requests.get(f"{base}/blobs/{blob['digest']}", timeout=10).content
-            assert served == oci.blob_path(layout, blob["digest"]).read_bytes()
+            assert served == model_image.blob_path(layout, blob["digest"]).read_bytes()
             assert f"sha256:{hashlib.sha256(served).hexdigest()}" == blob["digest"]
 
         # Pushing the same version again is the same image (the registry already has every blob).
         again = repo.run("push-model", "--version", "2", "--model-root", str(store), "--plain-http")
         assert (again.code, again.out) == (0, result.out)
-        assert artifacts.digest_directory(version_dir) == json.loads(manifest)["annotations"][oci.DIGEST_ANNOTATION]
+        assert (
+            artifacts.digest_directory(version_dir)
+            == json.loads(manifest)["annotations"][model_image.DIGEST_ANNOTATION]
+        )
 
 
 def test_a_push_to_a_registry_that_is_not_there_fails_with_exit_3(repo: Repo, store: Path, tmp_path: Path):
@@ -162,4 +167,4 @@ def test_push_model_without_a_repository_in_platform_yaml_is_refused(repo: Repo,
     start = text.index("modelArtifacts:\n")
     path.write_text(text[:start] + text[text.index("\n\n", start) + 2 :])
     git(repo.root, "commit", "-q", "-a", "-m", "no model registry")
-    refuse(repo, "push-model", "--model-root", str(store), says=["modelArtifacts.repository: not set"])
+    refuse(repo, "push-model", "--model-root", str(store), says=["modelArtifacts: is required"])

@@ -151,12 +151,14 @@ def test_new_overlay_committed_history_and_git_state_untouched(repo: Repo):
 
 def test_a_change_to_the_generated_base_shows_in_every_overlay(repo: Repo):
     # unchanged overlays reuse one render for both sides; a base change must still reach them all
-    base = repo.root / "overlays/base/model-store.yaml"
-    assert "storage: 5Gi" in base.read_text()
-    base.write_text(base.read_text().replace("storage: 5Gi", "storage: 6Gi"))
+    base = repo.root / "overlays/base/mnist-inference.yaml"
+    assert "automountServiceAccountToken: false" in base.read_text()
+    base.write_text(
+        base.read_text().replace("automountServiceAccountToken: false", "automountServiceAccountToken: true")
+    )
     _, diffs = diff_module.run_diff(repo.root, "HEAD")
     changed = {d.name for d in diffs if d.changes}
-    # every overlay, trains or only serves, renders the base's model store
+    # every overlay, trains or only serves, renders the base's ServiceAccount
     assert {"dev", "staging", "prod", "prod-blue-green", "prod-canary"} <= changed
 
 

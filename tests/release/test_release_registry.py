@@ -12,13 +12,16 @@ import pytest
 import yaml
 from release_support import ARTIFACT_FILES, MODEL, Repo, git, publish, refuse, status, write_metadata
 
-from generator.registry import cards, oci
+from generator.registry import cards
 from generator.release.overlay import load_platform
+from generator.tools import REPO_ROOT
 from generator.validate import engine, model_pins, render
-from services import artifacts
+from services import artifacts, model_image
 
 CARD_1 = "registry/mnist/1.yaml"
-DIGEST_1 = "sha256:9e235754e1466aaf2ab5e5d6a74b06bb2ecc405905b00f0a2e99d3d45d7be427"
+CARD_1_DATA = yaml.safe_load((REPO_ROOT / CARD_1).read_text())
+DIGEST_1 = CARD_1_DATA["digest"]
+IMAGE_1 = f"{CARD_1_DATA['artifact']['repository']}@{CARD_1_DATA['artifact']['digest']}"
 OTHER_DIGEST = "sha256:" + "0f" * 32
 
 
@@ -111,15 +114,10 @@ def test_register_writes_a_valid_card_whose_digest_is_the_directorys(repo: Repo,
     assert card.data["training"] == {"seed": 42, "workers": 1, "epochs": 15, "batchSize": 32, "learningRate": 0.001}
     assert (card.data["codeRevision"], card.data["trainerImage"]) == (meta["code_revision"], None)
     # The image make push-model pushes: platform.yaml's repository, the digest make package-model gives.
-    packaged = oci.package(version_dir, MODEL, 2, tmp_path / "layout")
+    packaged = model_image.package(version_dir, MODEL, 2, tmp_path / "layout")
     assert card.data["artifact"] == {"repository": "registry.example.com/ml/models/mnist", "digest": packaged.digest}
-    # The same fields, in the same order, as the real card of version 1 (registered before artifacts).
-    fields_1 = list(yaml.safe_load((repo.root / CARD_1).read_text()))
-    assert list(card.data) == [
-        *fields_1[: fields_1.index("codeRevision")],
-        "artifact",
-        *fields_1[fields_1.index("codeRevision") :],
-    ]
+    # The same fields, in the same order, as the real card of version 1.
+    assert list(card.data) == list(yaml.safe_load((repo.root / CARD_1).read_text()))
     assert pin_findings(repo.root) == []
 
 
@@ -273,15 +271,18 @@ def test_pin_model_in_dev_writes_the_cards_version_and_digest_and_nothing_else(r
     card = register(repo, store, 2)
     result = repo.run("pin-model", "--env", "dev", "--version", "2")
     assert result.code == 0, result.err
-    assert status(repo) == " M overlays/dev/release.yaml\n"
+    assert status(repo) == " M overlays/dev/kustomization.yaml\n M overlays/dev/release.yaml\n"
     assert sorted(changed_lines(repo)) == sorted(
         [
             '-  MODEL_VERSION: "1"',
             '+  MODEL_VERSION: "2"',
             f'-  MODEL_DIGEST: "{DIGEST_1}"',
             f'+  MODEL_DIGEST: "{card.digest}"',
+            f"-    digest: {CARD_1_DATA['artifact']['digest']}",
+            f"+    digest: {card.data['artifact']['digest']}",
         ]
     )
+    assert f"mnist model image: {IMAGE_1} -> {card.data['artifact']['repository']}@" in result.out
     assert release_data(repo, "dev") == {"mnist-release": {"MODEL_VERSION": "2", "MODEL_DIGEST": card.digest}}
     assert "acc 0.9700" in result.out
     assert pin_findings(repo.root) == []
@@ -300,7 +301,7 @@ def test_pin_model_in_prod_canary_lands_on_the_canary_track(repo: Repo, store: P
     result = repo.run("pin-model", "--env", "prod-canary", "--version", "2")
     assert result.code == 0, result.err
     assert "canary track" in result.out
-    assert status(repo) == " M overlays/prod-canary/release.yaml\n"
+    assert status(repo) == " M overlays/prod-canary/kustomization.yaml\n M overlays/prod-canary/release.yaml\n"
     assert release_data(repo, "prod-canary") == {
         "mnist-release-stable": {"MODEL_VERSION": "1", "MODEL_DIGEST": DIGEST_1},
         "mnist-release-canary": {"MODEL_VERSION": "2", "MODEL_DIGEST": card.digest},
@@ -315,7 +316,7 @@ def test_pin_model_in_prod_blue_green_lands_in_the_idle_slot(repo: Repo, store: 
     result = repo.run("pin-model", "--env", "prod-blue-green", "--version", "2")
     assert result.code == 0, result.err
     assert "idle slot green" in result.out
-    assert status(repo) == " M overlays/prod-blue-green/release.yaml\n"
+    assert status(repo) == " M overlays/prod-blue-green/kustomization.yaml\n M overlays/prod-blue-green/release.yaml\n"
     assert release_data(repo, "prod-blue-green") == {
         "mnist-release-blue": {"MODEL_VERSION": "1", "MODEL_DIGEST": DIGEST_1},
         "mnist-release-green": {"MODEL_VERSION": "2", "MODEL_DIGEST": card.digest},

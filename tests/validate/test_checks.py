@@ -22,6 +22,7 @@ CHECKED_ELSEWHERE = {
     "platform-yaml",  # tests/bad_input/test_validate_inputs.py
     "model-card",
     "model-pin",
+    "model-image",  # tests/validate/test_model_pins.py
     "argocd-app-path",
     "argocd-app-namespace",
     "argocd-project",

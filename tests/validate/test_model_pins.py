@@ -230,3 +230,54 @@ def test_a_tampered_digest_fails_make_validate_with_exit_code_1(root: Path, caps
         f"overlays/prod/release.yaml: ConfigMap/mnist-release: data.MODEL_DIGEST: mnist v1 is pinned with "
         f"{TAMPERED}, but its card registry/mnist/1.yaml has {DIGEST_1} [model-pin]"
     ) in out
+
+
+# --- model-image: what a rendered server pulls ----------------------------------------------------
+
+IMAGE_DIGEST_1 = yaml.safe_load((REPO_ROOT / "registry/mnist/1.yaml").read_text())["artifact"]["digest"]
+
+
+def image_check(root: Path, overlay: str) -> list[Finding]:
+    """The model-image check on one rendered overlay, as engine.run renders it."""
+    rendered, _ = render.render_all(root, [root / "overlays" / overlay], with_argocd=False)
+    return [f for f in model_pins.findings(root, [], {}, rendered) if f.check == "model-image"]
+
+
+@pytest.mark.parametrize("overlay", ["staging", "prod-canary"])
+def test_the_model_images_the_servers_pull_are_their_cards(root: Path, overlay: str):
+    assert image_check(root, overlay) == []
+
+
+def test_a_model_image_pinned_by_hand_to_other_bytes_is_named_with_the_cards(root: Path):
+    path = root / "overlays/staging/kustomization.yaml"
+    path.write_text(path.read_text().replace(IMAGE_DIGEST_1, TAMPERED))
+    (f,) = image_check(root, "staging")
+    assert (f.kind, f.name, f.path) == (
+        "Deployment",
+        "mnist-server",
+        "spec.template.spec.initContainers[0].env[0].value",
+    )
+    assert f"pulls registry.example.com/ml/models/mnist@{TAMPERED}" in f.message
+    assert f"records registry.example.com/ml/models/mnist@{IMAGE_DIGEST_1}" in f.message
+    assert "make pin-model ENV=staging VERSION=1" in f.message
+
+
+def test_a_model_image_left_unpinned_is_named(root: Path):
+    """No images: entry for a slot's model image: the pod would pull a logical name (`:latest`)."""
+    path = root / "overlays/prod-blue-green/kustomization.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["images"] = [i for i in data["images"] if i["name"] != "mnist-model-green"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    (f,) = image_check(root, "prod-blue-green")
+    assert f.name == "mnist-server-green"
+    assert "model image mnist-model-green is not pinned by digest" in f.message
+
+
+def test_a_version_whose_card_has_no_model_image_cannot_be_served_where_servers_pull_one(root: Path):
+    edit_card(root, artifact=None)
+    found = image_check(root, "prod")
+    assert [f.message for f in found] == [
+        f"registry/mnist/1.yaml records no model image, so nothing says what "
+        f"registry.example.com/ml/models/mnist@{IMAGE_DIGEST_1} holds: serve a version registered with its image"
+    ]
+    assert image_check(root, "dev") == []  # dev trains: its server reads the model store

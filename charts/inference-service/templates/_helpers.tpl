@@ -274,8 +274,8 @@ and names the values involved. Rendered by templates/validate.yaml.
 {{- if and .Values.model.artifact.image (not .Values.model.versionConfigMap) (eq (toString .Values.model.version) "") -}}
 {{- $errors = append $errors "model.artifact.image holds one version: pin it with model.version or model.versionConfigMap" -}}
 {{- end -}}
-{{- if and .Values.model.artifact.image (not (semverCompare ">=1.31-0" .Capabilities.KubeVersion.Version)) -}}
-{{- $errors = append $errors (printf "model.artifact.image needs image volumes, Kubernetes 1.31 or newer (beta from 1.33); this is %s" .Capabilities.KubeVersion.Version) -}}
+{{- if and .Values.model.artifact.image (eq .Values.model.artifact.delivery "imageVolume") (not (semverCompare ">=1.31-0" .Capabilities.KubeVersion.Version)) -}}
+{{- $errors = append $errors (printf "model.artifact.delivery imageVolume needs Kubernetes 1.31 or newer (beta from 1.33); this is %s: use initContainer" .Capabilities.KubeVersion.Version) -}}
 {{- end -}}
 {{- $preStop := 0 -}}
 {{- if .Values.lifecycle.preStopSleepSeconds -}}{{- $preStop = int64 .Values.lifecycle.preStopSleepSeconds -}}{{- end -}}
