@@ -115,15 +115,18 @@ lint: $(EVERYTHING) ## Every linter, offline from .venv: pre-commit run --all-fi
 # DRY_RUN=1 prints the edit as a diff and writes nothing.
 DRY = $(if $(DRY_RUN),--dry-run)
 
-.PHONY: promote canary switch set-image diff status register pin-model package-model push-model
+.PHONY: promote canary switch set-image diff status register pin-model package-model push-model bootstrap
+bootstrap: $(GENERATOR) $(call installed,training) ## A fresh cluster's first version: train, push, register, pin everywhere, one commit (PLAIN_HTTP=1)
+	$(PY) -m generator bootstrap --model "$(MODEL)" --model-root "$(MODEL_ROOT)" $(if $(PLAIN_HTTP),--plain-http)
+
 package-model: $(call installed,generator) ## Write a model version as an OCI image (same files, same digest): make package-model [MODEL=] [VERSION=]
 	$(PY) -m generator package-model --model "$(MODEL)" --model-root "$(MODEL_ROOT)" $(if $(VERSION),--version "$(VERSION)")
 
 push-model: $(call installed,generator) ## Push a model version's image to modelArtifacts.repository; print repository@digest (PLAIN_HTTP=1)
 	$(PY) -m generator push-model --model "$(MODEL)" --model-root "$(MODEL_ROOT)" $(if $(VERSION),--version "$(VERSION)") $(if $(PLAIN_HTTP),--plain-http)
 
-register: $(call installed,generator) ## Write a trained version's model card: make register [MODEL=mnist] [VERSION=n] [MODEL_ROOT=models]
-	$(PY) -m generator register --model "$(MODEL)" --model-root "$(MODEL_ROOT)" $(if $(VERSION),--version "$(VERSION)")
+register: $(call installed,generator) ## Write a trained version's model card: make register [MODEL=mnist] [VERSION=n] [MODEL_ROOT=models] [FROM_REGISTRY=1]
+	$(PY) -m generator register --model "$(MODEL)" --model-root "$(MODEL_ROOT)" $(if $(VERSION),--version "$(VERSION)") $(if $(FROM_REGISTRY),--from-registry) $(if $(PLAIN_HTTP),--plain-http)
 
 pin-model: $(GENERATOR) ## Pin a registered model version and its digest: make pin-model ENV=dev [VERSION=n] [MODEL=] [SLOT=]
 	$(PY) -m generator pin-model --env "$(ENV)" --model "$(MODEL)" $(if $(VERSION),--version "$(VERSION)") $(if $(SLOT),--variant "$(SLOT)") $(DRY)

@@ -97,6 +97,7 @@ DELEGATED = {
     "package-model": ("generator.release.package_model", "write a model version as an OCI image layout"),
     "push-model": ("generator.release.push_model", "push a model version's OCI image; print its digest"),
     "serve-env": ("generator.release.serve_env", "print the server settings that pin an environment's live model"),
+    "bootstrap": ("generator.release.bootstrap", "train, push, register and pin a first version everywhere; commit"),
 }
 
 

@@ -155,6 +155,8 @@ class ModelArtifacts:
     delivery: str = "initContainer"
     #: A dockerconfigjson Secret with read credentials ("" = anonymous pulls).
     pull_secret: str = ""
+    #: A dockerconfigjson Secret the training Jobs push with ("" = anonymous pushes).
+    push_secret: str = ""
 
     @property
     def registry_port(self) -> int:
@@ -426,6 +428,7 @@ def _to_settings(data: dict) -> Platform:
             data["modelArtifacts"]["repository"],
             data["modelArtifacts"].get("delivery", "initContainer"),
             data["modelArtifacts"].get("pullSecret", ""),
+            data["modelArtifacts"].get("pushSecret", ""),
         ),
     )
 

@@ -76,11 +76,12 @@ def card_path(model: str, version: str | int) -> str:
 UNPINNED_DIGEST = "sha256:" + "0" * 64
 
 
-def model_image_name(repository: str, model: str, variant: str = "") -> str:
-    """The image name a Deployment gives its model image (``repository`` is platform.yaml's
-    ``modelArtifacts.repository``): the real ``<repository>/<model>`` for the rolling server,
-    ``<model>-model-<variant>`` for a slot or track; the overlay's ``images:`` pins it by digest."""
-    return f"{model}-model-{variant}" if variant else f"{repository}/{model}"
+def model_image_name(model: str, variant: str = "") -> str:
+    """The logical image name a Deployment gives its model image (``mnist-model``, or
+    ``mnist-model-blue`` for a slot or track); the overlay's ``images:`` maps it to the real
+    repository (``newName``, from the model card) and the digest, so a registry that moves
+    leaves no stale entry behind."""
+    return f"{model}-model" + (f"-{variant}" if variant else "")
 
 
 def variant_image_name(repository: str, variant: str) -> str:

@@ -192,6 +192,7 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
                     training=platform.training,
                     part_of=platform.name,
                     variants=released_variants(strategy),
+                    artifacts=platform.model_artifacts,
                 ),
             )
             files.append(tree.add_chart(directory, f"{model.name}.yaml", chart))

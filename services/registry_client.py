@@ -399,7 +399,7 @@ class _Client:
             return response.getheader("Docker-Content-Digest")
 
     def get_manifest(self, digest: str) -> bytes:
-        """The bytes the registry answers for the manifest ``digest`` (not yet verified)."""
+        """The bytes the registry answers for the manifest ``digest`` (or a tag; not yet verified)."""
         with self.open("GET", f"manifests/{digest}", headers={"Accept": ", ".join(MANIFEST_TYPES)}) as response:
             if response.status == 404:
                 raise RegistryError(f"no such manifest: {self.ref} ({self.answer(response)})")
@@ -506,6 +506,17 @@ def _layer(manifest_bytes: bytes, reference: str) -> tuple[dict, dict]:
         )
     annotations = manifest.get("annotations")
     return layer, annotations if isinstance(annotations, dict) else {}
+
+
+def resolve(reference: str, *, plain_http: bool = False, plain_http_setting: str = PLAIN_HTTP_SETTING) -> str:
+    """The digest of the manifest a tag names now (``host/path:tag``): what to pull, and pin, by
+    digest from then on. The digest is that of the bytes the registry answered."""
+    ref = parse_reference(reference)
+    if ref.digest is not None:
+        return ref.digest
+    client = _Client(ref, "pull", plain_http, plain_http_setting)
+    manifest_bytes = client.get_manifest(ref.tag or "latest")
+    return f"sha256:{hashlib.sha256(manifest_bytes).hexdigest()}"
 
 
 def pull(reference: str, into: Path, *, plain_http: bool = False, plain_http_setting: str = PLAIN_HTTP_SETTING) -> str:

@@ -126,7 +126,7 @@ def artifact_values(props: InferenceServiceProps, variant: str) -> dict[str, Any
     needs: registry credentials, and for an init container the egress to DNS and the registry."""
     artifacts = props.artifacts
     assert artifacts is not None
-    image = f"{model_image_name(artifacts.repository, props.model.name, variant)}@{UNPINNED_DIGEST}"
+    image = f"{model_image_name(props.model.name, variant)}@{UNPINNED_DIGEST}"
     values: dict[str, Any] = {
         "model": {"artifact": {"image": image, "delivery": artifacts.delivery, "pullSecret": ""}},
     }

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from cdk8s_plus_33 import k8s
 from constructs import Construct
 
-from generator.config import Image, Model, Storage, Training
+from generator.config import Image, Model, ModelArtifacts, Storage, Training
 from generator.constructs.common import (
     ARGOCD_KEEP,
     MODEL_MOUNT,
@@ -47,6 +47,8 @@ GPU_RESOURCE = "nvidia.com/gpu"
 EXIT_BAD_INPUT = 2  # the trainer's exit code for bad data or arguments: retrying cannot help
 #: Argo CD sync wave of the training hook and of what it needs (model store, ServiceAccount).
 HOOK_WAVE = "-1"
+#: Where the trainer reads the registry credentials it pushes with (modelArtifacts.pushSecret).
+PUSH_SECRET_MOUNT = "/var/run/secrets/model-registry"
 EXIT_QUALITY_GATE = 3  # same data and seed give the same accuracy: retrying cannot help either
 #: The port each distributed worker listens on (TensorFlow's convention, as in Kubeflow's TFJob).
 WORKER_PORT = 2222
@@ -114,6 +116,9 @@ class TrainingJobProps:
     #: One Job per entry, each training the version its release ConfigMap pins: ``""`` for the
     #: rolling server's release, or a strategy's two variants (blue-green slots, canary tracks).
     variants: tuple[str, ...] = ("",)
+    #: Where the trained version is pushed as its model image (platform.yaml modelArtifacts);
+    #: None: not pushed, and the Job reaches nothing.
+    artifacts: ModelArtifacts | None = None
 
 
 class TrainingJob(Construct):
@@ -159,13 +164,16 @@ class TrainingJob(Construct):
             metadata=k8s.ObjectMeta(name=self.service_account, labels=self.labels, annotations=before_hook),
             automount_service_account_token=False,
         )
-        # Training reads and writes only its volume: no traffic in or out.
+        # Training reads and writes only its volume, and pushes its model image: nothing comes in,
+        # and nothing goes out but DNS and the registry's port.
         k8s.KubeNetworkPolicy(
             self,
             "network-policy",
             metadata=k8s.ObjectMeta(name=self.service_account, labels=self.labels, annotations=before_hook),
             spec=k8s.NetworkPolicySpec(
-                pod_selector=k8s.LabelSelector(match_labels=self.selector), policy_types=["Ingress", "Egress"]
+                pod_selector=k8s.LabelSelector(match_labels=self.selector),
+                policy_types=["Ingress", "Egress"],
+                egress=self._registry_egress(props.artifacts),
             ),
         )
         if training.schedule:
@@ -188,6 +196,31 @@ class TrainingJob(Construct):
                     ),
                 ),
             )
+
+    def _registry_egress(self, artifacts: ModelArtifacts | None) -> list[k8s.NetworkPolicyEgressRule] | None:
+        """What the push needs: the cluster DNS, and the registry's port (its address may move)."""
+        if artifacts is None:
+            return None
+        dns = self._training.cluster_dns
+        return [
+            k8s.NetworkPolicyEgressRule(
+                to=[
+                    k8s.NetworkPolicyPeer(
+                        namespace_selector=k8s.LabelSelector(
+                            match_labels={"kubernetes.io/metadata.name": dns.namespace}
+                        ),
+                        pod_selector=k8s.LabelSelector(match_labels=dict(dns.pod_labels)),
+                    )
+                ],
+                ports=[
+                    k8s.NetworkPolicyPort(protocol=protocol, port=k8s.IntOrString.from_number(53))
+                    for protocol in ("UDP", "TCP")
+                ],
+            ),
+            k8s.NetworkPolicyEgressRule(
+                ports=[k8s.NetworkPolicyPort(protocol="TCP", port=k8s.IntOrString.from_number(artifacts.registry_port))]
+            ),
+        ]
 
     def _worker_network(self, group: str, id: str) -> None:
         """The headless Service that gives a distributed Job's pods their DNS names, and the
@@ -251,6 +284,11 @@ class TrainingJob(Construct):
         ]
         if training.dataset_path:
             env.append(k8s.EnvVar(name="TRAINING_DATA", value=f"{MODEL_MOUNT}/{training.dataset_path}"))
+        artifacts = props.artifacts
+        if artifacts is not None:
+            env.append(k8s.EnvVar(name="MODEL_ARTIFACT_REPOSITORY", value=f"{artifacts.repository}/{model.name}"))
+            if artifacts.push_secret:
+                env.append(k8s.EnvVar(name="REGISTRY_AUTH_FILE", value=f"{PUSH_SECRET_MOUNT}/.dockerconfigjson"))
         if release:
             env += [
                 k8s.EnvVar(
@@ -289,6 +327,11 @@ class TrainingJob(Construct):
             volume_mounts=[
                 k8s.VolumeMount(name="model-store", mount_path=MODEL_MOUNT),
                 k8s.VolumeMount(name="tmp", mount_path="/tmp"),
+                *(
+                    [k8s.VolumeMount(name="registry-auth", mount_path=PUSH_SECRET_MOUNT, read_only=True)]
+                    if artifacts is not None and artifacts.push_secret
+                    else []
+                ),
             ],
             **({"ports": [k8s.ContainerPort(name="worker", container_port=WORKER_PORT)]} if group else {}),
         )
@@ -309,6 +352,19 @@ class TrainingJob(Construct):
                     ),
                 ),
                 k8s.Volume(name="tmp", empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string("1Gi"))),
+                *(
+                    [
+                        k8s.Volume(
+                            name="registry-auth",
+                            secret=k8s.SecretVolumeSource(
+                                secret_name=artifacts.push_secret,
+                                items=[k8s.KeyToPath(key=".dockerconfigjson", path=".dockerconfigjson")],
+                            ),
+                        )
+                    ]
+                    if artifacts is not None and artifacts.push_secret
+                    else []
+                ),
             ],
             **(
                 {

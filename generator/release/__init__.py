@@ -9,6 +9,7 @@ Each command is ``python -m generator <command>`` (and a ``make`` target):
 ``set-image``  pin a new server or trainer image (tag or digest) in one overlay
 ``diff``       render every overlay at a git revision and now; show field changes, flag risks
 ``status``     one table of every environment, read from the rendered manifests
+``bootstrap``  train, push, register and pin a first version everywhere, as one commit
 =============  =================================================================
 
 Exit codes (every command):

@@ -8,8 +8,8 @@ dumps byte-identical. What lives where (see README "How a release is pinned"):
   repository; blue-green/canary: one entry per variant named ``<repo basename>-<variant>`` with
   ``newName:`` the real repository) and the trainer image; ``newTag:`` XOR ``digest:``.
 - ``kustomization.yaml`` ``images:``: each model's image by digest (its files, from the model
-  card's ``artifact``): rolling: entry named ``<modelArtifacts.repository>/<model>``;
-  blue-green/canary: ``<model>-model-<variant>`` with ``newName:`` the card's repository.
+  card's ``artifact``): entry named ``<model>-model`` (rolling) or ``<model>-model-<variant>``,
+  with ``newName:`` the card's repository.
 - ``kustomization.yaml`` ``replicas:`` (blue-green, canary): ``<model>-server-<variant>``.
 - ``release.yaml``: ConfigMap ``<model>-release`` (rolling) or ``<model>-release-<variant>``
   with ``data.MODEL_VERSION`` (a string) and ``data.MODEL_DIGEST`` (the version's digest from its
@@ -346,7 +346,7 @@ class Overlay:
         _set_scalar(doc["data"], DIGEST_KEY, DoubleQuotedScalarString(digest))
 
     def _model_image_entry_name(self, model: str, variant: str) -> str:
-        return model_image_name(self.platform.model_artifacts.repository, model, variant)
+        return model_image_name(model, variant)
 
     def model_image(self, model: str, variant: str = "") -> Pin | None:
         """The model image a server pulls, as ``images:`` pins it; None when no entry pins a digest."""
@@ -368,10 +368,7 @@ class Overlay:
         if not pin.digest:
             raise Refused(f"a model image is pinned by digest, not by tag ({pin.reference})")
         entry = entry or self._new_image_entry(name)
-        if pin.repository != name:
-            entry["newName"] = pin.repository
-        else:
-            entry.pop("newName", None)
+        entry["newName"] = pin.repository
         entry.pop("newTag", None)
         entry["digest"] = pin.digest
         self._settle_comment(entry)

@@ -37,13 +37,18 @@ def card_for(overlay: Overlay, model: str, version: str) -> cards.Card:
         card = cards.read_card(overlay.root, model, version)
     except cards.CardError as exc:
         raise Refused("\n".join(exc.problems)) from exc
+    check_gates(overlay, card)
+    return card
+
+
+def check_gates(overlay: Overlay, card: cards.Card) -> None:
+    """Refuse a card that misses a quality gate of the overlay's environment, saying by how much."""
     missed = gates.misses(card, dict(overlay.env.gates))
     if missed:
         raise Refused(
-            f"{model} v{version} ({card.path}) does not meet the gates of {overlay.env.name} "
+            f"{card.model} v{card.version} ({card.path}) does not meet the gates of {overlay.env.name} "
             f"(platform.yaml environments[].gates): " + "; ".join(missed)
         )
-    return card
 
 
 def image_of(overlay: Overlay, card: cards.Card) -> Pin | None:

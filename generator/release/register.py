@@ -8,6 +8,12 @@ digest (``services/artifacts.py``; registry/README.md). Without VERSION, the new
 the model store. Commit the card on its own (``git add registry/... && git commit``): it is the
 reviewed record that ``make pin-model`` pins and ``make validate`` checks.
 
+``--from-registry`` (``FROM_REGISTRY=1``, VERSION required) registers the version a training Job
+pushed instead (``<modelArtifacts.repository>/<MODEL>:<VERSION>``): the tag is resolved to its
+digest once, the image is pulled by that digest and its digests checked, and its files must
+package into that very digest (the image is one ``make package-model`` would build); the card
+records that digest. ``PLAIN_HTTP=1`` for a registry without TLS.
+
 Registering the same directory again is a no-op (exit 0): the card is a function of the bytes
 (and of ``modelArtifacts.repository``, which an audit of an older card does not hold against it).
 Refused (exit 2, nothing written): a model platform.yaml does not list, a missing or unreadable
@@ -19,16 +25,19 @@ fields that differ.
 from __future__ import annotations
 
 import argparse
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from generator.conventions import card_path
 from generator.files import write_atomic
 from generator.registry import cards
 from generator.release import cli
-from generator.release.errors import EXIT_OK, Refused
+from generator.release.errors import EXIT_OK, Refused, ToolFailed
 from generator.release.model_store import add_version_arguments, find_version_dir, known_model
 from generator.release.overlay import resolve_root
-from services import model_image
+from services import model_image, registry_client
 
 
 def _differences(old: dict, new: dict) -> str:
@@ -62,19 +71,51 @@ def audited(card: dict, like: dict | None = None) -> dict:
     return data
 
 
+@contextmanager
+def pulled_version(repository: str, model: str, version: str, plain_http: bool) -> Iterator[tuple[int, Path]]:
+    """The version's files as the registry holds them under ``<repository>:<version>``, pulled by
+    digest into a temporary directory that lives as long as the block."""
+    if not (version.isascii() and version.isdigit() and not version.startswith("0")):
+        raise Refused(f"--from-registry needs VERSION, a positive integer (got {version!r})")
+    reference = f"{repository}:{version}"
+    with tempfile.TemporaryDirectory(prefix="register-") as scratch:
+        try:
+            digest = registry_client.resolve(reference, plain_http=plain_http)
+            registry_client.pull(f"{repository}@{digest}", Path(scratch), plain_http=plain_http)
+        except registry_client.RegistryError as exc:
+            raise ToolFailed(f"{reference}: {exc}") from exc
+        except model_image.ArtifactError as exc:
+            raise Refused(f"{reference}: {exc}") from exc
+        version_dir = Path(scratch) / model_image.MODEL_PATH
+        packaged = model_image.image_digest(version_dir, model, int(version))
+        if packaged != digest:
+            raise Refused(
+                f"{reference} is {digest}, but its files package into {packaged}: not an image make "
+                "package-model (or a training Job) built, so its digest is not a function of its files"
+            )
+        yield int(version), version_dir
+
+
 def register(args: argparse.Namespace) -> int:
     root = resolve_root(args.repo)
     platform = known_model(root, args.model)
-    version, version_dir = find_version_dir(Path(args.model_root), args.model, args.version)
-    try:
-        # The image make push-model pushes: the same files give the same digest, pushed or not.
-        digest = model_image.image_digest(version_dir, args.model, version)
-        artifact = {"repository": platform.artifact_repository(args.model), "digest": digest}
-        card = cards.build_card(version_dir, args.model, version, artifact)
-    except cards.CardError as exc:
-        raise Refused("\n".join(exc.problems)) from exc
-    except model_image.ArtifactError as exc:
-        raise Refused(str(exc)) from exc
+    repository = platform.artifact_repository(args.model)
+    with ExitStack() as stack:
+        if args.from_registry:
+            version, version_dir = stack.enter_context(
+                pulled_version(repository, args.model, args.version, args.plain_http)
+            )
+        else:
+            version, version_dir = find_version_dir(Path(args.model_root), args.model, args.version)
+        try:
+            # The image make push-model pushes: the same files give the same digest, pushed or not.
+            digest = model_image.image_digest(version_dir, args.model, version)
+            card = cards.build_card(version_dir, args.model, version, {"repository": repository, "digest": digest})
+        except cards.CardError as exc:
+            raise Refused("\n".join(exc.problems)) from exc
+        except model_image.ArtifactError as exc:
+            raise Refused(str(exc)) from exc
+    source = f"{repository}:{version}" if args.from_registry else str(version_dir)
     rel = card_path(args.model, version)
     path = root / rel
     if path.exists():
@@ -83,7 +124,7 @@ def register(args: argparse.Namespace) -> int:
         except cards.CardError as exc:
             raise Refused(f"{rel} exists and is not a valid card ({exc.problems[0]}); fix it by hand") from exc
         if audited(existing.data) == audited(card, like=existing.data):
-            print(f"register: {rel} already records {version_dir} (digest {card['digest']}); nothing written")
+            print(f"register: {rel} already records {source} (digest {card['digest']}); nothing written")
             return EXIT_OK
         raise Refused(
             f"{rel} already records {args.model} version {version} with other content "
@@ -104,6 +145,10 @@ def register(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = cli.parser("register", __doc__, edits=False)
     add_version_arguments(p)
+    p.add_argument(
+        "--from-registry", action="store_true", help="register the image a training Job pushed (VERSION required)"
+    )
+    p.add_argument("--plain-http", action="store_true", help="with --from-registry: a registry without TLS")
     return cli.run("register", p, argv, register)
 
 

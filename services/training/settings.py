@@ -185,6 +185,21 @@ class TrainSettings(BaseSettings):
         description="`debug`, `info`, `warning`, `error`",
         json_schema_extra=_flag("--log-level", "LEVEL"),
     )
+    # --- the model image (services/model_image.py) -----------------------------------------------
+    artifact_repository: str | None = Field(
+        None,
+        max_length=255,
+        validation_alias="MODEL_ARTIFACT_REPOSITORY",
+        description="After publishing, push the version as its model image to `<repository>:<version>` "
+        "(credentials: `REGISTRY_AUTH_FILE`); a version already published is pushed again (the same digest)",
+        json_schema_extra=_flag("--artifact-repository", "REPO", "no push"),
+    )
+    registry_plain_http: bool = Field(
+        False,
+        validation_alias="MODEL_REGISTRY_PLAIN_HTTP",
+        description="Talk HTTP to the registry (one without TLS, for tests; never in production)",
+        json_schema_extra=_flag("--registry-plain-http", None, "off"),
+    )
     # --- provenance, written into metadata.json (the model card's data) -----------------------------
     code_revision: str | None = Field(
         None,
@@ -261,9 +276,9 @@ class TrainSettings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("code_revision", "trainer_image", mode="before")
+    @field_validator("code_revision", "trainer_image", "artifact_repository", mode="before")
     @classmethod
-    def _provenance(cls, value: Any) -> Any:
+    def _one_word(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = value.strip()
             if any(ord(c) < 0x20 or ord(c) == 0x7F or c.isspace() for c in value):
@@ -280,7 +295,16 @@ class TrainSettings(BaseSettings):
             )
         return value
 
-    @field_validator("model_root", "model_name", "data", "log_level", "job_name", "worker_service", mode="before")
+    @field_validator(
+        "model_root",
+        "model_name",
+        "data",
+        "log_level",
+        "job_name",
+        "worker_service",
+        "artifact_repository",
+        mode="before",
+    )
     @classmethod
     def _plain_text(cls, value: Any) -> Any:
         return without_control(value) if isinstance(value, str) else value

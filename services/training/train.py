@@ -6,10 +6,15 @@ Every flag has an environment fallback so a Kubernetes Job can drive it with env
 the variables of an Indexed Job) several such processes train one model together on
 MultiWorkerMirroredStrategy; only worker 0, the chief, evaluates and publishes.
 
+With ``--artifact-repository`` (``MODEL_ARTIFACT_REPOSITORY``) the chief then pushes the version
+as its model image, ``<repository>:<version>`` (:mod:`services.model_image`: the same files always
+give the same digest, so a re-run pushes the same image), and logs ``<repository>@<digest>``.
+
 Exit codes: 0 published (or skipped; a non-chief worker after its last step), 1 unexpected
 failure, 2 bad usage or bad input (data, model store), 3 the model missed ``--min-accuracy`` and
-was not published, 4 a distributed peer was lost or never joined (nothing published),
-143 terminated by SIGTERM (nothing published).
+was not published, 4 a distributed peer was lost or never joined (nothing published), 5 published
+in the store but its model image could not be pushed (a re-run pushes it), 143 terminated by
+SIGTERM (nothing published).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -29,7 +35,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
-from services import artifacts
+from services import artifacts, model_image, registry_client
 from services.training import data as datasets
 from services.training import distributed, export
 from services.training.model import INPUT_NAME, OUTPUT_NAME
@@ -41,6 +47,7 @@ if TYPE_CHECKING:  # untyped (see pyproject.toml), imported lazily by _configure
 log = logging.getLogger("services.training")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_QUALITY, EXIT_PEER_LOST, EXIT_TERMINATED = 0, 1, 2, 3, 4, 143
+EXIT_NOT_PUSHED = 5
 TFLITE_TOLERANCE = 1e-5
 
 
@@ -271,6 +278,25 @@ def train_and_publish(cfg: TrainSettings) -> tuple[Path, dict]:
         _remove_empty(created)
 
 
+def push_image(cfg: TrainSettings, version_dir: Path) -> str:
+    """Push a published version as its model image, ``<artifact_repository>:<version>``; the
+    reference by digest, which ``make register`` records and the servers pull."""
+    assert cfg.artifact_repository
+    version = int(version_dir.name)
+    with tempfile.TemporaryDirectory(prefix="model-image-") as scratch:
+        artifact = model_image.package(version_dir, cfg.model_name, version, Path(scratch) / "layout")
+        digest = registry_client.push(
+            artifact.layout,
+            cfg.artifact_repository,
+            str(version),
+            plain_http=cfg.registry_plain_http,
+            plain_http_setting="MODEL_REGISTRY_PLAIN_HTTP=1",
+        )
+    reference = f"{cfg.artifact_repository}@{digest}"
+    log.info("pushed %s version %d as %s", cfg.model_name, version, reference)
+    return reference
+
+
 def _remove_empty(directories: list[Path]) -> None:
     """Remove ``directories`` (deepest first) while they are empty, e.g. after a failed first run."""
     for directory in directories:
@@ -311,7 +337,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        train_and_publish(cfg)
+        version_dir, _ = train_and_publish(cfg)
+        chief = cluster is None or cluster.task.index == 0
+        if cfg.artifact_repository and chief:
+            push_image(cfg, version_dir)
+    except model_image.ArtifactError as exc:
+        log.error("%s version is in the store but its model image was not pushed: %s", cfg.model_name, exc)
+        return EXIT_NOT_PUSHED
     except (UsageError, datasets.DataError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE

@@ -11,9 +11,11 @@ Dockerfiles copy ``services/``), the Python on PATH is the venv's, and the decla
 moved to a free one (after checking that the server's ``PORT`` equals the declared
 containerPort, which is the contract that matters), and ``MODEL_DIGEST``, after checking that it
 is the committed model card's, becomes the digest of the version trained here (what ``make
-register`` and ``make pin-model`` would pin for these bytes). Likewise the model image a
-serve-only server's init container pulls: after checking that the pinned one is the card's, it
-becomes the image of the version trained here, pushed to a real registry on loopback.
+register`` and ``make pin-model`` would pin for these bytes). Likewise the registry: the training
+Job pushes its model image to a real registry on loopback instead of the one platform.yaml names,
+and a serve-only server's init container, after checking that its pinned image is the card's,
+pulls the image of the version trained here from there, by the digest computed from the files:
+it exists only if the Job pushed exactly those bytes.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from promql_names import metric_names, monitoring_expressions
 from generator.conventions import DIGEST_KEY
 from generator.registry import cards
 from generator.tools import REPO_ROOT, render_overlay
-from services import artifacts, model_image, registry_client
+from services import artifacts, model_image
 
 OVERLAYS = sorted(
     p.parent.name
@@ -116,8 +118,9 @@ def model_store(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("model-store")
 
 
-def run_training_job(overlay: str, objects: list[dict], store: Path, tmp: Path) -> int:
-    """Run the overlay's training Job container; return the version it was told to produce."""
+def run_training_job(overlay: str, objects: list[dict], store: Path, registry: str, tmp: Path) -> int:
+    """Run the overlay's training Job container, which pushes to the loopback ``registry``; return
+    the version it was told to produce."""
     jobs = [job for job in by_kind(objects, "Job").values()]
     assert jobs, f"{overlay} renders no training Job"
     versions = set()
@@ -126,6 +129,10 @@ def run_training_job(overlay: str, objects: list[dict], store: Path, tmp: Path) 
         (container,) = pod["containers"]
         mounts = local_mounts(container, tmp / job["metadata"]["name"], {"model-store": store})
         env = {**base_env(tmp), **container_env(container, objects, mounts)}
+        repository = env["MODEL_ARTIFACT_REPOSITORY"]
+        assert repository.endswith(f"/{env['MODEL_NAME']}"), f"{overlay}: pushes to {repository}"
+        env["MODEL_ARTIFACT_REPOSITORY"] = f"{registry}/ml/models/{env['MODEL_NAME']}"
+        env["MODEL_REGISTRY_PLAIN_HTTP"] = "1"
         (tmp / "tmp-dir").mkdir(exist_ok=True)
         result = subprocess.run(
             local_command(container),
@@ -169,11 +176,9 @@ def registry(tmp_path_factory):
         yield host
 
 
-def push_trained(store: Path, model: str, version: int, host: str, tmp: Path) -> str:
-    """The trained version as its model image, pushed to the loopback registry: its reference."""
-    artifact = model_image.package(store / model / str(version), model, version, tmp / f"layout-{version}")
-    repository = f"{host}/ml/models/{model}"
-    return f"{repository}@{registry_client.push(artifact.layout, repository, str(version), plain_http=True)}"
+def loopback_image(store: Path, model: str, version: int, registry: str) -> str:
+    """The reference, on the loopback registry, of the model image of the version trained here."""
+    return f"{registry}/ml/models/{model}@{model_image.image_digest(store / model / str(version), model, version)}"
 
 
 def run_init_containers(overlay: str, objects: list[dict], pod: dict, store: Path, registry: str, tmp: Path) -> None:
@@ -186,7 +191,7 @@ def run_init_containers(overlay: str, objects: list[dict], pod: dict, store: Pat
             model, version = pinned_version(objects, pod)
             card = cards.read_card(REPO_ROOT, model, version)
             assert card.artifact is not None and env["MODEL_IMAGE"] == "@".join(card.artifact), overlay
-            env["MODEL_IMAGE"] = push_trained(store, model, int(version), registry, tmp)
+            env["MODEL_IMAGE"] = loopback_image(store, model, int(version), registry)
             env["MODEL_REGISTRY_PLAIN_HTTP"] = "1"
         (tmp / "tmp-dir").mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
@@ -255,10 +260,10 @@ def wait_for(check, timeout: float, what: str):
 def test_manifests_run_as_declared(overlay, model_store, registry, tmp_path):
     objects = rendered(overlay)
     if by_kind(objects, "Job"):
-        version = run_training_job(overlay, objects, model_store, tmp_path)
+        version = run_training_job(overlay, objects, model_store, registry, tmp_path)
     else:  # serve-only: it serves what a training overlay published (its Jobs skip what exists)
         trainer = next(o for o in OVERLAYS if by_kind(rendered(o), "Job"))
-        version = run_training_job(trainer, rendered(trainer), model_store, tmp_path)
+        version = run_training_job(trainer, rendered(trainer), model_store, registry, tmp_path)
     services = by_kind(objects, "Service")
     deployments = [
         d

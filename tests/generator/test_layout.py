@@ -180,8 +180,8 @@ def test_image_volume_delivery_mounts_the_pinned_image_and_opens_no_egress(tmp_p
     assert "initContainers" not in pod
     [volume] = [v for v in pod["volumes"] if "image" in v]
     overlay = yaml.safe_load((tmp_path / "overlays" / "staging" / "kustomization.yaml").read_text())
-    pin = next(i for i in overlay["images"] if i["name"].endswith("/models/mnist"))
-    assert volume["image"]["reference"] == f"{pin['name']}@{pin['digest']}"
+    pin = next(i for i in overlay["images"] if i["name"] == "mnist-model")
+    assert volume["image"]["reference"] == f"{pin['newName']}@{pin['digest']}"
     assert pod["imagePullSecrets"] == [{"name": "model-registry"}]
     [policy] = [o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "mnist-server"]
     assert "Egress" in policy["spec"]["policyTypes"] and "egress" not in policy["spec"]

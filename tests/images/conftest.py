@@ -3,10 +3,11 @@
 The images are the ones ``make images`` built at this revision; the manifests are every overlay
 rendered with the real kustomize. Each training overlay gets its own model store (a host directory
 standing for its claim), trained once per session by running its training Jobs as they are
-rendered. A serve-only overlay (no training Jobs: ``train: false`` in platform.yaml) mounts no
-store: its pods pull the model image their overlay pins, so it serves the version a training
-overlay published, packaged and pushed to the session's loopback registry (``model_registry``),
-as a release packages and pushes a reviewed version (image_flows: the substitution).
+rendered, each pushing the version it published as its model image to the session's loopback
+registry (``model_registry``). A serve-only overlay (no training Jobs: ``train: false`` in
+platform.yaml) mounts no store: its pods pull the model image their overlay pins, so it serves
+the version a training overlay's Job published and pushed there, by the digest of its files'
+image (image_flows: the substitutions).
 """
 
 from __future__ import annotations
@@ -63,16 +64,18 @@ class TrainedStore:
 class Stores:
     """One model store per training overlay, trained on first use by the overlay's own Jobs."""
 
-    def __init__(self, engine, built_images, tmp_path_factory, label):
+    def __init__(self, engine, built_images, tmp_path_factory, label, model_registry: ModelRegistry):
         self.engine, self.built, self.tmp, self.label = engine, built_images, tmp_path_factory, label
+        self.model_registry = model_registry
         self._stores: dict[str, TrainedStore] = {}
 
     def trained(self, overlay: str) -> TrainedStore:
-        """The overlay's store, its Jobs run in rendered order (a second Job of a version skips it);
-        for a serve-only overlay, the first training overlay's (what its model images are made of)."""
+        """The overlay's store, its Jobs run in rendered order (a second Job of a version skips
+        training it, and pushes it again), pushing to the session's registry; for a serve-only
+        overlay, the first training overlay's (what its model images are made of)."""
         if overlay not in self._stores:
             jobs = overlay_workloads(overlay, "Job")
-            if not jobs:  # serve-only: the versions a training overlay published (pushed as images)
+            if not jobs:  # serve-only: the versions a training overlay published (and pushed as images)
                 source = training_overlays()[0]
                 self._stores[overlay] = TrainedStore(self.trained(source).path, source=source)
                 return self._stores[overlay]
@@ -80,23 +83,24 @@ class Stores:
             for job in jobs:
                 image = local_image(self.built, job)
                 scratch = self.tmp.mktemp(f"scratch-{job.name}")
+                user = image_user(self.engine, image)
                 store.jobs.append(
-                    run_job(self.engine, job, image, image_user(self.engine, image), store.path, scratch, self.label)
+                    run_job(self.engine, job, image, user, store.path, scratch, self.label, self.model_registry)
                 )
             self._stores[overlay] = store
         return self._stores[overlay]
 
 
 @pytest.fixture(scope="session")
-def stores(engine, built_images, tmp_path_factory, session_label) -> Stores:
-    """The per-overlay model stores (trained lazily)."""
-    return Stores(engine, built_images, tmp_path_factory, session_label)
+def stores(engine, built_images, tmp_path_factory, session_label, model_registry) -> Stores:
+    """The per-overlay model stores (trained lazily; the Jobs push to ``model_registry``)."""
+    return Stores(engine, built_images, tmp_path_factory, session_label, model_registry)
 
 
 @pytest.fixture(scope="session")
 def model_registry(tmp_path_factory) -> Iterator[ModelRegistry]:
-    """A registry on loopback for the whole session (stopped at its end), which serve-only pods
-    pull their model images from: the trained versions, pushed on first use."""
+    """A registry on loopback for the whole session (stopped at its end), which the training Jobs
+    push their versions' model images to, and serve-only pods pull them from."""
     directory = tmp_path_factory.mktemp("model-registry")
     with running_registry(directory) as host:
         yield ModelRegistry(host, directory, tmp_path_factory.mktemp("model-layouts"))

@@ -8,11 +8,19 @@ version it trained itself, and nothing else:
 
 - ``SHORT_TRAINING``: a Job trains briefly.
 - ``DIGEST_ENV``: the server's ``MODEL_DIGEST`` is the digest of the version the test trained.
+- ``ARTIFACT_REPOSITORY_ENV`` (with ``PLAIN_HTTP_ENV``): a Job's trainer pushes the version it
+  published as its model image to ``MODEL_ARTIFACT_REPOSITORY`` (rendered as
+  ``<platform.yaml modelArtifacts.repository>/<MODEL_NAME>``, checked first), which becomes the
+  same repository path on the session's loopback registry, over plain HTTP; the trainer container
+  runs on the host's network to reach it (``LOOPBACK_NETWORK``; the Job's NetworkPolicy, which
+  lets it reach only DNS and the registry's port, is not enforced there).
 - ``MODEL_IMAGE_ENV`` (with ``PLAIN_HTTP_ENV``): an init container's pinned model image
   (``registry.example.com/ml/models/<model>@sha256:<the card's image digest>``) becomes the same
-  repository on the session's loopback registry, by the digest the trained version got when it
-  was packaged and pushed there (:class:`ModelRegistry`), over plain HTTP; that init container
-  runs on the host's network to reach it (``LOOPBACK_NETWORK``).
+  repository on the session's loopback registry, by the digest of the image the training Job
+  pushed there: :func:`services.model_image.image_digest` of the trained files, which the
+  registry holds only if the Job pushed exactly those bytes (:meth:`ModelRegistry.trained_image`;
+  the harness pushes only the wrong images the failure tests need, under other tags), over
+  plain HTTP; that init container runs on the host's network to reach it (``LOOPBACK_NETWORK``).
 """
 
 from __future__ import annotations
@@ -25,10 +33,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+import yaml
 from oci_registry_server import blob_data
 from pod_run import InitContainerFailed, Pod
 from pod_spec import PodWorkload, check_runs_as_non_root, resolve_env
 
+from generator.tools import REPO_ROOT
 from generator.tools.images.engine import Engine
 from services import artifacts, model_image, registry_client
 
@@ -41,11 +52,15 @@ SHORT_TRAINING = {"TRAINING_EPOCHS": "1", "TRAINING_MAX_EXAMPLES": "600"}
 DIGEST_ENV = "MODEL_DIGEST"
 #: The init container env (services/fetch_model.py) naming the model image a pod pulls by digest.
 #: The overlay pins the image of the committed card's bytes in registry.example.com; the test sets
-#: the same repository on its loopback registry, at the digest of the version it trained and pushed.
+#: the same repository on its loopback registry, at the digest of the image its training Job pushed.
 MODEL_IMAGE_ENV = "MODEL_IMAGE"
-#: Added beside it: the loopback registry speaks plain HTTP (the chart's model.artifact.plainHTTP).
+#: The trainer env (services/training/settings.py) naming the repository a Job pushes the version
+#: it published to, as ``<repository>:<version>``. The overlay names the repository in
+#: registry.example.com; the test sets the same repository path on its loopback registry.
+ARTIFACT_REPOSITORY_ENV = "MODEL_ARTIFACT_REPOSITORY"
+#: Added beside either: the loopback registry speaks plain HTTP (the chart's model.artifact.plainHTTP).
 PLAIN_HTTP_ENV = {"MODEL_REGISTRY_PLAIN_HTTP": "1"}
-#: The network of an init container pulling from the loopback registry: the host's (its loopback).
+#: The network of a container pushing to or pulling from the loopback registry: the host's (its loopback).
 LOOPBACK_NETWORK = "host"
 FS_GROUP_MODE = 0o2775  # what a kubelet gives a volume for fsGroup: group-owned, setgid, group-writable
 
@@ -94,11 +109,20 @@ def _check_non_root(workload: PodWorkload, image_user: str) -> None:
 
 
 def run_job(
-    engine: Engine, workload: PodWorkload, image: str, image_user: str, store: Path, scratch: Path, label: str
+    engine: Engine,
+    workload: PodWorkload,
+    image: str,
+    image_user: str,
+    store: Path,
+    scratch: Path,
+    label: str,
+    model_registry: ModelRegistry,
 ) -> JobOutcome:
     """Run a Job's pod to completion (its init containers, then its container, all within
-    activeDeadlineSeconds) and collect its outcome."""
+    activeDeadlineSeconds) and collect its outcome. Its trainer pushes the version it published
+    to ``model_registry`` (the substitution of ARTIFACT_REPOSITORY_ENV)."""
     _check_non_root(workload, image_user)
+    extra = {**SHORT_TRAINING, **artifact_repository_env(workload, model_registry.host)}
     pod = Pod(engine, workload, image, claims_of(workload, store), scratch, label)
     deadline = float(workload.spec.get("activeDeadlineSeconds", 0) or 1800)
     started = time.monotonic()
@@ -106,8 +130,8 @@ def run_job(
         try:
             pod.run_init_containers(deadline)
         except InitContainerFailed as exc:
-            return JobOutcome(workload, exc.exit_code, exc.log, str(exc), resolve_env(workload, SHORT_TRAINING))
-        container = pod.start(SHORT_TRAINING)
+            return JobOutcome(workload, exc.exit_code, exc.log, str(exc), resolve_env(workload, extra))
+        container = pod.start(extra, LOOPBACK_NETWORK)
         remaining = max(1.0, deadline - (time.monotonic() - started))
         code = container.wait(remaining) if not container.start_error else container.wait(5)
         failure = "" if code == 0 else container.failure(f"Job {workload.name} ended with exit code {code}")
@@ -138,7 +162,7 @@ def ready_server(
     ``MODEL_DIGEST``, where the Deployment reads one, is the digest of the version in ``store``
     (``pin_trained_digest``, see DIGEST_ENV); False keeps the overlay's own pin. A pod that pulls a
     model image (MODEL_IMAGE_ENV) pulls ``model_image`` instead of its pin, or else the version
-    in ``store`` as ``model_registry`` pushed it (:meth:`ModelRegistry.publish`)."""
+    in ``store`` as its training Job pushed it to ``model_registry`` (:meth:`ModelRegistry.trained_image`)."""
     _check_non_root(workload, image_user)
     digest = trained_digest(store, workload) if pin_trained_digest else ""
     extra = {DIGEST_ENV: digest} if digest else None
@@ -148,7 +172,7 @@ def ready_server(
     if pin:
         if not model_image:
             assert model_registry is not None, f"{workload.name} pulls {pin}: give the test's model_registry"
-            model_image = model_registry.publish(store, workload)
+            model_image = model_registry.trained_image(store, workload)
         init_env = model_image_env(workload, model_image)
         networks = dict.fromkeys(init_env, LOOPBACK_NETWORK)
     pod = Pod(engine, workload, image, claims_of(workload, store), scratch, label)
@@ -182,7 +206,24 @@ def published_version(store: Path, model: str, version: str) -> dict:
     return json.loads((store / model / version / "metadata.json").read_text())
 
 
-# --- model images: the substitution of MODEL_IMAGE_ENV ---------------------------------------------
+# --- model images: the substitutions of ARTIFACT_REPOSITORY_ENV and MODEL_IMAGE_ENV ---------------
+
+
+def declared_artifact_repository(model: str) -> str:
+    """Where platform.yaml says a model's versions are pushed: ``<modelArtifacts.repository>/<model>``
+    (read off platform.yaml itself, not through the generator that rendered the Job)."""
+    platform = yaml.safe_load((REPO_ROOT / "platform.yaml").read_text())
+    return f"{platform['modelArtifacts']['repository']}/{model}"
+
+
+def artifact_repository_env(workload: PodWorkload, registry_host: str) -> dict[str, str]:
+    """The env that points a Job's trainer, which pushes to the repository platform.yaml names
+    (checked here), at the same repository path on the registry ``registry_host``, over plain HTTP."""
+    env = resolve_env(workload)
+    declared, expected = env.get(ARTIFACT_REPOSITORY_ENV), declared_artifact_repository(env["MODEL_NAME"])
+    assert declared == expected, f"{workload.name}: {ARTIFACT_REPOSITORY_ENV}={declared!r}, not {expected!r}"
+    repository = registry_client.parse_reference(declared).repository
+    return {ARTIFACT_REPOSITORY_ENV: f"{registry_host}/{repository}", **PLAIN_HTTP_ENV}
 
 
 def model_image_pin(workload: PodWorkload) -> str:
@@ -212,34 +253,54 @@ def model_image_env(workload: PodWorkload, reference: str) -> dict[str, dict[str
 
 
 class ModelRegistry:
-    """The session's registry on loopback (tests/oci_registry_server.py) and what was pushed to it:
-    model versions packaged as ``make package-model`` packages them, pushed as ``make
+    """The session's registry on loopback (tests/oci_registry_server.py) and what is in it: the
+    versions the training Jobs pushed (ARTIFACT_REPOSITORY_ENV), and the images the failure tests
+    push themselves, packaged as ``make package-model`` packages them, pushed as ``make
     push-model`` pushes them (services/model_image.py, services/registry_client.py)."""
 
     def __init__(self, host: str, directory: Path, layouts: Path):
         self.host, self.directory, self.layouts = host, directory, layouts
-        self._published: dict[tuple[Path, str], str] = {}
 
     def push(self, version_dir: Path, model: str, version: str, repository: str, tag: str) -> str:
         """Package ``version_dir`` as version ``version`` of ``model`` and push it to ``repository``
-        (a path: ``ml/models/mnist``) as ``tag``; the pushed reference, by digest."""
+        (a path: ``ml/models/mnist``) as ``tag``; the pushed reference, by digest. For the images
+        no training Job pushes (a tag other than the version's, so never the Job's)."""
+        assert tag != version, f"tag {tag}: the training Job pushes {repository}:{version}, not the harness"
         layout = self.layouts / f"{repository.replace('/', '_')}-{tag}-{uuid.uuid4().hex[:8]}"
         artifact = model_image.package(version_dir, model, int(version), layout)
         digest = registry_client.push(artifact.layout, f"{self.host}/{repository}", tag, plain_http=True)
         return f"{self.host}/{repository}@{digest}"
 
-    def publish(self, store: Path, workload: PodWorkload) -> str:
-        """The version ``workload`` pins (MODEL_NAME, MODEL_VERSION), as published in ``store``,
-        pushed to the repository path of the model image the pod pins (once per version)."""
+    def manifest_digest(self, repository: str, tag_or_digest: str) -> str:
+        """The digest the registry answers for ``repository:tag`` (or ``@digest``): the
+        ``Docker-Content-Digest`` of a HEAD of its OCI manifest; "" when it holds none."""
+        response = requests.head(
+            f"http://{self.host}/v2/{repository}/manifests/{tag_or_digest}",
+            headers={"Accept": model_image.MANIFEST_TYPE},
+            timeout=10,
+        )
+        if response.status_code == 404:
+            return ""
+        assert response.status_code == 200, f"HEAD {repository}:{tag_or_digest}: HTTP {response.status_code}"
+        return response.headers.get("Docker-Content-Digest", "")
+
+    def trained_image(self, store: Path, workload: PodWorkload) -> str:
+        """The version ``workload`` pins (MODEL_NAME, MODEL_VERSION), as published in ``store`` and
+        pushed by its training Job, in the repository path of the model image the pod pins:
+        ``<host>/<repository>@<image_digest of the files>``. The registry holds that manifest,
+        tagged with the version, only if the Job pushed exactly those bytes (checked here)."""
         env = resolve_env(workload)
         model, version = env["MODEL_NAME"], env["MODEL_VERSION"]
         repository = registry_client.parse_reference(model_image_pin(workload)).repository
         version_dir = store / model / version
         assert (version_dir / "metadata.json").is_file(), f"{workload.name}: {version_dir} is not a published version"
-        key = (version_dir, repository)
-        if key not in self._published:
-            self._published[key] = self.push(version_dir, model, version, repository, version)
-        return self._published[key]
+        digest = model_image.image_digest(version_dir, model, int(version))
+        pushed = self.manifest_digest(repository, version)
+        assert pushed == digest, (
+            f"{workload.name}: {self.host}/{repository}:{version} is {pushed or 'not in the registry'}, not the image "
+            f"{digest} of the trained files: the training Job did not push them"
+        )
+        return f"{self.host}/{repository}@{digest}"
 
     def manifest(self, reference: str) -> dict:
         """The manifest the registry stores for a pushed reference (read off its storage)."""

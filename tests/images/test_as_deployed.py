@@ -1,14 +1,15 @@
 """Both images run exactly as each overlay's rendered manifests declare.
 
-Per overlay: the training Jobs train a small version into the overlay's model store; then each
-server Deployment's pod gets it as the Deployment declares (a training overlay's server mounts the
-store; a serve-only overlay's pod runs its fetch-model init container, which pulls the version,
-packaged and pushed to the session's loopback registry, by digest into an emptyDir the server
-reads), and its server container loads it, passes its startup, liveness and readiness probes, answers
-a predict over REST (and over gRPC when the Deployment declares a ``grpc`` port) with the numbers
-the published ``model.tflite`` gives, exports ``/metrics``, and drains on SIGTERM within
-``terminationGracePeriodSeconds``. A failure names its reason (missing file, write outside the
-writable mounts, missing privilege) and quotes the container's log.
+Per overlay: the training Jobs train a small version into the overlay's model store and push it
+as its model image, ``<repository>:<version>``, to the session's loopback registry (the image of
+exactly the published files); then each server Deployment's pod gets it as the Deployment
+declares (a training overlay's server mounts the store; a serve-only overlay's pod runs its
+fetch-model init container, which pulls the image the Job pushed, by digest, into an emptyDir the
+server reads), and its server container loads it, passes its startup, liveness and readiness
+probes, answers a predict over REST (and over gRPC when the Deployment declares a ``grpc`` port)
+with the numbers the published ``model.tflite`` gives, exports ``/metrics``, and drains on
+SIGTERM within ``terminationGracePeriodSeconds``. A failure names its reason (missing file, write
+outside the writable mounts, missing privilege) and quotes the container's log.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import requests
-from image_flows import image_user, published_version, ready_server
+from image_flows import (
+    ARTIFACT_REPOSITORY_ENV,
+    declared_artifact_repository,
+    image_user,
+    published_version,
+    ready_server,
+)
 from image_manifests import local_image, overlay_names, overlay_workloads, training_overlays
 from prometheus_client.parser import text_string_to_metric_families
 
+from services import artifacts, model_image, registry_client
 from services.inference.backends import LiteRTBackend
 
 DEPLOYMENTS = [(overlay, d.name) for overlay in overlay_names() for d in overlay_workloads(overlay, "Deployment")]
@@ -28,7 +36,7 @@ UNEXPECTED_LOG = ("Traceback", "Read-only file system", "Permission denied", "WO
 
 
 @pytest.mark.parametrize("overlay", training_overlays())
-def test_training_jobs_publish_the_pinned_version(overlay, stores, built_images):
+def test_training_jobs_publish_the_pinned_version(overlay, stores, built_images, model_registry):
     store = stores.trained(overlay)
     for outcome in store.jobs:
         assert outcome.exit_code == 0, outcome.failure
@@ -39,7 +47,30 @@ def test_training_jobs_publish_the_pinned_version(overlay, stores, built_images)
         assert metadata["version"] in (version, int(version))
         revision = local_image(built_images, outcome.workload).rsplit(":", 1)[1]
         assert metadata["code_revision"] == revision, "the image's CODE_REVISION did not reach metadata.json"
+        _check_pushed(outcome, store.path / model / version, model_registry)
     assert not [p.name for p in (store.path / model).iterdir() if p.name.startswith(".tmp-")], "staging left behind"
+
+
+def _check_pushed(outcome, version_dir, model_registry) -> None:
+    """The Job pushed the version it published as its model image: the registry's
+    ``<repository>:<version>`` is the image of exactly the published files (the digest
+    services.model_image gives them; its manifest names their MODEL_DIGEST), and the log says so."""
+    model, version = outcome.env["MODEL_NAME"], outcome.env["MODEL_VERSION"]
+    repository = registry_client.parse_reference(outcome.env[ARTIFACT_REPOSITORY_ENV])
+    assert (repository.registry, repository.repository) == (
+        model_registry.host,
+        registry_client.parse_reference(declared_artifact_repository(model)).repository,
+    ), f"{outcome.workload.name} pushed to {repository}, not the declared repository on the loopback registry"
+    expected = model_image.image_digest(version_dir, model, int(version))
+    pushed = model_registry.manifest_digest(repository.repository, version)
+    assert pushed == expected, (
+        f"{outcome.workload.name}: {repository}:{version} is {pushed or 'not in the registry'}, "
+        f"not {expected}, the image of the published files"
+    )
+    reference = f"{repository}@{expected}"
+    annotations = model_registry.manifest(reference)["annotations"]
+    assert annotations[model_image.DIGEST_ANNOTATION] == artifacts.digest_directory(version_dir)
+    assert f"pushed {model} version {version} as {reference}" in outcome.log, outcome.log[-2000:]
 
 
 @pytest.mark.parametrize("overlay, deployment", DEPLOYMENTS)

@@ -1,8 +1,8 @@
 """The model image delivered by the fetch-model init container, as the staging Deployment renders it
 (platform.yaml ``modelArtifacts.delivery: initContainer``), with real parts only: the version a
-training Job published, packaged and pushed to the session's registry on loopback; the server
-image's init container (``python -m services.fetch_model``) pulling it by digest into the pod's
-emptyDir; the server container reading that emptyDir read-only (``MODEL_VERSION_PATH``).
+training Job published and pushed, as its model image, to the session's registry on loopback;
+the server image's init container (``python -m services.fetch_model``) pulling it by digest into
+the pod's emptyDir; the server container reading that emptyDir read-only (``MODEL_VERSION_PATH``).
 
 Then what a rollout to a wrong artifact meets, each in a new pod of the same Deployment while a pod
 started before keeps serving the good version (``maxUnavailable: 0``: the old pod stays until a new
@@ -79,7 +79,7 @@ def serving(engine, built_images, stores, model_registry, tmp_path_factory, sess
     store = stores.trained(OVERLAY)
     workload = _workload()
     env = resolve_env(workload)
-    reference = model_registry.publish(store.path, workload)
+    reference = model_registry.trained_image(store.path, workload)  # the image the training Job pushed
     with _start(
         engine, built_images, store.path, tmp_path_factory.mktemp("staging-serving"), session_label,
         model_image=reference,

@@ -41,6 +41,7 @@ MODULES = {
     "package-model": "package_model",
     "push-model": "push_model",
     "serve-env": "serve_env",
+    "bootstrap": "bootstrap",
 }
 ENVS = ("dev", "staging", "prod", "prod-blue-green", "prod-canary")
 TAG_A = "1.4.2"

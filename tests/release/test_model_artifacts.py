@@ -168,3 +168,24 @@ def test_push_model_without_a_repository_in_platform_yaml_is_refused(repo: Repo,
     path.write_text(text[:start] + text[text.index("\n\n", start) + 2 :])
     git(repo.root, "commit", "-q", "-a", "-m", "no model registry")
     refuse(repo, "push-model", "--model-root", str(store), says=["modelArtifacts: is required"])
+
+
+def test_register_from_the_registry_writes_the_card_the_files_would(repo: Repo, store: Path, tmp_path: Path):
+    """What a training Job pushed, registered without its files on this machine: the same card
+    as registering the files, the image digest included; an unknown tag is the registry's error."""
+    publish(store, 2)
+    with running_registry(tmp_path / "registry") as host:
+        set_repository(repo, f"{host}/ml/models")
+        assert repo.run("push-model", "--version", "2", "--model-root", str(store), "--plain-http").code == 0
+        result = repo.run("register", "--from-registry", "--version", "2", "--plain-http")
+        assert result.code == 0, result.err
+        from_registry = (repo.root / "registry/mnist/2.yaml").read_bytes()
+        (repo.root / "registry/mnist/2.yaml").unlink()
+        assert repo.run("register", "--version", "2", "--model-root", str(store)).code == 0
+        assert (repo.root / "registry/mnist/2.yaml").read_bytes() == from_registry
+        again = repo.run("register", "--from-registry", "--version", "2", "--plain-http")
+        assert again.code == 0 and f"already records {host}/ml/models/{MODEL}:2" in again.out
+        missing = repo.run("register", "--from-registry", "--version", "3", "--plain-http")
+        assert missing.code == 3 and "no such manifest" in missing.err
+        assert not (repo.root / "registry/mnist/3.yaml").exists()
+    refuse(repo, "register", "--from-registry", says=["--from-registry needs VERSION"])
