@@ -5,6 +5,7 @@ Exit codes (the same for every subcommand):
   1  the check ran and found problems (validate, lint)
   2  bad input: an invalid platform.yaml, bad arguments; nothing on disk changed
   3  an external tool (helm, kubectl) failed; nothing on disk changed
+  4  a release command had nothing to do: what it was asked for is already pinned
 """
 
 from __future__ import annotations

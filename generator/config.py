@@ -189,7 +189,7 @@ class Environment:
     prune: bool
     self_heal: bool
     #: Whether the environment trains (its overlay adds the strategy's training component) or
-    #: only serves versions copied into its model store: serve-only unless platform.yaml says so.
+    #: only serves the model images it pins: serve-only unless platform.yaml says so.
     train: bool = False
     #: Quality gates on model-card metrics (``environments[].gates``), sorted (name, threshold).
     gates: tuple[tuple[str, float], ...] = ()
@@ -304,6 +304,16 @@ def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
                 problems.append(
                     (f"{section}.resources.requests.{kind}", f"must be <= limits.{kind} ({resources['limits'][kind]})")
                 )
+    repository = data["modelArtifacts"]["repository"]
+    host = repository.split("/", 1)[0]
+    if "/" not in repository or not ("." in host or ":" in host or host == "localhost"):
+        problems.append(
+            (
+                "modelArtifacts.repository",
+                f"{repository!r} names no registry host: start it with one (registry.example.com/ml/models, "
+                "host:port/ml/models), as every pull and push of a model image needs",
+            )
+        )
     modes = data["training"]["storage"].get("accessModes", ["ReadWriteMany"])
     if "ReadWriteMany" not in modes:
         problems.append(

@@ -5,6 +5,8 @@ Kept free of cdk8s (which starts Node.js through jsii) so the release commands s
 
 from __future__ import annotations
 
+from services.model_image import UNPINNED_DIGEST  # noqa: F401 (re-exported: the placeholder digest, defined once)
+
 #: The Kubernetes minor version the manifests target: schemas, kubectl, Pod Security level.
 KUBERNETES_VERSION = "1.33"
 RELEASE_KEY = "MODEL_VERSION"
@@ -69,11 +71,6 @@ def release_config_map_model(name: str) -> tuple[str, str] | None:
 def card_path(model: str, version: str | int) -> str:
     """The repository-relative path of a model card."""
     return f"{REGISTRY_DIR}/{model}/{version}.yaml"
-
-
-#: The digest a Deployment's model image carries until an overlay's ``images:`` pins the real one:
-#: no image has it, so a server whose overlay pins nothing pulls nothing (never a ``latest``).
-UNPINNED_DIGEST = "sha256:" + "0" * 64
 
 
 def model_image_name(model: str, variant: str = "") -> str:

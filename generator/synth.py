@@ -177,10 +177,19 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
         store = cdk8s.Chart(app, f"model-store-{strategy}", disable_resource_name_hashes=True)
         ModelStore(store, "store", model=platform.models[0], storage=platform.training.storage, part_of=platform.name)
         files = [tree.add_chart(directory, "model-store.yaml", store)]
-        patches = []
+        patches: list[dict] = []
         for name, (target, operations) in serve_from_claim(from_claim).items():
             tree.add(f"{directory}/{name}", operations)
             patches.append({"path": name, "target": target})
+        if platform.model_artifacts.delivery == "initContainer":
+            # Servers that read the claim pull nothing: their egress is closed again.
+            patches += [
+                {
+                    "target": {"kind": "NetworkPolicy", "name": f"{model.name}-server"},
+                    "patch": "- op: remove\n  path: /spec/egress\n",
+                }
+                for model in platform.models
+            ]
         for model in platform.models:
             chart = cdk8s.Chart(app, f"{model.name}-{training_component(strategy)}", disable_resource_name_hashes=True)
             TrainingJob(

@@ -31,6 +31,16 @@ from typing import BinaryIO
 
 from services import artifacts
 
+#: The digest a Deployment's or a training Job's model image carries until an overlay's ``images:``
+#: pins the real one: no image has it, so nothing unpinned is ever pulled (never a ``latest``).
+UNPINNED_DIGEST = "sha256:" + "0" * 64
+
+
+def is_pinned(reference: str) -> bool:
+    """Whether ``reference`` names a real image by digest (not the unpinned placeholder)."""
+    return "@sha256:" in reference and not reference.endswith(UNPINNED_DIGEST)
+
+
 #: Where the files sit inside the image (an image volume mounts it, an init container copies it).
 MODEL_PATH = "model"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"

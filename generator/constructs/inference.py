@@ -107,7 +107,9 @@ def chart_values(props: InferenceServiceProps) -> dict[str, Any]:
         "podDisruptionBudget": {"enabled": True, **serving.pdb},
         "networkPolicy": {
             "enabled": True,
-            "denyEgress": True,  # the server reads a mounted volume and calls nothing
+            # The server reads a mounted volume and calls nothing (a pulling init container's
+            # registry egress is added by artifact_values).
+            "denyEgress": True,
             "ingressFrom": [{"podSelector": {}}]
             + [
                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}

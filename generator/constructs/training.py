@@ -1,14 +1,16 @@
 """Training of one model, written with typed cdk8s constructs: the model store and the
 training component.
 
-``ModelStore`` is the PersistentVolumeClaim every environment has (the base renders it): the
-server mounts it, and a serve-only environment gets its versions copied in. ``TrainingJob``
-is what an environment that trains adds (a Kustomize Component per strategy): one training Job
-per release ConfigMap of that strategy (the rolling server's one, or each blue-green slot's or
-canary track's), their ServiceAccount and NetworkPolicy and, when a schedule is set, a CronJob.
-Each Job is an Argo CD Sync hook (deleted and re-created before each sync), and the trainer
-exits at once when the pinned version is already published, so a new model version re-runs
-training without the immutable-Job error and an unrelated sync costs one short pod.
+``ModelStore`` is the PersistentVolumeClaim of an environment that trains (its training component
+renders it): the Jobs publish into it and its servers read it; serve-only environments have none
+(their servers pull model images). ``TrainingJob`` is what an environment that trains adds (a
+Kustomize Component per strategy): one training Job per release ConfigMap of that strategy (the
+rolling server's one, or each blue-green slot's or canary track's), their ServiceAccount and
+NetworkPolicy and, when a schedule is set, a CronJob. Each Job is an Argo CD Sync hook (deleted
+and re-created before each sync); the trainer fetches a pinned version from its model image
+rather than retraining it, and exits at once when the pinned version is already published, so a
+new model version re-runs training without the immutable-Job error and an unrelated sync costs
+one short pod.
 
 With ``training.workers`` > 1 each Job (and the CronJob's) is an Indexed Job of N pods that
 train together on TensorFlow's MultiWorkerMirroredStrategy: ``completions`` = ``parallelism``
@@ -41,7 +43,7 @@ from generator.constructs.common import (
     restricted_pod,
     snake_case,
 )
-from generator.conventions import RELEASE_KEY, release_config_map_name
+from generator.conventions import RELEASE_KEY, UNPINNED_DIGEST, model_image_name, release_config_map_name
 
 GPU_RESOURCE = "nvidia.com/gpu"
 EXIT_BAD_INPUT = 2  # the trainer's exit code for bad data or arguments: retrying cannot help
@@ -149,7 +151,9 @@ class TrainingJob(Construct):
                         "argocd.argoproj.io/sync-wave": HOOK_WAVE,
                     },
                 ),
-                spec=self._job_spec(props, release=release_config_map_name(model.name, variant), group=group),
+                spec=self._job_spec(
+                    props, release=release_config_map_name(model.name, variant), group=group, variant=variant
+                ),
             )
             if group:
                 self._worker_network(group, job_id)
@@ -270,10 +274,13 @@ class TrainingJob(Construct):
             ),
         )
 
-    def _job_spec(self, props: TrainingJobProps, *, release: str | None, group: str | None) -> k8s.JobSpec:
-        """The Job body. With a release ConfigMap: train its pinned version unless present.
-        Without (the scheduled retrain): publish the next version. With a worker ``group``: an
-        Indexed Job of ``training.workers`` pods on that group's headless Service."""
+    def _job_spec(
+        self, props: TrainingJobProps, *, release: str | None, group: str | None, variant: str = ""
+    ) -> k8s.JobSpec:
+        """The Job body. With a release ConfigMap: publish its pinned version unless present,
+        fetched from its model image where the overlay pins one (a version is trained once),
+        else trained. Without (the scheduled retrain): train the next version. With a worker
+        ``group``: an Indexed Job of ``training.workers`` pods on that group's headless Service."""
         model, training = props.model, props.training
         env = [
             k8s.EnvVar(name="MODEL_ROOT", value=MODEL_MOUNT),
@@ -299,6 +306,10 @@ class TrainingJob(Construct):
                 ),
                 k8s.EnvVar(name="SKIP_EXISTING", value="true"),
             ]
+            if props.artifacts is not None:
+                # The overlay's images: pin rewrites it (trainer_image_fields); unpinned: train.
+                image = f"{model_image_name(model.name, variant)}@{UNPINNED_DIGEST}"
+                env.append(k8s.EnvVar(name="MODEL_IMAGE", value=image))
         if group:
             env += [
                 k8s.EnvVar(name="TRAINING_WORKERS", value=str(training.workers)),

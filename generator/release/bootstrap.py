@@ -81,7 +81,10 @@ def bootstrap(args: argparse.Namespace) -> int:
     model = args.model or models[0]
     if model not in models:
         raise Refused(f"unknown model {model!r} (platform.yaml has: {', '.join(models)})")
-    git.ensure_clean(root)
+    try:
+        git.ensure_clean(root)
+    except Refused as exc:  # bootstrap commits: there is no batching it with other edits
+        raise Refused(str(exc).split(" (or put several edits")[0]) from exc
     model_root = Path(args.model_root).resolve()
     version = next_version(model_root, model, root)
     repository = platform.artifact_repository(model)
@@ -110,14 +113,16 @@ def bootstrap(args: argparse.Namespace) -> int:
             f"(files {card.digest}, {card.headline()}).\n"
         )
         git.git(root, "commit", "--quiet", "--message", message, "--", *written)
-    except (ToolFailed, OSError) as exc:
+    except BaseException as exc:  # a failed render or git, or Ctrl-C: whole or not at all
         for overlay in overlays:
             for f in overlay.changed_files():
                 write_atomic(f.path, f.original)
         (root / rel).unlink(missing_ok=True)
         if written:
             git.git(root, "reset", "--quiet", "--", *written)
-        raise ToolFailed(f"nothing was committed, every file is restored: {exc}") from exc
+        if isinstance(exc, (ToolFailed, OSError)):
+            raise ToolFailed(f"nothing was committed, every file is restored: {exc}") from exc
+        raise
     print(f"bootstrap: committed {rel} and the pins of {len(overlays)} environments:")
     print(f"  {model} v{version}: {repository}@{digest} ({card.headline()})")
     print("  next: push the commit for review; once merged, every environment pulls that image")

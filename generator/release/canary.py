@@ -18,10 +18,10 @@ WEIGHT is the canary's percentage of production traffic, an integer 0..100:
        ``make status``; the next ``make promote`` into this environment replaces it.
 
 Refused (exit 2, nothing changed): not a canary environment, WEIGHT not an integer in 0..100,
-a dirty tree, a step that changes nothing, WEIGHT 1..100 when the canary runs exactly what
+a dirty tree, WEIGHT 1..100 when the canary runs exactly what
 stable runs (promote a candidate first), and WEIGHT=100 while the canary takes no traffic
 (weight 0: an aborted or never-tested canary; set a weight first). Exit 3: git or kustomize
-failed (nothing changed).
+failed (nothing changed). Exit 4: the weight is already that.
 """
 
 from __future__ import annotations

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from generator.release import git
-from generator.release.errors import EXIT_OK, EXIT_REFUSED, EXIT_TOOL, Refused, ToolFailed
-from generator.release.overlay import ALLOW_DIRTY_ENV_VAR, Overlay, find_env, load_platform, resolve_root
+from generator.release.errors import EXIT_NOTHING, EXIT_OK, EXIT_REFUSED, EXIT_TOOL, NothingToDo, Refused, ToolFailed
+from generator.release.git import ALLOW_DIRTY_ENV_VAR
+from generator.release.overlay import Overlay, find_env, load_platform, resolve_root
 
 EPILOG = (
     "Exit codes: 0 done, 2 refused or bad input (one line says why; nothing changed), "
-    "3 git or kustomize failed (nothing changed)."
+    "3 git or kustomize failed (nothing changed), 4 nothing to do (already so)."
 )
 
 
@@ -64,6 +65,9 @@ def run(
     except ToolFailed as exc:
         print(f"{name}: failed: {exc}", file=sys.stderr)
         return EXIT_TOOL
+    except NothingToDo as exc:
+        print(f"{name}: nothing to do: {exc}")
+        return EXIT_NOTHING
 
 
 @dataclass
@@ -99,9 +103,10 @@ def ensure_clean(args: argparse.Namespace, root: Path) -> None:
 
 
 def finish(name: str, edit: Edit, nothing: str, dry_run: bool = False) -> int:
-    """Refuse a no-op (``nothing`` says why), else commit the edit (or, dry run, show it) and report it."""
+    """Stop on a no-op (exit 4, ``nothing`` says why), else commit the edit (or, dry run, show it)
+    and report it."""
     if not edit.overlay.changed_files():
-        raise Refused(nothing)
+        raise NothingToDo(nothing)
     if dry_run:
         diff = edit.overlay.preview()
         print(f"{edit.title}  (dry run: nothing written)")

@@ -171,6 +171,9 @@ def classify(kind: str, path: str) -> str:
     """The risk a changed field carries, or ''."""
     if path.endswith(".image") and "containers[" in path:
         return "image"
+    # The model a server pulls: an image volume's reference, or the fetch-model init container's.
+    if path.endswith(".image.reference") or (path.endswith(".value") and "[name=MODEL_IMAGE]" in path):
+        return "model image"
     if kind in WORKLOAD_KINDS:
         if path == "spec.replicas":
             return "replicas"

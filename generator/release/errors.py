@@ -1,8 +1,8 @@
-"""Exit codes and the two ways a release command stops early."""
+"""Exit codes and the three ways a release command stops early."""
 
 from __future__ import annotations
 
-EXIT_OK, EXIT_REFUSED, EXIT_TOOL = 0, 2, 3
+EXIT_OK, EXIT_REFUSED, EXIT_TOOL, EXIT_NOTHING = 0, 2, 3, 4
 
 
 class Refused(Exception):
@@ -11,3 +11,8 @@ class Refused(Exception):
 
 class ToolFailed(Exception):
     """git or kustomize failed; nothing on disk changed (exit 3)."""
+
+
+class NothingToDo(Exception):
+    """The state asked for is already what git pins: no edit, not an error (exit 4), so a script
+    can tell "already done" from bad input."""

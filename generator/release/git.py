@@ -1,4 +1,5 @@
-"""The few git operations the release commands need. None of them changes git state."""
+"""The few git operations the release commands need. Only ``make bootstrap`` changes git state
+(it commits, through :func:`git`); every other command leaves committing to a person."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from generator.release.errors import Refused, ToolFailed
 
 #: What "a clean tree" covers: the release state and the spec it depends on.
 RELEASE_PATHS = ("overlays", "platform.yaml", "registry")
+#: The override of the clean-tree check, for scripts that put several edits into one commit.
+ALLOW_DIRTY_ENV_VAR = "ML_GITOPS_ALLOW_DIRTY"
 
 
 def git_bytes(root: Path, *args: str) -> bytes:
@@ -42,7 +45,8 @@ def ensure_clean(root: Path) -> None:
     if dirty:
         shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
         raise Refused(
-            f"uncommitted changes in {shown}: commit or stash them first, so this change is one reviewable commit"
+            f"uncommitted changes in {shown}: commit or stash them first, so this change is one reviewable "
+            f"commit (or put several edits in one commit on purpose: --allow-dirty, or {ALLOW_DIRTY_ENV_VAR}=1)"
         )
 
 

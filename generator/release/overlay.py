@@ -60,7 +60,6 @@ from generator.release_files import definition_problem, overlay_problems
 from generator.tools import REPO_ROOT, ToolError, render_overlay
 
 ROOT_ENV_VAR = "ML_GITOPS_ROOT"
-ALLOW_DIRTY_ENV_VAR = "ML_GITOPS_ALLOW_DIRTY"
 
 
 #: The renderer; tests replace it to simulate a kustomize failure.
@@ -84,10 +83,13 @@ def load_platform(root: Path) -> Platform:
 
 
 def find_env(platform: Platform, name: str) -> Environment:
+    """The environment ``name`` of platform.yaml; refused, naming them all, when there is none."""
+    known = ", ".join(e.name for e in platform.environments)
+    if not name:
+        raise Refused(f"name an environment with ENV= (platform.yaml has: {known})")
     for env in platform.environments:
         if env.name == name:
             return env
-    known = ", ".join(e.name for e in platform.environments)
     raise Refused(f"unknown environment {name!r} (platform.yaml has: {known})")
 
 

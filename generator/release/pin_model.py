@@ -15,8 +15,8 @@ Refused (exit 2, nothing changed): an unknown environment or model, a version wi
 or with an invalid one, a version whose card misses a quality gate of the environment
 (``environments[].gates`` in platform.yaml; the line says which and by how much), a card
 without a model image for an environment that does not train (its servers pull one), ``--variant``
-on a rolling environment or an unknown variant, a dirty tree, and a pin that changes nothing.
-Exit 3: git or kustomize failed (nothing changed).
+on a rolling environment or an unknown variant, and a dirty tree. Exit 3: git or kustomize
+failed (nothing changed). Exit 4: that version is already pinned there.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ Where it goes (TO):
 The trainer image is one pin per overlay, shared by both variants; its training Job only
 trains a version the model store lacks, so changing it does not disturb the serving variant.
 
-Refused (exit 2, nothing changed): an unknown environment, FROM equal to TO, a dirty tree, a
-change that does nothing, a target with ``requireDigest`` when the source is pinned by tag,
+Exit 4: the target already runs that. Refused (exit 2, nothing changed): an unknown
+environment, FROM equal to TO, a dirty tree, a target with ``requireDigest`` when the source is pinned by tag,
 a source without a model image pinned when the target does not train (its servers pull one),
 a canary target whose canary still takes traffic (finish it first: ``make canary
 WEIGHT=100`` or ``WEIGHT=0``), and, when the target has quality gates (``environments[].gates``
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 
+from generator.registry import cards
 from generator.release import cli
 from generator.release.errors import Refused
 from generator.release.overlay import Overlay, Release
@@ -58,6 +59,17 @@ def check_images(source: Overlay, target: Overlay, release: Release) -> None:
     servers pull one (every environment that does not train)."""
     if target.env.train:
         return
+    for (model, image), (_, version) in zip(release.images, release.versions, strict=True):
+        try:
+            card = cards.read_card(source.root, model, version)
+        except cards.CardError:
+            continue  # no card: check_gates and make validate name that
+        if image is not None and card.artifact is not None and image.reference != "@".join(card.artifact):
+            raise Refused(
+                f"{source.env.name} pins {model} v{version} with the model image {image.reference}, but its card "
+                f"{card.path} records {'@'.join(card.artifact)}: fix the source with make pin-model "
+                f"ENV={source.env.name} VERSION={version} first"
+            )
     missing = [model for model, image in release.images if image is None]
     if missing:
         model = missing[0]
@@ -125,8 +137,8 @@ def promote(args: argparse.Namespace) -> int:
     trainer = source.trainer_pin()
     variant, where_to = target_variant(target)
 
-    check_images(source, target, release)
     check_gates(target, release)
+    check_images(source, target, release)
     before, trainer_before = target.release(variant), target.trainer_pin()
     target.set_release(release, variant)
     target.set_trainer_pin(trainer)
@@ -140,7 +152,9 @@ def promote(args: argparse.Namespace) -> int:
         + f": {release.describe()}",
     )
     edit.note("server", before.server.reference, release.server.reference)
-    edit.note("trainer", trainer_before.reference, trainer.reference)
+    # A serve-only target runs no trainer: its pin is kept in step, but not reported as a release.
+    trains = target.env.train
+    edit.note("trainer" if trains else "trainer (unused here: serve-only)", trainer_before.reference, trainer.reference)
     for (model, old), (_, new) in zip(before.versions, release.versions, strict=True):
         edit.note(f"{model} model version", old, new)
     for (model, old), (_, new) in zip(before.digests, release.digests, strict=True):
@@ -151,8 +165,9 @@ def promote(args: argparse.Namespace) -> int:
             old_image.reference if old_image else "(none)",
             new_image.reference if new_image else "(none)",
         )
-    edit.title = f"promote {src} -> {dst}: {release.describe()}, trainer {trainer.short}"
-    nothing = f"{dst} already runs what {src} runs ({release.describe()}, trainer {trainer.short})"
+    with_trainer = f", trainer {trainer.short}" if trains else ""
+    edit.title = f"promote {src} -> {dst}: {release.describe()}{with_trainer}"
+    nothing = f"{dst} already runs what {src} runs ({release.describe()}{with_trainer})"
     rc = cli.finish("promote", edit, nothing, dry_run=args.dry_run)
     if rc == 0 and target.strategy == "blue-green":
         empty = [m for m in target.models if target.replicas(m, variant) == 0]

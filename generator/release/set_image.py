@@ -15,8 +15,8 @@ Refused (exit 2, nothing changed): an unknown environment or IMAGE, neither or b
 DIGEST, an invalid tag (``latest`` included: it is mutable) or digest, a tag on an environment
 with ``requireDigest``, ``--variant`` on a rolling environment or with ``IMAGE=trainer`` (one
 trainer pin serves both variants), an unknown variant, a dirty tree (``--allow-dirty`` or
-``ML_GITOPS_ALLOW_DIRTY=1`` to batch several set-image calls into one commit, as CI does), and a
-change that does nothing. Exit 3: git or kustomize failed (nothing changed).
+``ML_GITOPS_ALLOW_DIRTY=1`` to batch several set-image calls into one commit, as CI does).
+Exit 3: git or kustomize failed (nothing changed). Exit 4: that image is already pinned.
 """
 
 from __future__ import annotations

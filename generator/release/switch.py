@@ -13,7 +13,7 @@ traffic to ready pods; raise the idle slot's replicas ahead of the switch to hav
 
 Refused (exit 2, nothing changed): not a blue-green environment, an unknown environment, a
 dirty tree, an ``active-slot.yaml`` that does not name a known slot. Exit 3: git or kustomize
-failed (nothing changed).
+failed (nothing changed). Exit 4: nothing to switch.
 """
 
 from __future__ import annotations
@@ -42,6 +42,13 @@ def switch(args: argparse.Namespace) -> int:
         if counts[1] < counts[0]:
             overlay.set_replicas(model, idle, counts[0])
             edit.note(f"{model} replicas {active}/{idle}", f"{counts[0]}/{counts[1]}", f"{counts[0]}/{counts[0]}")
+    raised = [m for m in overlay.models if f"{m} replicas {active}/{idle}" in " ".join(edit.changes)]
+    if raised:
+        print(
+            f"switch: note: slot {idle} is raised in this same commit, so Argo CD scales it and switches in "
+            f"one sync (the Service sends traffic to ready pods only); for warm pods first, raise its "
+            f"replicas: in {overlay.env.overlay}/kustomization.yaml in an earlier commit"
+        )
     if overlay.release(active) == new_release:
         print(f"switch: note: slots {active} and {idle} run the same release ({new_release.describe()})")
     return cli.finish("switch", edit, f"{overlay.env.name}: nothing to switch", dry_run=args.dry_run)

@@ -1,6 +1,7 @@
 """Model pins against the registry in git: what every overlay runs is a reviewed model card.
 
-Two checks, on the files themselves (no model store needed):
+Three checks, the first two on the files themselves, the third on the rendered overlays (no
+model store needed):
 
 - ``model-card``: every ``registry/<model>/<version>.yaml`` fits ``model-card.schema.json``,
   sits at the path its model and version name, and its ``digest`` is the digest of its

@@ -194,6 +194,14 @@ class TrainSettings(BaseSettings):
         "(credentials: `REGISTRY_AUTH_FILE`); a version already published is pushed again (the same digest)",
         json_schema_extra=_flag("--artifact-repository", "REPO", "no push"),
     )
+    model_image: str | None = Field(
+        None,
+        max_length=255,
+        validation_alias="MODEL_IMAGE",
+        description="The version's model image by digest, as git pins it: a version the store lacks is fetched "
+        "from it, never trained again (a retrain gives other bytes); unset or not pinned: train",
+        json_schema_extra=_flag("--model-image", "REF", "train"),
+    )
     registry_plain_http: bool = Field(
         False,
         validation_alias="MODEL_REGISTRY_PLAIN_HTTP",
@@ -276,7 +284,7 @@ class TrainSettings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("code_revision", "trainer_image", "artifact_repository", mode="before")
+    @field_validator("code_revision", "trainer_image", "artifact_repository", "model_image", mode="before")
     @classmethod
     def _one_word(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -303,6 +311,7 @@ class TrainSettings(BaseSettings):
         "job_name",
         "worker_service",
         "artifact_repository",
+        "model_image",
         mode="before",
     )
     @classmethod

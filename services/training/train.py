@@ -8,18 +8,24 @@ MultiWorkerMirroredStrategy; only worker 0, the chief, evaluates and publishes.
 
 With ``--artifact-repository`` (``MODEL_ARTIFACT_REPOSITORY``) the chief then pushes the version
 as its model image, ``<repository>:<version>`` (:mod:`services.model_image`: the same files always
-give the same digest, so a re-run pushes the same image), and logs ``<repository>@<digest>``.
+give the same digest, so a re-run pushes the same image), and logs ``<repository>@<digest>``. A
+version's tag never moves: a push that would point it at other bytes is refused.
+
+With ``--model-image`` (``MODEL_IMAGE``, an image by digest: what git pins for the version), a
+version the store lacks is fetched from that image and published, never trained: a version is
+trained once, and a retrain would give other bytes than the ones reviewed and pinned.
 
 Exit codes: 0 published (or skipped; a non-chief worker after its last step), 1 unexpected
-failure, 2 bad usage or bad input (data, model store), 3 the model missed ``--min-accuracy`` and
-was not published, 4 a distributed peer was lost or never joined (nothing published), 5 published
-in the store but its model image could not be pushed (a re-run pushes it), 143 terminated by
-SIGTERM (nothing published).
+failure, 2 bad usage or bad input (data, model store, a pinned image that is not what it says),
+3 the model missed ``--min-accuracy`` and was not published, 4 a distributed peer was lost or never
+joined (nothing published), 5 the registry failed: a published version's image was not pushed, or
+a pinned one could not be fetched (a re-run retries), 143 terminated by SIGTERM (nothing published).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import platform
@@ -47,7 +53,8 @@ if TYPE_CHECKING:  # untyped (see pyproject.toml), imported lazily by _configure
 log = logging.getLogger("services.training")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_QUALITY, EXIT_PEER_LOST, EXIT_TERMINATED = 0, 1, 2, 3, 4, 143
-EXIT_NOT_PUSHED = 5
+EXIT_REGISTRY = 5
+PLAIN_HTTP_SETTING = "MODEL_REGISTRY_PLAIN_HTTP=1"
 TFLITE_TOLERANCE = 1e-5
 
 
@@ -278,19 +285,64 @@ def train_and_publish(cfg: TrainSettings) -> tuple[Path, dict]:
         _remove_empty(created)
 
 
+def fetch_pinned(cfg: TrainSettings) -> Path:
+    """Publish the pinned version from its model image into the store (unless it is there already),
+    atomically, as training would: the bytes reviewed and pinned, not a retrain."""
+    assert cfg.model_image and cfg.version is not None
+    model_dir = cfg.model_root / cfg.model_name
+    final_dir = model_dir / str(cfg.version)
+    if final_dir.exists():
+        log.info("version %s of %s is already published at %s; nothing to do", cfg.version, cfg.model_name, final_dir)
+        return final_dir
+    tmp_dir = export.make_temp_dir(model_dir, cfg.version)
+    try:
+        registry_client.pull(
+            cfg.model_image, tmp_dir, plain_http=cfg.registry_plain_http, plain_http_setting=PLAIN_HTTP_SETTING
+        )
+        fetched = tmp_dir / model_image.MODEL_PATH
+        named = json.loads((fetched / export.METADATA_FILE).read_text()).get("version")
+        if named != cfg.version:
+            raise UsageError(f"{cfg.model_image} holds version {named}, not the pinned {cfg.version}")
+        export.publish(fetched, final_dir)
+    except export.PublishError as exc:
+        if not (final_dir / export.METADATA_FILE).is_file():
+            raise UsageError(str(exc)) from exc
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    log.info("fetched %s version %d from %s into %s", cfg.model_name, cfg.version, cfg.model_image, final_dir)
+    return final_dir
+
+
 def push_image(cfg: TrainSettings, version_dir: Path) -> str:
     """Push a published version as its model image, ``<artifact_repository>:<version>``; the
-    reference by digest, which ``make register`` records and the servers pull."""
+    reference by digest, which ``make register`` records and the servers pull. A tag that names
+    other bytes already is never moved (another run's version, pinned somewhere)."""
     assert cfg.artifact_repository
     version = int(version_dir.name)
     with tempfile.TemporaryDirectory(prefix="model-image-") as scratch:
         artifact = model_image.package(version_dir, cfg.model_name, version, Path(scratch) / "layout")
+        tag = f"{cfg.artifact_repository}:{version}"
+        try:
+            current = registry_client.resolve(
+                tag, plain_http=cfg.registry_plain_http, plain_http_setting=PLAIN_HTTP_SETTING
+            )
+        except registry_client.RegistryError as exc:
+            if "no such manifest" not in str(exc):
+                raise
+            current = ""
+        if current == artifact.digest:
+            log.info("%s already names %s; nothing to push", tag, artifact.digest)
+            return f"{cfg.artifact_repository}@{artifact.digest}"
+        if current:
+            raise model_image.ArtifactError(
+                f"{tag} already names {current}, not these files' {artifact.digest}: a version's tag never moves"
+            )
         digest = registry_client.push(
             artifact.layout,
             cfg.artifact_repository,
             str(version),
             plain_http=cfg.registry_plain_http,
-            plain_http_setting="MODEL_REGISTRY_PLAIN_HTTP=1",
+            plain_http_setting=PLAIN_HTTP_SETTING,
         )
     reference = f"{cfg.artifact_repository}@{digest}"
     log.info("pushed %s version %d as %s", cfg.model_name, version, reference)
@@ -319,7 +371,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     cluster = cfg.cluster()
-    if cluster is not None and distributed.HEARTBEAT_ENV not in os.environ:
+    pinned = model_image.is_pinned(cfg.model_image or "")
+    if pinned and cfg.version is None:
+        log.error("--model-image fetches the pinned version: --version (MODEL_VERSION) is required")
+        return EXIT_USAGE
+    if pinned and cluster is not None and cluster.task.index != 0:
+        log.info("worker %d: the chief fetches the pinned version; nothing to train", cluster.task.index)
+        return EXIT_OK
+    if cluster is not None and distributed.HEARTBEAT_ENV not in os.environ and not pinned:
         model_dir = cfg.model_root / cfg.model_name
         created = [d for d in (model_dir, *model_dir.parents) if not d.exists()]
 
@@ -337,13 +396,22 @@ def main(argv: list[str] | None = None) -> int:
         )
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        if pinned:
+            fetch_pinned(cfg)
+            return EXIT_OK
         version_dir, _ = train_and_publish(cfg)
         chief = cluster is None or cluster.task.index == 0
         if cfg.artifact_repository and chief:
             push_image(cfg, version_dir)
+    except registry_client.RegistryError as exc:
+        log.error("the registry failed (%s); %s", exc, "nothing was published" if pinned else "not pushed")
+        return EXIT_REGISTRY
     except model_image.ArtifactError as exc:
+        if pinned:
+            log.error("the pinned image is not what it says: %s; nothing was published", exc)
+            return EXIT_USAGE
         log.error("%s version is in the store but its model image was not pushed: %s", cfg.model_name, exc)
-        return EXIT_NOT_PUSHED
+        return EXIT_REGISTRY
     except (UsageError, datasets.DataError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE

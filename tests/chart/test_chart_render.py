@@ -27,7 +27,17 @@ VARIANTS = {
     "track=stable": ("track=stable",),
     "track=canary": ("track=canary",),
     # The pinned version served from its OCI image (an image volume) instead of the model store.
-    "model-image": ("model.version=3", "model.artifact.image=registry.example.com/ml/models/mnist@sha256:" + "cd" * 32),
+    "model-image": (
+        "model.version=3",
+        "model.artifact.image=registry.example.com/ml/models/mnist@sha256:" + "cd" * 32,
+        "model.artifact.delivery=imageVolume",
+    ),
+    # ...or pulled by the fetch-model init container, which may reach the registry's port.
+    "model-image-init": (
+        "model.version=3",
+        "model.artifact.image=registry.example.com/ml/models/mnist@sha256:" + "cd" * 32,
+        "networkPolicy.egressTo[0].ports[0].port=443",
+    ),
 }
 WORKLOAD_KINDS = {"Deployment", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
 SHARED_KINDS = {"Service", "ServiceAccount", "NetworkPolicy"}
@@ -361,6 +371,12 @@ def test_a_model_image_through_an_init_container_fills_an_empty_dir_the_server_r
 def test_a_model_image_needs_a_pinned_version_and_a_digest(sets, says):
     result = template(*sets)
     assert result.returncode != 0 and says in result.stderr, result.stderr
+
+
+def test_an_init_container_that_could_not_reach_the_registry_is_refused():
+    image = "registry.example.com/ml/models/mnist@" + DIGEST
+    result = template("model.version=1", f"model.artifact.image={image}", "networkPolicy.denyEgress=true")
+    assert result.returncode != 0 and "networkPolicy.egressTo" in result.stderr, result.stderr
 
 
 def test_a_model_image_needs_a_cluster_with_image_volumes():

@@ -15,7 +15,10 @@ register`` and ``make pin-model`` would pin for these bytes). Likewise the regis
 Job pushes its model image to a real registry on loopback instead of the one platform.yaml names,
 and a serve-only server's init container, after checking that its pinned image is the card's,
 pulls the image of the version trained here from there, by the digest computed from the files:
-it exists only if the Job pushed exactly those bytes.
+it exists only if the Job pushed exactly those bytes. The Job's own ``MODEL_IMAGE`` (the committed
+pin, from which it would fetch the version instead of training it) names an image no registry here
+holds: after checking that it is the card's, the Job runs as the training request that produced it,
+and a second test runs it with the pushed image to prove the fetch.
 """
 
 from __future__ import annotations
@@ -131,6 +134,8 @@ def run_training_job(overlay: str, objects: list[dict], store: Path, registry: s
         env = {**base_env(tmp), **container_env(container, objects, mounts)}
         repository = env["MODEL_ARTIFACT_REPOSITORY"]
         assert repository.endswith(f"/{env['MODEL_NAME']}"), f"{overlay}: pushes to {repository}"
+        card = cards.read_card(REPO_ROOT, env["MODEL_NAME"], env["MODEL_VERSION"])
+        assert card.artifact is not None and env.pop("MODEL_IMAGE") == "@".join(card.artifact), overlay
         env["MODEL_ARTIFACT_REPOSITORY"] = f"{registry}/ml/models/{env['MODEL_NAME']}"
         env["MODEL_REGISTRY_PLAIN_HTTP"] = "1"
         (tmp / "tmp-dir").mkdir(exist_ok=True)
@@ -318,3 +323,35 @@ def test_manifests_run_as_declared(overlay, model_store, registry, tmp_path):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@pytest.mark.slow
+def test_a_training_job_fetches_a_pinned_version_instead_of_training_it(model_store, registry, tmp_path):
+    """The dev training Job, as declared, with its pinned model image on the loopback registry and
+    an empty store: it publishes the pinned bytes from the image (a version is trained once), and
+    a digest no registry holds publishes nothing (exit 5)."""
+    objects = rendered("dev")
+    version = run_training_job("dev", objects, model_store, registry, tmp_path / "trained")
+    [job] = by_kind(objects, "Job").values()
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    for name, digest, code in (
+        ("pinned", model_image.image_digest(model_store / "mnist" / str(version), "mnist", version), 0),
+        ("never-pushed", "sha256:" + "ab" * 32, 5),
+    ):
+        store = tmp_path / name / "store"
+        mounts = local_mounts(container, tmp_path / name, {"model-store": store})
+        env = {**base_env(tmp_path / name), **container_env(container, objects, mounts)}
+        env["MODEL_IMAGE"] = f"{registry}/ml/models/mnist@{digest}"
+        env["MODEL_REGISTRY_PLAIN_HTTP"] = "1"
+        (tmp_path / name / "tmp-dir").mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(local_command(container), cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+        assert result.returncode == code, result.stderr[-2000:]
+        assert "epoch" not in result.stderr  # never trained
+        published = store / "mnist" / str(version)
+        if code == 0:
+            assert "fetched mnist version" in result.stderr
+            assert artifacts.digest_directory(published) == artifacts.digest_directory(
+                model_store / "mnist" / str(version)
+            )
+        else:
+            assert not published.exists() and "the registry failed" in result.stderr

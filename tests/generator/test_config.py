@@ -113,6 +113,13 @@ BAD_CONFIGS = {
             "model store while server pods on other nodes read it; use ReadWriteMany (an NFS-like storage class)"
         ],
     ),
+    "a model repository without a registry host": (
+        lambda d: d["modelArtifacts"].update(repository="ml/models"),
+        [
+            "platform.yaml: modelArtifacts.repository: 'ml/models' names no registry host: start it with one "
+            "(registry.example.com/ml/models, host:port/ml/models), as every pull and push of a model image needs"
+        ],
+    ),
     "a schedule cron cannot read": (
         lambda d: d["training"].update(schedule="junk 0 3 * * 0"),
         ["platform.yaml: training.schedule: 'junk 0 3 * * 0' is not a CronJob schedule (five fields, or @hourly ...)"],

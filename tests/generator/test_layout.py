@@ -39,6 +39,8 @@ def _part(tree: dict[str, bytes], directory: str) -> list[tuple[str, str]]:
 
 
 def test_nothing_is_deleted_and_only_training_replaces_the_servers_pod_spec(tree):
+    """A training component's only changes to what another part renders: the servers' pod spec
+    (reading the claim), and their NetworkPolicy's egress, closed again (they pull nothing)."""
     for path, data in tree.items():
         assert b"$patch" not in data, path
         for doc in yaml.safe_load_all(data):
@@ -46,6 +48,10 @@ def test_nothing_is_deleted_and_only_training_replaces_the_servers_pod_spec(tree
                 continue
             for patch in doc.get("patches", []):
                 assert "delete" not in patch.get("patch", ""), path
+                if "remove" in patch.get("patch", ""):
+                    assert path.startswith(f"{COMPONENTS}/training-"), path
+                    assert yaml.safe_load(patch["patch"]) == [{"op": "remove", "path": "/spec/egress"}]
+                    assert patch["target"] == {"kind": "NetworkPolicy", "name": "mnist-server"}
                 if "path" in patch:
                     assert path.startswith(f"{COMPONENTS}/training-"), path
                     operations = yaml.safe_load(tree[path.rsplit("/", 1)[0] + "/" + patch["path"]])
@@ -155,6 +161,8 @@ def test_a_serve_only_overlay_pulls_the_model_image_its_card_records_and_has_no_
 
 def test_a_training_overlay_serves_from_its_model_store(rendered):
     objects = rendered["dev"]
+    [policy] = [o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "mnist-server"]
+    assert "Egress" in policy["spec"]["policyTypes"] and "egress" not in policy["spec"]
     assert [o["metadata"]["name"] for o in objects if o["kind"] == "PersistentVolumeClaim"] == ["model-store"]
     for deployment in (o for o in objects if o["kind"] == "Deployment"):
         pod = deployment["spec"]["template"]["spec"]

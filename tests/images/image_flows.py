@@ -21,6 +21,13 @@ version it trained itself, and nothing else:
   registry holds only if the Job pushed exactly those bytes (:meth:`ModelRegistry.trained_image`;
   the harness pushes only the wrong images the failure tests need, under other tags), over
   plain HTTP; that init container runs on the host's network to reach it (``LOOPBACK_NETWORK``).
+- ``MODEL_IMAGE_ENV`` of a Job's trainer: the overlay pins the version's model image (checked
+  first to be its card's ``artifact``, registry/<model>/<version>.yaml: ``repository@digest``),
+  from which the trainer fetches the version instead of training it; that image is in no registry
+  here, so the Job runs as the training request that produced it: the same repository at
+  :data:`services.model_image.UNPINNED_DIGEST` (``TRAINING_REQUEST``), and it trains. The test
+  that proves the fetch gives it instead the image a first run pushed to the loopback registry
+  (same repository path, by digest: :meth:`ModelRegistry.trained_image`), or a digest never pushed.
 """
 
 from __future__ import annotations
@@ -53,7 +60,12 @@ DIGEST_ENV = "MODEL_DIGEST"
 #: The init container env (services/fetch_model.py) naming the model image a pod pulls by digest.
 #: The overlay pins the image of the committed card's bytes in registry.example.com; the test sets
 #: the same repository on its loopback registry, at the digest of the image its training Job pushed.
+#: Also the trainer's (services/training/settings.py): the pinned version's image, fetched
+#: instead of trained; the test runs the Job as its training request (TRAINING_REQUEST).
 MODEL_IMAGE_ENV = "MODEL_IMAGE"
+#: The digest a training Job's MODEL_IMAGE_ENV gets in place of its pin: the unpinned placeholder,
+#: with which the trainer trains (services.model_image.is_pinned), as it did for the pinned version.
+TRAINING_REQUEST = model_image.UNPINNED_DIGEST
 #: The trainer env (services/training/settings.py) naming the repository a Job pushes the version
 #: it published to, as ``<repository>:<version>``. The overlay names the repository in
 #: registry.example.com; the test sets the same repository path on its loopback registry.
@@ -117,12 +129,20 @@ def run_job(
     scratch: Path,
     label: str,
     model_registry: ModelRegistry,
+    *,
+    model_image: str = "",
 ) -> JobOutcome:
     """Run a Job's pod to completion (its init containers, then its container, all within
     activeDeadlineSeconds) and collect its outcome. Its trainer pushes the version it published
-    to ``model_registry`` (the substitution of ARTIFACT_REPOSITORY_ENV)."""
+    to ``model_registry`` (the substitution of ARTIFACT_REPOSITORY_ENV). It trains, as the request
+    that produced its pinned model image (TRAINING_REQUEST), or, given ``model_image`` (that image
+    on ``model_registry``, by digest), fetches the version from there."""
     _check_non_root(workload, image_user)
-    extra = {**SHORT_TRAINING, **artifact_repository_env(workload, model_registry.host)}
+    extra = {
+        **SHORT_TRAINING,
+        **artifact_repository_env(workload, model_registry.host),
+        **job_model_image_env(workload, model_image),
+    }
     pod = Pod(engine, workload, image, claims_of(workload, store), scratch, label)
     deadline = float(workload.spec.get("activeDeadlineSeconds", 0) or 1800)
     started = time.monotonic()
@@ -226,6 +246,44 @@ def artifact_repository_env(workload: PodWorkload, registry_host: str) -> dict[s
     return {ARTIFACT_REPOSITORY_ENV: f"{registry_host}/{repository}", **PLAIN_HTTP_ENV}
 
 
+def card_artifact(model: str, version: str) -> str:
+    """The model image the committed card of ``model`` ``version`` records,
+    ``<artifact.repository>@<artifact.digest>`` (read off registry/<model>/<version>.yaml itself,
+    not through the generator that rendered the pin); "" when the card records none."""
+    path = REPO_ROOT / "registry" / model / f"{version}.yaml"
+    assert path.is_file(), f"{path.relative_to(REPO_ROOT)}: no card for {model} version {version}"
+    artifact = yaml.safe_load(path.read_text()).get("artifact") or {}
+    return f"{artifact['repository']}@{artifact['digest']}" if artifact else ""
+
+
+def job_model_image_pin(workload: PodWorkload) -> str:
+    """The model image a Job's trainer fetches its pinned version from (MODEL_IMAGE_ENV), checked
+    to be the card's artifact of that version; "" when the Job names none (it trains)."""
+    env = resolve_env(workload)
+    pin = env.get(MODEL_IMAGE_ENV, "")
+    if pin:
+        card = card_artifact(env["MODEL_NAME"], env["MODEL_VERSION"])
+        assert pin == card, f"{workload.name}: {MODEL_IMAGE_ENV}={pin!r}, not the card's artifact {card!r}"
+    return pin
+
+
+def job_model_image_env(workload: PodWorkload, reference: str = "") -> dict[str, str]:
+    """The env that runs a Job whose trainer names a pinned model image as the training request
+    that produced it (the same repository at TRAINING_REQUEST), or, given ``reference`` (the same
+    repository path on another registry, by digest), that fetches the version from there."""
+    pin = job_model_image_pin(workload)
+    if not pin:
+        assert not reference, f"{workload.name} names no {MODEL_IMAGE_ENV}, so it cannot fetch {reference}"
+        return {}
+    if not reference:
+        return {MODEL_IMAGE_ENV: f"{pin.rsplit('@', 1)[0]}@{TRAINING_REQUEST}"}
+    ours, theirs = registry_client.parse_reference(reference), registry_client.parse_reference(pin)
+    assert ours.repository == theirs.repository and model_image.is_pinned(reference), (
+        f"{workload.name}: {reference} does not stand for {pin} (same repository path, by digest)"
+    )
+    return {MODEL_IMAGE_ENV: reference}
+
+
 def model_image_pin(workload: PodWorkload) -> str:
     """The model image the pod's init containers pull (their MODEL_IMAGE_ENV), "" if none does."""
     pins = {
@@ -286,12 +344,15 @@ class ModelRegistry:
 
     def trained_image(self, store: Path, workload: PodWorkload) -> str:
         """The version ``workload`` pins (MODEL_NAME, MODEL_VERSION), as published in ``store`` and
-        pushed by its training Job, in the repository path of the model image the pod pins:
+        pushed by its training Job, in the repository path of the model image the pod pins (its
+        init containers', or a Job's trainer's):
         ``<host>/<repository>@<image_digest of the files>``. The registry holds that manifest,
         tagged with the version, only if the Job pushed exactly those bytes (checked here)."""
         env = resolve_env(workload)
         model, version = env["MODEL_NAME"], env["MODEL_VERSION"]
-        repository = registry_client.parse_reference(model_image_pin(workload)).repository
+        pin = model_image_pin(workload) or job_model_image_pin(workload)
+        assert pin, f"{workload.name} pulls no model image"
+        repository = registry_client.parse_reference(pin).repository
         version_dir = store / model / version
         assert (version_dir / "metadata.json").is_file(), f"{workload.name}: {version_dir} is not a published version"
         digest = model_image.image_digest(version_dir, model, int(version))

@@ -10,21 +10,35 @@ probes, answers a predict over REST (and over gRPC when the Deployment declares 
 with the numbers the published ``model.tflite`` gives, exports ``/metrics``, and drains on
 SIGTERM within ``terminationGracePeriodSeconds``. A failure names its reason (missing file, write
 outside the writable mounts, missing privilege) and quotes the container's log.
+
+A training Job whose overlay pins the version's model image fetches the version from it instead of
+training it again (a version is trained once): run as declared against an empty store with the
+image its first run pushed, it publishes those bytes without training; with an image never
+pushed, it fails (exit 5) and publishes nothing.
 """
 
 from __future__ import annotations
+
+import hashlib
+import re
 
 import numpy as np
 import pytest
 import requests
 from image_flows import (
     ARTIFACT_REPOSITORY_ENV,
+    MODEL_IMAGE_ENV,
+    TRAINING_REQUEST,
     declared_artifact_repository,
     image_user,
+    job_model_image_pin,
+    model_store,
     published_version,
     ready_server,
+    run_job,
 )
 from image_manifests import local_image, overlay_names, overlay_workloads, training_overlays
+from pod_spec import resolve_env
 from prometheus_client.parser import text_string_to_metric_families
 
 from services import artifacts, model_image, registry_client
@@ -32,6 +46,8 @@ from services.inference.backends import LiteRTBackend
 
 DEPLOYMENTS = [(overlay, d.name) for overlay in overlay_names() for d in overlay_workloads(overlay, "Deployment")]
 PUBLISHED_FILES = ("saved_model.pb", "model.tflite", "model.keras", "metadata.json")
+EXIT_REGISTRY = 5  # services/training/train.py: the registry failed (here: a pinned image it lacks)
+EPOCH_LINE = re.compile(r"\bepoch \d+/\d+")  # what training logs per epoch (services/training/distributed.py)
 UNEXPECTED_LOG = ("Traceback", "Read-only file system", "Permission denied", "WORKER TIMEOUT")
 
 
@@ -48,7 +64,59 @@ def test_training_jobs_publish_the_pinned_version(overlay, stores, built_images,
         revision = local_image(built_images, outcome.workload).rsplit(":", 1)[1]
         assert metadata["code_revision"] == revision, "the image's CODE_REVISION did not reach metadata.json"
         _check_pushed(outcome, store.path / model / version, model_registry)
+        if job_model_image_pin(outcome.workload):  # the card's image (checked): run as its training request
+            assert outcome.env[MODEL_IMAGE_ENV].endswith(f"@{TRAINING_REQUEST}"), outcome.env[MODEL_IMAGE_ENV]
+            assert EPOCH_LINE.search(outcome.log), f"{outcome.workload.name} did not train:\n{outcome.log[-2000:]}"
     assert not [p.name for p in (store.path / model).iterdir() if p.name.startswith(".tmp-")], "staging left behind"
+
+
+@pytest.mark.parametrize("overlay", training_overlays())
+def test_training_jobs_fetch_the_pinned_version_instead_of_training_it(
+    overlay, engine, built_images, stores, model_registry, session_label, tmp_path
+):
+    """Each training Job that pins its version's model image, run as declared against an empty
+    store with that image on the loopback registry (the one its first run pushed, by digest),
+    publishes the version from it, byte for byte, without training; with a digest never pushed,
+    it exits 5 and publishes nothing."""
+    trained = stores.trained(overlay)
+    assert all(job.exit_code == 0 for job in trained.jobs), "training failed: see test_training_jobs_publish_*"
+    jobs = [job for job in overlay_workloads(overlay, "Job") if job_model_image_pin(job)]
+    if not jobs:
+        pytest.skip(f"{overlay}: no training Job pins a model image")
+    for job in jobs:
+        image = local_image(built_images, job)
+        env = resolve_env(job)
+        model, version = env["MODEL_NAME"], env["MODEL_VERSION"]
+        trained_dir = trained.path / model / version
+        pushed = model_registry.trained_image(trained.path, job)  # checked: the first run pushed these bytes
+        never_digest = f"sha256:{hashlib.sha256(f'a model image nobody pushed: {job.name}'.encode()).hexdigest()}"
+        never = f"{pushed.rsplit('@', 1)[0]}@{never_digest}"
+        assert not model_registry.manifest_digest(registry_client.parse_reference(never).repository, never_digest)
+
+        runs = {}
+        for name, reference in (("fetch", pushed), ("never-pushed", never)):
+            store = model_store(tmp_path / f"{job.name}-{name}" / "store", job)
+            assert not any(store.iterdir()), f"{store} is not empty"
+            outcome = run_job(
+                engine, job, image, image_user(engine, image), store, tmp_path / f"{job.name}-{name}" / "scratch",
+                session_label, model_registry, model_image=reference,
+            )  # fmt: skip
+            assert outcome.env[MODEL_IMAGE_ENV] == reference
+            assert not EPOCH_LINE.search(outcome.log), f"{job.name} trained:\n{outcome.log[-2000:]}"
+            runs[name] = (outcome, store)
+
+        outcome, store = runs["fetch"]
+        assert outcome.exit_code == 0, outcome.failure
+        assert f"fetched {model} version {version} from {pushed}" in outcome.log, outcome.log[-2000:]
+        assert f"pushed {model} version" not in outcome.log, f"{job.name} pushed although it fetched"
+        assert sorted(p.name for p in (store / model).iterdir()) == [version], "more than the version published"
+        assert artifacts.digest_directory(store / model / version) == artifacts.digest_directory(trained_dir)
+
+        outcome, store = runs["never-pushed"]
+        assert outcome.exit_code == EXIT_REGISTRY, outcome.failure or outcome.log[-2000:]
+        assert "nothing was published" in outcome.log, outcome.log[-2000:]
+        left = sorted(p.name for p in (store / model).iterdir()) if (store / model).is_dir() else []
+        assert not left, f"{job.name} left {left} in the store although it published nothing"
 
 
 def _check_pushed(outcome, version_dir, model_registry) -> None:

@@ -266,3 +266,13 @@ def refuse(repo: Repo, command: str, *args: str, says: list[str]) -> str:
     assert repo.snapshot() == before
     assert status(repo) == before_status
     return result.err
+
+
+def nothing_to_do(repo: Repo, command: str, *args: str, says: str) -> None:
+    """The command changes nothing because the state asked for is already pinned: exit 4 (not 2,
+    which is bad input), one line on stdout saying so, and no file (tracked or not) changes."""
+    before, before_status = repo.snapshot(), status(repo)
+    result = repo.run(command, *args)
+    assert (result.code, result.err) == (4, ""), (result.out, result.err)
+    assert result.out.startswith(f"{command}: nothing to do: ") and says in result.out, result.out
+    assert repo.snapshot() == before and status(repo) == before_status

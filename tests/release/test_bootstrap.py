@@ -8,7 +8,7 @@ import re
 
 import yaml
 from oci_registry_server import running_registry
-from release_support import ENVS, Repo, git, status
+from release_support import ENVS, Repo, git, nothing_to_do, status
 
 from generator.registry import cards
 from generator.tools import render_overlay
@@ -55,9 +55,15 @@ def test_bootstrap_leaves_one_commit_whose_pins_every_environment_pulls(repo: Re
                 registry_client.pull(reference, into, plain_http=True)
                 assert artifacts.digest_directory(into / "model") == card.digest
                 pulled += 1
-        assert pulled == 1 + 1 + 2 + 2  # staging, prod, two slots, two tracks (dev reads its store)
+        assert pulled == 1 + 1 + 2 + 2  # staging, prod, two slots, two tracks
+        # dev's server reads its store, which its training Job fills from the same image: it
+        # fetches a pinned version, never retrains it (other bytes, refused by the server).
+        docs = [d for d in yaml.safe_load_all(render_overlay(repo.root / "overlays" / "dev")) if d]
+        [job] = [d for d in docs if d["kind"] == "Job"]
+        env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["MODEL_IMAGE"] == "@".join(card.artifact)
         # Promoting that version further is the pins alone: there is nothing left to copy.
-        assert "already runs what dev" in repo.run("promote", "--from", "dev", "--to", "staging").err
+        nothing_to_do(repo, "promote", "--from", "dev", "--to", "staging", says="already runs what dev")
 
 
 def test_bootstrap_below_a_gate_commits_nothing(repo: Repo, store, tmp_path):

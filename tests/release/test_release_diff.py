@@ -111,6 +111,18 @@ def test_model_version_matches_configmaps_across_their_hash(repo: Repo):
     ]
 
 
+def test_a_new_model_image_is_flagged(repo: Repo):
+    """The bytes a server pulls changed: the fetch-model init container's MODEL_IMAGE."""
+    path = repo.root / "overlays/staging/kustomization.yaml"
+    text = path.read_text()
+    old = text.split("name: mnist-model\n", 1)[1].split("digest: ", 1)[1].split("\n", 1)[0]
+    path.write_text(text.replace(old, "sha256:" + "ab" * 32))
+    _, diffs = diff_module.run_diff(repo.root, "HEAD")
+    staging = next(d for d in diffs if d.name == "staging")
+    risks = {(f.path, f.risk) for c in staging.changes for f in c.fields}
+    assert ("spec.template.spec.initContainers[name=fetch-model].env[name=MODEL_IMAGE].value", "model image") in risks
+
+
 def test_removed_pdb_and_network_policy_are_flagged(repo: Repo):
     kustomization = repo.root / "overlays/prod/kustomization.yaml"
     kustomization.write_text(

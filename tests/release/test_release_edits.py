@@ -8,10 +8,11 @@ import difflib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from release_support import DIGEST_A, TAG_A, Repo, git
+from release_support import DIGEST_A, TAG_A, Repo, git, nothing_to_do
 
 from generator.release import overlay as overlay_module
 from generator.release.canary import split_replicas
+from generator.release.git import ALLOW_DIRTY_ENV_VAR as ALLOW_DIRTY
 from generator.tools import ToolError
 
 SERVER = "registry.example.com/ml/inference-server"
@@ -123,7 +124,6 @@ def test_allow_dirty_batches_two_edits(repo: Repo, monkeypatch):
         (("--env", "dev", "--image", "server", "--tag", TAG_A, "--variant", "blue"), "rolling"),
         (("--env", "prod-canary", "--image", "trainer", "--tag", TAG_A, "--variant", "canary"), "shared"),
         (("--env", "prod-canary", "--image", "server", "--tag", TAG_A, "--variant", "blue"), "not 'blue'"),
-        (("--env", "dev", "--image", "server", "--tag", "0.1.0"), "already pins"),
         (("--env", "dev", "--image", "server", "--tag", TAG_A, "--bogus"), "unrecognized arguments"),
     ],
 )
@@ -231,7 +231,6 @@ def test_promote_from_blue_green_reads_the_active_slot(repo: Repo):
         (("--from", "staging", "--to", "staging"), "both 'staging'"),
         (("--from", "qa", "--to", "prod"), "unknown environment 'qa'"),
         (("--from", "staging", "--to", "production"), "unknown environment 'production'"),
-        (("--from", "staging", "--to", "prod"), "already runs"),  # the start state: identical pins
         (
             (
                 "--from",
@@ -342,15 +341,29 @@ def test_canary_refuses_other_environments(repo: Repo, env, says):
     refuse(repo, "canary", "--env", env, "--weight", "10", says=says)
 
 
-def test_canary_refuses_no_candidate_no_op_and_dirty_tree(repo: Repo):
+def test_canary_refuses_no_candidate_and_dirty_tree_and_says_when_there_is_nothing_to_do(repo: Repo):
     refuse(repo, "canary", "--env", "prod-canary", "--weight", "10", says="promote a candidate first")
-    refuse(repo, "canary", "--env", "prod-canary", "--weight", "0", says="nothing to change")
+    nothing_to_do(repo, "canary", "--env", "prod-canary", "--weight", "0", says="nothing to change")
     canary_candidate(repo)
     assert repo.run("canary", "--env", "prod-canary", "--weight", "10").code == 0
     repo.commit("canary 10")
-    refuse(repo, "canary", "--env", "prod-canary", "--weight", "10", says="already at canary weight 10")
+    nothing_to_do(repo, "canary", "--env", "prod-canary", "--weight", "10", says="already at canary weight 10")
     dirty(repo)
     refuse(repo, "canary", "--env", "prod-canary", "--weight", "50", says="uncommitted changes")
+    refuse(repo, "canary", "--env", "prod-canary", "--weight", "50", says=f"--allow-dirty, or {ALLOW_DIRTY}=1")
+
+
+def test_a_step_that_changes_nothing_exits_4_not_2(repo: Repo):
+    """Already so is not bad input: a script can tell them apart (the start state pins 0.1.0
+    everywhere, and staging and prod run the same release)."""
+    nothing_to_do(repo, "set-image", "--env", "dev", "--image", "server", "--tag", "0.1.0", says="already pins")
+    nothing_to_do(repo, "promote", "--from", "staging", "--to", "prod", says="already runs")
+
+
+@pytest.mark.parametrize("command", ["switch", "canary", "set-image", "pin-model"])
+def test_a_missing_env_names_the_environments(repo: Repo, command: str):
+    args = {"canary": ["--weight", "10"], "set-image": ["--image", "server", "--tag", TAG_A]}.get(command, [])
+    refuse(repo, command, "--env", "", *args, says="name an environment with ENV= (platform.yaml has: dev, staging")
 
 
 @given(total=st.integers(0, 60), weight=st.integers(0, 100))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from release_support import ARTIFACT_FILES, MODEL, Repo, git, publish, refuse, status, write_metadata
+from release_support import ARTIFACT_FILES, MODEL, Repo, git, nothing_to_do, publish, refuse, status, write_metadata
 
 from generator.registry import cards
 from generator.release.overlay import load_platform
@@ -263,8 +263,8 @@ def test_register_refuses_metadata_that_cannot_make_a_valid_card(repo: Repo, sto
 # --- pin-model ----------------------------------------------------------------------------------
 
 
-def test_pin_model_of_what_is_already_pinned_is_refused_as_nothing_to_change(repo: Repo):
-    refuse(repo, "pin-model", "--env", "dev", "--version", "1", says=["dev already pins mnist v1"])
+def test_pin_model_of_what_is_already_pinned_is_nothing_to_do(repo: Repo):
+    nothing_to_do(repo, "pin-model", "--env", "dev", "--version", "1", says="dev already pins mnist v1")
 
 
 def test_pin_model_in_dev_writes_the_cards_version_and_digest_and_nothing_else(repo: Repo, store: Path):
@@ -566,3 +566,12 @@ def test_status_shows_each_pins_digest_and_card_or_why_it_has_none(repo: Repo):
     table = repo.run("status").out
     staging = next(line for line in table.splitlines() if line.startswith("staging "))
     assert "card invalid" in staging and card.digest[:19] in staging, table
+
+
+def test_promote_refuses_a_model_image_pin_that_is_not_the_cards(repo: Repo):
+    """A hand edit left dev's model image pointing at other bytes than its version's card: promote
+    names it at the source instead of copying it into an environment that pulls it."""
+    path = repo.root / "overlays/dev/kustomization.yaml"
+    path.write_text(path.read_text().replace(CARD_1_DATA["artifact"]["digest"], "sha256:" + "0f" * 32))
+    repo.commit("hand edit: dev's model image")
+    refuse(repo, "promote", "--from", "dev", "--to", "staging", says=["but its card registry/mnist/1.yaml records"])

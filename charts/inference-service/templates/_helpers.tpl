@@ -274,6 +274,9 @@ and names the values involved. Rendered by templates/validate.yaml.
 {{- if and .Values.model.artifact.image (not .Values.model.versionConfigMap) (eq (toString .Values.model.version) "") -}}
 {{- $errors = append $errors "model.artifact.image holds one version: pin it with model.version or model.versionConfigMap" -}}
 {{- end -}}
+{{- if and .Values.model.artifact.image (eq .Values.model.artifact.delivery "initContainer") .Values.networkPolicy.enabled .Values.networkPolicy.denyEgress (not .Values.networkPolicy.egressTo) -}}
+{{- $errors = append $errors "model.artifact.delivery initContainer pulls from the registry, but networkPolicy.denyEgress denies all egress: list the cluster DNS and the registry's port in networkPolicy.egressTo (or use imageVolume)" -}}
+{{- end -}}
 {{- if and .Values.model.artifact.image (eq .Values.model.artifact.delivery "imageVolume") (not (semverCompare ">=1.31-0" .Capabilities.KubeVersion.Version)) -}}
 {{- $errors = append $errors (printf "model.artifact.delivery imageVolume needs Kubernetes 1.31 or newer (beta from 1.33); this is %s: use initContainer" .Capabilities.KubeVersion.Version) -}}
 {{- end -}}
