@@ -32,7 +32,7 @@ from generator.constructs.delivery import (
     serve_from_claim,
 )
 from generator.constructs.inference import SHARED_OBJECTS, InferenceService, InferenceServiceProps
-from generator.constructs.monitoring import MonitoringProps, ServerMonitoring, readme_url
+from generator.constructs.monitoring import MonitoringProps, ServerMonitoring, runbooks_url
 from generator.constructs.training import (
     ModelStore,
     TrainingJob,
@@ -225,7 +225,7 @@ def render_tree(config_path: str | Path = REPO_ROOT / "platform.yaml") -> dict[s
                 part_of=platform.name,
                 model_store_claim=claim,
                 objectives=platform.monitoring,
-                readme_url=readme_url(platform.argocd.repo_url, platform.argocd.target_revision),
+                runbooks_url=runbooks_url(platform.argocd.repo_url, platform.argocd.target_revision),
             ),
         )
         files.append(tree.add_chart(directory, f"{model.name}.yaml", chart))

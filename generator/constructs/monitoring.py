@@ -48,6 +48,8 @@ BURN_ALERTS = (("1h", "5m", 14.4, "2m", "critical"), ("6h", "30m", 6, "15m", "wa
 #: How long a version that failed to load keeps its alert after the last failure.
 LOAD_FAILURE_WINDOW = "15m"
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
+#: The page of the repository that holds the alerts' runbooks (one heading per alert).
+RUNBOOK_PAGE = "docs/operating.md"
 
 
 @dataclass(frozen=True)
@@ -60,23 +62,24 @@ class MonitoringProps:
     part_of: str
     model_store_claim: str
     objectives: Monitoring
-    readme_url: str
+    runbooks_url: str
 
 
-def readme_url(repo_url: str, revision: str) -> str:
-    """The browsable README of the repository Argo CD reads (``<repo>/blob/<revision>/README.md``,
-    the form GitHub, GitLab and Gitea serve), from its clone URL (https, ssh:// or scp-like)."""
+def runbooks_url(repo_url: str, revision: str) -> str:
+    """The browsable runbook page of the repository Argo CD reads
+    (``<repo>/blob/<revision>/docs/operating.md``, the form GitHub, GitLab and Gitea serve), from
+    its clone URL (https, ssh:// or scp-like)."""
     if "://" not in repo_url:  # scp-like: git@host:org/repo.git
         user_host, _, path = repo_url.partition(":")
         repo_url = f"ssh://{user_host}/{path}"
     parts = urlsplit(repo_url)
     # An ssh URL's port is not the web server's; an https one's is. Credentials never go in a link.
     host = parts.netloc.rsplit("@", 1)[-1] if parts.scheme == "https" else parts.hostname
-    return f"https://{host}/{parts.path.strip('/').removesuffix('.git')}/blob/{revision}/README.md"
+    return f"https://{host}/{parts.path.strip('/').removesuffix('.git')}/blob/{revision}/{RUNBOOK_PAGE}"
 
 
 def runbook_anchor(alert: str) -> str:
-    """The README heading (GitHub anchor) that explains an alert; the 1h/6h pairs share one."""
+    """The runbook heading (GitHub anchor) that explains an alert; the 1h/6h pairs share one."""
     return re.sub(r"(1h|6h)$", "", alert).lower()
 
 
@@ -121,12 +124,12 @@ def recording_rules(model: str, objectives: Monitoring) -> list[dict]:
     return rules
 
 
-def _annotations(alert: str, readme: str, summary: str, description: str) -> dict:
-    return {"summary": summary, "description": description, "runbook_url": f"{readme}#{runbook_anchor(alert)}"}
+def _annotations(alert: str, runbooks: str, summary: str, description: str) -> dict:
+    return {"summary": summary, "description": description, "runbook_url": f"{runbooks}#{runbook_anchor(alert)}"}
 
 
-def alert_rules(model: str, objectives: Monitoring, readme: str) -> list[dict]:
-    """The alerts; each links the README section that says what to do (``runbook_url``)."""
+def alert_rules(model: str, objectives: Monitoring, runbooks: str) -> list[dict]:
+    """The alerts; each links the runbook section that says what to do (``runbook_url``)."""
     error_budget = round(1 - objectives.availability, 6)
     latency_budget = round(1 - objectives.latency_percentile, 6)
     alerts = []
@@ -142,7 +145,7 @@ def alert_rules(model: str, objectives: Monitoring, readme: str) -> list[dict]:
                 "labels": {"severity": severity},
                 "annotations": _annotations(
                     name,
-                    readme,
+                    runbooks,
                     f"{model}: 5xx ratio burns the {objectives.availability:.4g} availability budget "
                     f"{factor:g}x too fast over {long}",
                     "{{ $labels.namespace }}: {{ $value | humanizePercentage }} of predict requests "
@@ -161,7 +164,7 @@ def alert_rules(model: str, objectives: Monitoring, readme: str) -> list[dict]:
                 "labels": {"severity": severity},
                 "annotations": _annotations(
                     name,
-                    readme,
+                    runbooks,
                     f"{model}: more than {latency_budget:.2%} x {factor:g} of predict requests are slower "
                     f"than {objectives.latency_seconds:g}s (p{objectives.latency_percentile * 100:g} objective)",
                     "{{ $labels.namespace }}: {{ $value | humanizePercentage }} of predict requests "
@@ -177,7 +180,7 @@ def alert_rules(model: str, objectives: Monitoring, readme: str) -> list[dict]:
             "labels": {"severity": "critical"},
             "annotations": _annotations(
                 "InferenceNoModelLoaded",
-                readme,
+                runbooks,
                 f"{model}: no server pod serves a model",
                 "{{ $labels.namespace }}: no pod has a model loaded: they report not ready, do not answer "
                 "their scrape (crash loop) or do not run at all.",
@@ -189,7 +192,7 @@ def alert_rules(model: str, objectives: Monitoring, readme: str) -> list[dict]:
             "labels": {"severity": "warning"},
             "annotations": _annotations(
                 "InferenceModelLoadFailures",
-                readme,
+                runbooks,
                 f"{model}: version {{{{ $labels.version }}}} failed to load",
                 "{{ $labels.namespace }}: version {{ $labels.version }} failed to load in the last "
                 f"{LOAD_FAILURE_WINDOW}; pods that served a version keep serving it, the new one is broken "
@@ -203,7 +206,7 @@ def alert_rules(model: str, objectives: Monitoring, readme: str) -> list[dict]:
             "labels": {"severity": "warning"},
             "annotations": _annotations(
                 "InferenceCanaryWorseThanStable",
-                readme,
+                runbooks,
                 f"{model}: the canary fails more often than stable",
                 "{{ $labels.namespace }}: canary 5xx ratio is {{ $value | humanizePercentage }}, "
                 "more than twice stable's plus the error budget.",
@@ -436,7 +439,7 @@ class ServerMonitoring(Construct):
                             "interval": "30s",
                             "rules": recording_rules(model, props.objectives),
                         },
-                        {"name": f"{model}.alerts", "rules": alert_rules(model, props.objectives, props.readme_url)},
+                        {"name": f"{model}.alerts", "rules": alert_rules(model, props.objectives, props.runbooks_url)},
                     ]
                 },
             )

@@ -2,7 +2,7 @@
 
 Files are edited with ruamel.yaml in round-trip mode: comments, key order, quoting and the
 2-space / indented-sequence layout of the overlays survive an edit, and an unchanged file
-dumps byte-identical. What lives where (see README "How a release is pinned"):
+dumps byte-identical. What lives where (see docs/releases.md, "How a release is pinned"):
 
 - ``kustomization.yaml`` ``images:``: the server image (rolling: entry named by the real
   repository; blue-green/canary: one entry per variant named ``<repo basename>-<variant>`` with
@@ -236,7 +236,9 @@ class Overlay:
         if name not in self._files:
             path = self.dir / name
             if not path.is_file():
-                raise Refused(f"{self.env.overlay}/{name} does not exist (see README 'How a release is pinned')")
+                raise Refused(
+                    f"{self.env.overlay}/{name} does not exist (see docs/releases.md, 'How a release is pinned')"
+                )
             self._files[name] = YamlFile(path, f"{self.env.overlay}/{name}")
         return self._files[name]
 

@@ -38,7 +38,7 @@ CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager")
 HOW_TO_GET = (
     f"set {ASSETS_ENV_VAR} to a directory holding {' and '.join(CONTROL_PLANE)} v{KUBERNETES_VERSION}.x: "
     f"`setup-envtest use {KUBERNETES_VERSION}.x -p path` prints one (kube-apiserver, etcd, kubectl); "
-    "add the release's kube-controller-manager beside them (README.md, End-to-end)"
+    "add the release's kube-controller-manager beside them (docs/argocd.md, End-to-end)"
 )
 
 

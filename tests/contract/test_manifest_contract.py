@@ -52,7 +52,7 @@ OVERLAYS = sorted(
 IMAGE_WORKDIR = "/app"
 VENV_BIN = Path(sys.executable).parent
 DIGIT = [[[0.0] for _ in range(28)] for _ in range(28)]
-#: Series the rules read that the cluster provides, not the server (README "Operating"): the
+#: Series the rules read that the cluster provides, not the server (docs/operating.md): the
 #: scrape's own ``up`` and kube-state-metrics' Deployment replicas.
 CLUSTER_SERIES = {"up", "kube_deployment_status_replicas_available", "kube_deployment_spec_replicas"}
 

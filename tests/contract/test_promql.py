@@ -10,6 +10,7 @@ import pytest
 import yaml
 from promql_names import metric_names, monitoring_expressions
 
+from generator.constructs.monitoring import RUNBOOK_PAGE
 from generator.tools import REPO_ROOT, render_overlay
 
 
@@ -66,10 +67,10 @@ def test_alerts_cover_the_failure_modes(prod):
     } <= set(alerts)
     for name, alert in alerts.items():
         assert alert["labels"]["severity"] in ("critical", "warning"), name
-        assert alert["annotations"]["runbook_url"].split("#")[0].endswith("/README.md"), name
+        assert alert["annotations"]["runbook_url"].split("#")[0].endswith(f"/{RUNBOOK_PAGE}"), name
     # Multi-window burn rate: each budget alert needs both its long and short window to burn.
     assert "rate1h" in alerts["InferenceErrorBudgetBurn1h"]["expr"]
     assert "rate5m" in alerts["InferenceErrorBudgetBurn1h"]["expr"]
-    readme = (REPO_ROOT / "README.md").read_text()
+    runbooks = (REPO_ROOT / RUNBOOK_PAGE).read_text()
     for name in alerts:
-        assert re.sub(r"(1h|6h)$", "", name) in readme, f"README 'Operating' does not explain {name}"
+        assert re.sub(r"(1h|6h)$", "", name) in runbooks, f"{RUNBOOK_PAGE} does not explain {name}"

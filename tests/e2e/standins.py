@@ -11,7 +11,7 @@ and a volume provisioner, played through the API exactly where a real one would 
   Ready (distributed workers still joining each other) until it is removed from the set;
 - a pod bound to a node with a PersistentVolumeClaim still Pending gets a PersistentVolume
   provisioned for that claim, as a ``WaitForFirstConsumer`` storage class offering
-  ``ReadWriteMany`` would (the README's cluster prerequisite); the PV controller binds it.
+  ``ReadWriteMany`` would (docs/argocd.md's cluster prerequisite); the PV controller binds it.
 
 Nothing here creates, admits or deletes pods: the controller manager and the API server do that.
 """

@@ -24,8 +24,8 @@ HERE = Path(__file__).resolve().parent
 RULE_TESTS = sorted((HERE / "rules").glob("*.test.yaml"))
 #: The rule file every promtool test file names in ``rule_files``.
 RULE_FILE = "mnist.rules.yaml"
-#: Stands for the README's URL in the test files' expected ``runbook_url`` annotations.
-README_PLACEHOLDER = "@README@"
+#: Stands for the runbook page's URL in the test files' expected ``runbook_url`` annotations.
+RUNBOOKS_PLACEHOLDER = "@RUNBOOKS@"
 OVERLAYS = sorted(
     p.parent.name
     for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
@@ -70,10 +70,10 @@ def dashboards(objects: list[dict]) -> dict[str, dict]:
     }
 
 
-def readme_url(groups: list[dict]) -> str:
-    """The README every alert's runbook_url points into (they must agree)."""
+def runbooks_url(groups: list[dict]) -> str:
+    """The runbook page every alert's runbook_url points into (they must agree)."""
     urls = {rule["annotations"]["runbook_url"].split("#", 1)[0] for rule in rules_of(groups) if "alert" in rule}
-    assert len(urls) == 1, f"alerts link different READMEs: {urls}"
+    assert len(urls) == 1, f"alerts link different runbook pages: {urls}"
     return urls.pop()
 
 
@@ -89,11 +89,11 @@ def run_promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def stage_rule_tests(groups: list[dict], workdir: Path, tests: list[Path] = RULE_TESTS) -> list[str]:
-    """Write the rules and copies of the promtool test files (README URL filled in) into workdir."""
+    """Write the rules and copies of the promtool test files (runbook URL filled in) into workdir."""
     write_rule_file(groups, workdir / RULE_FILE)
-    readme = readme_url(groups)
+    runbooks = runbooks_url(groups)
     for test in tests:
-        (workdir / test.name).write_text(test.read_text().replace(README_PLACEHOLDER, readme))
+        (workdir / test.name).write_text(test.read_text().replace(RUNBOOKS_PLACEHOLDER, runbooks))
     return [test.name for test in tests]
 
 

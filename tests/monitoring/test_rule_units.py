@@ -15,9 +15,9 @@ import pytest
 import yaml
 from monitoring_support import (
     OVERLAYS,
-    README_PLACEHOLDER,
     RULE_FILE,
     RULE_TESTS,
+    RUNBOOKS_PLACEHOLDER,
     rendered,
     rule_groups,
     rules_of,
@@ -25,7 +25,7 @@ from monitoring_support import (
     stage_rule_tests,
 )
 
-from generator.constructs.monitoring import readme_url
+from generator.constructs.monitoring import RUNBOOK_PAGE, runbooks_url
 from generator.tools import REPO_ROOT
 
 
@@ -85,7 +85,7 @@ def test_every_alert_has_a_firing_and_a_quiet_case():
             assert {"severity", "namespace", "model"} <= set(expected["exp_labels"]), name
             assert expected["exp_labels"]["severity"] == rule["labels"]["severity"], name
             assert set(expected["exp_annotations"]) == {"summary", "description", "runbook_url"}, name
-            assert expected["exp_annotations"]["runbook_url"].startswith(README_PLACEHOLDER + "#"), name
+            assert expected["exp_annotations"]["runbook_url"].startswith(RUNBOOKS_PLACEHOLDER + "#"), name
 
 
 def test_every_recording_rule_has_an_expected_value_and_a_zero_case():
@@ -100,35 +100,38 @@ def test_every_recording_rule_has_an_expected_value_and_a_zero_case():
         assert seen - {0.0}, f"no case shows {name} recording a non-zero value"
 
 
-def test_every_runbook_url_links_a_readme_heading():
+def test_every_runbook_url_links_a_heading_of_the_runbook_page():
     groups = rule_groups(rendered("prod"))
-    readme = re.sub(r"^```.*?^```", "", (REPO_ROOT / "README.md").read_text(), flags=re.M | re.S)
+    page = re.sub(r"^```.*?^```", "", (REPO_ROOT / RUNBOOK_PAGE).read_text(), flags=re.M | re.S)
     # GitHub's heading anchors: lowercase, punctuation dropped, spaces to hyphens
     anchors = {
         re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-        for heading in re.findall(r"^#+ (.+)$", readme, re.M)
+        for heading in re.findall(r"^#+ (.+)$", page, re.M)
     }
     for rule in rules_of(groups):
         if "alert" in rule:
             url, _, anchor = rule["annotations"]["runbook_url"].partition("#")
-            assert url.startswith("https://") and url.endswith("/README.md"), url
-            assert anchor in anchors, f"{rule['alert']}: README.md has no heading for #{anchor}"
+            assert url.startswith("https://") and url.endswith(f"/{RUNBOOK_PAGE}"), url
+            assert anchor in anchors, f"{rule['alert']}: {RUNBOOK_PAGE} has no heading for #{anchor}"
 
 
 @pytest.mark.parametrize(
     "repo_url, expected",
     [
-        ("https://git.example.com/ml/ml-gitops.git", "https://git.example.com/ml/ml-gitops/blob/main/README.md"),
-        ("git@github.com:org/repo.git", "https://github.com/org/repo/blob/main/README.md"),
+        (
+            "https://git.example.com/ml/ml-gitops.git",
+            "https://git.example.com/ml/ml-gitops/blob/main/docs/operating.md",
+        ),
+        ("git@github.com:org/repo.git", "https://github.com/org/repo/blob/main/docs/operating.md"),
         (
             "ssh://git@gitlab.example.com:2222/group/repo.git",
-            "https://gitlab.example.com/group/repo/blob/main/README.md",
+            "https://gitlab.example.com/group/repo/blob/main/docs/operating.md",
         ),
-        ("https://token@git.example.com:8443/a/b/", "https://git.example.com:8443/a/b/blob/main/README.md"),
+        ("https://token@git.example.com:8443/a/b/", "https://git.example.com:8443/a/b/blob/main/docs/operating.md"),
     ],
 )
 def test_runbook_links_follow_the_repository_argo_cd_reads(repo_url, expected):
-    assert readme_url(repo_url, "main") == expected
+    assert runbooks_url(repo_url, "main") == expected
 
 
 # The defects the issue names, as the rules were before: each must make its test file fail.

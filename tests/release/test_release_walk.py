@@ -1,5 +1,5 @@
-"""A full release walked with the release commands alone, one reviewed commit per step (README,
-"The release, end to end"): a real training of model version 2, `make register` (its card is a
+"""A full release walked with the release commands alone, one reviewed commit per step (docs/releases.md,
+"Release commands"): a real training of model version 2, `make register` (its card is a
 commit), `make pin-model ENV=dev`, promote to staging, prod-canary (10, 50, 100) and
 prod-blue-green (switch), and a rollback that is `git revert`. After every step every overlay
 renders and passes `make validate` (model pins included), and `make status` shows it."""

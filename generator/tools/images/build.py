@@ -146,7 +146,7 @@ def push_image(engine: Engine, reference: str) -> str:
 
 
 def report(built: list[BuiltImage]) -> None:
-    """One line per image: reference, size and build time (the README keeps the sizes)."""
+    """One line per image: reference, size and build time (docs/images.md keeps the sizes)."""
     for image in built:
         print(
             f"images: {image.spec.name:8} {image.reference}  {image.size_bytes / 1e6:.0f} MB  "
