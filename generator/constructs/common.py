@@ -7,6 +7,7 @@ from typing import Any
 
 from cdk8s_plus_33 import k8s
 
+from generator.config import ClusterDNS, ModelArtifacts
 from generator.constructs.chart import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 
 MANAGED_BY = "cdk8s"
@@ -14,6 +15,25 @@ MODEL_MOUNT = "/models"
 TRAINER_UID = 10001
 # Argo CD must never delete or prune the model store: it holds every trained version.
 ARGOCD_KEEP = {"argocd.argoproj.io/sync-options": "Delete=false,Prune=false"}
+
+
+def dns_egress(dns: ClusterDNS) -> dict[str, Any]:
+    """The NetworkPolicy egress rule to the cluster DNS (UDP and TCP 53), as the API spells it."""
+    return {
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": dns.namespace}},
+                "podSelector": {"matchLabels": dict(dns.pod_labels)},
+            }
+        ],
+    }
+
+
+def registry_egress(dns: ClusterDNS, artifacts: ModelArtifacts) -> list[dict[str, Any]]:
+    """What a pod that pulls or pushes model images must reach: the cluster DNS, and the registry's
+    port on any address (a NetworkPolicy cannot name a host, and a registry's addresses move)."""
+    return [dns_egress(dns), {"ports": [{"port": artifacts.registry_port, "protocol": "TCP"}]}]
 
 
 def labels(*, name: str, instance: str, component: str, part_of: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from constructs import Construct
 
 from generator.config import ClusterDNS, Image, Model, ModelArtifacts, Serving
 from generator.constructs.chart import CHART_DIR
-from generator.constructs.common import MANAGED_BY, MODEL_MOUNT
+from generator.constructs.common import MANAGED_BY, MODEL_MOUNT, registry_egress
 from generator.conventions import UNPINNED_DIGEST, model_image_name, release_config_map_name
 from generator.tools import helm_path
 
@@ -137,22 +137,7 @@ def artifact_values(props: InferenceServiceProps, variant: str) -> dict[str, Any
             values["imagePullSecrets"] = [{"name": artifacts.pull_secret}]
         return values
     values["model"]["artifact"]["pullSecret"] = artifacts.pull_secret
-    dns = props.cluster_dns
-    values["networkPolicy"] = {
-        "egressTo": [
-            {
-                "to": [
-                    {
-                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": dns.namespace}},
-                        "podSelector": {"matchLabels": dict(dns.pod_labels)},
-                    }
-                ],
-                "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
-            },
-            # The registry's address is not known here (and may move): its port only.
-            {"ports": [{"port": artifacts.registry_port, "protocol": "TCP"}]},
-        ]
-    }
+    values["networkPolicy"] = {"egressTo": registry_egress(props.cluster_dns, artifacts)}
     return values
 
 

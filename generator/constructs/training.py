@@ -38,7 +38,9 @@ from generator.constructs.common import (
     ARGOCD_KEEP,
     MODEL_MOUNT,
     TRAINER_UID,
+    dns_egress,
     labels,
+    registry_egress,
     restricted_container,
     restricted_pod,
     snake_case,
@@ -123,6 +125,26 @@ class TrainingJobProps:
     artifacts: ModelArtifacts | None = None
 
 
+def _egress_rule(rule: dict) -> k8s.NetworkPolicyEgressRule:
+    """An egress rule as :mod:`generator.constructs.common` spells it (ports, and peers selecting
+    namespaces and pods), as the typed object cdk8s writes."""
+    return k8s.NetworkPolicyEgressRule(
+        ports=[
+            k8s.NetworkPolicyPort(protocol=port["protocol"], port=k8s.IntOrString.from_number(port["port"]))
+            for port in rule.get("ports", [])
+        ]
+        or None,
+        to=[
+            k8s.NetworkPolicyPeer(
+                namespace_selector=k8s.LabelSelector(match_labels=peer["namespaceSelector"]["matchLabels"]),
+                pod_selector=k8s.LabelSelector(match_labels=peer["podSelector"]["matchLabels"]),
+            )
+            for peer in rule.get("to", [])
+        ]
+        or None,
+    )
+
+
 class TrainingJob(Construct):
     """The training Jobs of ``model`` (one per released variant), their ServiceAccount and
     NetworkPolicy, and the optional CronJob: everything an environment that trains adds."""
@@ -170,6 +192,7 @@ class TrainingJob(Construct):
         )
         # Training reads and writes only its volume, and pushes its model image: nothing comes in,
         # and nothing goes out but DNS and the registry's port.
+        egress = registry_egress(training.cluster_dns, props.artifacts) if props.artifacts is not None else []
         k8s.KubeNetworkPolicy(
             self,
             "network-policy",
@@ -177,7 +200,7 @@ class TrainingJob(Construct):
             spec=k8s.NetworkPolicySpec(
                 pod_selector=k8s.LabelSelector(match_labels=self.selector),
                 policy_types=["Ingress", "Egress"],
-                egress=self._registry_egress(props.artifacts),
+                egress=[_egress_rule(rule) for rule in egress] or None,
             ),
         )
         if training.schedule:
@@ -200,31 +223,6 @@ class TrainingJob(Construct):
                     ),
                 ),
             )
-
-    def _registry_egress(self, artifacts: ModelArtifacts | None) -> list[k8s.NetworkPolicyEgressRule] | None:
-        """What the push needs: the cluster DNS, and the registry's port (its address may move)."""
-        if artifacts is None:
-            return None
-        dns = self._training.cluster_dns
-        return [
-            k8s.NetworkPolicyEgressRule(
-                to=[
-                    k8s.NetworkPolicyPeer(
-                        namespace_selector=k8s.LabelSelector(
-                            match_labels={"kubernetes.io/metadata.name": dns.namespace}
-                        ),
-                        pod_selector=k8s.LabelSelector(match_labels=dict(dns.pod_labels)),
-                    )
-                ],
-                ports=[
-                    k8s.NetworkPolicyPort(protocol=protocol, port=k8s.IntOrString.from_number(53))
-                    for protocol in ("UDP", "TCP")
-                ],
-            ),
-            k8s.NetworkPolicyEgressRule(
-                ports=[k8s.NetworkPolicyPort(protocol="TCP", port=k8s.IntOrString.from_number(artifacts.registry_port))]
-            ),
-        ]
 
     def _worker_network(self, group: str, id: str) -> None:
         """The headless Service that gives a distributed Job's pods their DNS names, and the
@@ -249,10 +247,6 @@ class TrainingJob(Construct):
         )
         peers = [k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(match_labels=members))]
         worker_port = [k8s.NetworkPolicyPort(protocol="TCP", port=k8s.IntOrString.from_number(WORKER_PORT))]
-        dns = k8s.NetworkPolicyPeer(
-            namespace_selector=k8s.LabelSelector(match_labels={"kubernetes.io/metadata.name": cluster_dns.namespace}),
-            pod_selector=k8s.LabelSelector(match_labels=dict(cluster_dns.pod_labels)),
-        )
         k8s.KubeNetworkPolicy(
             self,
             f"{id}-workers-network-policy",
@@ -263,13 +257,7 @@ class TrainingJob(Construct):
                 ingress=[k8s.NetworkPolicyIngressRule(from_=peers, ports=worker_port)],
                 egress=[
                     k8s.NetworkPolicyEgressRule(to=peers, ports=worker_port),
-                    k8s.NetworkPolicyEgressRule(
-                        to=[dns],
-                        ports=[
-                            k8s.NetworkPolicyPort(protocol=protocol, port=k8s.IntOrString.from_number(53))
-                            for protocol in ("UDP", "TCP")
-                        ],
-                    ),
+                    _egress_rule(dns_egress(cluster_dns)),
                 ],
             ),
         )
