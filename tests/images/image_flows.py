@@ -209,6 +209,21 @@ def ready_server(
         pod.remove()
 
 
+def refused_for_its_digest(server, what: str, timeout: float = 60) -> str:
+    """Wait until a started server says why it is not ready, "digest mismatch" (its version loads
+    in the background, after the startup probe), failing as soon as it is ready: ``what`` says what
+    that would mean. Returns the reason."""
+    base = f"http://127.0.0.1:{server.host_port('http')}"
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = requests.get(f"{base}/v2/health/ready", timeout=10)
+        assert ready.status_code == 503, server.failure(what)
+        reason = str(ready.json().get("reason", ""))
+        if "digest mismatch" in reason or time.monotonic() > deadline:
+            return reason
+        time.sleep(0.5)
+
+
 def trained_digest(store: Path, workload: PodWorkload) -> str:
     """The digest of the version the workload pins, as published in ``store`` ("" when absent)."""
     env = resolve_env(workload)

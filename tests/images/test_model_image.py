@@ -8,13 +8,12 @@ gets."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import requests
 import yaml
-from image_flows import image_user, ready_server
+from image_flows import image_user, ready_server, refused_for_its_digest
 from image_manifests import local_image, training_overlays
 from oci_registry_server import running_registry
 from pod_spec import PodWorkload, workloads
@@ -122,12 +121,5 @@ def test_the_server_serves_the_version_from_its_image(engine, built_images, stor
             assert [(s["version"], s["state"]) for s in status] == [(VERSION, "AVAILABLE")]
 
         with serve("bad", references["bad"], probes=("startup", "liveness")) as server:
-            base = f"http://127.0.0.1:{server.host_port('http')}"
-            deadline = time.monotonic() + 60  # the load runs in the background, after the startup probe
-            while True:
-                ready = requests.get(f"{base}/v2/health/ready", timeout=10)
-                assert ready.status_code == 503, server.failure("an image with other files was served")
-                if "digest mismatch" in ready.json().get("reason", "") or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
-            assert "digest mismatch" in ready.json()["reason"] and digest in ready.json()["reason"], ready.text
+            reason = refused_for_its_digest(server, "an image with other files was served")
+            assert "digest mismatch" in reason and digest in reason, reason

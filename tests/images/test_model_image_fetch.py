@@ -16,13 +16,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
-from image_flows import MODEL_IMAGE_ENV, image_user, model_image_pin, ready_server, trained_digest
+from image_flows import (
+    MODEL_IMAGE_ENV,
+    image_user,
+    model_image_pin,
+    ready_server,
+    refused_for_its_digest,
+    trained_digest,
+)
 from image_manifests import local_image, overlay_workloads
 from pod_run import InitContainerFailed
 from pod_spec import TEST_LABEL, resolve_env
@@ -175,16 +181,8 @@ def test_an_image_of_other_files_leaves_the_server_not_ready(
     ) as server:
         [fetch] = server.pod.init_runs
         assert fetch.state().get("ExitCode") == 0, fetch.logs()  # the image is intact: only the pin tells
-        base = f"http://127.0.0.1:{server.host_port('http')}"
-        deadline = time.monotonic() + 60  # the load runs in the background, after the startup probe
-        while True:
-            ready = requests.get(f"{base}/v2/health/ready", timeout=10)
-            assert ready.status_code == 503, server.failure("an image of other files was served")
-            if "digest mismatch" in ready.json().get("reason", "") or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        reason = ready.json()["reason"]
-        assert "digest mismatch" in reason and pinned in reason, ready.text
+        reason = refused_for_its_digest(server, "an image of other files was served")
+        assert "digest mismatch" in reason and pinned in reason, reason
         assert not server.probe(_workload().container["readinessProbe"]).ok, "ready although the files differ"
         assert server.probe(_workload().container["livenessProbe"]).ok, "the refusal must not kill the server"
         serving.still_answers(digits, "a rollout to an image of other files")
