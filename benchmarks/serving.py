@@ -187,26 +187,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def children_rss_mb(pid: int) -> list[float]:
-    """RSS (MB) of the direct children of ``pid`` (gunicorn workers)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            if ppid != pid:
-                continue
-            with open(f"/proc/{entry}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        out.append(int(line.split()[1]) / 1024)
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
 class Gunicorn:
     """A gunicorn process on 127.0.0.1, stopped with SIGTERM."""
 

@@ -28,6 +28,7 @@ from generator.inputs import (
     shown,
     strict_validator,
 )
+from generator.strategy import Strategy, strategy_named
 
 SCHEMA_PATH = Path(__file__).with_name("platform.schema.json")
 #: Fields of platform.yaml where a newline is text, not a mistake.
@@ -183,7 +184,7 @@ class Environment:
     name: str
     namespace: str
     overlay: str
-    strategy: str
+    strategy: Strategy
     require_digest: bool
     automated: bool
     prune: bool
@@ -417,7 +418,7 @@ def _to_settings(data: dict) -> Platform:
                 e["name"],
                 e["namespace"],
                 e["overlay"],
-                e["strategy"],
+                strategy_named(e["strategy"]),
                 e.get("requireDigest", False),
                 e["sync"]["automated"],
                 e["sync"].get("prune", False),

@@ -5,6 +5,7 @@ Kept free of cdk8s (which starts Node.js through jsii) so the release commands s
 
 from __future__ import annotations
 
+from generator.strategy import ALL_VARIANTS
 from services.model_image import UNPINNED_DIGEST  # noqa: F401 (re-exported: the placeholder digest, defined once)
 
 #: The Kubernetes minor version the manifests target: schemas, kubectl, Pod Security level.
@@ -16,25 +17,6 @@ DIGEST_KEY = "MODEL_DIGEST"
 REGISTRY_DIR = "registry"
 #: The model version a release ConfigMap carries until an overlay pins its own.
 DEFAULT_MODEL_VERSION = "1"
-#: Progressive-delivery strategies: their two variants and the pod label that tells them apart.
-VARIANTS = {"blue-green": ("blue", "green"), "canary": ("stable", "canary")}
-VARIANT_LABEL = {"blue-green": "slot", "canary": "track"}
-#: Every strategy an environment may use; each has a generated server component of that name.
-STRATEGIES = ("rolling", *VARIANTS)
-
-
-def released_variants(strategy: str) -> tuple[str, ...]:
-    """The variants that each pin a model version under ``strategy``: ``("",)`` for the rolling
-    server's single release, else the two slots or tracks."""
-    return VARIANTS.get(strategy, ("",))
-
-
-def training_component(strategy: str) -> str:
-    """The generated component an environment of ``strategy`` adds when it trains
-    (``overlays/components/training-<strategy>``): one training Job per released variant."""
-    return f"training-{strategy}"
-
-
 #: The hand-edited object that holds a canary overlay's traffic weights (``traffic.yaml``): kustomize
 #: reads it (``config.kubernetes.io/local-config``, so it is never deployed) and the canary
 #: component's replacements copy its numbers into the generated HTTPRoute.
@@ -61,7 +43,7 @@ def release_config_map_name(model: str, variant: str = "") -> str:
 def release_config_map_model(name: str) -> tuple[str, str] | None:
     """``(model, variant)`` of a release ConfigMap name (the inverse of ``release_config_map_name``),
     or None when ``name`` is not one."""
-    for variant in ("", *(v for pair in VARIANTS.values() for v in pair)):
+    for variant in ("", *ALL_VARIANTS):
         suffix = "-release" + (f"-{variant}" if variant else "")
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)], variant

@@ -19,12 +19,14 @@ from typing import Any
 from referencing import Registry, Resource
 
 from generator.inputs import InputError, Problem, document_problems, load_yaml_stream, read_text, strict_validator
+from generator.strategy import BLUE_GREEN, CANARY, RELEASE_FILES
 
 HERE = Path(__file__).resolve().parent
 SCHEMA_PATH = HERE / "release-files.schema.json"
 PLATFORM_SCHEMA_PATH = HERE / "platform.schema.json"
-#: The files a release lives in; each may hold several documents except kustomization.yaml.
-FILES = ("kustomization.yaml", "release.yaml", "active-slot.yaml", "traffic.yaml")
+#: The files a release lives in (each strategy owns some); each may hold several documents
+#: except kustomization.yaml.
+FILES = RELEASE_FILES
 #: Fields of a kustomization where a newline is text: inline patches.
 KUSTOMIZATION_TEXT = frozenset({"patches[*].patch"})
 
@@ -52,22 +54,23 @@ def definition_problem(name: str, value: object) -> str | None:
 
 def _semantic(name: str, docs: list[Any]) -> list[Problem]:
     problems: list[Problem] = []
-    if name == "traffic.yaml":
+    if name == CANARY.traffic_file:
         for index, doc in enumerate(docs):
             spec = doc.get("spec") if isinstance(doc, dict) else None
-            weights = [spec.get(k) for k in ("stable", "canary")] if isinstance(spec, dict) else []
+            weights = [spec.get(k) for k in CANARY.variants] if isinstance(spec, dict) else []
             numbers = [w for w in weights if isinstance(w, int)]
             if len(numbers) == 2 and sum(numbers) != 100:
-                problems.append((f"[{index}].spec", f"stable + canary must be 100, not {sum(numbers)}"))
-    if name in ("release.yaml", "active-slot.yaml", "traffic.yaml"):
+                problems.append((f"[{index}].spec", f"{' + '.join(CANARY.variants)} must be 100, not {sum(numbers)}"))
+    if name != "kustomization.yaml":
         names = [((d.get("metadata") or {}).get("name") if isinstance(d, dict) else None) for d in docs]
         for index, item in enumerate(names):
             if item is not None and names.index(item) != index:
                 problems.append((f"[{index}].metadata.name", f"{item!r} is written twice in this file"))
-    if name == "active-slot.yaml":
-        slots = [((d.get("spec") or {}).get("selector") or {}).get("slot") for d in docs if isinstance(d, dict)]
+    if name == BLUE_GREEN.traffic_file:
+        label = BLUE_GREEN.variant_label
+        slots = [((d.get("spec") or {}).get("selector") or {}).get(label) for d in docs if isinstance(d, dict)]
         if len(slots) == 2 and slots[0] == slots[1]:
-            problems.append(("[1].spec.selector.slot", f"both Services select slot {slots[0]!r}"))
+            problems.append((f"[1].spec.selector.{label}", f"both Services select {label} {slots[0]!r}"))
     return problems
 
 

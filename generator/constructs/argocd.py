@@ -115,7 +115,7 @@ class ArgoCDApps(Construct):
                 "PrunePropagationPolicy=foreground",
                 "PruneLast=true",
             ]
-            + (["RespectIgnoreDifferences=true"] if env.strategy == "rolling" else []),
+            + (["RespectIgnoreDifferences=true"] if env.strategy.autoscaled else []),
             # The namespace Argo CD creates enforces Pod Security "restricted".
             "managedNamespaceMetadata": {
                 "labels": {
@@ -145,7 +145,7 @@ class ArgoCDApps(Construct):
                 "destination": {"server": IN_CLUSTER, "namespace": env.namespace},
                 "syncPolicy": sync_policy,
                 **self._ignore_differences(env),
-                "info": [{"name": "strategy", "value": env.strategy}],
+                "info": [{"name": "strategy", "value": env.strategy.name}],
             },
             finalizers=[CASCADE_FINALIZER] if env.prune else None,
         )
@@ -154,6 +154,6 @@ class ArgoCDApps(Construct):
     def _ignore_differences(env: Environment) -> dict:
         """Rolling: the HorizontalPodAutoscaler owns replicas, so git must not fight it. Blue-green
         and canary variants run the replicas git pins (scaling a slot to zero is a commit)."""
-        if env.strategy != "rolling":
+        if not env.strategy.autoscaled:
             return {}
         return {"ignoreDifferences": [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}]}

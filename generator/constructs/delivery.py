@@ -36,13 +36,11 @@ from generator.conventions import (
     CANARY_WEIGHTS_KIND,
     DEFAULT_MODEL_VERSION,
     RELEASE_KEY,
-    VARIANT_LABEL,
-    VARIANTS,
     canary_weights_name,
     release_config_map_name,
-    released_variants,
     variant_image_name,
 )
+from generator.strategy import Strategy
 
 CANARY_HEADER = "x-model-track"
 #: Index of the HTTPRoute rule that splits traffic by weight.
@@ -67,7 +65,7 @@ def variant_image(image: Image, variant: str) -> Image:
 class DeliveryProps:
     """What one strategy's server component needs for one model."""
 
-    strategy: str
+    strategy: Strategy
     model: Model
     server_image: Image
     serving: Serving
@@ -104,16 +102,17 @@ class ServerComponent(Construct):
         super().__init__(scope, id)
         server = f"{props.model.name}-server"
         self.service_port = 0
-        if props.strategy not in VARIANTS:
+        strategy = props.strategy
+        if not strategy.progressive:
             InferenceService(
                 self,
                 "server",
                 props.chart_props(props.server_image, server_workload(props.model)),
             )
             return
-        first, second = VARIANTS[props.strategy]
-        label = VARIANT_LABEL[props.strategy]
-        for variant in (first, second):
+        first, _ = strategy.variants
+        label = strategy.variant_label
+        for variant in strategy.variants:
             InferenceService(
                 self,
                 variant,
@@ -130,9 +129,7 @@ class ServerComponent(Construct):
                 ),
             )
         # Per-variant Services: the preview (idle slot) for blue-green, one per track for canary.
-        routed = (second,) if props.strategy == "blue-green" else (first, second)
-        for variant in routed:
-            name = f"{server}-preview" if props.strategy == "blue-green" else f"{server}-{variant}"
+        for variant, name in strategy.variant_services(server).items():
             release = InferenceService(
                 self,
                 f"service-{variant}",
@@ -141,11 +138,13 @@ class ServerComponent(Construct):
             for obj in release.helm.api_objects:
                 obj.add_json_patch(cdk8s.JsonPatch.add(f"/spec/selector/{label}", variant))
                 self.service_port = obj.to_json()["spec"]["ports"][0]["port"]
-        if props.strategy == "canary":
+        if strategy.routes_by_weight:
             self._http_route(props, server)
 
     def _http_route(self, props: DeliveryProps, server: str) -> None:
         port = self.service_port
+        stable, candidate = props.strategy.variants
+        services = props.strategy.variant_services(server)
         route = cdk8s.ApiObject(
             self,
             "route",
@@ -167,15 +166,15 @@ class ServerComponent(Construct):
                     "rules": [
                         # A/B: a request that asks for the canary gets it, whatever the weights.
                         {
-                            "matches": [{"headers": [{"type": "Exact", "name": CANARY_HEADER, "value": "canary"}]}],
-                            "backendRefs": [{"name": f"{server}-canary", "port": port}],
+                            "matches": [{"headers": [{"type": "Exact", "name": CANARY_HEADER, "value": candidate}]}],
+                            "backendRefs": [{"name": services[candidate], "port": port}],
                         },
                         # Everyone else (rule WEIGHTED_RULE): split by the weights of the overlay's
                         # traffic.yaml, which the component's replacements copy in.
                         {
                             "backendRefs": [
-                                {"name": f"{server}-stable", "port": port, "weight": 100},
-                                {"name": f"{server}-canary", "port": port, "weight": 0},
+                                {"name": services[stable], "port": port, "weight": 100},
+                                {"name": services[candidate], "port": port, "weight": 0},
                             ]
                         },
                     ],
@@ -225,32 +224,31 @@ def release_generator(model: Model, variant: str, part_of: str) -> dict:
     }
 
 
-def component_kustomization(strategy: str, models: tuple[Model, ...], part_of: str, files: list[str]) -> dict:
+def component_kustomization(strategy: Strategy, models: tuple[Model, ...], part_of: str, files: list[str]) -> dict:
     """A server component's kustomization: its resources, its release ConfigMaps (one per
     variant), and, for blue-green, the patch that points the shared Service at the first slot."""
-    patches = []
-    if strategy == "blue-green":
-        first, _ = VARIANTS[strategy]
-        patches = [
-            {
-                "patch": f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {model.name}-server\n"
-                f"spec:\n  selector:\n    {VARIANT_LABEL[strategy]}: {first}\n"
-            }
-            for model in models
-        ]
+    selector = strategy.shared_service_selector()
+    patches = [
+        {
+            "patch": f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {model.name}-server\n"
+            "spec:\n  selector:\n" + "".join(f"    {key}: {value}\n" for key, value in selector.items())
+        }
+        for model in models
+        if selector
+    ]
     return {
         "apiVersion": "kustomize.config.k8s.io/v1alpha1",
         "kind": "Component",
         "resources": files,
         "configMapGenerator": [
-            release_generator(model, variant, part_of) for model in models for variant in released_variants(strategy)
+            release_generator(model, variant, part_of) for model in models for variant in strategy.released_variants
         ],
         **({"patches": patches} if patches else {}),
-        **({"replacements": canary_weight_replacements(models)} if strategy == "canary" else {}),
+        **({"replacements": canary_weight_replacements(strategy, models)} if strategy.routes_by_weight else {}),
     }
 
 
-def canary_weight_replacements(models: tuple[Model, ...]) -> list[dict]:
+def canary_weight_replacements(strategy: Strategy, models: tuple[Model, ...]) -> list[dict]:
     """Kustomize replacements that copy each track's weight from the overlay's CanaryWeights
     (``traffic.yaml``, weights only) into the HTTPRoute's weighted rule: the route itself is
     written once, here, and a generator change to it is never overwritten by an overlay."""
@@ -264,10 +262,10 @@ def canary_weight_replacements(models: tuple[Model, ...]) -> list[dict]:
             "targets": [
                 {
                     "select": {"kind": "HTTPRoute", "name": f"{model.name}-server"},
-                    "fieldPaths": [f"spec.rules.{WEIGHTED_RULE}.backendRefs.[name={model.name}-server-{track}].weight"],
+                    "fieldPaths": [f"spec.rules.{WEIGHTED_RULE}.backendRefs.[name={service}].weight"],
                 }
             ],
         }
         for model in models
-        for track in VARIANTS["canary"]
+        for track, service in strategy.variant_services(f"{model.name}-server").items()
     ]

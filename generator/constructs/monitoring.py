@@ -31,7 +31,7 @@ from generator.constructs.chart import CHART_NAME
 from generator.constructs.common import labels
 from generator.constructs.delivery import SERVICE_ONLY
 from generator.constructs.inference import InferenceService, InferenceServiceProps
-from generator.conventions import VARIANTS
+from generator.strategy import ALL_VARIANTS, CANARY, STRATEGIES
 
 #: Predict requests over REST and gRPC (the server's ``metrics.PREDICT_ENDPOINTS``; a contract test checks).
 PREDICT = 'handler=~"predict|predict_version|grpc_predict"'
@@ -90,7 +90,7 @@ def metrics_service_name(model: str) -> str:
 
 def server_deployments(model: str) -> str:
     """A regex of every server Deployment of a model: the base's and each slot's or track's."""
-    variants = sorted({v for pair in VARIANTS.values() for v in pair})
+    variants = sorted(set(ALL_VARIANTS))
     return f"{model}-server(-({'|'.join(variants)}))?"
 
 
@@ -252,7 +252,9 @@ def _canary_worse(model: str, error_budget: float) -> str:
     """The canary's 5xx ratio is more than twice stable's plus the budget; stable counts as 0
     when it has no series (no stable pod), so a failing canary is never compared with nothing."""
     ratio = VARIANT_ERROR_RATIO.format(VARIANT_WINDOW)
-    canary, stable = (f'{ratio}{{model="{model}",track="{track}"}}' for track in ("canary", "stable"))
+    canary, stable = (
+        f'{ratio}{{model="{model}",{CANARY.variant_label}="{track}"}}' for track in (CANARY.canary, CANARY.stable)
+    )
     return f"{canary}\n> on ({BY})\n2 * ({stable} or on ({BY}) 0 * {canary})\n+ {error_budget:g}"
 
 
@@ -418,7 +420,7 @@ class ServerMonitoring(Construct):
                     },
                     "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}],
                     # Series carry the pod's slot or track, so dashboards and the canary alert can split by it.
-                    "podTargetLabels": ["slot", "track"],
+                    "podTargetLabels": [s.variant_label for s in STRATEGIES.values() if s.variant_label],
                 },
             )
         )

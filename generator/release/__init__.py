@@ -1,16 +1,9 @@
 """The release commands, which edit the hand-edited overlays (never a cluster).
 
-Each command is ``python -m generator <command>`` (and a ``make`` target):
-
-=============  =================================================================
-``promote``    copy the pinned images and model version(s) from one overlay to the next
-``canary``     set the canary weight (100 promotes the canary to stable, 0 aborts)
-``switch``     flip the active and the preview slot of a blue-green overlay
-``set-image``  pin a new server or trainer image (tag or digest) in one overlay
-``diff``       render every overlay at a git revision and now; show field changes, flag risks
-``status``     one table of every environment, read from the rendered manifests
-``bootstrap``  train, push, register and pin a first version everywhere, as one commit
-=============  =================================================================
+Each command is ``python -m generator <command>`` and a ``make`` target; the list, with one line
+each, is ``python -m generator --help`` (``DELEGATED`` in ``generator/__main__.py``, the one table).
+Strategy-specific rules (which variant is live, where a promotion lands) are asked of
+``generator.strategy``; the card rules every command shares are in ``card_rules``.
 
 Exit codes (every command):
   0  done (``diff``: also when it found changes; it is a report)

@@ -22,15 +22,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from generator.conventions import card_path, released_variants
+from generator.conventions import card_path
 from generator.files import write_atomic
 from generator.registry import cards
 from generator.registry.next_version import next_version
 from generator.release import cli, git
+from generator.release.card_rules import check_gates, model_image_pin
 from generator.release.errors import EXIT_OK, Refused, ToolFailed
 from generator.release.model_store import package_version
-from generator.release.overlay import Overlay, Pin, load_platform, resolve_root
-from generator.release.pin_model import check_gates
+from generator.release.overlay import Overlay, load_platform, resolve_root
 from generator.tools import REPO_ROOT
 from services import model_image, registry_client
 
@@ -64,9 +64,8 @@ def pin_everywhere(root: Path, model: str, card: cards.Card) -> list[Overlay]:
     for env in platform.environments:
         overlay = Overlay(root, platform, env)
         check_gates(overlay, card)
-        assert card.artifact is not None, "bootstrap registers the card with its image"
-        image = Pin(card.artifact[0], "", card.artifact[1])
-        for variant in released_variants(env.strategy):
+        image = model_image_pin(overlay, card)
+        for variant in env.strategy.released_variants:
             overlay.set_model_version(model, str(card.version), variant)
             overlay.set_model_digest(model, card.digest, variant)
             overlay.set_model_image(model, image, variant)

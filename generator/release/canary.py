@@ -31,6 +31,7 @@ import argparse
 from generator.release import cli
 from generator.release.errors import Refused
 from generator.release.overlay import Overlay
+from generator.strategy import CANARY
 
 
 def split_replicas(total: int, weight: int) -> tuple[int, int]:
@@ -106,11 +107,7 @@ def step(overlay: Overlay, weight: int) -> cli.Edit:
 def canary(args: argparse.Namespace) -> int:
     weight = parse_weight(args.weight)
     overlay = cli.open_overlay(args, args.env)
-    if overlay.strategy != "canary":
-        raise Refused(
-            f"{overlay.env.name} is a {overlay.strategy} environment, not a canary one"
-            + (" (use `make switch`)" if overlay.strategy == "blue-green" else "")
-        )
+    overlay.strategy.require(CANARY, overlay.env.name)
     edit = step(overlay, weight)
     return cli.finish(
         "canary",

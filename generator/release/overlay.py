@@ -42,12 +42,10 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from generator.config import ConfigError, Environment, Image, Platform, load_config
-from generator.conventions import (  # noqa: F401 (VARIANT_LABEL, VARIANTS are re-exported)
+from generator.conventions import (
     CANARY_WEIGHTS_KIND,
     DIGEST_KEY,
     RELEASE_KEY,
-    VARIANT_LABEL,
-    VARIANTS,
     canary_weights_name,
     model_image_name,
     release_config_map_name,
@@ -57,6 +55,7 @@ from generator.files import write_atomic
 from generator.inputs import InputError, load_yaml_stream, read_text
 from generator.release.errors import Refused, ToolFailed
 from generator.release_files import definition_problem, overlay_problems
+from generator.strategy import BLUE_GREEN, CANARY, Strategy
 from generator.tools import REPO_ROOT, ToolError, render_overlay
 
 ROOT_ENV_VAR = "ML_GITOPS_ROOT"
@@ -219,14 +218,15 @@ class Overlay:
         return self.root / self.env.overlay
 
     @property
-    def strategy(self) -> str:
+    def strategy(self) -> Strategy:
         return self.env.strategy
 
     @property
-    def variants(self) -> tuple[str, str]:
-        if self.strategy not in VARIANTS:
+    def variants(self) -> tuple[str, ...]:
+        """The environment's slots or tracks (refused for a rolling one, which has none)."""
+        if not self.strategy.progressive:
             raise Refused(f"{self.env.name} is a {self.strategy} environment: it has no slots or tracks")
-        return VARIANTS[self.strategy]
+        return self.strategy.variants
 
     @property
     def models(self) -> list[str]:
@@ -377,6 +377,12 @@ class Overlay:
         entry["digest"] = pin.digest
         self._settle_comment(entry)
 
+    def live_release(self) -> tuple[Release, str]:
+        """What the environment serves in production (what ``make promote`` copies onwards and
+        ``make serve ENV=`` serves), and where in the overlay that is."""
+        variant, where = self.strategy.live(self)
+        return self.release(variant), where
+
     def release(self, variant: str = "") -> Release:
         return Release(
             self.server_pin(variant),
@@ -419,16 +425,16 @@ class Overlay:
     # blue-green --------------------------------------------------------------------------------
 
     def _slot_service(self, name: str) -> dict:
-        doc = self.file("active-slot.yaml").find("Service", name)
+        doc = self.file(BLUE_GREEN.traffic_file).find("Service", name)
         selector = (doc.get("spec") or {}).get("selector") if doc is not None else None
-        if doc is None or not isinstance(selector, dict) or "slot" not in selector:
-            raise Refused(f"{self.env.overlay}/active-slot.yaml has no Service {name} selecting a slot")
+        if doc is None or not isinstance(selector, dict) or BLUE_GREEN.variant_label not in selector:
+            raise Refused(f"{self.env.overlay}/{BLUE_GREEN.traffic_file} has no Service {name} selecting a slot")
         return selector
 
     def active_slot(self, model: str) -> str:
-        slot = str(self._slot_service(f"{model}-server")["slot"])
+        slot = str(self._slot_service(f"{model}-server")[BLUE_GREEN.variant_label])
         if slot not in self.variants:
-            raise Refused(f"{self.env.overlay}/active-slot.yaml: {model}-server selects unknown slot {slot!r}")
+            raise Refused(f"{self.env.overlay}/{BLUE_GREEN.traffic_file}: {model}-server selects unknown slot {slot!r}")
         return slot
 
     def idle_slot(self, model: str) -> str:
@@ -437,8 +443,11 @@ class Overlay:
 
     def set_active_slot(self, model: str, slot: str) -> None:
         first, second = self.variants
-        self._slot_service(f"{model}-server")["slot"] = slot
-        self._slot_service(f"{model}-server-preview")["slot"] = second if slot == first else first
+        server = f"{model}-server"
+        self._slot_service(server)[BLUE_GREEN.variant_label] = slot
+        self._slot_service(BLUE_GREEN.preview_service(server))[BLUE_GREEN.variant_label] = (
+            second if slot == first else first
+        )
 
     def common_slot(self, which: str) -> str:
         """The active (or idle) slot, the same for every model (refused otherwise)."""
@@ -451,7 +460,7 @@ class Overlay:
 
     def _canary_weights(self, model: str) -> dict:
         name = canary_weights_name(model)
-        doc = self.file("traffic.yaml").find(CANARY_WEIGHTS_KIND, name)
+        doc = self.file(CANARY.traffic_file).find(CANARY_WEIGHTS_KIND, name)
         spec = doc.get("spec") if doc is not None else None
         if not isinstance(spec, dict) or any(not isinstance(spec.get(v), int) for v in self.variants):
             raise Refused(

@@ -23,46 +23,10 @@ from __future__ import annotations
 
 import argparse
 
-from generator.registry import cards, gates
+from generator.registry import cards
 from generator.release import cli
+from generator.release.card_rules import card_for, model_image_pin
 from generator.release.errors import Refused
-from generator.release.overlay import Overlay, Pin
-from generator.release.promote import named_variant, target_variant
-
-
-def card_for(overlay: Overlay, model: str, version: str) -> cards.Card:
-    """The checked card of ``model`` ``version``, refused when missing, invalid or below the gates
-    of the overlay's environment."""
-    try:
-        card = cards.read_card(overlay.root, model, version)
-    except cards.CardError as exc:
-        raise Refused("\n".join(exc.problems)) from exc
-    check_gates(overlay, card)
-    return card
-
-
-def check_gates(overlay: Overlay, card: cards.Card) -> None:
-    """Refuse a card that misses a quality gate of the overlay's environment, saying by how much."""
-    missed = gates.misses(card, dict(overlay.env.gates))
-    if missed:
-        raise Refused(
-            f"{card.model} v{card.version} ({card.path}) does not meet the gates of {overlay.env.name} "
-            f"(platform.yaml environments[].gates): " + "; ".join(missed)
-        )
-
-
-def image_of(overlay: Overlay, card: cards.Card) -> Pin | None:
-    """The model image a card records, as the overlay pins it; refused where servers pull images
-    (every environment that does not train) and the card has none."""
-    if card.artifact is not None:
-        repository, digest = card.artifact
-        return Pin(repository, "", digest)
-    if not overlay.env.train:
-        raise Refused(
-            f"{card.path} records no model image (registered before model images), and "
-            f"{overlay.env.name}'s servers pull one: train a new version, make push-model, make register"
-        )
-    return None
 
 
 def pin_model(args: argparse.Namespace) -> int:
@@ -84,15 +48,14 @@ def pin_model(args: argparse.Namespace) -> int:
         version = str(registered[-1])
     elif not (version.isascii() and version.isdigit() and not version.startswith("0")):
         raise Refused(f"VERSION must be a positive integer, got {version!r}")
-    variant, where = "", ""
     if args.variant:
-        variant, where = named_variant(overlay, args.variant)
-    elif overlay.strategy != "rolling":
-        variant, where = target_variant(overlay)
+        variant, where = overlay.strategy.named_variant(overlay, args.variant)
+    else:
+        variant, where = overlay.strategy.landing(overlay)
     card = card_for(overlay, model, version)
     cli.ensure_clean(args, overlay.root)  # after the input checks: a typo is named first
 
-    image = image_of(overlay, card)
+    image = model_image_pin(overlay, card)
     old_version, old_digest = overlay.model_version(model, variant), overlay.model_digest(model, variant)
     old_image = overlay.model_image(model, variant)
     overlay.set_model_version(model, version, variant)

@@ -34,24 +34,9 @@ import argparse
 
 from generator.registry import cards
 from generator.release import cli
+from generator.release.card_rules import check_release_cards
 from generator.release.errors import Refused
 from generator.release.overlay import Overlay, Release
-
-
-def check_gates(target: Overlay, release: Release) -> None:
-    """Refuse a release whose model cards miss a quality gate of the target environment (no
-    gates: nothing to check; ``make validate`` still checks every pin against its card)."""
-    if not target.env.gates:
-        return
-    from generator.release.pin_model import card_for
-
-    for (model, version), (_, digest) in zip(release.versions, release.digests, strict=True):
-        card = card_for(target, model, version)
-        if digest != card.digest:
-            raise Refused(
-                f"{model} v{version} is pinned with digest {digest or '(none)'}, not its card's "
-                f"({card.path}: {card.digest}): fix the source pin with make pin-model first"
-            )
 
 
 def check_images(source: Overlay, target: Overlay, release: Release) -> None:
@@ -81,63 +66,16 @@ def check_images(source: Overlay, target: Overlay, release: Release) -> None:
         )
 
 
-def source_release(overlay: Overlay) -> tuple[Release, str]:
-    """What an environment serves in production, and where in the overlay that is."""
-    if overlay.strategy == "canary":
-        stable = overlay.variants[0]
-        return overlay.release(stable), f"{stable} track"
-    if overlay.strategy == "blue-green":
-        slot = overlay.common_slot("active")
-        return overlay.release(slot), f"active slot {slot}"
-    return overlay.release(), ""
-
-
-def target_variant(overlay: Overlay) -> tuple[str, str]:
-    """Where a promoted release lands in an environment: ("", "") for a rolling one. A canary
-    track that takes traffic is refused: a new candidate would get that traffic untested."""
-    if overlay.strategy == "canary":
-        stable, canary = overlay.variants
-        running = {m: overlay.weights(m)[canary] for m in overlay.models}
-        busy = {m: w for m, w in running.items() if w > 0}
-        if busy:
-            weights = ", ".join(f"{m} weight {w}" for m, w in busy.items())
-            raise Refused(
-                f"{overlay.env.name} has a canary in progress ({weights}): "
-                f"finish it first with `make canary ENV={overlay.env.name} WEIGHT=100` (promote) "
-                f"or `WEIGHT=0` (abort)"
-            )
-        return canary, f"{canary} track"
-    if overlay.strategy == "blue-green":
-        slot = overlay.common_slot("idle")
-        return slot, f"idle slot {slot}"
-    return "", ""
-
-
-def named_variant(overlay: Overlay, variant: str) -> tuple[str, str]:
-    """A slot or track named on the command line (``SLOT=``), checked, and how to say where it
-    is: naming the live one is allowed (a hotfix), and said so."""
-    env = overlay.env
-    if overlay.strategy == "rolling":
-        raise Refused(f"{env.name} is a rolling environment: it has no slots or tracks (drop --variant/SLOT)")
-    if variant not in overlay.variants:
-        raise Refused(f"{env.name} has variants {' and '.join(overlay.variants)}, not {variant!r}")
-    if overlay.strategy == "canary":
-        live = variant == overlay.variants[0] or any(overlay.weights(m)[variant] > 0 for m in overlay.models)
-    else:
-        live = variant == overlay.common_slot("active")
-    return variant, f"{variant} ({'LIVE: takes production traffic' if live else 'not live'})"
-
-
 def promote(args: argparse.Namespace) -> int:
     if args.source == args.target:
         raise Refused(f"FROM and TO are both {args.source!r}: promote between two environments")
     target = cli.open_overlay(args, args.target)
     source = Overlay(target.root, target.platform, cli.find_env(target.platform, args.source))
-    release, where_from = source_release(source)
+    release, where_from = source.live_release()
     trainer = source.trainer_pin()
-    variant, where_to = target_variant(target)
+    variant, where_to = target.strategy.landing(target)
 
-    check_gates(target, release)
+    check_release_cards(target, release)
     check_images(source, target, release)
     before, trainer_before = target.release(variant), target.trainer_pin()
     target.set_release(release, variant)
@@ -169,20 +107,9 @@ def promote(args: argparse.Namespace) -> int:
     edit.title = f"promote {src} -> {dst}: {release.describe()}{with_trainer}"
     nothing = f"{dst} already runs what {src} runs ({release.describe()}{with_trainer})"
     rc = cli.finish("promote", edit, nothing, dry_run=args.dry_run)
-    if rc == 0 and target.strategy == "blue-green":
-        empty = [m for m in target.models if target.replicas(m, variant) == 0]
-        if empty:
-            print(
-                f"  note: slot {variant} runs 0 replicas, so the preview Service has no pods to smoke-test; "
-                f"give it some under replicas: in {target.env.overlay}/kustomization.yaml"
-            )
-    if rc == 0 and variant:
-        follow = (
-            f"make canary ENV={target.env.name} WEIGHT=10"
-            if target.strategy == "canary"
-            else f"smoke-test via Service {target.models[0]}-server-preview, then make switch ENV={target.env.name}"
-        )
-        print(f"  then (after merge): {follow}")
+    if rc == 0:
+        for line in target.strategy.after_promotion(target, variant):
+            print(f"  {line}")
     return rc
 
 

@@ -18,7 +18,6 @@ import sys
 from generator.release import cli
 from generator.release.errors import EXIT_OK, Refused
 from generator.release.overlay import Overlay, find_env, load_platform, resolve_root
-from generator.release.promote import source_release
 
 
 def serve_env(args: argparse.Namespace) -> int:
@@ -27,7 +26,7 @@ def serve_env(args: argparse.Namespace) -> int:
     if not args.env:
         raise Refused(f"name the environment: ENV= one of {', '.join(e.name for e in platform.environments)}")
     overlay = Overlay(root, platform, find_env(platform, args.env))
-    release, where = source_release(overlay)
+    release, where = overlay.live_release()
     versions, digests = dict(release.versions), dict(release.digests)
     if args.model not in versions:
         raise Refused(f"{args.env} pins no version of {args.model!r} (it pins: {', '.join(versions)})")

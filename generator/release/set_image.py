@@ -26,7 +26,6 @@ import argparse
 from generator.release import cli
 from generator.release.errors import Refused
 from generator.release.overlay import Pin, check_digest, check_tag
-from generator.release.promote import named_variant, target_variant
 
 IMAGES = ("server", "trainer")
 
@@ -44,11 +43,11 @@ def set_image(args: argparse.Namespace) -> int:
     env = overlay.env
     variant, where = "", ""
     if args.variant:
-        if args.image == "trainer" and overlay.strategy != "rolling":
+        if args.image == "trainer" and overlay.strategy.progressive:
             raise Refused("the trainer image is one pin shared by both variants: drop --variant/SLOT")
-        variant, where = named_variant(overlay, args.variant)
-    elif args.image == "server" and overlay.strategy != "rolling":
-        variant, where = target_variant(overlay)  # where promote puts a candidate (refused mid-canary)
+        variant, where = overlay.strategy.named_variant(overlay, args.variant)
+    elif args.image == "server":
+        variant, where = overlay.strategy.landing(overlay)  # where promote puts a candidate (refused mid-canary)
     cli.ensure_clean(args, overlay.root)  # after the input checks: a typo is named first
 
     if args.image == "server":

@@ -36,7 +36,7 @@ from generator.conventions import DIGEST_KEY, RELEASE_KEY, card_path
 from generator.registry import cards
 from generator.release import cli
 from generator.release.errors import EXIT_OK, EXIT_TOOL, ToolFailed
-from generator.release.overlay import VARIANT_LABEL, VARIANTS, load_platform, resolve_root
+from generator.release.overlay import load_platform, resolve_root
 from generator.release.rendered import Manifests, render_docs, short_image
 from generator.release_files import overlay_problems
 from generator.validate.model_pins import model_image
@@ -95,7 +95,8 @@ def card_summary(root: Path, model: str, version: str, digest: str, image: str =
 
 
 def env_status(root: Path, env: Environment, models: list[str]) -> EnvStatus:
-    status = EnvStatus(env.name, env.strategy, env.namespace, env.overlay)
+    strategy = env.strategy
+    status = EnvStatus(env.name, strategy.name, env.namespace, env.overlay)
     problems = overlay_problems(root / env.overlay, env.overlay)
     if problems:  # the release file's own words, not kustomize's
         status.error = problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
@@ -113,16 +114,20 @@ def env_status(root: Path, env: Environment, models: list[str]) -> EnvStatus:
         }
     )
     status.trainer = ", ".join(trainers)
-    label = VARIANT_LABEL.get(env.strategy, "")
+    label = strategy.variant_label
     for model in models:
         deployments = m.server_deployments(model)
         total = sum(int(d["spec"].get("replicas", 1)) for d in deployments) or 0
-        weights = m.route_weights(f"{model}-server") if env.strategy == "canary" else {}
+        weights = m.route_weights(f"{model}-server") if strategy.routes_by_weight else {}
         production = m.get("Service", f"{model}-server")
-        preview = m.get("Service", f"{model}-server-preview")
         live = {d["metadata"]["name"] for d in m.selected_workloads(production)} if production else set()
-        shown = {d["metadata"]["name"] for d in m.selected_workloads(preview)} if preview else set()
-        order = VARIANTS.get(env.strategy, ())
+        shown = {
+            d["metadata"]["name"]
+            for name in strategy.variant_services(f"{model}-server").values()
+            if (service := m.get("Service", name))
+            for d in m.selected_workloads(service)
+        }
+        order = strategy.variants
 
         def rank(d: dict, order: tuple[str, ...] = order) -> tuple:
             variant = m.pod_labels(d).get(label, "") if label else ""
@@ -148,16 +153,16 @@ def env_status(root: Path, env: Environment, models: list[str]) -> EnvStatus:
                 replicas=(
                     f"{hpa['spec'].get('minReplicas', 1)}-{hpa['spec']['maxReplicas']} HPA" if hpa else str(count)
                 ),
-                traffic="all" if name in live else "none",
+                traffic="",
             )
-            if env.strategy == "canary":
-                weight_sum = sum(weights.values()) or 1
-                row.weight = round(100 * weights.get(name, 0) / weight_sum)
+            if strategy.routes_by_weight:
+                row.weight = round(100 * weights.get(name, 0) / (sum(weights.values()) or 1))
                 row.pod_share = round(100 * count / total, 1) if total else 0.0
-                row.traffic = f"weight {row.weight}% (pods {row.pod_share:g}%)"
-            elif env.strategy == "blue-green":
+            elif strategy.progressive:  # slots: the production Service selects one of them
                 row.active = name in live
-                row.traffic = "ACTIVE" if name in live else ("preview" if name in shown else "none")
+            row.traffic = strategy.traffic(
+                live=name in live, previewed=name in shown, weight=row.weight or 0, pod_share=row.pod_share or 0.0
+            )
             status.rows.append(row)
     return status
 

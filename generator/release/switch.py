@@ -21,16 +21,12 @@ from __future__ import annotations
 import argparse
 
 from generator.release import cli
-from generator.release.errors import Refused
+from generator.strategy import BLUE_GREEN
 
 
 def switch(args: argparse.Namespace) -> int:
     overlay = cli.open_overlay(args, args.env)
-    if overlay.strategy != "blue-green":
-        raise Refused(
-            f"{overlay.env.name} is a {overlay.strategy} environment, not a blue-green one"
-            + (" (use `make canary`)" if overlay.strategy == "canary" else "")
-        )
+    overlay.strategy.require(BLUE_GREEN, overlay.env.name)
     active = overlay.common_slot("active")
     idle = overlay.common_slot("idle")
     new_release = overlay.release(idle)

@@ -60,7 +60,7 @@ def _repo() -> ModelRepository:
 _REFUSAL_STATUS = {serving.NOT_FOUND: 404, serving.UNAVAILABLE: 503, serving.INVALID: 400, serving.PRECONDITION: 400}
 
 
-def _refused(exc: serving.Refusal) -> ApiError:
+def _refused(exc: serving.RequestRefused) -> ApiError:
     headers = {"Retry-After": "1"} if exc.kind == serving.UNAVAILABLE else None
     return ApiError(_REFUSAL_STATUS[exc.kind], exc.message, headers)
 
@@ -69,7 +69,7 @@ def _check_name(name: str) -> ModelRepository:
     repo = _repo()
     try:
         serving.check_name(repo, name)
-    except serving.Refusal as exc:
+    except serving.RequestRefused as exc:
         raise _refused(exc) from None
     g.model = name
     return repo
@@ -87,7 +87,7 @@ def _serving(repo: ModelRepository, version: int | None = None) -> LoadedModel:
         g.version = str(current.version)
     try:
         return serving.served_model(repo, version)
-    except serving.Refusal as exc:
+    except serving.RequestRefused as exc:
         raise _refused(exc) from None
 
 
@@ -211,7 +211,7 @@ def parse_predict(body: bytes, spec: TensorSpec, max_batch: int) -> tuple[np.nda
         )
     try:
         serving.check_signature(doc.get("signature_name"))
-    except serving.Refusal as exc:
+    except serving.RequestRefused as exc:
         raise ApiError(400, exc.message) from None
     if ("instances" in doc) == ("inputs" in doc):
         raise ApiError(400, "send exactly one of 'instances' (row format) or 'inputs' (columnar format)")
@@ -287,7 +287,7 @@ def _status(name: str, version: int | None) -> Response:
     repo = _check_name(name)
     try:
         states = serving.version_states(repo, version)
-    except serving.Refusal as exc:
+    except serving.RequestRefused as exc:
         raise _refused(exc) from None
     current = repo.current()
     if current is not None:

@@ -314,7 +314,7 @@ def _unary(
             if model is not None:
                 version = str(model.version)
             return response
-        except serving.Refusal as exc:
+        except serving.RequestRefused as exc:
             code, message = _REFUSAL_CODES[exc.kind], exc.message
             current = api.repo.current()
             version = str(current.version) if current is not None and exc.kind == serving.INVALID else ""

@@ -2,7 +2,7 @@
 
 Both front ends ask the same questions of the repository (is this the served model, is that
 version loaded, what is the signature) and differ only in how they report a refusal: REST with an
-HTTP status, gRPC with a status code. :class:`Refusal` carries the kind, each API maps it.
+HTTP status, gRPC with a status code. :class:`RequestRefused` carries the kind, each API maps it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 NOT_FOUND, UNAVAILABLE, INVALID, PRECONDITION = "not_found", "unavailable", "invalid", "failed_precondition"
 
 
-class Refusal(Exception):
+class RequestRefused(Exception):
     """A request the server cannot serve: ``kind`` is NOT_FOUND, UNAVAILABLE, INVALID or PRECONDITION."""
 
     def __init__(self, kind: str, message: str):
@@ -50,14 +50,14 @@ class Signature:
 def check_name(repo: ModelRepository, name: str) -> None:
     """Refuse (NOT_FOUND) a model name this server does not serve."""
     if name != repo.settings.model_name:
-        raise Refusal(NOT_FOUND, f"model '{name}' not found; this server serves '{repo.settings.model_name}'")
+        raise RequestRefused(NOT_FOUND, f"model '{name}' not found; this server serves '{repo.settings.model_name}'")
 
 
 def check_signature(name: str | None) -> None:
     """Refuse any signature but ``serving_default`` (empty means the default): PRECONDITION, the code
     TF Serving answers (``Serving signature key "..." not found``); REST says 400 for it."""
     if name not in (None, "", SIGNATURE):
-        raise Refusal(PRECONDITION, f"signature_name {name!r} not found; the model has '{SIGNATURE}'")
+        raise RequestRefused(PRECONDITION, f"signature_name {name!r} not found; the model has '{SIGNATURE}'")
 
 
 def version_for_label(repo: ModelRepository, label: str) -> int:
@@ -65,7 +65,7 @@ def version_for_label(repo: ModelRepository, label: str) -> int:
     labels = repo.settings.model_version_labels
     if label not in labels:
         known = ", ".join(sorted(labels)) or "none are defined (MODEL_VERSION_LABELS)"
-        raise Refusal(INVALID, f"unrecognized version label '{label}'; labels: {known}")
+        raise RequestRefused(INVALID, f"unrecognized version label '{label}'; labels: {known}")
     return labels[label]
 
 
@@ -74,9 +74,9 @@ def served_model(repo: ModelRepository, version: int | None = None) -> LoadedMod
     model = repo.current()
     if model is None:
         detail = f": {repo.last_error}" if repo.last_error else ""
-        raise Refusal(UNAVAILABLE, f"model '{repo.settings.model_name}' is not loaded yet{detail}")
+        raise RequestRefused(UNAVAILABLE, f"model '{repo.settings.model_name}' is not loaded yet{detail}")
     if version is not None and version != model.version:
-        raise Refusal(
+        raise RequestRefused(
             NOT_FOUND,
             f"version {version} of model '{model.name}' is not loaded; this server serves version {model.version}",
         )
@@ -89,11 +89,11 @@ def version_states(repo: ModelRepository, version: int | None = None) -> list[Ve
     if version is not None:
         states = [s for s in states if s.version == version]
         if not states:
-            raise Refusal(
+            raise RequestRefused(
                 NOT_FOUND, f"version {version} of model '{repo.settings.model_name}' is not known to this server"
             )
     if not states:
-        raise Refusal(
+        raise RequestRefused(
             UNAVAILABLE,
             f"model '{repo.settings.model_name}' has no version loaded or loading: {repo.last_error or 'starting'}",
         )

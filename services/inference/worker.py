@@ -131,7 +131,7 @@ class ReadOnceConfig:
         return value
 
 
-def error_response(status: int, message: str) -> bytes:
+def raw_error_response(status: int, message: str) -> bytes:
     """A complete HTTP/1.1 error response in the API's JSON shape, closing the connection."""
     body = orjson.dumps({"error": message})
     head = (
@@ -185,6 +185,7 @@ class InferenceWorker(ThreadWorker):
         self.grpc_stopped: threading.Event | None = None
         self._next_marker_check = 0.0
         self._next_timeout_check = 0.0
+        self._stop_due: float | None = None  # when a delayed SIGTERM stops the worker (drain_delay_seconds)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -283,7 +284,7 @@ class InferenceWorker(ThreadWorker):
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        due = getattr(self, "_stop_due", None)
+        due = self._stop_due
         if due is not None and now >= due and self.alive:
             self.alive = False
         if now >= self._next_marker_check and not self.closing:
@@ -400,7 +401,7 @@ class InferenceWorker(ThreadWorker):
     def _reject(self, conn: BufferedConn, status: int, message: str) -> None:
         """Answer an error from the event loop, then read and discard briefly before closing."""
         self.log.info("refused a request from %s with %d: %s", conn.client, status, message)
-        self._send_now(conn, error_response(status, message))
+        self._send_now(conn, raw_error_response(status, message))
         self.buffered -= len(conn.buf)
         conn.buf.clear()
         try:

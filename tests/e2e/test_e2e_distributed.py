@@ -18,7 +18,7 @@ from conftest import deploy_overlay
 from repository import Repository, make, scratch_clone
 
 from generator.constructs.training import WORKER_GROUP_LABEL, WORKER_PORT, worker_service_name
-from generator.conventions import training_component
+from generator.strategy import strategy_named
 
 WORKERS = 2
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
@@ -39,7 +39,7 @@ def distributed(tmp_path_factory, repo_root, cluster) -> Repository:
             env["train"] = True
             kustomization = clone / env["overlay"] / "kustomization.yaml"
             overlay = yaml.safe_load(kustomization.read_text())
-            overlay["components"].append(f"../components/{training_component(env['strategy'])}")
+            overlay["components"].append(f"../components/{strategy_named(env['strategy']).training_component}")
             kustomization.write_text(yaml.safe_dump(overlay, sort_keys=False))
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     make(clone, "synth")

@@ -23,7 +23,7 @@ import pytest
 from cluster import Cluster, is_ready, selects
 from repository import Repository, git, make, scratch_clone
 
-from generator.conventions import VARIANT_LABEL
+from generator.strategy import BLUE_GREEN, CANARY
 
 PRINTED_SPLIT = re.compile(r"^\s*(\S+) (replicas|weights) (\w+)[+/](\w+): \d+[+/]\d+ -> (\d+)[+/](\d+)\s*$", re.M)
 CANDIDATE_TAG = "2.0.0"
@@ -132,7 +132,7 @@ class Walk:
 
 
 def test_blue_green_switch_moves_the_endpoints_and_revert_restores_them(cluster, clone):
-    label = VARIANT_LABEL["blue-green"]
+    label = BLUE_GREEN.variant_label
     walk = Walk(cluster, clone, "prod-blue-green", "e2e-walk-blue-green")
     walk.sync()
     before, slots_before = walk.state(), walk.variant_services(label)
@@ -156,7 +156,7 @@ def test_blue_green_switch_moves_the_endpoints_and_revert_restores_them(cluster,
 
 
 def test_canary_steps_split_pods_and_weights_and_reverts_restore_them(cluster, clone):
-    label = VARIANT_LABEL["canary"]
+    label = CANARY.variant_label
     walk = Walk(cluster, clone, "prod-canary", "e2e-walk-canary")
     walk.sync()
     states = [walk.state()]

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import yaml
 
-from generator.conventions import STRATEGIES, training_component
+from generator.strategy import STRATEGIES
 from generator.synth import render_tree, write_tree
 from generator.tools import REPO_ROOT, render_overlay
 
@@ -59,11 +59,11 @@ def test_nothing_is_deleted_and_only_training_replaces_the_servers_pod_spec(tree
                     assert patch["target"]["kind"] == "Deployment"
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", STRATEGIES.values(), ids=str)
 def test_the_parts_of_a_strategy_never_render_the_same_object(tree, strategy):
     """Base, server component, training component and monitoring are disjoint, so adding one
     never overrides another's object (what the deleted-and-re-added layout did)."""
-    parts = ["overlays/base", f"{COMPONENTS}/{strategy}", f"{COMPONENTS}/{training_component(strategy)}"]
+    parts = ["overlays/base", f"{COMPONENTS}/{strategy}", f"{COMPONENTS}/{strategy.training_component}"]
     parts.append(f"{COMPONENTS}/monitoring")
     seen: dict[tuple[str, str], str] = {}
     for part in parts:
@@ -87,7 +87,7 @@ def test_each_overlay_renders_exactly_the_sum_of_its_parts(tree, platform, rende
     env = next(e for e in platform.environments if e.overlay == f"overlays/{overlay}")
     parts = ["overlays/base", f"{COMPONENTS}/{env.strategy}", f"{COMPONENTS}/monitoring"]
     if env.train:
-        parts.append(f"{COMPONENTS}/{training_component(env.strategy)}")
+        parts.append(f"{COMPONENTS}/{env.strategy.training_component}")
     expected = sorted(obj for part in parts for obj in _part(tree, part))
     # Generated ConfigMaps carry a content-hash suffix once rendered.
     names = sorted(

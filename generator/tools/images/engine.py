@@ -43,11 +43,6 @@ class Engine:
     binary: str
     env: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def can_run_containers(self) -> bool:
-        """Docker and podman run containers with ports and mounts; buildah only builds."""
-        return self.name in ("docker", "podman")
-
     def command(self, *args: str) -> list[str]:
         """The argument vector of one engine call."""
         return [self.binary, *args]
