@@ -128,6 +128,7 @@ def _annotations(alert: str, runbooks: str, summary: str, description: str) -> d
     return {"summary": summary, "description": description, "runbook_url": f"{runbooks}#{runbook_anchor(alert)}"}
 
 
+# One literal list of alerts, each beside its runbook text: longer than 60 lines on purpose.
 def alert_rules(model: str, objectives: Monitoring, runbooks: str) -> list[dict]:
     """The alerts; each links the runbook section that says what to do (``runbook_url``)."""
     error_budget = round(1 - objectives.availability, 6)
@@ -258,6 +259,7 @@ def _canary_worse(model: str, error_budget: float) -> str:
     return f"{canary}\n> on ({BY})\n2 * ({stable} or on ({BY}) 0 * {canary})\n+ {error_budget:g}"
 
 
+# One literal list of panels, in the order the dashboard shows them: longer than 60 lines on purpose.
 def dashboard(model: str, objectives: Monitoring) -> dict:
     """A Grafana dashboard: traffic, pods, errors, latency against the objective, versions, batches."""
     sel = f'namespace="$namespace",model="{model}"'
@@ -379,8 +381,15 @@ class ServerMonitoring(Construct):
 
     def __init__(self, scope: Construct, id: str, props: MonitoringProps):
         super().__init__(scope, id)
+        own = labels(name=CHART_NAME, instance=props.model.name, component="monitoring", part_of=props.part_of)
+        rule_labels = {**own, **dict(props.objectives.rule_labels)}
+        self._metrics_service(props)
+        self._service_monitor(props, rule_labels)
+        self._rules(props, rule_labels)
+        self._dashboard(props, own)
+
+    def _metrics_service(self, props: MonitoringProps) -> None:
         model = props.model.name
-        server = f"{model}-server"
         # A headless Service over every server pod of the model, whatever its slot or track, so
         # each pod is scraped exactly once (the routing Services select subsets of them).
         metrics = InferenceService(
@@ -398,8 +407,10 @@ class ServerMonitoring(Construct):
         for obj in metrics.helm.api_objects:
             obj.metadata.add_label("app.kubernetes.io/component", "metrics")
             obj.add_json_patch(cdk8s.JsonPatch.add("/spec/clusterIP", "None"))
-        own = labels(name=CHART_NAME, instance=model, component="monitoring", part_of=props.part_of)
-        rule_labels = {**own, **dict(props.objectives.rule_labels)}
+
+    def _service_monitor(self, props: MonitoringProps, rule_labels: dict[str, str]) -> None:
+        model = props.model.name
+        server = f"{model}-server"
         monitor = cdk8s.ApiObject(
             self,
             "service-monitor",
@@ -424,6 +435,10 @@ class ServerMonitoring(Construct):
                 },
             )
         )
+
+    def _rules(self, props: MonitoringProps, rule_labels: dict[str, str]) -> None:
+        model = props.model.name
+        server = f"{model}-server"
         rule = cdk8s.ApiObject(
             self,
             "rule",
@@ -446,6 +461,9 @@ class ServerMonitoring(Construct):
                 },
             )
         )
+
+    def _dashboard(self, props: MonitoringProps, own: dict[str, str]) -> None:
+        model = props.model.name
         cdk8s.ApiObject(
             self,
             "dashboard",

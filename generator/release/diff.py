@@ -306,7 +306,47 @@ def _md(value: str) -> str:
     return "`" + value.replace("`", "'").replace("|", "\\|") + "`" if value else ""
 
 
+def _md_risks(risky_rows: list[tuple[OverlayDiff, ResourceChange, FieldChange | None]]) -> list[str]:
+    """The table of risky changes, one row per risky resource or field."""
+    out = ["| Risk | Overlay | Resource | Field | Before | After |", "|---|---|---|---|---|---|"]
+    for d, c, f in risky_rows:
+        if f is None:
+            out.append(f"| :warning: {c.risk} | {d.name} | {c.title} | | | |")
+        else:
+            out.append(
+                f"| :warning: {f.risk} | {d.name} | {c.title} | {_md(f.path)} | {_md(fmt(f.before, 60))} "
+                f"| {_md(fmt(f.after, 60))} |"
+            )
+    return [*out, ""]
+
+
+def _md_overlay(d: OverlayDiff) -> list[str]:
+    """One changed overlay: a note, or a collapsed block with every change as a diff."""
+    if not d.changes:
+        return [f"**{d.name}**: {d.note}", ""] if d.note else []
+    counts = {op: sum(1 for c in d.changes if c.op == op) for op in "+-~"}
+    label = ", ".join(
+        f"{n} {w}" for w, n in (("added", counts["+"]), ("removed", counts["-"]), ("changed", counts["~"])) if n
+    )
+    out = [
+        f"<details><summary><b>{d.name}</b>: {label}" + (f" ({d.note})" if d.note else "") + "</summary>",
+        "",
+        "```diff",
+    ]
+    for c in d.changes:
+        marker = {"+": "+", "-": "-", "~": "!"}[c.op]
+        out.append(f"{marker} {c.title}" + (f"   [{c.risk}]" if c.risk else ""))
+        for f in c.fields:
+            out.append(
+                f"{'!' if f.risk else ' '}   {f.path}: {fmt(f.before)} -> {fmt(f.after)}"
+                + (f"   [{f.risk}]" if f.risk else "")
+            )
+    return [*out, "```", "", "</details>", ""]
+
+
 def markdown_report(base: str, commit: str, diffs: list[OverlayDiff]) -> str:
+    """The report as a pull-request comment: a summary, the risky changes as a table, and each
+    changed overlay collapsed; cut to fit GitHub's comment limit."""
     changed = [d for d in diffs if d.changes or d.error or d.note]
     risky_rows = [
         (d, c, f)
@@ -321,44 +361,11 @@ def markdown_report(base: str, commit: str, diffs: list[OverlayDiff]) -> str:
         summary += f" · :warning: **{len(risky_rows)} risky change(s)**: {', '.join(kinds)}"
     out += [summary, ""]
     errors = [d for d in diffs if d.error]
-    for d in errors:
-        out.append(f":x: `overlays/{d.name}` does not build: {_md(d.error)}")
-    if errors:
-        out.append("")
+    out += [f":x: `overlays/{d.name}` does not build: {_md(d.error)}" for d in errors] + ([""] if errors else [])
     if risky_rows:
-        out += ["| Risk | Overlay | Resource | Field | Before | After |", "|---|---|---|---|---|---|"]
-        for d, c, f in risky_rows:
-            if f is None:
-                out.append(f"| :warning: {c.risk} | {d.name} | {c.title} | | | |")
-            else:
-                out.append(
-                    f"| :warning: {f.risk} | {d.name} | {c.title} | {_md(f.path)} | {_md(fmt(f.before, 60))} "
-                    f"| {_md(fmt(f.after, 60))} |"
-                )
-        out.append("")
+        out += _md_risks(risky_rows)
     for d in changed:
-        if not d.changes:
-            if d.note:
-                out += [f"**{d.name}**: {d.note}", ""]
-            continue
-        counts = {op: sum(1 for c in d.changes if c.op == op) for op in "+-~"}
-        label = ", ".join(
-            f"{n} {w}" for w, n in (("added", counts["+"]), ("removed", counts["-"]), ("changed", counts["~"])) if n
-        )
-        out += [
-            f"<details><summary><b>{d.name}</b>: {label}" + (f" ({d.note})" if d.note else "") + "</summary>",
-            "",
-            "```diff",
-        ]
-        for c in d.changes:
-            marker = {"+": "+", "-": "-", "~": "!"}[c.op]
-            out.append(f"{marker} {c.title}" + (f"   [{c.risk}]" if c.risk else ""))
-            for f in c.fields:
-                out.append(
-                    f"{'!' if f.risk else ' '}   {f.path}: {fmt(f.before)} -> {fmt(f.after)}"
-                    + (f"   [{f.risk}]" if f.risk else "")
-                )
-        out += ["```", "", "</details>", ""]
+        out += _md_overlay(d)
     unchanged = [d.name for d in diffs if d not in changed]
     if unchanged:
         out.append(f"Unchanged: {', '.join(unchanged)}")

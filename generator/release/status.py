@@ -39,6 +39,7 @@ from generator.release.errors import EXIT_OK, EXIT_TOOL, ToolFailed
 from generator.release.overlay import load_platform, resolve_root
 from generator.release.rendered import Manifests, render_docs, short_image
 from generator.release_files import overlay_problems
+from generator.strategy import Strategy
 from generator.validate.model_pins import model_image
 
 #: The trainer-image cell of an environment that renders no training Job (``train: false``).
@@ -95,8 +96,9 @@ def card_summary(root: Path, model: str, version: str, digest: str, image: str =
 
 
 def env_status(root: Path, env: Environment, models: list[str]) -> EnvStatus:
-    strategy = env.strategy
-    status = EnvStatus(env.name, strategy.name, env.namespace, env.overlay)
+    """One environment as its overlay renders: a row per server Deployment, or the one error
+    that stops it from rendering."""
+    status = EnvStatus(env.name, env.strategy.name, env.namespace, env.overlay)
     problems = overlay_problems(root / env.overlay, env.overlay)
     if problems:  # the release file's own words, not kustomize's
         status.error = problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
@@ -114,57 +116,62 @@ def env_status(root: Path, env: Environment, models: list[str]) -> EnvStatus:
         }
     )
     status.trainer = ", ".join(trainers)
-    label = strategy.variant_label
     for model in models:
-        deployments = m.server_deployments(model)
-        total = sum(int(d["spec"].get("replicas", 1)) for d in deployments) or 0
-        weights = m.route_weights(f"{model}-server") if strategy.routes_by_weight else {}
-        production = m.get("Service", f"{model}-server")
-        live = {d["metadata"]["name"] for d in m.selected_workloads(production)} if production else set()
-        shown = {
-            d["metadata"]["name"]
-            for name in strategy.variant_services(f"{model}-server").values()
-            if (service := m.get("Service", name))
-            for d in m.selected_workloads(service)
-        }
-        order = strategy.variants
-
-        def rank(d: dict, order: tuple[str, ...] = order) -> tuple:
-            variant = m.pod_labels(d).get(label, "") if label else ""
-            return (order.index(variant) if variant in order else len(order), d["metadata"]["name"])
-
-        for d in sorted(deployments, key=rank):
-            name = d["metadata"]["name"]
-            container = m.container(d, "server")
-            hpa = m.hpa_for(d)
-            count = int(d["spec"].get("replicas", 1))
-            version = m.env_value(container, RELEASE_KEY)
-            digest = m.env_value(container, DIGEST_KEY)
-            digest = "" if digest == "?" else digest
-            pulled = model_image(d["spec"]["template"]["spec"])
-            row = Row(
-                model=model,
-                variant=m.pod_labels(d).get(label, "") if label else "",
-                image=container["image"],
-                model_version=version,
-                model_digest=digest,
-                model_image=pulled[1] if pulled else "",
-                card=card_summary(root, model, version, digest, pulled[1] if pulled else ""),
-                replicas=(
-                    f"{hpa['spec'].get('minReplicas', 1)}-{hpa['spec']['maxReplicas']} HPA" if hpa else str(count)
-                ),
-                traffic="",
-            )
-            if strategy.routes_by_weight:
-                row.weight = round(100 * weights.get(name, 0) / (sum(weights.values()) or 1))
-                row.pod_share = round(100 * count / total, 1) if total else 0.0
-            elif strategy.progressive:  # slots: the production Service selects one of them
-                row.active = name in live
-            row.traffic = strategy.traffic(
-                live=name in live, previewed=name in shown, weight=row.weight or 0, pod_share=row.pod_share or 0.0
-            )
-            status.rows.append(row)
+        status.rows += _model_rows(root, env.strategy, m, model)
     return status
+
+
+def _model_rows(root: Path, strategy: Strategy, m: Manifests, model: str) -> list[Row]:
+    """The rows of one model's server Deployments, variants in the strategy's order."""
+    label = strategy.variant_label
+    deployments = m.server_deployments(model)
+    total = sum(int(d["spec"].get("replicas", 1)) for d in deployments) or 0
+    weights = m.route_weights(f"{model}-server") if strategy.routes_by_weight else {}
+    production = m.get("Service", f"{model}-server")
+    live = {d["metadata"]["name"] for d in m.selected_workloads(production)} if production else set()
+    shown = {
+        d["metadata"]["name"]
+        for name in strategy.variant_services(f"{model}-server").values()
+        if (service := m.get("Service", name))
+        for d in m.selected_workloads(service)
+    }
+
+    def rank(d: dict) -> tuple:
+        variant = m.pod_labels(d).get(label, "") if label else ""
+        order = strategy.variants
+        return (order.index(variant) if variant in order else len(order), d["metadata"]["name"])
+
+    rows = []
+    for d in sorted(deployments, key=rank):
+        name = d["metadata"]["name"]
+        container = m.container(d, "server")
+        hpa = m.hpa_for(d)
+        count = int(d["spec"].get("replicas", 1))
+        version = m.env_value(container, RELEASE_KEY)
+        digest = m.env_value(container, DIGEST_KEY)
+        digest = "" if digest == "?" else digest
+        pulled = model_image(d["spec"]["template"]["spec"])
+        row = Row(
+            model=model,
+            variant=m.pod_labels(d).get(label, "") if label else "",
+            image=container["image"],
+            model_version=version,
+            model_digest=digest,
+            model_image=pulled[1] if pulled else "",
+            card=card_summary(root, model, version, digest, pulled[1] if pulled else ""),
+            replicas=(f"{hpa['spec'].get('minReplicas', 1)}-{hpa['spec']['maxReplicas']} HPA" if hpa else str(count)),
+            traffic="",
+        )
+        if strategy.routes_by_weight:
+            row.weight = round(100 * weights.get(name, 0) / (sum(weights.values()) or 1))
+            row.pod_share = round(100 * count / total, 1) if total else 0.0
+        elif strategy.progressive:  # slots: the production Service selects one of them
+            row.active = name in live
+        row.traffic = strategy.traffic(
+            live=name in live, previewed=name in shown, weight=row.weight or 0, pod_share=row.pod_share or 0.0
+        )
+        rows.append(row)
+    return rows
 
 
 def collect(root: Path) -> list[EnvStatus]:
