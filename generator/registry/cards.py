@@ -84,6 +84,38 @@ class Card:
         artifact = self.data.get("artifact")
         return (str(artifact["repository"]), str(artifact["digest"])) if artifact else None
 
+    @property
+    def image(self) -> str:
+        """The model image reference a server pulls for this version, ``repository@digest`` ("" for
+        a card registered before model images)."""
+        return "@".join(self.artifact) if self.artifact else ""
+
+    def mismatch(self, digest: str, image: str | None = None) -> str:
+        """Which part of a pin of this version is not this card's: "digest" (``MODEL_DIGEST``),
+        "image" (the model image its servers pull; None: they pull none), or "" when the pin is
+        this card. The one check ``make validate``, ``make status`` and the release commands use."""
+        if digest != self.digest:
+            return "digest"
+        if image is not None and image != self.image:
+            return "image"
+        return ""
+
+    def pin_problem(self, digest: str, image: str | None = None) -> str:
+        """Why a pin of this version (its digest and model image, as ``mismatch`` takes them) is not
+        this card, in one sentence; "" when it is."""
+        what = self.mismatch(digest, image)
+        if what == "digest":
+            return (
+                f"{self.model} v{self.version} is pinned with digest {digest or '(none)'}, "
+                f"but its card {self.path} has {self.digest}"
+            )
+        if what == "image":
+            return (
+                f"{self.model} v{self.version} is served from the model image {image}, "
+                f"but its card {self.path} records {self.image or 'no model image'}"
+            )
+        return ""
+
     def headline(self) -> str:
         """The card's headline metric, as ``make status`` shows it: ``acc 0.9812``."""
         return f"acc {self.data['metrics']['holdoutAccuracy']:.4f}"

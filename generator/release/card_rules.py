@@ -51,8 +51,5 @@ def check_release_cards(target: Overlay, release: Release) -> None:
         return
     for (model, version), (_, digest) in zip(release.versions, release.digests, strict=True):
         card = card_for(target, model, version)
-        if digest != card.digest:
-            raise Refused(
-                f"{model} v{version} is pinned with digest {digest or '(none)'}, not its card's "
-                f"({card.path}: {card.digest}): fix the source pin with make pin-model first"
-            )
+        if problem := card.pin_problem(digest):
+            raise Refused(f"{problem}: fix the source pin with make pin-model first")

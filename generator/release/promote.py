@@ -49,11 +49,10 @@ def check_images(source: Overlay, target: Overlay, release: Release) -> None:
             card = cards.read_card(source.root, model, version)
         except cards.CardError:
             continue  # no card: check_gates and make validate name that
-        if image is not None and card.artifact is not None and image.reference != "@".join(card.artifact):
+        if image is not None and card.artifact is not None and card.mismatch(card.digest, image.reference):
             raise Refused(
-                f"{source.env.name} pins {model} v{version} with the model image {image.reference}, but its card "
-                f"{card.path} records {'@'.join(card.artifact)}: fix the source with make pin-model "
-                f"ENV={source.env.name} VERSION={version} first"
+                f"{source.env.name}: {card.pin_problem(card.digest, image.reference)}: fix the source with "
+                f"make pin-model ENV={source.env.name} VERSION={version} first"
             )
     missing = [model for model, image in release.images if image is None]
     if missing:

@@ -88,10 +88,9 @@ def card_summary(root: Path, model: str, version: str, digest: str, image: str =
         card = cards.read_card(root, model, version)
     except cards.CardError:
         return "card invalid"
-    if digest and digest != card.digest:
-        return "digest is not the card's"
-    if image and (card.artifact is None or image != "@".join(card.artifact)):
-        return "image is not the card's"
+    mismatch = card.mismatch(digest or card.digest, image or None)
+    if mismatch:
+        return f"{mismatch} is not the card's"
     return card.headline() + ("" if digest else ", digest not pinned")
 
 

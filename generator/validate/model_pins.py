@@ -80,9 +80,8 @@ def _pin_problem(
             DIGEST_KEY,
             f"{model} v{version} is pinned without its digest: make pin-model VERSION={version} writes {card.digest}",
         )
-    if digest != card.digest:
-        return DIGEST_KEY, f"{model} v{version} is pinned with {digest}, but its card {rel} has {card.digest}"
-    return None
+    problem = card.pin_problem(str(digest))
+    return (DIGEST_KEY, problem) if problem else None
 
 
 def pin_findings(
@@ -186,13 +185,11 @@ def image_findings(rendered: Sequence[Rendered], valid: dict[str, cards.Card]) -
                     )
                 )
                 continue
-            expected = f"{card.artifact[0]}@{card.artifact[1]}"
-            if reference != expected:
+            if card.mismatch(card.digest, reference):
                 out.append(
                     res.finding(
                         field,
-                        f"pulls {reference}, but {model} v{version}'s card {card.path} records {expected}: "
-                        f"make pin-model ENV={item.name} VERSION={version}",
+                        f"{card.pin_problem(card.digest, reference)}: make pin-model ENV={item.name} VERSION={version}",
                         "model-image",
                     )
                 )

@@ -482,7 +482,7 @@ def test_promote_refuses_a_source_pin_whose_digest_is_not_its_cards_when_the_tar
         "dev",
         "--to",
         "staging",
-        says=[f"mnist v2 is pinned with digest {OTHER_DIGEST}, not its card's (registry/mnist/2.yaml: {card.digest})"],
+        says=[f"mnist v2 is pinned with digest {OTHER_DIGEST}, but its card registry/mnist/2.yaml has {card.digest}"],
     )
 
 

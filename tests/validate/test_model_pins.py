@@ -78,7 +78,7 @@ def test_a_tampered_digest_is_one_finding_naming_file_object_field_version_and_b
         "data.MODEL_DIGEST",
         "model-pin",
     )
-    assert f.message == (f"mnist v1 is pinned with {TAMPERED}, but its card registry/mnist/1.yaml has {DIGEST_1}")
+    assert f.message == f"mnist v1 is pinned with digest {TAMPERED}, but its card registry/mnist/1.yaml has {DIGEST_1}"
 
 
 def test_every_variant_of_a_blue_green_overlay_is_checked(root: Path):
@@ -228,7 +228,7 @@ def test_a_tampered_digest_fails_make_validate_with_exit_code_1(root: Path, caps
     out = capsys.readouterr().out
     assert (
         f"overlays/prod/release.yaml: ConfigMap/mnist-release: data.MODEL_DIGEST: mnist v1 is pinned with "
-        f"{TAMPERED}, but its card registry/mnist/1.yaml has {DIGEST_1} [model-pin]"
+        f"digest {TAMPERED}, but its card registry/mnist/1.yaml has {DIGEST_1} [model-pin]"
     ) in out
 
 
@@ -257,7 +257,7 @@ def test_a_model_image_pinned_by_hand_to_other_bytes_is_named_with_the_cards(roo
         "mnist-server",
         "spec.template.spec.initContainers[0].env[0].value",
     )
-    assert f"pulls registry.example.com/ml/models/mnist@{TAMPERED}" in f.message
+    assert f"served from the model image registry.example.com/ml/models/mnist@{TAMPERED}" in f.message
     assert f"records registry.example.com/ml/models/mnist@{IMAGE_DIGEST_1}" in f.message
     assert "make pin-model ENV=staging VERSION=1" in f.message
 
