@@ -29,6 +29,7 @@ from generator.constructs.delivery import (
     DeliveryProps,
     ServerComponent,
     component_kustomization,
+    inline_patch,
     model_image_fields,
     serve_from_claim,
 )
@@ -227,7 +228,7 @@ class _Parts:
             patches += [
                 {
                     "target": {"kind": "NetworkPolicy", "name": f"{model.name}-server"},
-                    "patch": "- op: remove\n  path: /spec/egress\n",
+                    "patch": inline_patch([{"op": "remove", "path": "/spec/egress"}]),
                 }
                 for model in platform.models
             ]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import cdk8s
+import yaml
 from constructs import Construct
 
 from generator.config import ClusterDNS, Gateway, Image, Model, ModelArtifacts, Serving
@@ -224,14 +225,25 @@ def release_generator(model: Model, variant: str, part_of: str) -> dict:
     }
 
 
+def inline_patch(patch: dict | list) -> str:
+    """The text of a Kustomize inline ``patch:`` (a strategic-merge object or JSON 6902 operations)."""
+    return yaml.safe_dump(patch, sort_keys=False)
+
+
 def component_kustomization(strategy: Strategy, models: tuple[Model, ...], part_of: str, files: list[str]) -> dict:
     """A server component's kustomization: its resources, its release ConfigMaps (one per
     variant), and, for blue-green, the patch that points the shared Service at the first slot."""
     selector = strategy.shared_service_selector()
     patches = [
         {
-            "patch": f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {model.name}-server\n"
-            "spec:\n  selector:\n" + "".join(f"    {key}: {value}\n" for key, value in selector.items())
+            "patch": inline_patch(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": f"{model.name}-server"},
+                    "spec": {"selector": selector},
+                }
+            )
         }
         for model in models
         if selector

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import cdk8s
+from cdk8s_plus_33 import k8s
 from constructs import Construct
 
 from generator.config import Image, Model, Monitoring, Serving
@@ -464,15 +465,9 @@ class ServerMonitoring(Construct):
 
     def _dashboard(self, props: MonitoringProps, own: dict[str, str]) -> None:
         model = props.model.name
-        cdk8s.ApiObject(
+        k8s.KubeConfigMap(
             self,
             "dashboard",
-            api_version="v1",
-            kind="ConfigMap",
-            metadata=cdk8s.ApiObjectMetadata(name=f"{model}-dashboard", labels={**own, **DASHBOARD_LABEL}),
-        ).add_json_patch(
-            cdk8s.JsonPatch.add(
-                "/data",
-                {f"{model}.json": json.dumps(dashboard(model, props.objectives), indent=1, sort_keys=True) + "\n"},
-            )
+            metadata=k8s.ObjectMeta(name=f"{model}-dashboard", labels={**own, **DASHBOARD_LABEL}),
+            data={f"{model}.json": json.dumps(dashboard(model, props.objectives), indent=1, sort_keys=True) + "\n"},
         )
