@@ -117,13 +117,38 @@ def check_namespaces(resources: list[Resource], expected: str) -> list[Finding]:
 
 
 def check_overlay(resources: list[Resource]) -> list[Finding]:
-    out: list[Finding] = []
+    """Every reference inside one rendered overlay: Services, the objects that target pods or
+    workloads, what each pod names (ServiceAccount, ConfigMaps, PVCs), worker groups, routes."""
     pods = [p for p in (pod_template(r) for r in resources) if p is not None]
     by_kind: dict[str, dict[tuple[str, str], Resource]] = {}
     for res in resources:
         by_kind.setdefault(res.kind, {})[(res.namespace, res.name)] = res
+    services = by_kind.get("Service", {})
+    out = _service_findings(services, pods)
+    out.extend(_target_findings(by_kind, pods))
+    for pod in pods:
+        out.extend(_pod_references(pod, by_kind))
+    out.extend(check_worker_groups(resources, pods))
+    out.extend(_route_findings(by_kind.get("HTTPRoute", {}), services))
+    return out
 
-    for svc in by_kind.get("Service", {}).values():
+
+def _container_ports(pod: PodTemplate) -> tuple[set, set]:
+    """The container port numbers and names of ``pod``: what a Service's targetPort may name."""
+    numbers, names = set(), set()
+    for _, container in pod.containers():
+        for cport in as_list(container.get("ports")):
+            if isinstance(cport, dict):
+                numbers.add(key_of(cport.get("containerPort")))
+                names.add(key_of(cport.get("name")))
+    return numbers, names
+
+
+def _service_findings(services: dict[tuple[str, str], Resource], pods: list[PodTemplate]) -> list[Finding]:
+    """A Service with a selector must select some pod here, and its targetPorts must be ports of
+    every pod it selects (else it routes to nothing, or to a port nobody listens on)."""
+    out: list[Finding] = []
+    for svc in services.values():
         selector = svc.spec.get("selector")
         if not isinstance(selector, dict) or not selector or svc.spec.get("type") == "ExternalName":
             continue
@@ -142,12 +167,7 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
             if not isinstance(target, (str, int)) or isinstance(target, bool):
                 continue  # the schema check reports it
             for pod in selected:
-                numbers, names = set(), set()
-                for _, container in pod.containers():
-                    for cport in as_list(container.get("ports")):
-                        if isinstance(cport, dict):
-                            numbers.add(key_of(cport.get("containerPort")))
-                            names.add(key_of(cport.get("name")))
+                numbers, names = _container_ports(pod)
                 ok = target in names if isinstance(target, str) else target in numbers
                 if not ok:
                     out.append(
@@ -157,7 +177,12 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
                             "service-target-port",
                         )
                     )
+    return out
 
+
+def _target_findings(by_kind: dict[str, dict[tuple[str, str], Resource]], pods: list[PodTemplate]) -> list[Finding]:
+    """PDBs, HPAs and NetworkPolicies find what they target (else they protect, scale or isolate nothing)."""
+    out: list[Finding] = []
     for pdb in by_kind.get("PodDisruptionBudget", {}).values():
         selector = pdb.spec.get("selector")
         if not isinstance(selector, dict) or not any(
@@ -184,74 +209,64 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
             and not any(p.namespace == netpol.namespace and selector_matches(selector, p.labels) for p in pods)
         ):
             out.append(netpol.finding("spec.podSelector", "selects no pods in this overlay", "netpol-target"))
+    return out
 
-    for pod in pods:
-        res, spec, prefix = pod.resource, pod.spec, pod.prefix
-        sa = spec.get("serviceAccountName") or spec.get("serviceAccount")
-        if isinstance(sa, str) and sa != "default" and (pod.namespace, sa) not in by_kind.get("ServiceAccount", {}):
+
+def _missing_configmap(pod: PodTemplate, ref: dict, path: list, configmaps: dict) -> list[Finding]:
+    """A required (not ``optional``) reference to a ConfigMap this overlay lacks: the pod would not start."""
+    if ref and not ref.get("optional") and (pod.namespace, key_of(ref.get("name"))) not in configmaps:
+        return [pod.resource.finding(path, f"ConfigMap {ref.get('name')!r} does not exist", "ref-configmap")]
+    return []
+
+
+def _pod_references(pod: PodTemplate, by_kind: dict[str, dict[tuple[str, str], Resource]]) -> list[Finding]:
+    """The ServiceAccount, ConfigMaps and PVCs a pod names exist here (else the pod never starts)."""
+    out: list[Finding] = []
+    res, spec, prefix = pod.resource, pod.spec, pod.prefix
+    sa = spec.get("serviceAccountName") or spec.get("serviceAccount")
+    if isinstance(sa, str) and sa != "default" and (pod.namespace, sa) not in by_kind.get("ServiceAccount", {}):
+        out.append(
+            res.finding(prefix + ["serviceAccountName"], f"ServiceAccount {sa!r} does not exist", "ref-serviceaccount")
+        )
+    configmaps = by_kind.get("ConfigMap", {})
+    pvcs = by_kind.get("PersistentVolumeClaim", {})
+    for index, volume in enumerate(as_list(spec.get("volumes"))):
+        if not isinstance(volume, dict):
+            continue
+        where = prefix + ["volumes", index]
+        out.extend(_missing_configmap(pod, _d(volume.get("configMap")), where + ["configMap", "name"], configmaps))
+        for sindex, source in enumerate(as_list(_d(volume.get("projected")).get("sources"))):
+            ref = _d(_d(source).get("configMap"))
+            out.extend(
+                _missing_configmap(pod, ref, where + ["projected", "sources", sindex, "configMap", "name"], configmaps)
+            )
+        claim = _d(volume.get("persistentVolumeClaim")).get("claimName")
+        if claim is not None and (pod.namespace, key_of(claim)) not in pvcs:
             out.append(
                 res.finding(
-                    prefix + ["serviceAccountName"], f"ServiceAccount {sa!r} does not exist", "ref-serviceaccount"
+                    where + ["persistentVolumeClaim", "claimName"],
+                    f"PersistentVolumeClaim {claim!r} does not exist",
+                    "ref-pvc",
                 )
             )
-        configmaps = by_kind.get("ConfigMap", {})
-        pvcs = by_kind.get("PersistentVolumeClaim", {})
-        for index, volume in enumerate(as_list(spec.get("volumes"))):
-            if not isinstance(volume, dict):
-                continue
-            cm = _d(volume.get("configMap"))
-            if cm and not cm.get("optional") and (pod.namespace, key_of(cm.get("name"))) not in configmaps:
-                out.append(
-                    res.finding(
-                        prefix + ["volumes", index, "configMap", "name"],
-                        f"ConfigMap {cm.get('name')!r} does not exist",
-                        "ref-configmap",
-                    )
-                )
-            for sindex, source in enumerate(as_list(_d(volume.get("projected")).get("sources"))):
-                pcm = _d(_d(source).get("configMap"))
-                if pcm and not pcm.get("optional") and (pod.namespace, key_of(pcm.get("name"))) not in configmaps:
-                    out.append(
-                        res.finding(
-                            prefix + ["volumes", index, "projected", "sources", sindex, "configMap", "name"],
-                            f"ConfigMap {pcm.get('name')!r} does not exist",
-                            "ref-configmap",
-                        )
-                    )
-            claim = _d(volume.get("persistentVolumeClaim")).get("claimName")
-            if claim is not None and (pod.namespace, key_of(claim)) not in pvcs:
-                out.append(
-                    res.finding(
-                        prefix + ["volumes", index, "persistentVolumeClaim", "claimName"],
-                        f"PersistentVolumeClaim {claim!r} does not exist",
-                        "ref-pvc",
-                    )
-                )
-        for path, container in pod.containers():
-            for index, source in enumerate(as_list(container.get("envFrom"))):
-                ref = _d(_d(source).get("configMapRef"))
-                if ref and not ref.get("optional") and (pod.namespace, key_of(ref.get("name"))) not in configmaps:
-                    out.append(
-                        res.finding(
-                            path + ["envFrom", index, "configMapRef", "name"],
-                            f"ConfigMap {ref.get('name')!r} does not exist",
-                            "ref-configmap",
-                        )
-                    )
-            for index, env in enumerate(as_list(container.get("env"))):
-                ref = _d(_d(_d(env).get("valueFrom")).get("configMapKeyRef"))
-                if ref and not ref.get("optional") and (pod.namespace, key_of(ref.get("name"))) not in configmaps:
-                    out.append(
-                        res.finding(
-                            path + ["env", index, "valueFrom", "configMapKeyRef", "name"],
-                            f"ConfigMap {ref.get('name')!r} does not exist",
-                            "ref-configmap",
-                        )
-                    )
+    for path, container in pod.containers():
+        for index, source in enumerate(as_list(container.get("envFrom"))):
+            ref = _d(_d(source).get("configMapRef"))
+            out.extend(_missing_configmap(pod, ref, path + ["envFrom", index, "configMapRef", "name"], configmaps))
+        for index, env in enumerate(as_list(container.get("env"))):
+            ref = _d(_d(_d(env).get("valueFrom")).get("configMapKeyRef"))
+            out.extend(
+                _missing_configmap(pod, ref, path + ["env", index, "valueFrom", "configMapKeyRef", "name"], configmaps)
+            )
+    return out
 
-    out.extend(check_worker_groups(resources, pods))
-    services = by_kind.get("Service", {})
-    for route in by_kind.get("HTTPRoute", {}).values():
+
+def _route_findings(
+    routes: dict[tuple[str, str], Resource], services: dict[tuple[str, str], Resource]
+) -> list[Finding]:
+    """An HTTPRoute's Service backends exist and have the port it names (else the gateway answers 500)."""
+    out: list[Finding] = []
+    for route in routes.values():
         for rindex, rule in enumerate(as_list(route.spec.get("rules"))):
             for bindex, backend in enumerate(as_list(_d(rule).get("backendRefs"))):
                 backend = _d(backend)
@@ -340,91 +355,120 @@ def check_worker_groups(resources: list[Resource], pods: list) -> list[Finding]:
         subdomain = pod.spec.get("subdomain")
         if pod.resource.kind not in ("Job", "CronJob") or spec.get("completionMode") != "Indexed" or not subdomain:
             continue
-        res = pod.resource
-        completions, parallelism = spec.get("completions"), spec.get("parallelism")
-        if completions != parallelism:
-            out.append(
-                res.finding(
-                    prefix + ["parallelism"],
-                    f"parallelism {parallelism} != completions {completions}: workers that wait for each other "
-                    "must all run at once",
-                    "indexed-job-workers",
-                )
-            )
-        for path, container in pod.containers():
-            for index, env in enumerate(as_list(container.get("env"))):
-                env = _d(env)
-                if env.get("name") == "TRAINING_WORKERS" and str(env.get("value")) != str(completions):
-                    out.append(
-                        res.finding(
-                            path + ["env", index, "value"],
-                            f"TRAINING_WORKERS {env.get('value')!r} but the Job runs {completions} indexes",
-                            "indexed-job-workers",
-                        )
-                    )
-
+        out.extend(_worker_count_findings(pod, spec, prefix))
         others = [p for p in pods if p is not pod and p.namespace == pod.namespace]
         svc = services.get((pod.namespace, key_of(subdomain)))
-        where = pod.prefix + ["subdomain"]
         if svc is None:
-            out.append(res.finding(where, f"subdomain {subdomain!r} names no Service", "indexed-job-service"))
-            continue
-        selector = svc.spec.get("selector")
-        problems = []
-        if svc.spec.get("clusterIP") != "None":
-            problems.append("is not headless (clusterIP: None)")
-        if svc.spec.get("publishNotReadyAddresses") is not True:
-            problems.append("does not publish not-ready addresses (peers must resolve before they are Ready)")
-        if not map_selector_matches(selector, pod.labels):
-            problems.append("does not select this Job's pods")
-        stray = [p.resource.name for p in others if map_selector_matches(selector, p.labels)]
-        if stray:
-            problems.append(f"also selects the pods of {', '.join(sorted(stray))}")
-        for problem in problems:
-            out.append(res.finding(where, f"Service {subdomain!r} {problem}", "indexed-job-service"))
-
-        worker_ports = set()
-        for sport in as_list(svc.spec.get("ports")):
-            worker_ports |= _port_numbers(pod, _d(sport).get("targetPort", _d(sport).get("port")))
-        selecting = [
-            p for p in policies if p.namespace == pod.namespace and selector_matches(p.spec["podSelector"], pod.labels)
-        ]
-
-        def members(peer_selector: Any, pod: PodTemplate = pod, others: list[PodTemplate] = others) -> bool:
-            return selector_matches(peer_selector, pod.labels) and not any(
-                selector_matches(peer_selector, p.labels) for p in others
+            out.append(
+                pod.resource.finding(
+                    pod.prefix + ["subdomain"], f"subdomain {subdomain!r} names no Service", "indexed-job-service"
+                )
             )
+            continue
+        out.extend(_worker_service_findings(pod, svc, subdomain, others))
+        out.extend(_worker_network_findings(pod, svc, policies, others))
+    return out
 
-        for port in sorted(p for p in worker_ports if isinstance(p, int)):
-            for direction, rules_key, peers_key in (("Ingress", "ingress", "from"), ("Egress", "egress", "to")):
-                enforced = [
-                    p
-                    for p in selecting
-                    if direction in as_list(p.spec.get("policyTypes"))
-                    or (direction == "Ingress" and not p.spec.get("policyTypes"))
-                ]
-                if not enforced:
-                    continue
-                results = [(p, *_admits(p.spec.get(rules_key), peers_key, port, members)) for p in enforced]
-                if not any(exact for _, exact, _ in results):
-                    out.append(
-                        res.finding(
-                            pod.prefix[:-1] + ["metadata", "labels"],
-                            f"no NetworkPolicy admits {direction.lower()} on worker port {port} "
-                            "between this Job's pods",
-                            "indexed-job-network",
-                        )
+
+def _worker_count_findings(pod: PodTemplate, spec: dict, prefix: list) -> list[Finding]:
+    """Every index runs at once (parallelism = completions) and TRAINING_WORKERS, when set, says
+    how many: workers that wait for each other deadlock when some of them are not scheduled."""
+    out: list[Finding] = []
+    res = pod.resource
+    completions, parallelism = spec.get("completions"), spec.get("parallelism")
+    if completions != parallelism:
+        out.append(
+            res.finding(
+                prefix + ["parallelism"],
+                f"parallelism {parallelism} != completions {completions}: workers that wait for each other "
+                "must all run at once",
+                "indexed-job-workers",
+            )
+        )
+    for path, container in pod.containers():
+        for index, env in enumerate(as_list(container.get("env"))):
+            env = _d(env)
+            if env.get("name") == "TRAINING_WORKERS" and str(env.get("value")) != str(completions):
+                out.append(
+                    res.finding(
+                        path + ["env", index, "value"],
+                        f"TRAINING_WORKERS {env.get('value')!r} but the Job runs {completions} indexes",
+                        "indexed-job-workers",
                     )
-                if direction == "Ingress":
-                    for policy, _, wide in results:
-                        for index in wide:
-                            out.append(
-                                policy.finding(
-                                    ["spec", "ingress", index],
-                                    f"admits worker port {port} of {res.kind}/{res.name} from pods outside the Job",
-                                    "indexed-job-network",
-                                )
+                )
+    return out
+
+
+def _worker_service_findings(
+    pod: PodTemplate, svc: Resource, subdomain: str, others: list[PodTemplate]
+) -> list[Finding]:
+    """The subdomain's Service is headless, publishes not-ready addresses and selects exactly this
+    Job's pods: how the workers find each other before any of them is Ready."""
+    selector = svc.spec.get("selector")
+    problems = []
+    if svc.spec.get("clusterIP") != "None":
+        problems.append("is not headless (clusterIP: None)")
+    if svc.spec.get("publishNotReadyAddresses") is not True:
+        problems.append("does not publish not-ready addresses (peers must resolve before they are Ready)")
+    if not map_selector_matches(selector, pod.labels):
+        problems.append("does not select this Job's pods")
+    stray = [p.resource.name for p in others if map_selector_matches(selector, p.labels)]
+    if stray:
+        problems.append(f"also selects the pods of {', '.join(sorted(stray))}")
+    where = pod.prefix + ["subdomain"]
+    return [
+        pod.resource.finding(where, f"Service {subdomain!r} {problem}", "indexed-job-service") for problem in problems
+    ]
+
+
+def _worker_network_findings(
+    pod: PodTemplate, svc: Resource, policies: list[Resource], others: list[PodTemplate]
+) -> list[Finding]:
+    """Where NetworkPolicies isolate the Job's pods, one admits the worker port between them, in
+    both directions, and none admits it from pods outside the Job."""
+    out: list[Finding] = []
+    res = pod.resource
+    worker_ports = set()
+    for sport in as_list(svc.spec.get("ports")):
+        worker_ports |= _port_numbers(pod, _d(sport).get("targetPort", _d(sport).get("port")))
+    selecting = [
+        p for p in policies if p.namespace == pod.namespace and selector_matches(p.spec["podSelector"], pod.labels)
+    ]
+
+    def members(peer_selector: Any) -> bool:
+        return selector_matches(peer_selector, pod.labels) and not any(
+            selector_matches(peer_selector, p.labels) for p in others
+        )
+
+    for port in sorted(p for p in worker_ports if isinstance(p, int)):
+        for direction, rules_key, peers_key in (("Ingress", "ingress", "from"), ("Egress", "egress", "to")):
+            enforced = [
+                p
+                for p in selecting
+                if direction in as_list(p.spec.get("policyTypes"))
+                or (direction == "Ingress" and not p.spec.get("policyTypes"))
+            ]
+            if not enforced:
+                continue
+            results = [(p, *_admits(p.spec.get(rules_key), peers_key, port, members)) for p in enforced]
+            if not any(exact for _, exact, _ in results):
+                out.append(
+                    res.finding(
+                        pod.prefix[:-1] + ["metadata", "labels"],
+                        f"no NetworkPolicy admits {direction.lower()} on worker port {port} between this Job's pods",
+                        "indexed-job-network",
+                    )
+                )
+            if direction == "Ingress":
+                for policy, _, wide in results:
+                    for index in wide:
+                        out.append(
+                            policy.finding(
+                                ["spec", "ingress", index],
+                                f"admits worker port {port} of {res.kind}/{res.name} from pods outside the Job",
+                                "indexed-job-network",
                             )
+                        )
     return out
 
 
@@ -453,185 +497,220 @@ def check_argocd(root: Path, argocd_resources: list[Resource], deployed: dict[st
     out: list[Finding] = []
     projects = {r.name: r for r in argocd_resources if r.kind == "AppProject"}
     for project in projects.values():
-        spec = project.spec
-        for index, repo in enumerate(as_list(spec.get("sourceRepos"))):
-            if _is_wildcard(repo):
-                out.append(
-                    project.finding(
-                        ["spec", "sourceRepos", index], f"wildcard source repo {repo!r}", "argocd-project-wildcard"
-                    )
-                )
-        for index, dest in enumerate(as_list(spec.get("destinations"))):
-            for key in ("server", "namespace", "name"):
-                if _is_wildcard(_d(dest).get(key)):
-                    out.append(
-                        project.finding(
-                            ["spec", "destinations", index, key],
-                            f"wildcard destination {key} {_d(dest).get(key)!r}",
-                            "argocd-project-wildcard",
-                        )
-                    )
-        if "namespaceResourceWhitelist" not in spec:
+        out.extend(_project_wildcards(project))
+    applications = [r for r in argocd_resources if r.kind == "Application"]
+    out.extend(_unsynced_overlays(applications, deployed))
+    for app in applications:
+        out.extend(_application_findings(root, app, projects, deployed))
+    return out
+
+
+def _project_wildcards(project: Resource) -> list[Finding]:
+    """An AppProject that grants a repo, destination, source namespace or kind by wildcard (or
+    every namespaced kind, by not listing them) bounds nothing its Applications do."""
+    out: list[Finding] = []
+    spec = project.spec
+    for index, repo in enumerate(as_list(spec.get("sourceRepos"))):
+        if _is_wildcard(repo):
             out.append(
                 project.finding(
-                    "spec.namespaceResourceWhitelist",
-                    "not set, so every namespaced kind is allowed: list the kinds the project deploys",
-                    "argocd-project-wildcard",
+                    ["spec", "sourceRepos", index], f"wildcard source repo {repo!r}", "argocd-project-wildcard"
                 )
             )
-        for index, namespace in enumerate(as_list(spec.get("sourceNamespaces"))):
-            if _is_wildcard(namespace):
+    for index, dest in enumerate(as_list(spec.get("destinations"))):
+        for key in ("server", "namespace", "name"):
+            if _is_wildcard(_d(dest).get(key)):
                 out.append(
                     project.finding(
-                        ["spec", "sourceNamespaces", index],
-                        f"wildcard source namespace {namespace!r}",
+                        ["spec", "destinations", index, key],
+                        f"wildcard destination {key} {_d(dest).get(key)!r}",
                         "argocd-project-wildcard",
                     )
                 )
-        for list_name in ("clusterResourceWhitelist", "namespaceResourceWhitelist"):
-            for index, entry in enumerate(as_list(spec.get(list_name))):
-                for key in ("group", "kind"):
-                    if _is_wildcard(_d(entry).get(key)):
-                        out.append(
-                            project.finding(
-                                ["spec", list_name, index, key],
-                                f"wildcard {key} in {list_name}",
-                                "argocd-project-wildcard",
-                            )
+    if "namespaceResourceWhitelist" not in spec:
+        out.append(
+            project.finding(
+                "spec.namespaceResourceWhitelist",
+                "not set, so every namespaced kind is allowed: list the kinds the project deploys",
+                "argocd-project-wildcard",
+            )
+        )
+    for index, namespace in enumerate(as_list(spec.get("sourceNamespaces"))):
+        if _is_wildcard(namespace):
+            out.append(
+                project.finding(
+                    ["spec", "sourceNamespaces", index],
+                    f"wildcard source namespace {namespace!r}",
+                    "argocd-project-wildcard",
+                )
+            )
+    for list_name in ("clusterResourceWhitelist", "namespaceResourceWhitelist"):
+        for index, entry in enumerate(as_list(spec.get(list_name))):
+            for key in ("group", "kind"):
+                if _is_wildcard(_d(entry).get(key)):
+                    out.append(
+                        project.finding(
+                            ["spec", list_name, index, key],
+                            f"wildcard {key} in {list_name}",
+                            "argocd-project-wildcard",
                         )
+                    )
+    return out
 
+
+def _unsynced_overlays(applications: list[Resource], deployed: dict[str, Rendered | None]) -> list[Finding]:
+    """Environment overlays no Application deploys: edits to them would never reach a cluster."""
     referenced: set[str] = set()
-    for app in (r for r in argocd_resources if r.kind == "Application"):
+    for app in applications:
         for source in [app.spec.get("source")] + as_list(app.spec.get("sources")):
             if isinstance(source, dict) and isinstance(source.get("path"), str):
                 referenced.add(Path(source["path"]).as_posix().strip("/"))
-    for rel, rendered in sorted(deployed.items()):
-        if rendered is not None and rel.startswith("overlays/") and rel not in referenced:
-            out.append(
-                Finding(
-                    rendered.name,
-                    "",
-                    "",
-                    "",
-                    f"no Argo CD Application deploys {rel}: add the environment "
-                    "to platform.yaml (make synth writes its Application) or remove the overlay",
-                    "argocd-overlay-synced",
-                )
-            )
-
-    for app in (r for r in argocd_resources if r.kind == "Application"):
-        spec = app.spec
-        sources: list[tuple[list[str | int], dict]] = (
-            [(["spec", "source"], spec["source"])] if isinstance(spec.get("source"), dict) else []
+    return [
+        Finding(
+            rendered.name,
+            "",
+            "",
+            "",
+            f"no Argo CD Application deploys {rel}: add the environment "
+            "to platform.yaml (make synth writes its Application) or remove the overlay",
+            "argocd-overlay-synced",
         )
-        sources += [
-            (["spec", "sources", i], s) for i, s in enumerate(as_list(spec.get("sources"))) if isinstance(s, dict)
+        for rel, rendered in sorted(deployed.items())
+        if rendered is not None and rel.startswith("overlays/") and rel not in referenced
+    ]
+
+
+def _application_findings(
+    root: Path, app: Resource, projects: dict[str, Resource], deployed: dict[str, Rendered | None]
+) -> list[Finding]:
+    """One Application: its AppProject exists and permits its repos and destination, and each
+    source path exists, builds, lands in the destination namespace and deploys permitted kinds."""
+    spec = app.spec
+    sources: list[tuple[list[str | int], dict]] = (
+        [(["spec", "source"], spec["source"])] if isinstance(spec.get("source"), dict) else []
+    )
+    sources += [(["spec", "sources", i], s) for i, s in enumerate(as_list(spec.get("sources"))) if isinstance(s, dict)]
+    dest = _d(spec.get("destination"))
+    app_project = projects.get(key_of(spec.get("project")))
+    if app_project is None:
+        out = [
+            app.finding(
+                "spec.project", f"AppProject {spec.get('project')!r} is not defined in argocd/", "argocd-project"
+            )
         ]
-        dest = _d(spec.get("destination"))
-        app_project = projects.get(key_of(spec.get("project")))
-        if app_project is None:
+    else:
+        out = _project_permits(app, app_project, sources, dest)
+    for path, source in sources:
+        app_path = source.get("path")
+        if not isinstance(app_path, str) or source.get("chart"):
+            continue
+        rendered, problem = _source_build(root, app_path, deployed)
+        if problem:
+            out.append(app.finding(path + ["path"], problem, "argocd-app-path"))
+        if rendered is None:
+            continue
+        out.extend(_destination_namespace(app, app_path, dest, rendered))
+        out.extend(hpa_replicas(app, rendered.resources))
+        if app_project is not None:
+            out.extend(_kind_findings(app, path, app_project, rendered))
+    return out
+
+
+def _project_permits(
+    app: Resource, app_project: Resource, sources: list[tuple[list[str | int], dict]], dest: dict
+) -> list[Finding]:
+    """The Application's AppProject permits each of its source repos and its destination (else
+    Argo CD refuses to sync it)."""
+    out: list[Finding] = []
+    pspec = app_project.spec
+    repos = [_norm_repo(r) for r in as_list(pspec.get("sourceRepos"))]
+    for path, source in sources:
+        if _norm_repo(source.get("repoURL")) not in repos:
             out.append(
                 app.finding(
-                    "spec.project", f"AppProject {spec.get('project')!r} is not defined in argocd/", "argocd-project"
+                    path + ["repoURL"],
+                    f"AppProject {app_project.name!r} does not permit repo {source.get('repoURL')!r}",
+                    "argocd-project",
                 )
             )
-        else:
-            pspec = app_project.spec
-            repos = [_norm_repo(r) for r in as_list(pspec.get("sourceRepos"))]
-            for path, source in sources:
-                if _norm_repo(source.get("repoURL")) not in repos:
-                    out.append(
-                        app.finding(
-                            path + ["repoURL"],
-                            f"AppProject {app_project.name!r} does not permit repo {source.get('repoURL')!r}",
-                            "argocd-project",
-                        )
-                    )
-            dests = [_d(d) for d in as_list(pspec.get("destinations"))]
-            if not any(
-                d.get("namespace") == dest.get("namespace")
-                and (d.get("server") == dest.get("server") if "server" in dest else d.get("name") == dest.get("name"))
-                for d in dests
-            ):
-                out.append(
-                    app.finding(
-                        "spec.destination",
-                        f"AppProject {app_project.name!r} does not permit destination "
-                        f"{dest.get('server') or dest.get('name')} namespace {dest.get('namespace')!r}",
-                        "argocd-project",
-                    )
-                )
-        for path, source in sources:
-            app_path = source.get("path")
-            if not isinstance(app_path, str) or source.get("chart"):
-                continue
-            directory = (root / app_path).resolve()
-            if not directory.is_dir() or root.resolve() not in (directory, *directory.parents):
-                out.append(
-                    app.finding(
-                        path + ["path"], f"path {app_path!r} does not exist in the repository", "argocd-app-path"
-                    )
-                )
-                continue
-            rendered = deployed.get(Path(app_path).as_posix().strip("/"))
-            if rendered is None:
-                if not any(directory.glob("*.y*ml")):
-                    out.append(
-                        app.finding(
-                            path + ["path"],
-                            f"path {app_path!r} holds no kustomization and no manifests",
-                            "argocd-app-path",
-                        )
-                    )
-                continue
-            if not rendered.ok:
+    dests = [_d(d) for d in as_list(pspec.get("destinations"))]
+    if not any(
+        d.get("namespace") == dest.get("namespace")
+        and (d.get("server") == dest.get("server") if "server" in dest else d.get("name") == dest.get("name"))
+        for d in dests
+    ):
+        out.append(
+            app.finding(
+                "spec.destination",
+                f"AppProject {app_project.name!r} does not permit destination "
+                f"{dest.get('server') or dest.get('name')} namespace {dest.get('namespace')!r}",
+                "argocd-project",
+            )
+        )
+    return out
+
+
+def _source_build(
+    root: Path, app_path: str, deployed: dict[str, Rendered | None]
+) -> tuple[Rendered | None, str | None]:
+    """What a source path renders to, when it exists in the repository and built; else why not
+    (None when it is a plain directory of manifests the validator did not render)."""
+    directory = (root / app_path).resolve()
+    if not directory.is_dir() or root.resolve() not in (directory, *directory.parents):
+        return None, f"path {app_path!r} does not exist in the repository"
+    rendered = deployed.get(Path(app_path).as_posix().strip("/"))
+    if rendered is None:
+        if not any(directory.glob("*.y*ml")):
+            return None, f"path {app_path!r} holds no kustomization and no manifests"
+        return None, None
+    if not rendered.ok:
+        return None, f"path {app_path!r} does not build (see the {rendered.name} findings)"
+    return rendered, None
+
+
+def _destination_namespace(app: Resource, app_path: str, dest: dict, rendered: Rendered) -> list[Finding]:
+    """The Application's destination namespace is the one its path's objects are written for."""
+    namespaces = (
+        {rendered.namespace}
+        if rendered.namespace
+        else {r.namespace for r in rendered.resources if r.namespace and r.kind not in CLUSTER_SCOPED}
+    )
+    if namespaces and key_of(dest.get("namespace")) not in namespaces:
+        return [
+            app.finding(
+                "spec.destination.namespace",
+                f"{dest.get('namespace')!r} differs from the namespace of {app_path!r} "
+                f"({', '.join(sorted(namespaces))})",
+                "argocd-app-namespace",
+            )
+        ]
+    return []
+
+
+def _kind_findings(app: Resource, path: list[str | int], app_project: Resource, rendered: Rendered) -> list[Finding]:
+    """The AppProject whitelists (and does not blacklist) every kind the source path deploys:
+    Argo CD refuses a sync with any kind it does not permit."""
+    out: list[Finding] = []
+    for group, kind in sorted({(r.group, r.kind) for r in rendered.resources}):
+        if kind in CLUSTER_SCOPED:
+            if not _permits(app_project.spec.get("clusterResourceWhitelist"), group, kind):
                 out.append(
                     app.finding(
                         path + ["path"],
-                        f"path {app_path!r} does not build (see the {rendered.name} findings)",
-                        "argocd-app-path",
+                        f"deploys cluster-scoped {kind} (group {group!r}) "
+                        f"but AppProject {app_project.name!r} does not whitelist it",
+                        "argocd-project-kinds",
                     )
                 )
-                continue
-            namespaces = (
-                {rendered.namespace}
-                if rendered.namespace
-                else {r.namespace for r in rendered.resources if r.namespace and r.kind not in CLUSTER_SCOPED}
-            )
-            if namespaces and key_of(dest.get("namespace")) not in namespaces:
+        else:
+            white = app_project.spec.get("namespaceResourceWhitelist")
+            black = app_project.spec.get("namespaceResourceBlacklist")
+            if (white is not None and not _permits(white, group, kind)) or _permits(black, group, kind):
                 out.append(
                     app.finding(
-                        "spec.destination.namespace",
-                        f"{dest.get('namespace')!r} differs from the namespace of {app_path!r} "
-                        f"({', '.join(sorted(namespaces))})",
-                        "argocd-app-namespace",
+                        path + ["path"],
+                        f"deploys {kind} (group {group!r}) but AppProject {app_project.name!r} does not permit it",
+                        "argocd-project-kinds",
                     )
                 )
-            out.extend(hpa_replicas(app, rendered.resources))
-            if app_project is None:
-                continue
-            kinds = sorted({(r.group, r.kind) for r in rendered.resources})
-            for group, kind in kinds:
-                if kind in CLUSTER_SCOPED:
-                    if not _permits(app_project.spec.get("clusterResourceWhitelist"), group, kind):
-                        out.append(
-                            app.finding(
-                                path + ["path"],
-                                f"deploys cluster-scoped {kind} (group {group!r}) "
-                                f"but AppProject {app_project.name!r} does not whitelist it",
-                                "argocd-project-kinds",
-                            )
-                        )
-                else:
-                    white = app_project.spec.get("namespaceResourceWhitelist")
-                    black = app_project.spec.get("namespaceResourceBlacklist")
-                    if (white is not None and not _permits(white, group, kind)) or _permits(black, group, kind):
-                        out.append(
-                            app.finding(
-                                path + ["path"],
-                                f"deploys {kind} (group {group!r}) "
-                                f"but AppProject {app_project.name!r} does not permit it",
-                                "argocd-project-kinds",
-                            )
-                        )
     return out
