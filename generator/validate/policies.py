@@ -93,9 +93,28 @@ def _effective(pod_sc: dict, container_sc: dict, key: str) -> Any:
 
 
 def pod_security(pod: PodTemplate) -> list[Finding]:
-    res, out = pod.resource, []
-    spec, prefix = pod.spec, pod.prefix
-    pod_sc = _d(spec.get("securityContext"))
+    """The restricted Pod Security Standard, field by field, and a read-only root filesystem:
+    first what the pod sets for all its containers, then each container (with the pod's
+    securityContext as the fallback the kubelet applies)."""
+    res = pod.resource
+    out: list[Finding] = []
+    pod_sc = _d(pod.spec.get("securityContext"))
+    _pod_fields(pod, pod_sc, out)
+    _pod_security_context(res, pod.prefix + ["securityContext"], pod_sc, out)
+    _apparmor_annotations(res, pod.prefix, out)
+    pod_seccomp = _d(pod_sc.get("seccompProfile")).get("type")
+    for path, container in pod.containers():
+        cname = container.get("name", "?")
+        sc = _d(container.get("securityContext"))
+        _container_isolation(res, path, cname, container, sc, out)
+        _container_identity(res, path + ["securityContext"], cname, pod_sc, sc, out)
+        _container_hardening(res, path + ["securityContext"], cname, sc, pod_seccomp, out)
+    return out
+
+
+def _pod_fields(pod: PodTemplate, pod_sc: dict, out: list[Finding]) -> None:
+    """Host namespaces, volume types and sysctls: pod-wide fields that reach past the container."""
+    res, spec, prefix = pod.resource, pod.spec, pod.prefix
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         if spec.get(key) is True:
             out.append(res.finding(prefix + [key], f"{key} must not be true", "pss-host-namespaces"))
@@ -120,26 +139,31 @@ def pod_security(pod: PodTemplate) -> list[Finding]:
                     "pss-sysctls",
                 )
             )
+
+
+def _pod_security_context(res: Resource, path: list, pod_sc: dict, out: list[Finding]) -> None:
+    """What the pod's securityContext may not set for its containers (each container must still
+    say, or inherit, the required values: see ``_container_identity`` and ``_container_hardening``)."""
     pod_seccomp = _d(pod_sc.get("seccompProfile")).get("type")
     if pod_seccomp is not None and pod_seccomp not in ("RuntimeDefault", "Localhost"):
         out.append(
             res.finding(
-                prefix + ["securityContext", "seccompProfile", "type"],
+                path + ["seccompProfile", "type"],
                 f"seccompProfile {pod_seccomp!r} must be RuntimeDefault or Localhost",
                 "pss-seccomp",
             )
         )
     if pod_sc.get("runAsUser") == 0:
-        out.append(res.finding(prefix + ["securityContext", "runAsUser"], "runAsUser must not be 0", "pss-run-as-user"))
+        out.append(res.finding(path + ["runAsUser"], "runAsUser must not be 0", "pss-run-as-user"))
     if pod_sc.get("runAsNonRoot") is False:
-        out.append(
-            res.finding(
-                prefix + ["securityContext", "runAsNonRoot"], "runAsNonRoot must not be false", "pss-run-as-non-root"
-            )
-        )
-    _selinux(res, prefix + ["securityContext"], pod_sc, out)
-    _apparmor(res, prefix + ["securityContext"], pod_sc, out)
-    _host_process(res, prefix + ["securityContext"], pod_sc, out)
+        out.append(res.finding(path + ["runAsNonRoot"], "runAsNonRoot must not be false", "pss-run-as-non-root"))
+    _selinux(res, path, pod_sc, out)
+    _apparmor(res, path, pod_sc, out)
+    _host_process(res, path, pod_sc, out)
+
+
+def _apparmor_annotations(res: Resource, prefix: list, out: list[Finding]) -> None:
+    """The AppArmor profiles set the old way, by pod template annotation, are allowed ones."""
     annotations = (
         _d(_d(_d(res.doc.get("spec")).get("template")).get("metadata")).get("annotations")
         if res.kind != "Pod"
@@ -157,92 +181,100 @@ def pod_security(pod: PodTemplate) -> list[Finding]:
                 )
             )
 
-    for path, container in pod.containers():
-        cname = container.get("name", "?")
-        sc = _d(container.get("securityContext"))
-        sc_path = path + ["securityContext"]
-        if sc.get("privileged") is True:
-            out.append(res.finding(sc_path + ["privileged"], f"container {cname!r} is privileged", "pss-privileged"))
-        for pindex, port in enumerate(as_list(container.get("ports"))):
-            if isinstance(port, dict) and port.get("hostPort") not in (None, 0):
-                out.append(
-                    res.finding(path + ["ports", pindex, "hostPort"], "hostPort must not be set", "pss-host-ports")
-                )
-        if sc.get("procMount") not in (None, "Default"):
-            out.append(res.finding(sc_path + ["procMount"], "procMount must be Default", "pss-proc-mount"))
-        _selinux(res, sc_path, sc, out)
-        _apparmor(res, sc_path, sc, out)
-        _host_process(res, sc_path, sc, out)
-        if sc.get("allowPrivilegeEscalation") is not False:
+
+def _container_isolation(res: Resource, path: list, cname: str, container: dict, sc: dict, out: list[Finding]) -> None:
+    """What would let a container out of its isolation: privileged, host ports, an unmasked
+    /proc, a custom SELinux user or role, an AppArmor profile off the list, a HostProcess."""
+    sc_path = path + ["securityContext"]
+    if sc.get("privileged") is True:
+        out.append(res.finding(sc_path + ["privileged"], f"container {cname!r} is privileged", "pss-privileged"))
+    for pindex, port in enumerate(as_list(container.get("ports"))):
+        if isinstance(port, dict) and port.get("hostPort") not in (None, 0):
+            out.append(res.finding(path + ["ports", pindex, "hostPort"], "hostPort must not be set", "pss-host-ports"))
+    if sc.get("procMount") not in (None, "Default"):
+        out.append(res.finding(sc_path + ["procMount"], "procMount must be Default", "pss-proc-mount"))
+    _selinux(res, sc_path, sc, out)
+    _apparmor(res, sc_path, sc, out)
+    _host_process(res, sc_path, sc, out)
+
+
+def _container_identity(res: Resource, sc_path: list, cname: str, pod_sc: dict, sc: dict, out: list[Finding]) -> None:
+    """Who the container runs as: never root, never gaining privileges, under a numeric UID set
+    here or in the pod's securityContext."""
+    if sc.get("allowPrivilegeEscalation") is not False:
+        out.append(
+            res.finding(
+                sc_path + ["allowPrivilegeEscalation"],
+                f"container {cname!r}: allowPrivilegeEscalation must be false",
+                "pss-privilege-escalation",
+            )
+        )
+    if _effective(pod_sc, sc, "runAsNonRoot") is not True:
+        out.append(
+            res.finding(
+                sc_path + ["runAsNonRoot"],
+                f"container {cname!r}: runAsNonRoot must be true (here or in the pod securityContext)",
+                "pss-run-as-non-root",
+            )
+        )
+    user = _effective(pod_sc, sc, "runAsUser")
+    if sc.get("runAsUser") == 0:
+        out.append(
+            res.finding(sc_path + ["runAsUser"], f"container {cname!r}: runAsUser must not be 0", "pss-run-as-user")
+        )
+    elif user is None:
+        # Restricted allows it unset, but then the kubelet must trust the image's USER, and a
+        # non-numeric USER fails runAsNonRoot at start: the repository requires a number.
+        out.append(
+            res.finding(
+                sc_path + ["runAsUser"],
+                f"container {cname!r}: runAsUser is not set (here or in the pod securityContext); set a non-zero UID",
+                "pss-run-as-user",
+            )
+        )
+
+
+def _container_hardening(
+    res: Resource, sc_path: list, cname: str, sc: dict, pod_seccomp: Any, out: list[Finding]
+) -> None:
+    """What the container must switch off: a seccomp profile (its own or the pod's), every
+    capability but NET_BIND_SERVICE, and writes to its root filesystem."""
+    seccomp = _d(sc.get("seccompProfile")).get("type") if "seccompProfile" in sc else pod_seccomp
+    if seccomp not in ("RuntimeDefault", "Localhost"):
+        out.append(
+            res.finding(
+                sc_path + ["seccompProfile", "type"],
+                f"container {cname!r}: seccompProfile.type must be RuntimeDefault or Localhost "
+                "(here or in the pod securityContext)",
+                "pss-seccomp",
+            )
+        )
+    caps = _d(sc.get("capabilities"))
+    if "ALL" not in as_list(caps.get("drop")):
+        out.append(
+            res.finding(
+                sc_path + ["capabilities", "drop"],
+                f"container {cname!r}: capabilities must drop ALL",
+                "pss-capabilities",
+            )
+        )
+    for cindex, cap in enumerate(as_list(caps.get("add"))):
+        if cap != "NET_BIND_SERVICE":
             out.append(
                 res.finding(
-                    sc_path + ["allowPrivilegeEscalation"],
-                    f"container {cname!r}: allowPrivilegeEscalation must be false",
-                    "pss-privilege-escalation",
-                )
-            )
-        if _effective(pod_sc, sc, "runAsNonRoot") is not True:
-            out.append(
-                res.finding(
-                    sc_path + ["runAsNonRoot"],
-                    f"container {cname!r}: runAsNonRoot must be true (here or in the pod securityContext)",
-                    "pss-run-as-non-root",
-                )
-            )
-        user = _effective(pod_sc, sc, "runAsUser")
-        if sc.get("runAsUser") == 0:
-            out.append(
-                res.finding(sc_path + ["runAsUser"], f"container {cname!r}: runAsUser must not be 0", "pss-run-as-user")
-            )
-        elif user is None:
-            # Restricted allows it unset, but then the kubelet must trust the image's USER, and a
-            # non-numeric USER fails runAsNonRoot at start: the repository requires a number.
-            out.append(
-                res.finding(
-                    sc_path + ["runAsUser"],
-                    f"container {cname!r}: runAsUser is not set (here or in "
-                    "the pod securityContext); set a non-zero UID",
-                    "pss-run-as-user",
-                )
-            )
-        seccomp = _d(sc.get("seccompProfile")).get("type") if "seccompProfile" in sc else pod_seccomp
-        if seccomp not in ("RuntimeDefault", "Localhost"):
-            out.append(
-                res.finding(
-                    sc_path + ["seccompProfile", "type"],
-                    f"container {cname!r}: seccompProfile.type must be RuntimeDefault or Localhost "
-                    "(here or in the pod securityContext)",
-                    "pss-seccomp",
-                )
-            )
-        caps = _d(sc.get("capabilities"))
-        drop = as_list(caps.get("drop"))
-        if "ALL" not in drop:
-            out.append(
-                res.finding(
-                    sc_path + ["capabilities", "drop"],
-                    f"container {cname!r}: capabilities must drop ALL",
+                    sc_path + ["capabilities", "add", cindex],
+                    f"container {cname!r}: capability {cap!r} must not be added",
                     "pss-capabilities",
                 )
             )
-        for cindex, cap in enumerate(as_list(caps.get("add"))):
-            if cap != "NET_BIND_SERVICE":
-                out.append(
-                    res.finding(
-                        sc_path + ["capabilities", "add", cindex],
-                        f"container {cname!r}: capability {cap!r} must not be added",
-                        "pss-capabilities",
-                    )
-                )
-        if sc.get("readOnlyRootFilesystem") is not True:
-            out.append(
-                res.finding(
-                    sc_path + ["readOnlyRootFilesystem"],
-                    f"container {cname!r}: readOnlyRootFilesystem must be true (mount an emptyDir where it writes)",
-                    "read-only-root-fs",
-                )
+    if sc.get("readOnlyRootFilesystem") is not True:
+        out.append(
+            res.finding(
+                sc_path + ["readOnlyRootFilesystem"],
+                f"container {cname!r}: readOnlyRootFilesystem must be true (mount an emptyDir where it writes)",
+                "read-only-root-fs",
             )
-    return out
+        )
 
 
 def _selinux(res: Resource, path: list, sc: dict, out: list[Finding]) -> None:

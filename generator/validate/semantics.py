@@ -13,6 +13,7 @@ from generator.validate.kube import (
     DNS1123_SUBDOMAIN,
     LABEL_VALUE,
     QUALIFIED_NAME,
+    PodTemplate,
     as_list,
     pod_template,
     selector_matches,
@@ -57,7 +58,23 @@ def _labels(resource: Resource, labels: Any, path: list, out: list[Finding]) -> 
 
 
 def check(resource: Resource) -> list[Finding]:
+    """What the schemas cannot say about one object: its name, its labels, and for a workload
+    its selector and the names its containers, env vars and ports must not repeat."""
     out: list[Finding] = []
+    _name(resource, out)
+    _labels(resource, resource.metadata.get("labels"), ["metadata", "labels"], out)
+    pod = pod_template(resource)
+    if pod is None:
+        return out
+    _labels(resource, pod.labels, pod.prefix[:-1] + ["metadata", "labels"], out)
+    if resource.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}:
+        _selector(resource, pod, out)
+    _duplicates(resource, pod, out)
+    return out
+
+
+def _name(resource: Resource, out: list[Finding]) -> None:
+    """metadata.name is set (or generated) and is the kind of DNS name the API server takes for this kind."""
     name = resource.metadata.get("name")
     if name is None and not resource.metadata.get("generateName"):
         out.append(resource.finding("metadata.name", "metadata.name is missing", "invalid-name"))
@@ -70,34 +87,37 @@ def check(resource: Resource) -> list[Finding]:
             ok, rule = len(name) <= 253 and bool(DNS1123_SUBDOMAIN.fullmatch(name)), "an RFC 1123 subdomain"
         if not ok:
             out.append(resource.finding("metadata.name", f"{name!r} is not {rule}", "invalid-name"))
-    _labels(resource, resource.metadata.get("labels"), ["metadata", "labels"], out)
 
-    pod = pod_template(resource)
-    if pod is None:
-        return out
-    _labels(resource, pod.labels, pod.prefix[:-1] + ["metadata", "labels"], out)
-    if resource.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}:
-        selector = resource.spec.get("selector")
-        if isinstance(selector, dict) and not selector_matches(selector, pod.labels):
+
+def _selector(resource: Resource, pod: PodTemplate, out: list[Finding]) -> None:
+    """A workload's selector matches its own pods (else the API server refuses it) and uses no
+    label that changes between releases (selectors are immutable)."""
+    selector = resource.spec.get("selector")
+    if isinstance(selector, dict) and not selector_matches(selector, pod.labels):
+        out.append(
+            resource.finding(
+                "spec.selector",
+                f"selector does not match the pod template labels {dict(sorted(pod.labels.items()))}",
+                "selector-mismatch",
+            )
+        )
+    elif isinstance(selector, dict) and not selector:
+        out.append(resource.finding("spec.selector", "empty selector", "selector-mismatch"))
+    match_labels = selector.get("matchLabels") if isinstance(selector, dict) else None
+    for key in match_labels if isinstance(match_labels, dict) else {}:
+        if key in MUTABLE_LABELS:
             out.append(
                 resource.finding(
-                    "spec.selector",
-                    f"selector does not match the pod template labels {dict(sorted(pod.labels.items()))}",
-                    "selector-mismatch",
+                    ["spec", "selector", "matchLabels", key],
+                    f"selector uses {key!r}, which changes between releases; selectors are immutable",
+                    "selector-mutable-label",
                 )
             )
-        elif isinstance(selector, dict) and not selector:
-            out.append(resource.finding("spec.selector", "empty selector", "selector-mismatch"))
-        match_labels = selector.get("matchLabels") if isinstance(selector, dict) else None
-        for key in match_labels if isinstance(match_labels, dict) else {}:
-            if key in MUTABLE_LABELS:
-                out.append(
-                    resource.finding(
-                        ["spec", "selector", "matchLabels", key],
-                        f"selector uses {key!r}, which changes between releases; selectors are immutable",
-                        "selector-mutable-label",
-                    )
-                )
+
+
+def _duplicates(resource: Resource, pod: PodTemplate, out: list[Finding]) -> None:
+    """Container names and port names are unique in the pod, env var names in each container
+    (a repeated env var silently loses all but its last value)."""
     names: dict[str, list] = {}
     port_names: dict[str, list] = {}
     for path, container in pod.containers():
@@ -136,4 +156,3 @@ def check(resource: Resource) -> list[Finding]:
                         )
                     )
                 port_names.setdefault(pname, path)
-    return out
