@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,39 +253,13 @@ def _run(
     children: list,
     started: float,
 ) -> Result:
-    fresh_proc = None
-    if opts.freshness:
-        if config.is_file() and (root / "generator" / "synth.py").is_file():
-            fresh_proc = freshness.Synth(root, config)
-            children.append(fresh_proc)
-        else:
-            notes.append("freshness not checked: platform.yaml is not a regular file, or generator/synth.py is missing")
-    files = repofiles.tracked_files(root)
-    secrets_scan = None
-    if opts.secrets:
-        secrets_scan = repofiles.SecretsScan(root, [f for f in files if not f.startswith(SECRETS_SCAN_EXCLUDE)])
-        children.append(secrets_scan)
-
-    findings: list[Finding] = []
+    """``run`` once its arguments are checked: start the slow children, render, check what was
+    rendered, collect the children's findings, then drop the exempted ones."""
+    fresh_proc, secrets_scan, files = _start_children(opts, root, config, notes, children)
     argocd = render.load_argocd(root, renderer)
-    # Kustomizations an Application deploys that are not environment overlays get rendered too.
-    known = {d.resolve() for d in overlay_dirs} | {(root / "argocd").resolve()}
-    for res in argocd.resources if argocd and not opts.overlays else []:
-        if res.kind == "Application":
-            for source in [res.spec.get("source"), *as_list(res.spec.get("sources"))]:
-                rel = source.get("path") if isinstance(source, dict) else None
-                if isinstance(rel, str):
-                    directory = (root / rel).resolve()
-                    if directory not in known and root in directory.parents and render.kustomization_file(directory):
-                        overlay_dirs.append(directory)
-                        known.add(directory)
-    chart_futures = []
-    if opts.charts and not opts.overlays:
-        pool = ThreadPoolExecutor(max_workers=2)
-        chart_futures = [
-            pool.submit(render.render_chart, root, chart, values) for chart, values in render.chart_targets(root)
-        ]
-        pool.shutdown(wait=False)
+    if argocd and not opts.overlays:
+        overlay_dirs.extend(_deployed_kustomizations(root, argocd, overlay_dirs))
+    chart_futures = _start_charts(root) if opts.charts and not opts.overlays else []
     rendered, _ = render.render_all(root, overlay_dirs, renderer, opts.jobs, with_argocd=False)
     for item in rendered:
         if item.path.startswith("overlays/"):
@@ -293,33 +267,13 @@ def _run(
         item.name = item.path  # a non-overlay kustomization is named by its path
 
     envs = environments(config)
-    findings.extend(freshness.config_findings(config))
+    findings: list[Finding] = [*freshness.config_findings(config)]
     all_resources: list[Resource] = []
-    for item in rendered:
-        findings.extend(item.findings)
-        all_resources.extend(item.resources)
-        env = envs.get(item.path)
-        findings.extend(check_overlay(store, item.resources, env))
-        if item.ok:
-            findings.extend(crossrefs.check_namespaces(item.resources, env.namespace if env else item.namespace))
+    findings.extend(_rendered_findings(store, rendered, envs, all_resources))
     charts = [future.result() for future in chart_futures]
-    for chart in charts:
-        # A chart is a fragment (its PVC, say, comes from elsewhere): no cross-references here;
-        # what it renders with the generator's values is checked whole in every overlay.
-        findings.extend(chart.findings)
-        all_resources.extend(chart.resources)
-        for res in chart.resources:
-            findings.extend(resource_findings(store, res))
-        findings.extend(policies.check_overlay(chart.resources, policies.Environment()))
+    findings.extend(_chart_findings(store, charts, all_resources))
     if argocd is not None:
-        findings.extend(argocd.findings)
-        all_resources.extend(argocd.resources)
-        for res in argocd.resources:
-            findings.extend(resource_findings(store, res))
-        deployed: dict[str, render.Rendered | None] = {item.path: item for item in rendered}
-        deployed["argocd"] = argocd
-        if not opts.overlays:
-            findings.extend(crossrefs.check_argocd(root, argocd.resources, deployed))
+        findings.extend(_argocd_findings(root, store, argocd, rendered, all_resources, not opts.overlays))
     elif not opts.overlays:
         notes.append("argocd/ not found: Argo CD checks not run")
 
@@ -327,13 +281,8 @@ def _run(
     findings.extend(release_file_findings(root, overlay_dirs))
     findings.extend(model_pins.findings(root, overlay_dirs, envs, rendered))
     if opts.kubeconform == "auto":
-        found = find_kubeconform()
-        if found is None:
-            notes.append(f"kubeconform not run: not on PATH and ${KUBECONFORM_ENV} unset (no registry carries it)")
-        else:
-            streams = rendered + charts + ([argocd] if argocd else [])
-            findings.extend(kubeconform.run(found.path, streams, root, opts.kubernetes_version))
-            notes.append(f"kubeconform {found.version} agrees on every resource it checked")
+        streams = rendered + charts + ([argocd] if argocd else [])
+        findings.extend(_kubeconform_findings(root, opts.kubernetes_version, streams, notes))
     if secrets_scan is not None:
         findings.extend(secrets_scan.finish())
     if fresh_proc is not None:
@@ -352,3 +301,116 @@ def _run(
         "checks": len(ALL_CHECKS),
     }
     return Result(findings, stats)
+
+
+def _start_children(
+    opts: Options, root: Path, config: Path, notes: list[str], children: list
+) -> tuple[freshness.Synth | None, repofiles.SecretsScan | None, list[str]]:
+    """Start the two slow child processes first (a fresh ``make synth``, detect-secrets), so they
+    run while everything else renders and checks; returns them and the files git tracks."""
+    fresh_proc = None
+    if opts.freshness:
+        if config.is_file() and (root / "generator" / "synth.py").is_file():
+            fresh_proc = freshness.Synth(root, config)
+            children.append(fresh_proc)
+        else:
+            notes.append("freshness not checked: platform.yaml is not a regular file, or generator/synth.py is missing")
+    files = repofiles.tracked_files(root)
+    secrets_scan = None
+    if opts.secrets:
+        secrets_scan = repofiles.SecretsScan(root, [f for f in files if not f.startswith(SECRETS_SCAN_EXCLUDE)])
+        children.append(secrets_scan)
+    return fresh_proc, secrets_scan, files
+
+
+def _deployed_kustomizations(root: Path, argocd: render.Rendered, overlay_dirs: list[Path]) -> list[Path]:
+    """Kustomizations an Application deploys that are not environment overlays: they get rendered
+    and checked too."""
+    found: list[Path] = []
+    known = {d.resolve() for d in overlay_dirs} | {(root / "argocd").resolve()}
+    for res in argocd.resources:
+        if res.kind == "Application":
+            for source in [res.spec.get("source"), *as_list(res.spec.get("sources"))]:
+                rel = source.get("path") if isinstance(source, dict) else None
+                if isinstance(rel, str):
+                    directory = (root / rel).resolve()
+                    if directory not in known and root in directory.parents and render.kustomization_file(directory):
+                        found.append(directory)
+                        known.add(directory)
+    return found
+
+
+def _start_charts(root: Path) -> list[Future[render.Rendered]]:
+    """helm-template every chart under charts/ (defaults and ci/*values.yaml) in the background."""
+    pool = ThreadPoolExecutor(max_workers=2)
+    futures = [pool.submit(render.render_chart, root, chart, values) for chart, values in render.chart_targets(root)]
+    pool.shutdown(wait=False)
+    return futures
+
+
+def _rendered_findings(
+    store: SchemaStore,
+    rendered: list[render.Rendered],
+    envs: dict[str, policies.Environment],
+    all_resources: list[Resource],
+) -> list[Finding]:
+    """Every in-process check of each rendered kustomization, and its namespace; adds what each
+    rendered to ``all_resources``."""
+    findings: list[Finding] = []
+    for item in rendered:
+        findings.extend(item.findings)
+        all_resources.extend(item.resources)
+        env = envs.get(item.path)
+        findings.extend(check_overlay(store, item.resources, env))
+        if item.ok:
+            findings.extend(crossrefs.check_namespaces(item.resources, env.namespace if env else item.namespace))
+    return findings
+
+
+def _chart_findings(store: SchemaStore, charts: list[render.Rendered], all_resources: list[Resource]) -> list[Finding]:
+    """Each chart's render on its own: schemas, semantics and policies.
+
+    A chart is a fragment (its PVC, say, comes from elsewhere): no cross-references here; what
+    it renders with the generator's values is checked whole in every overlay."""
+    findings: list[Finding] = []
+    for chart in charts:
+        findings.extend(chart.findings)
+        all_resources.extend(chart.resources)
+        for res in chart.resources:
+            findings.extend(resource_findings(store, res))
+        findings.extend(policies.check_overlay(chart.resources, policies.Environment()))
+    return findings
+
+
+def _argocd_findings(
+    root: Path,
+    store: SchemaStore,
+    argocd: render.Rendered,
+    rendered: list[render.Rendered],
+    all_resources: list[Resource],
+    whole_repository: bool,
+) -> list[Finding]:
+    """argocd/'s own objects, and (when every overlay was rendered) what its Applications and
+    AppProjects say about the rest of the repository."""
+    findings = list(argocd.findings)
+    all_resources.extend(argocd.resources)
+    for res in argocd.resources:
+        findings.extend(resource_findings(store, res))
+    deployed: dict[str, render.Rendered | None] = {item.path: item for item in rendered}
+    deployed["argocd"] = argocd
+    if whole_repository:
+        findings.extend(crossrefs.check_argocd(root, argocd.resources, deployed))
+    return findings
+
+
+def _kubeconform_findings(
+    root: Path, kubernetes_version: str, streams: list[render.Rendered], notes: list[str]
+) -> list[Finding]:
+    """kubeconform -strict on every rendered stream, whenever it can be found (a note says which)."""
+    found = find_kubeconform()
+    if found is None:
+        notes.append(f"kubeconform not run: not on PATH and ${KUBECONFORM_ENV} unset (no registry carries it)")
+        return []
+    findings = kubeconform.run(found.path, streams, root, kubernetes_version)
+    notes.append(f"kubeconform {found.version} agrees on every resource it checked")
+    return findings
