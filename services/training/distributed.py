@@ -232,50 +232,14 @@ def fit(
     Raises :class:`PeerLost` when a collective fails because a peer is gone.
     """
     strategy = group.strategy
-    replicas = strategy.num_replicas_in_sync
-    local = replicas // group.workers
-    first_replica = group.index * local
     steps_per_epoch = -(-len(y) // batch_size)
     plan = batch_plan(len(y), batch_size, epochs, seed)
-
-    def per_replica_batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.float32]]:
-        for global_batch in plan:
-            slices = np.array_split(global_batch, replicas)
-            for replica in range(first_replica, first_replica + local):
-                chunk = slices[replica]
-                yield x[chunk], y[chunk], np.float32(len(global_batch))
-
-    def dataset_fn(_context: tensorflow.distribute.InputContext) -> tensorflow.data.Dataset:
-        spec = (
-            tf.TensorSpec((None, *x.shape[1:]), tf.float32),
-            tf.TensorSpec((None,), tf.int64),
-            tf.TensorSpec((), tf.float32),
-        )
-        return tf.data.Dataset.from_generator(per_replica_batches, output_signature=spec).prefetch(2)
-
     with strategy.scope():
         model = model_fn()
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
         optimizer.build(model.trainable_variables)
-
-    def replica_step(
-        images: tensorflow.Tensor, labels: tensorflow.Tensor, global_size: tensorflow.Tensor
-    ) -> tuple[tensorflow.Tensor, tensorflow.Tensor]:
-        with tf.GradientTape() as tape:
-            probabilities = model(images, training=True)
-            per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-            loss = tf.reduce_sum(per_example) / global_size  # replicas' losses sum to the global mean
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))  # sums across replicas
-        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, axis=1), labels), tf.float32))
-        return loss, hits
-
-    @tf.function
-    def train_step(iterator: tensorflow.distribute.DistributedIterator) -> tuple[tensorflow.Tensor, tensorflow.Tensor]:
-        loss, hits = strategy.run(replica_step, args=next(iterator))
-        return strategy.reduce("SUM", loss, axis=None), strategy.reduce("SUM", hits, axis=None)
-
-    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    train_step = _train_step(tf, keras, strategy, model, optimizer)
+    iterator = iter(strategy.distribute_datasets_from_function(_dataset_fn(tf, group, plan, x, y)))
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "seconds": []}
     try:
         for epoch in range(epochs):
@@ -304,6 +268,60 @@ def fit(
             f"({type(exc).__name__}: {_reason(exc)})"
         ) from exc
     return model, optimizer, history
+
+
+def _dataset_fn(
+    tf: ModuleType, group: Group, plan: list[np.ndarray], x: np.ndarray, y: np.ndarray
+) -> Callable[[tensorflow.distribute.InputContext], tensorflow.data.Dataset]:
+    """The input function of ``distribute_datasets_from_function``: this worker's replicas' slices
+    of every global batch of ``plan``, in order, each with the global batch's size (the loss's
+    denominator)."""
+    replicas = group.strategy.num_replicas_in_sync
+    local = replicas // group.workers
+    first_replica = group.index * local
+
+    def per_replica_batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.float32]]:
+        for global_batch in plan:
+            slices = np.array_split(global_batch, replicas)
+            for replica in range(first_replica, first_replica + local):
+                chunk = slices[replica]
+                yield x[chunk], y[chunk], np.float32(len(global_batch))
+
+    def dataset_fn(_context: tensorflow.distribute.InputContext) -> tensorflow.data.Dataset:
+        spec = (
+            tf.TensorSpec((None, *x.shape[1:]), tf.float32),
+            tf.TensorSpec((None,), tf.int64),
+            tf.TensorSpec((), tf.float32),
+        )
+        return tf.data.Dataset.from_generator(per_replica_batches, output_signature=spec).prefetch(2)
+
+    return dataset_fn
+
+
+def _train_step(
+    tf: ModuleType, keras: ModuleType, strategy: tensorflow.distribute.Strategy, model: Model, optimizer: Optimizer
+) -> Callable[[tensorflow.distribute.DistributedIterator], tuple[tensorflow.Tensor, tensorflow.Tensor]]:
+    """One step on every replica (gradients summed across them by the optimizer), as a
+    ``tf.function`` that returns the global batch's summed loss and correct answers."""
+
+    def replica_step(
+        images: tensorflow.Tensor, labels: tensorflow.Tensor, global_size: tensorflow.Tensor
+    ) -> tuple[tensorflow.Tensor, tensorflow.Tensor]:
+        with tf.GradientTape() as tape:
+            probabilities = model(images, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+            loss = tf.reduce_sum(per_example) / global_size  # replicas' losses sum to the global mean
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))  # sums across replicas
+        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, axis=1), labels), tf.float32))
+        return loss, hits
+
+    @tf.function
+    def train_step(iterator: tensorflow.distribute.DistributedIterator) -> tuple[tensorflow.Tensor, tensorflow.Tensor]:
+        loss, hits = strategy.run(replica_step, args=next(iterator))
+        return strategy.reduce("SUM", loss, axis=None), strategy.reduce("SUM", hits, axis=None)
+
+    return train_step
 
 
 def plain_copy(

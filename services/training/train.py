@@ -44,11 +44,12 @@ import numpy as np
 from services import artifacts, model_image, registry_client
 from services.training import data as datasets
 from services.training import distributed, export
-from services.training.model import INPUT_NAME, OUTPUT_NAME
-from services.training.settings import TrainSettings, parse_args
+from services.training.model import INPUT_NAME, OUTPUT_NAME, build_model, compile_model
+from services.training.settings import TFConfig, TrainSettings, parse_args
 
 if TYPE_CHECKING:  # untyped (see pyproject.toml), imported lazily by _configure_tensorflow
     from keras import Model
+    from keras.optimizers import Optimizer
 
 log = logging.getLogger("services.training")
 
@@ -119,7 +120,37 @@ def _training_data(
         x_train, y_train, x_test, y_test = datasets.split_holdout(dataset.x, dataset.y, cfg.holdout_fraction, cfg.seed)
     if cfg.max_examples:
         x_train, y_train = x_train[: cfg.max_examples], y_train[: cfg.max_examples]
+    log.info(
+        "data %s: %d training and %d held-out examples (sha256 %s)",
+        dataset.source,
+        len(y_train),
+        len(y_test),
+        dataset.checksum()[:12],
+    )
     return dataset, (x_train, y_train, x_test, y_test)
+
+
+def _version_dir(cfg: TrainSettings, model_dir: Path) -> tuple[int, Path]:
+    """The version this run publishes (``--version``, else the next free one) and its directory,
+    which may exist already."""
+    if model_dir.exists() and not model_dir.is_dir():
+        raise UsageError(f"{model_dir} exists and is not a directory")
+    version = cfg.version if cfg.version is not None else export.next_version(model_dir)
+    return version, model_dir / str(version)
+
+
+def _staging_dir(model_dir: Path, version: int) -> Path:
+    """The chief's staging directory in the store, made before training: a store it cannot write
+    to fails the run at once, not after minutes of training."""
+    try:
+        return export.make_temp_dir(model_dir, version)
+    except OSError as exc:
+        raise UsageError(f"cannot write to the model store {model_dir}: {exc.strerror or exc}") from exc
+
+
+def _new_model() -> Model:
+    """The untrained network for this dataset (each worker builds its own, in its strategy's scope)."""
+    return build_model(datasets.IMAGE_SHAPE, datasets.NUM_CLASSES)
 
 
 def train_and_publish(cfg: TrainSettings) -> tuple[Path, dict]:
@@ -133,10 +164,7 @@ def train_and_publish(cfg: TrainSettings) -> tuple[Path, dict]:
     cluster = cfg.cluster()
     chief = cluster is None or cluster.task.index == 0
     model_dir = cfg.model_root / cfg.model_name
-    if model_dir.exists() and not model_dir.is_dir():
-        raise UsageError(f"{model_dir} exists and is not a directory")
-    version = cfg.version if cfg.version is not None else export.next_version(model_dir)
-    final_dir = model_dir / str(version)
+    version, final_dir = _version_dir(cfg, model_dir)
     if final_dir.exists():
         if cfg.skip_existing:
             log.info("version %s of %s is already published at %s; nothing to do", version, cfg.model_name, final_dir)
@@ -146,143 +174,193 @@ def train_and_publish(cfg: TrainSettings) -> tuple[Path, dict]:
             "(pass --skip-existing / SKIP_EXISTING=true to make this a no-op)"
         )
 
-    tmp_dir: Path | None = None
     # Directories this run creates for the store: a failed run leaves none of them behind.
     created = [d for d in (model_dir, *model_dir.parents) if not d.exists()]
-    if chief:  # fail before spending minutes on training when the store is not writable
-        try:
-            tmp_dir = export.make_temp_dir(model_dir, version)
-        except OSError as exc:
-            raise UsageError(f"cannot write to the model store {model_dir}: {exc.strerror or exc}") from exc
-
+    tmp_dir = _staging_dir(model_dir, version) if chief else None
     try:
         started = time.monotonic()
         dataset, (x_train, y_train, x_test, y_test) = _training_data(cfg)
-        log.info(
-            "data %s: %d training and %d held-out examples (sha256 %s)",
-            dataset.source,
-            len(y_train),
-            len(y_test),
-            dataset.checksum()[:12],
-        )
         tf, keras = _configure_tensorflow(cfg)
-        from services.training.model import build_model, compile_model
-
-        def model_fn() -> Model:
-            return build_model(datasets.IMAGE_SHAPE, datasets.NUM_CLASSES)
-
-        heartbeat = distributed.Heartbeat.from_env()
-        heartbeat.beat()  # the supervisor's timeout now measures the wait for peers
-        group = distributed.join_group(tf, cluster, cfg.peer_timeout)
-        heartbeat.beat()
-        model, optimizer, history = distributed.fit(
-            tf,
-            keras,
-            group,
-            model_fn,
-            x_train,
-            y_train,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            seed=cfg.seed,
-            beat=heartbeat.beat,
-        )
-        heartbeat.close()
-        distributed.leave_group(group)
-        train_seconds = sum(history["seconds"])
+        group, model, optimizer, history = _fit(tf, keras, cfg, cluster, x_train, y_train)
         if not group.is_chief:
             log.info("worker %d of %d: last step done; the chief publishes", group.index, group.workers)
             return final_dir, {}
         assert tmp_dir is not None, "the chief made its staging directory before training"
 
-        model = distributed.plain_copy(keras, model, optimizer, model_fn, lambda m: compile_model(m, cfg.learning_rate))
-        loss, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
+        model = distributed.plain_copy(
+            keras, model, optimizer, _new_model, lambda m: compile_model(m, cfg.learning_rate)
+        )
+        loss, accuracy = _evaluate(cfg, model, x_test, y_test)
         elapsed = time.monotonic() - started
-        log.info("held-out accuracy %.4f (loss %.4f) on %d examples", accuracy, loss, len(y_test))
-        if accuracy < cfg.min_accuracy:
-            raise QualityGateError(
-                f"held-out accuracy {accuracy:.4f} is below the required {cfg.min_accuracy:.4f}; version not published"
-            )
-
-        export.export_savedmodel(model, tmp_dir, datasets.IMAGE_SHAPE)
-        tflite = export.convert_tflite(tmp_dir)
-        (tmp_dir / export.TFLITE_FILE).write_bytes(tflite)
-        model.save(tmp_dir / export.KERAS_FILE)
-        probe = x_test[:256]
-        tflite_diff = float(np.max(np.abs(export.tflite_predict(tflite, probe) - model.predict(probe, verbose=0))))
-        if tflite_diff > TFLITE_TOLERANCE:
-            raise RuntimeError(f"TFLite conversion differs from Keras by {tflite_diff:.2e} (> {TFLITE_TOLERANCE})")
-
-        metadata = {
-            "format_version": 1,
-            "name": cfg.model_name,
-            "version": version,
-            "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-            "metrics": {
-                "holdout_accuracy": round(float(accuracy), 6),
-                "holdout_loss": round(float(loss), 6),
-                "train_accuracy": round(float(history["accuracy"][-1]), 6),
-                "train_examples": int(len(y_train)),
-                "holdout_examples": int(len(y_test)),
-                "tflite_max_abs_diff": tflite_diff,
-            },
-            "dataset": {"source": dataset.source, "sha256": dataset.checksum(), "files": dataset.files},
-            "training": {
-                "epochs": cfg.epochs,
-                "batch_size": cfg.batch_size,
-                "learning_rate": cfg.learning_rate,
-                "holdout_fraction": cfg.holdout_fraction if dataset.x_test is None else None,
-                "max_examples": cfg.max_examples or None,
-                "seconds": round(elapsed, 2),
-                "train_seconds": round(train_seconds, 2),
-                "samples_per_second": round(cfg.epochs * len(y_train) / train_seconds, 1) if train_seconds else None,
-                "workers": group.workers,
-                "replicas": group.strategy.num_replicas_in_sync,
-                "strategy": group.name,
-            },
-            "seed": cfg.seed,
-            "code_revision": code_revision(cfg.code_revision),
-            "trainer_image": cfg.trainer_image,
-            "tensorflow_version": tf.__version__,
-            "keras_version": keras.__version__,
-            "python_version": platform.python_version(),
-            "signature_name": export.SIGNATURE,
-            "input": {
-                "name": INPUT_NAME,
-                "dtype": "float32",
-                "shape": [-1, *datasets.IMAGE_SHAPE],
-                "value_range": [0.0, 1.0],
-                "description": "grayscale pixels / 255",
-            },
-            "output": {
-                "name": OUTPUT_NAME,
-                "dtype": "float32",
-                "shape": [-1, datasets.NUM_CLASSES],
-                "description": "softmax probability per class label",
-            },
-            "class_labels": datasets.CLASS_LABELS,
-            "artifacts": {
-                name: artifacts.file_sha256(tmp_dir / name)
-                for name in (export.TFLITE_FILE, export.KERAS_FILE, "saved_model.pb")
-            },
-        }
+        tflite_diff = _export(model, tmp_dir, x_test[:256])
+        metadata = _metadata(
+            cfg,
+            version,
+            dataset,
+            group,
+            tmp_dir,
+            runtimes=(tf.__version__, keras.__version__),
+            history=history,
+            holdout=(float(loss), float(accuracy)),
+            examples=(len(y_train), len(y_test)),
+            tflite_diff=tflite_diff,
+            seconds=elapsed,
+        )
         export.write_json(tmp_dir / export.METADATA_FILE, metadata)
-        try:
-            export.publish(tmp_dir, final_dir)
-        except export.PublishError as exc:
-            if cfg.skip_existing and (final_dir / export.METADATA_FILE).is_file():
-                # Another run (a second blue-green/canary hook pinning the same version) won the
-                # race: the version exists and is complete, which is all --skip-existing asks for.
-                log.info("%s version %d was published concurrently by another run; keeping it", cfg.model_name, version)
-                return final_dir, {}
-            raise UsageError(str(exc)) from exc
-        log.info("published %s version %d to %s", cfg.model_name, version, final_dir)
-        return final_dir, metadata
+        return _publish(cfg, version, tmp_dir, final_dir, metadata)
     finally:
         if tmp_dir is not None and tmp_dir.exists():
             shutil.rmtree(tmp_dir, ignore_errors=True)
         _remove_empty(created)
+
+
+def _fit(
+    tf: ModuleType,
+    keras: ModuleType,
+    cfg: TrainSettings,
+    cluster: TFConfig | None,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+) -> tuple[distributed.Group, Model, Optimizer, dict[str, list[float]]]:
+    """Join the worker group (alone: TensorFlow's default strategy) and train, with a heartbeat
+    for the supervisor after joining and after every step; leaves the group when done."""
+    heartbeat = distributed.Heartbeat.from_env()
+    heartbeat.beat()  # the supervisor's timeout now measures the wait for peers
+    group = distributed.join_group(tf, cluster, cfg.peer_timeout)
+    heartbeat.beat()
+    model, optimizer, history = distributed.fit(
+        tf,
+        keras,
+        group,
+        _new_model,
+        x_train,
+        y_train,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        seed=cfg.seed,
+        beat=heartbeat.beat,
+    )
+    heartbeat.close()
+    distributed.leave_group(group)
+    return group, model, optimizer, history
+
+
+def _evaluate(cfg: TrainSettings, model: Model, x_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float]:
+    """Held-out loss and accuracy; raises :class:`QualityGateError` below ``min_accuracy``, so
+    a model that misses the gate is never published."""
+    loss, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
+    log.info("held-out accuracy %.4f (loss %.4f) on %d examples", accuracy, loss, len(y_test))
+    if accuracy < cfg.min_accuracy:
+        raise QualityGateError(
+            f"held-out accuracy {accuracy:.4f} is below the required {cfg.min_accuracy:.4f}; version not published"
+        )
+    return loss, accuracy
+
+
+def _export(model: Model, tmp_dir: Path, probe: np.ndarray) -> float:
+    """Write the SavedModel, the TFLite model and the Keras file into the staging directory;
+    returns how far TFLite's answers on ``probe`` are from Keras's (refused above TFLITE_TOLERANCE,
+    since the server answers with the TFLite model)."""
+    export.export_savedmodel(model, tmp_dir, datasets.IMAGE_SHAPE)
+    tflite = export.convert_tflite(tmp_dir)
+    (tmp_dir / export.TFLITE_FILE).write_bytes(tflite)
+    model.save(tmp_dir / export.KERAS_FILE)
+    tflite_diff = float(np.max(np.abs(export.tflite_predict(tflite, probe) - model.predict(probe, verbose=0))))
+    if tflite_diff > TFLITE_TOLERANCE:
+        raise RuntimeError(f"TFLite conversion differs from Keras by {tflite_diff:.2e} (> {TFLITE_TOLERANCE})")
+    return tflite_diff
+
+
+# Longer than 60 lines on purpose: metadata.json's whole layout as one literal, so that every field
+# a model card, the server and a reviewer read is written in one place.
+def _metadata(
+    cfg: TrainSettings,
+    version: int,
+    dataset: datasets.Dataset,
+    group: distributed.Group,
+    tmp_dir: Path,
+    *,
+    runtimes: tuple[str, str],
+    history: dict[str, list[float]],
+    holdout: tuple[float, float],
+    examples: tuple[int, int],
+    tflite_diff: float,
+    seconds: float,
+) -> dict:
+    """metadata.json of a version, in one place: what it was trained on and how, how well it did,
+    what produced it, the interface it serves, and the digests of its files (in ``tmp_dir``)."""
+    loss, accuracy = holdout
+    train_examples, holdout_examples = examples
+    train_seconds = sum(history["seconds"])
+    return {
+        "format_version": 1,
+        "name": cfg.model_name,
+        "version": version,
+        "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "metrics": {
+            "holdout_accuracy": round(accuracy, 6),
+            "holdout_loss": round(loss, 6),
+            "train_accuracy": round(float(history["accuracy"][-1]), 6),
+            "train_examples": int(train_examples),
+            "holdout_examples": int(holdout_examples),
+            "tflite_max_abs_diff": tflite_diff,
+        },
+        "dataset": {"source": dataset.source, "sha256": dataset.checksum(), "files": dataset.files},
+        "training": {
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "learning_rate": cfg.learning_rate,
+            "holdout_fraction": cfg.holdout_fraction if dataset.x_test is None else None,
+            "max_examples": cfg.max_examples or None,
+            "seconds": round(seconds, 2),
+            "train_seconds": round(train_seconds, 2),
+            "samples_per_second": round(cfg.epochs * train_examples / train_seconds, 1) if train_seconds else None,
+            "workers": group.workers,
+            "replicas": group.strategy.num_replicas_in_sync,
+            "strategy": group.name,
+        },
+        "seed": cfg.seed,
+        "code_revision": code_revision(cfg.code_revision),
+        "trainer_image": cfg.trainer_image,
+        "tensorflow_version": runtimes[0],
+        "keras_version": runtimes[1],
+        "python_version": platform.python_version(),
+        "signature_name": export.SIGNATURE,
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "float32",
+            "shape": [-1, *datasets.IMAGE_SHAPE],
+            "value_range": [0.0, 1.0],
+            "description": "grayscale pixels / 255",
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "dtype": "float32",
+            "shape": [-1, datasets.NUM_CLASSES],
+            "description": "softmax probability per class label",
+        },
+        "class_labels": datasets.CLASS_LABELS,
+        "artifacts": {
+            name: artifacts.file_sha256(tmp_dir / name)
+            for name in (export.TFLITE_FILE, export.KERAS_FILE, "saved_model.pb")
+        },
+    }
+
+
+def _publish(cfg: TrainSettings, version: int, tmp_dir: Path, final_dir: Path, metadata: dict) -> tuple[Path, dict]:
+    """Move the staged version into the store in one step; returns what ``train_and_publish`` does."""
+    try:
+        export.publish(tmp_dir, final_dir)
+    except export.PublishError as exc:
+        if cfg.skip_existing and (final_dir / export.METADATA_FILE).is_file():
+            # Another run (a second blue-green/canary hook pinning the same version) won the
+            # race: the version exists and is complete, which is all --skip-existing asks for.
+            log.info("%s version %d was published concurrently by another run; keeping it", cfg.model_name, version)
+            return final_dir, {}
+        raise UsageError(str(exc)) from exc
+    log.info("published %s version %d to %s", cfg.model_name, version, final_dir)
+    return final_dir, metadata
 
 
 def fetch_pinned(cfg: TrainSettings) -> Path:
@@ -379,28 +457,39 @@ def main(argv: list[str] | None = None) -> int:
         log.info("worker %d: the chief fetches the pinned version; nothing to train", cluster.task.index)
         return EXIT_OK
     if cluster is not None and distributed.HEARTBEAT_ENV not in os.environ and not pinned:
-        model_dir = cfg.model_root / cfg.model_name
-        created = [d for d in (model_dir, *model_dir.parents) if not d.exists()]
-
-        def discard_leftovers(pid: int) -> None:
-            export.remove_temp_dirs_of(model_dir, pid)
-            _remove_empty(created)
-
-        return distributed.supervise(
-            sys.argv[1:] if argv is None else argv,
-            cfg.peer_timeout,
-            f"worker {cluster.task.index} of {len(cluster.cluster['worker'])}: no word from the other workers "
-            "(a peer never joined, died or is unreachable)",
-            EXIT_PEER_LOST,
-            on_kill=discard_leftovers,
-        )
+        return _supervise(cfg, cluster, sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    return _train_or_fetch(cfg, cluster is None or cluster.task.index == 0, pinned)
+
+
+def _supervise(cfg: TrainSettings, cluster: TFConfig, argv: list[str]) -> int:
+    """A worker of a group runs as a child of this process, which ends it (exit code 4) when its
+    peers never join or go silent, and removes the staging directories it leaves behind."""
+    model_dir = cfg.model_root / cfg.model_name
+    created = [d for d in (model_dir, *model_dir.parents) if not d.exists()]
+
+    def discard_leftovers(pid: int) -> None:
+        export.remove_temp_dirs_of(model_dir, pid)
+        _remove_empty(created)
+
+    return distributed.supervise(
+        argv,
+        cfg.peer_timeout,
+        f"worker {cluster.task.index} of {len(cluster.cluster['worker'])}: no word from the other workers "
+        "(a peer never joined, died or is unreachable)",
+        EXIT_PEER_LOST,
+        on_kill=discard_leftovers,
+    )
+
+
+def _train_or_fetch(cfg: TrainSettings, chief: bool, pinned: bool) -> int:
+    """Fetch the pinned version, or train and publish one (and push its image from the chief);
+    each way of failing logs what was and was not published and maps to its exit code."""
     try:
         if pinned:
             fetch_pinned(cfg)
             return EXIT_OK
         version_dir, _ = train_and_publish(cfg)
-        chief = cluster is None or cluster.task.index == 0
         if cfg.artifact_repository and chief:
             push_image(cfg, version_dir)
     except registry_client.RegistryError as exc:
