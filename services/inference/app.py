@@ -83,6 +83,24 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
     metrics.initialise(settings.model_name, settings.model_version)
     app.extensions["inference.settings"] = settings
     app.extensions["inference.repository"] = repository
+    _register_error_handlers(app, settings)
+    _register_request_metrics(app)
+
+    if start_loader:
+        repository.start()
+    log.info(
+        "model server for '%s' (%s backend) reading %s; version %s",
+        settings.model_name,
+        settings.model_backend,
+        repository.version_path or repository.model_dir,
+        settings.model_version if settings.model_version is not None else "latest",
+    )
+    return app
+
+
+def _register_error_handlers(app: Flask, settings: Settings) -> None:
+    """Every error answers in TF Serving's JSON shape: API errors as raised, HTTP errors with a
+    message that says what to do, and anything unexpected as a logged 500 that keeps the worker."""
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
@@ -106,6 +124,11 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal error; the server log has the details")
 
+
+def _register_request_metrics(app: Flask) -> None:
+    """The request hooks behind the request count, latency and in-flight metrics: started before
+    the view, recorded after it, and the in-flight gauge released whatever happened."""
+
     @app.before_request
     def _start() -> None:
         g.t0 = time.perf_counter()
@@ -126,14 +149,3 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
     def _finish(_exc: BaseException | None) -> None:
         if "t0" in g:
             metrics.IN_FLIGHT.dec()
-
-    if start_loader:
-        repository.start()
-    log.info(
-        "model server for '%s' (%s backend) reading %s; version %s",
-        settings.model_name,
-        settings.model_backend,
-        repository.version_path or repository.model_dir,
-        settings.model_version if settings.model_version is not None else "latest",
-    )
-    return app

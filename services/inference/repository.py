@@ -298,6 +298,17 @@ class ModelRepository:
         return False
 
     def _load(self, version: int, version_dir: Path, fingerprint: tuple) -> bool:
+        """Load one version and swap it in; False when it failed (recorded by ``_refuse``: the
+        version serving now keeps serving)."""
+        model = self._prepare(version, version_dir, fingerprint)
+        if model is None:
+            return False
+        self._swap_in(model)
+        return True
+
+    def _prepare(self, version: int, version_dir: Path, fingerprint: tuple) -> LoadedModel | None:
+        """Read the version's files once, check them (the pinned name and version, MODEL_DIGEST),
+        then load and warm up the runtime on those same bytes; None when any step fails."""
         name, kind = self.settings.model_name, self.settings.model_backend
         with self._lock:
             self._states[version] = VersionState(version, LOADING)
@@ -309,20 +320,18 @@ class ModelRepository:
                 version_dir, lambda relative: relative == METADATA_FILE or loads_file(kind, relative)
             )
         except artifacts.ArtifactError as exc:
-            return self._refuse(version, fingerprint, metrics.LOAD_ERROR, "UNKNOWN", str(exc), "failed to load")
-        if self.version_path is not None:  # one directory stands for the pinned version: its files must agree
-            described = _parse_metadata(version_dir / METADATA_FILE, files.get(METADATA_FILE))
-            if (described.get("name"), str(described.get("version"))) != (name, str(version)):
-                message = (
-                    f"{version_dir}/{METADATA_FILE} describes {described.get('name')!r} version "
-                    f"{described.get('version')!r}, not the pinned {name!r} version {version} (MODEL_VERSION)"
-                )
-                return self._refuse(version, fingerprint, metrics.LOAD_ERROR, "UNKNOWN", message, "refused")
+            self._refuse(version, fingerprint, metrics.LOAD_ERROR, "UNKNOWN", str(exc), "failed to load")
+            return None
+        mismatch = self._not_the_pinned(version, version_dir, files)
+        if mismatch is not None:
+            self._refuse(version, fingerprint, metrics.LOAD_ERROR, "UNKNOWN", mismatch, "refused")
+            return None
         digest = artifacts.version_digest(digests)
         expected = self.settings.model_digest
         if expected is not None and digest != expected:
             message = f"digest mismatch: MODEL_DIGEST is {expected}, the version's files digest to {digest}"
-            return self._refuse(version, fingerprint, metrics.DIGEST_MISMATCH, DIGEST_MISMATCH_CODE, message, "refused")
+            self._refuse(version, fingerprint, metrics.DIGEST_MISMATCH, DIGEST_MISMATCH_CODE, message, "refused")
+            return None
         try:
             backend = load_backend(
                 kind,
@@ -336,10 +345,31 @@ class ModelRepository:
             backend.warm_up()
         except Exception as exc:
             message = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
-            return self._refuse(version, fingerprint, metrics.LOAD_ERROR, "UNKNOWN", message, "failed to load")
+            self._refuse(version, fingerprint, metrics.LOAD_ERROR, "UNKNOWN", message, "failed to load")
+            return None
         metadata = _parse_metadata(version_dir / METADATA_FILE, files.get(METADATA_FILE))
         seconds = time.perf_counter() - started
-        model = LoadedModel(name, version, version_dir, backend, metadata, seconds, digest)
+        return LoadedModel(name, version, version_dir, backend, metadata, seconds, digest)
+
+    def _not_the_pinned(self, version: int, version_dir: Path, files: dict[str, bytes]) -> str | None:
+        """Why the files at MODEL_VERSION_PATH are not the pinned version, or None: that one
+        directory stands for the pinned version, so its metadata.json must name it."""
+        if self.version_path is None:
+            return None
+        name = self.settings.model_name
+        described = _parse_metadata(version_dir / METADATA_FILE, files.get(METADATA_FILE))
+        if (described.get("name"), str(described.get("version"))) == (name, str(version)):
+            return None
+        return (
+            f"{version_dir}/{METADATA_FILE} describes {described.get('name')!r} version "
+            f"{described.get('version')!r}, not the pinned {name!r} version {version} (MODEL_VERSION)"
+        )
+
+    def _swap_in(self, model: LoadedModel) -> None:
+        """Serve ``model`` from now on (one reference assignment: a request sees the old model or
+        the new one), retire the previous version, and tell the status route, metrics, readiness
+        and the log."""
+        name, version, digest = model.name, model.version, model.digest
         previous, self._current = self._current, model  # the atomic swap
         self._failed.pop(version, None)
         self._set_error("")
@@ -356,7 +386,7 @@ class ModelRepository:
                 and (previous is None or v != previous.version)
             ]:
                 del self._states[old]  # keep only the last retired version in the status list
-        metrics.MODEL_LOAD_SECONDS.labels(name, kind).observe(seconds)
+        metrics.MODEL_LOAD_SECONDS.labels(name, self.settings.model_backend).observe(model.load_seconds)
         metrics.MODEL_LOADS.labels(name, str(version)).inc()
         metrics.MODEL_LOADED_VERSION.labels(name).set(version)
         if previous is not None:
@@ -370,12 +400,11 @@ class ModelRepository:
             "serving %s version %d (%s, digest %s, read, loaded and warmed up in %.3fs)%s",
             name,
             version,
-            kind,
+            self.settings.model_backend,
             digest,
-            seconds,
+            model.load_seconds,
             f", replacing version {previous.version}" if previous else "",
         )
-        return True
 
 
 def _pid_alive(pid: int) -> bool:
