@@ -51,62 +51,7 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 MODEL = "mnist"
 
 
-# --- load generator ---------------------------------------------------------------------------------------
-
-
-def _read_response(sock: socket.socket, buf: bytearray) -> tuple[int, bytearray]:
-    """Read one HTTP/1.1 response with Content-Length from a keep-alive socket; returns (status, rest)."""
-    while True:
-        end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            break
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        buf += chunk
-    head = bytes(buf[:end]).decode("latin-1")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value)
-    total = end + 4 + length
-    while len(buf) < total:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        buf += chunk
-    return status, buf[total:]
-
-
-def _client(port: int, request: bytes, warmup: float, seconds: float, max_requests: int, start_at: float, out) -> None:
-    """One client process: a keep-alive connection, requests back to back, latencies of the timed part."""
-    latencies = array("d")
-    errors = 0
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    buf = bytearray()
-    while time.time() < start_at:
-        time.sleep(0.001)
-    measure_from = time.perf_counter() + warmup
-    stop_at = measure_from + seconds
-    sent = 0
-    while sent < max_requests:
-        t0 = time.perf_counter()
-        if t0 >= stop_at:
-            break
-        sock.sendall(request)
-        status, buf = _read_response(sock, buf)
-        t1 = time.perf_counter()
-        if t0 >= measure_from:
-            sent += 1
-            latencies.append(t1 - t0)
-            if status != 200:
-                errors += 1
-    sock.close()
-    out.send((latencies.tobytes(), errors))
-    out.close()
+# --- results ------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -132,49 +77,6 @@ class Result:
     def images_per_second(self) -> float:
         """Images per second (requests x images per request)."""
         return self.rps * self.images_per_request
-
-
-def load(
-    name: str,
-    port: int,
-    request: bytes,
-    *,
-    connections: int,
-    warmup: float,
-    seconds: float,
-    images: int = 1,
-    max_requests: int = 2_000_000,
-) -> Result:
-    """Run ``connections`` client processes against ``port``; aggregate their latencies."""
-    ctx = mp.get_context("fork")
-    start_at = time.time() + 0.3
-    pipes, procs = [], []
-    for _ in range(connections):
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_client, args=(port, request, warmup, seconds, max_requests, start_at, child))
-        proc.start()
-        pipes.append(parent)
-        procs.append(proc)
-    latencies: list[float] = []
-    errors = 0
-    for parent in pipes:
-        raw, errs = parent.recv()
-        errors += errs
-        latencies.extend(array("d", raw))
-    for proc in procs:
-        proc.join(10)
-    latencies.sort()
-    n = len(latencies)
-    pick = (lambda q: latencies[min(n - 1, int(q * n))] * 1000) if n else (lambda q: float("nan"))
-    return Result(name, n, errors, seconds, pick(0.50), pick(0.99), images)
-
-
-def http_request(method: str, path: str, body: bytes | None = None) -> bytes:
-    """Raw HTTP/1.1 keep-alive request bytes."""
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: keep-alive"]
-    if body is not None:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
 
 
 # --- servers ------------------------------------------------------------------------------------------------
@@ -621,6 +523,23 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     model_only = model_only_us_per_image(version_dir, images)
+    rounds = run_rounds(root, version_dir, images, bodies, args)
+    results = {key: sorted(rs, key=lambda r: r.rps)[len(rs) // 2] for key, rs in rounds.items()}
+    print()
+    model_rate = 1e6 / model_only[64]
+    print_table(results, model_only)
+    load_avg = os.getloadavg()[0]
+    print(f"machine load average (1 min) at the end: {load_avg:.2f} on {os.cpu_count()} CPUs\n")
+    print_goals(rounds, model_rate, args.rounds)
+    if any(r.errors for r in results.values()):
+        print("\nwarning: some requests failed (see the errors column)")
+    return 0
+
+
+def run_rounds(
+    root: Path, version_dir: Path, images: np.ndarray, bodies: tuple[bytes, bytes, bytes], args
+) -> dict[str, list[Result]]:
+    """``--rounds`` rounds of every row, fresh servers each round; each row's results, in the table's order."""
     rounds: dict[str, list[Result]] = {}
     for round_no in range(1, args.rounds + 1):
         # Both servers up at once (the idle one costs nothing), so the rows a goal compares run one
@@ -645,11 +564,12 @@ def main(argv: list[str] | None = None) -> int:
             ours.stop()
             ours_content.stop()
             kserve.stop()
-
     order = ("1", "2", "3", "4", "5", "6", "6c", "K1", "K2", "K4")  # the table's order, not the run's
-    rounds = {key: rounds[key] for key in order}
-    results = {key: sorted(rs, key=lambda r: r.rps)[len(rs) // 2] for key, rs in rounds.items()}
-    print()
+    return {key: rounds[key] for key in order}
+
+
+def print_table(results: dict[str, Result], model_only: dict[int, float]) -> None:
+    """Each row's median round, then the model alone (row M)."""
     columns = (
         ("req/s", 8),
         ("images/s", 9),
@@ -672,27 +592,33 @@ def main(argv: list[str] | None = None) -> int:
         f"{'M  LiteRT alone, in process, one thread':<46} {'':>8} {fmt(model_rate):>9}   "
         f"({model_only[1]:.1f} us/image at batch 1, {model_only[64]:.1f} at batch 64)"
     )
-    load_avg = os.getloadavg()[0]
-    print(f"machine load average (1 min) at the end: {load_avg:.2f} on {os.cpu_count()} CPUs\n")
 
-    def round_ratios(num: str, den: str, by_images: bool | None) -> list[float]:
-        values = []
-        for i in range(args.rounds):
-            a = rounds[num][i]
-            if den == "M":
-                values.append(a.images_per_second / model_rate)
-                continue
-            b = rounds[den][i]
-            if by_images is None:
-                values.append(a.cpu_ms / b.cpu_ms)
-            else:
-                values.append((a.images_per_second / b.images_per_second) if by_images else (a.rps / b.rps))
-        return values
 
-    # The rounds' spread says how far to trust a ratio on a shared machine.
+def round_ratios(
+    rounds: dict[str, list[Result]], num: str, den: str, by_images: bool | None, model_rate: float, count: int
+) -> list[float]:
+    """One goal's ratio in each round: images/s against the model alone (``den`` M), CPU per
+    request (``by_images`` None), images/s (True) or requests/s (False)."""
+    values = []
+    for i in range(count):
+        a = rounds[num][i]
+        if den == "M":
+            values.append(a.images_per_second / model_rate)
+            continue
+        b = rounds[den][i]
+        if by_images is None:
+            values.append(a.cpu_ms / b.cpu_ms)
+        else:
+            values.append((a.images_per_second / b.images_per_second) if by_images else (a.rps / b.rps))
+    return values
+
+
+def print_goals(rounds: dict[str, list[Result]], model_rate: float, count: int) -> None:
+    """Each goal's median per-round ratio, met or missed, with the rounds' spread (how far to
+    trust a ratio on a shared machine)."""
     print(f"{'goal (median of per-round ratios)':<54} {'ratio':>7} {'goal':>7}  result  rounds (min-max)")
     for label, num, den, by_images, goal, higher in GOALS:
-        values = round_ratios(num, den, by_images)
+        values = round_ratios(rounds, num, den, by_images, model_rate, count)
         value = statistics.median(values)
         if goal is None:
             print(f"{label:<54} {value:>6.2f}x {'-':>7}  {'(cost)':<6}  {min(values):.2f}-{max(values):.2f}")
@@ -702,9 +628,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{label:<54} {value:>6.2f}x {('>= ' if higher else '<= ') + format(goal, 'g'):>7}  "
             f"{'met' if ok else 'MISSED':<6}  {min(values):.2f}-{max(values):.2f}"
         )
-    if any(r.errors for r in results.values()):
-        print("\nwarning: some requests failed (see the errors column)")
-    return 0
 
 
 if __name__ == "__main__":

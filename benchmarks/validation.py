@@ -131,8 +131,26 @@ def _rename(doc: dict, model: str) -> dict:
 
 
 def synthesize(root: Path, models: int) -> None:
+    """A platform of ``models`` copies of the fixture as a plain Kustomize tree: the base, one
+    overlay per environment, argocd/ with one AppProject and an Application per overlay, and
+    platform.yaml naming the environments."""
+    kinds = _write_base(root / "overlays" / "base", models)
+    argocd = root / "argocd"
+    argocd.mkdir()
+    (argocd / "appproject.yaml").write_text(yaml.safe_dump(_project(kinds)))
+    for env in ENVIRONMENTS:
+        _write_environment(root, argocd, env)
+    (root / "platform.yaml").write_text(
+        yaml.safe_dump(
+            {"environments": [{"name": e, "namespace": f"ml-{e}", "overlay": f"overlays/{e}"} for e in ENVIRONMENTS]}
+        )
+    )
+
+
+def _write_base(base: Path, models: int) -> set[tuple[str, str]]:
+    """The base: one file of renamed fixture objects per model (no namespace: the overlays set
+    it); returns the (group, kind) pairs written, which the AppProject must permit."""
     fixture = [d for d in yaml.safe_load_all(FIXTURE.read_text()) if d]
-    base = root / "overlays" / "base"
     base.mkdir(parents=True)
     files = []
     kinds = set()
@@ -150,9 +168,12 @@ def synthesize(root: Path, models: int) -> None:
     (base / "kustomization.yaml").write_text(
         yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": files})
     )
-    argocd = root / "argocd"
-    argocd.mkdir()
-    project = {
+    return kinds
+
+
+def _project(kinds: set[tuple[str, str]]) -> dict:
+    """The one AppProject: this repository, every environment's namespace, exactly ``kinds``."""
+    return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AppProject",
         "metadata": {"name": "bench", "namespace": "argocd"},
@@ -165,41 +186,38 @@ def synthesize(root: Path, models: int) -> None:
             "namespaceResourceWhitelist": [{"group": g, "kind": k} for g, k in sorted(kinds)],
         },
     }
-    (argocd / "appproject.yaml").write_text(yaml.safe_dump(project))
-    for env in ENVIRONMENTS:
-        overlay = root / "overlays" / env
-        overlay.mkdir()
-        (overlay / "kustomization.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                    "kind": "Kustomization",
-                    "namespace": f"ml-{env}",
-                    "resources": ["../base"],
-                    "images": [{"name": "registry.example.com/ml/server", "newTag": "1.0.1"}],
-                    "labels": [{"pairs": {"environment": env}}],
-                },
-                sort_keys=False,
-            )
-        )
-        app = {
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Application",
-            "metadata": {"name": f"bench-{env}", "namespace": "argocd"},
-            "spec": {
-                "project": "bench",
-                "source": {"repoURL": REPO_URL, "targetRevision": "main", "path": f"overlays/{env}"},
-                "destination": {"server": "https://kubernetes.default.svc", "namespace": f"ml-{env}"},
-                "syncPolicy": {"syncOptions": ["RespectIgnoreDifferences=true"]},
-                "ignoreDifferences": [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}],
-            },
-        }
-        (argocd / f"application-{env}.yaml").write_text(yaml.safe_dump(app))
-    (root / "platform.yaml").write_text(
+
+
+def _write_environment(root: Path, argocd: Path, env: str) -> None:
+    """One environment: its overlay of the base (namespace, image tag, label) and its Application."""
+    overlay = root / "overlays" / env
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
         yaml.safe_dump(
-            {"environments": [{"name": e, "namespace": f"ml-{e}", "overlay": f"overlays/{e}"} for e in ENVIRONMENTS]}
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "namespace": f"ml-{env}",
+                "resources": ["../base"],
+                "images": [{"name": "registry.example.com/ml/server", "newTag": "1.0.1"}],
+                "labels": [{"pairs": {"environment": env}}],
+            },
+            sort_keys=False,
         )
     )
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": f"bench-{env}", "namespace": "argocd"},
+        "spec": {
+            "project": "bench",
+            "source": {"repoURL": REPO_URL, "targetRevision": "main", "path": f"overlays/{env}"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": f"ml-{env}"},
+            "syncPolicy": {"syncOptions": ["RespectIgnoreDifferences=true"]},
+            "ignoreDifferences": [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}],
+        },
+    }
+    (argocd / f"application-{env}.yaml").write_text(yaml.safe_dump(app))
 
 
 def bench_platform(models: int, repeat: int = 2) -> dict:
