@@ -353,12 +353,9 @@ class InferenceWorker(ThreadWorker):
             self._unwatch(conn)  # this body waits until buffered bodies have been served
             self.paused[conn] = None
             return
-        try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        data = self._recv(conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self._close(conn)  # the client went away (mid-request or idle): nothing to answer
             return
@@ -412,14 +409,18 @@ class InferenceWorker(ThreadWorker):
         conn.lingering = True
         conn.deadline = time.monotonic() + REJECT_LINGER
 
-    def _discard(self, conn: BufferedConn) -> None:
+    @staticmethod
+    def _recv(conn: BufferedConn) -> bytes | None:
+        """What the socket has now: None when it has nothing yet, b"" when the peer closed or failed."""
         try:
-            data = conn.sock.recv(65536)
+            return conn.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
-            data = b""
-        if not data:
+            return b""
+
+    def _discard(self, conn: BufferedConn) -> None:
+        if self._recv(conn) == b"":
             self._close(conn)
 
     def _expire(self, conn: BufferedConn) -> None:
