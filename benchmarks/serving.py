@@ -45,7 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from generator.paths import REPO_ROOT
+
 PY = sys.executable
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 MODEL = "mnist"

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from generator.paths import REPO_ROOT
 
 
 def run(workers: int, root: Path, epochs: int, examples: int) -> dict:

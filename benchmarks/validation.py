@@ -32,12 +32,10 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from generator.tools.kubeconform import find_kubeconform  # noqa: E402
-from generator.validate import engine, kubeconform, render  # noqa: E402
-from generator.validate.schemas import SchemaStore  # noqa: E402
+from generator.paths import REPO_ROOT
+from generator.tools.kubeconform import find_kubeconform
+from generator.validate import engine, kubeconform, render
+from generator.validate.schemas import SchemaStore
 
 FIXTURE = REPO_ROOT / "tests" / "validate" / "fixtures" / "clean.yaml"
 K8S_VERSION = "1.33"

@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from generator.tools import REPO_ROOT, ToolError, helm_path
+from generator.paths import REPO_ROOT
+from generator.tools import ToolError, helm_path
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 

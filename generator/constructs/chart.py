@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 
 CHART_DIR = REPO_ROOT / "charts" / "inference-service"
 #: The chart's name: its pods' ``app.kubernetes.io/name``, which other objects select by.

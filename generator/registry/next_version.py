@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 from generator.conventions import REGISTRY_DIR
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from generator.paths import REPO_ROOT
 
 
 def is_version_name(name: str) -> bool:

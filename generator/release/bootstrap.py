@@ -24,6 +24,7 @@ from pathlib import Path
 
 from generator.conventions import card_path
 from generator.files import write_atomic
+from generator.paths import REPO_ROOT
 from generator.registry import cards
 from generator.registry.next_version import next_version
 from generator.release import cli, git
@@ -31,7 +32,6 @@ from generator.release.card_rules import check_gates, model_image_pin
 from generator.release.errors import EXIT_OK, Refused, ToolFailed
 from generator.release.model_store import package_version
 from generator.release.overlay import Overlay, load_platform, resolve_root
-from generator.tools import REPO_ROOT
 from services import model_image, registry_client
 
 

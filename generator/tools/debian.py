@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.tools import REPO_ROOT, TOOLS_BIN, TOOLS_DIR, ToolError
+from generator.paths import REPO_ROOT, TOOLS_BIN, TOOLS_DIR
+from generator.tools import ToolError
 
 
 @dataclass(frozen=True)

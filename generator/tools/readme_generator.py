@@ -19,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from generator.tools import REPO_ROOT, TOOLS_DIR, ToolError
+from generator.paths import REPO_ROOT, TOOLS_DIR
+from generator.tools import ToolError
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "readme-generator"
 INSTALL_DIR = TOOLS_DIR / "readme-generator"

@@ -17,7 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.tools import TOOLS_DIR, ToolError
+from generator.paths import TOOLS_DIR
+from generator.tools import ToolError
 
 DEBIAN_DIR = TOOLS_DIR / "debian"
 PACKAGES = ("wrk", "libluajit-5.1-2")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from generator.paths import REPO_ROOT
 
 
 def copy_repo(dest: Path) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +20,9 @@ from hypothesis import strategies as st
 
 from generator.config import FREE_TEXT, ConfigError, load_config
 from generator.inputs import CONTROL, MAX_DEPTH, dotted
+from generator.paths import REPO_ROOT
 from generator.release_files import FILES, read_release_file, release_file_problems
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = yaml.safe_load((REPO_ROOT / "platform.yaml").read_text())
 
 

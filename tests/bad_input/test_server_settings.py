@@ -18,9 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from loopback import free_port
 
+from generator.paths import REPO_ROOT
 from services.inference.settings import ConfigError, Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 VARIABLES = sorted(str(field.validation_alias) for field in Settings.model_fields.values())
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from generator.config import ConfigError, load_config
 from generator.inputs import MAX_DEPTH, InputError, load_yaml
+from generator.paths import REPO_ROOT
 from generator.validate.yamlload import load_stream
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 COPIED = ("platform.yaml", "overlays", "argocd", "registry")
 #: What the fresh synth of the freshness check imports and reads, linked rather than copied.
 LINKED = ("generator", "charts", "services", ".tools", "requirements")

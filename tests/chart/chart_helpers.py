@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -12,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from generator.paths import REPO_ROOT
+from generator.tools import helm_path
+
 CHART = REPO_ROOT / "charts" / "inference-service"
 VALUES_DIR = Path(__file__).resolve().parent / "values"
 RELEASE = "mnist"
@@ -20,19 +21,8 @@ NAMESPACE = "serving"
 
 
 def _find_helm() -> str:
-    """$HELM, else the repository's bootstrapped helm (generator.tools), else .tools/bin, else PATH."""
-    if os.environ.get("HELM"):
-        return os.environ["HELM"]
-    try:
-        from generator.tools import helm_path
-    except ImportError:
-        helm_path = None
-    if helm_path is not None:
-        return helm_path()
-    for candidate in (REPO_ROOT / ".tools" / "bin" / "helm", shutil.which("helm")):
-        if candidate and Path(candidate).exists():
-            return str(candidate)
-    pytest.fail("helm not found: run `make tools` (or set HELM=/path/to/helm)")
+    """$HELM, else the repository's bootstrapped helm (generator.tools)."""
+    return os.environ.get("HELM") or helm_path()
 
 
 @lru_cache(maxsize=1)

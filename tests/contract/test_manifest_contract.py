@@ -40,8 +40,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from promql_names import metric_names, monitoring_expressions
 
 from generator.conventions import DIGEST_KEY
+from generator.paths import REPO_ROOT
 from generator.registry import cards
-from generator.tools import REPO_ROOT, render_overlay
+from generator.tools import render_overlay
 from services import artifacts, model_image
 
 OVERLAYS = sorted(

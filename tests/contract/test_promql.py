@@ -11,7 +11,8 @@ import yaml
 from promql_names import metric_names, monitoring_expressions
 
 from generator.constructs.monitoring import RUNBOOK_PAGE
-from generator.tools import REPO_ROOT, render_overlay
+from generator.paths import REPO_ROOT
+from generator.tools import render_overlay
 
 
 @pytest.fixture(scope="module")

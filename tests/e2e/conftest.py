@@ -23,7 +23,8 @@ from cluster import Cluster
 from controlplane import ControlPlaneError
 from repository import Overlay, Repository
 
-from generator.tools import REPO_ROOT, envtest
+from generator.paths import REPO_ROOT
+from generator.tools import envtest
 from generator.validate.render import discover_overlays
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")

@@ -20,7 +20,7 @@ import copy
 import json
 from pathlib import Path
 
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 
 SCHEMA_DIR = REPO_ROOT / "generator" / "validate" / "crds" / "schemas"
 #: Groups under *.k8s.io / *.kubernetes.io need an API-review annotation; the upstream value.

@@ -32,7 +32,8 @@ import yaml
 from compare import MISSING, ref, rewrites
 from repository import Overlay, Repository, load_objects, make, scratch_clone
 
-from generator.tools import REPO_ROOT, helm_path, render_overlay
+from generator.paths import REPO_ROOT
+from generator.tools import helm_path, render_overlay
 from generator.validate.model import fmt_path
 from generator.validate.repofiles import tracked_files
 

@@ -10,7 +10,8 @@ import yaml
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from generator.config import Platform, load_config
-from generator.tools import REPO_ROOT, render_overlay
+from generator.paths import REPO_ROOT
+from generator.tools import render_overlay
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from generator.config import ConfigError, load_config, parse_quantity
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 
 GOOD = yaml.safe_load((REPO_ROOT / "platform.yaml").read_text())
 

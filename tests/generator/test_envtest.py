@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.tools import REPO_ROOT, envtest
+from generator.paths import REPO_ROOT
+from generator.tools import envtest
 
 
 def fake_binary(directory: Path, name: str, version: str) -> Path:

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from generator.config import ConfigError, load_config
+from generator.paths import REPO_ROOT
 from generator.registry import gates
 from generator.registry.cards import Card
-from generator.tools import REPO_ROOT
 
 PLATFORM_SCHEMA = json.loads((REPO_ROOT / "generator/platform.schema.json").read_text())
 CARD_SCHEMA = json.loads((REPO_ROOT / "generator/model-card.schema.json").read_text())

@@ -10,9 +10,10 @@ import shutil
 import pytest
 import yaml
 
+from generator.paths import REPO_ROOT
 from generator.strategy import STRATEGIES
 from generator.synth import render_tree, write_tree
-from generator.tools import REPO_ROOT, render_overlay
+from generator.tools import render_overlay
 
 COMPONENTS = "overlays/components"
 

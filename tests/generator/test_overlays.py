@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 
 OVERLAYS = sorted(
     p.parent.name

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from generator.config import SCHEMA_PATH
+from generator.paths import REPO_ROOT
 from generator.release_files import SCHEMA_PATH as RELEASE_FILES_SCHEMA
 from generator.strategy import ALL_VARIANTS, BLUE_GREEN, CANARY, ROLLING, STRATEGIES, Strategy
-from generator.tools import REPO_ROOT
 
 
 def test_the_platform_schema_offers_exactly_the_strategies():

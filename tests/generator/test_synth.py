@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from generator.paths import REPO_ROOT
 from generator.synth import GENERATED_ROOTS, HEADER, render_tree, write_tree
-from generator.tools import REPO_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ from oci_registry_server import blob_data
 from pod_run import InitContainerFailed, Pod
 from pod_spec import PodWorkload, check_runs_as_non_root, resolve_env
 
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 from generator.tools.images.engine import Engine
 from services import artifacts, model_image, registry_client
 

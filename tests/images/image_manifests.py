@@ -7,7 +7,8 @@ from functools import cache
 import yaml
 from pod_spec import PodWorkload, repository_of, workloads
 
-from generator.tools import REPO_ROOT, render_overlay
+from generator.paths import REPO_ROOT
+from generator.tools import render_overlay
 
 OVERLAY_EXCLUDED = {"base", "components"}
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from pod_spec import TEST_LABEL
 
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 from generator.tools.images.build import code_revision, image_specs, source_url
 
 SERVICE_DIRS = {"server": "services/inference", "trainer": "services/training"}

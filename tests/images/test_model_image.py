@@ -18,7 +18,8 @@ from image_manifests import local_image, training_overlays
 from oci_registry_server import running_registry
 from pod_spec import PodWorkload, workloads
 
-from generator.tools import REPO_ROOT, helm_path, run_tool
+from generator.paths import REPO_ROOT
+from generator.tools import helm_path, run_tool
 from generator.tools.images.build import image_specs
 from services import artifacts, model_image, registry_client
 from services.inference.backends import LiteRTBackend

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
+from generator.paths import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "tests" / "services"))
 
 from svc_helpers import shared_trained_store
 

@@ -17,7 +17,8 @@ import requests
 import yaml
 from loopback import free_port
 
-from generator.tools import REPO_ROOT, render_overlay
+from generator.paths import REPO_ROOT
+from generator.tools import render_overlay
 from generator.tools.prometheus import prometheus_path, promtool_path
 
 HERE = Path(__file__).resolve().parent

@@ -26,7 +26,7 @@ from monitoring_support import (
 )
 
 from generator.constructs.monitoring import RUNBOOK_PAGE, runbooks_url
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 
 
 def test_case_files_exist():

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import yaml
 
+from generator.paths import REPO_ROOT
 from generator.registry import cards
-from generator.tools import REPO_ROOT, render_overlay
+from generator.tools import render_overlay
 from services import artifacts
 
 #: What a workflow command reads: the spec, the overlays (base and components are committed,

@@ -10,7 +10,7 @@ import sys
 import yaml
 from release_support import TAG_A, Repo
 
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 
 
 def cli(repo: Repo, *args: str) -> subprocess.CompletedProcess:

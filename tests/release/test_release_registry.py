@@ -12,9 +12,9 @@ import pytest
 import yaml
 from release_support import ARTIFACT_FILES, MODEL, Repo, git, nothing_to_do, publish, refuse, status, write_metadata
 
+from generator.paths import REPO_ROOT
 from generator.registry import cards
 from generator.release.overlay import load_platform
-from generator.tools import REPO_ROOT
 from generator.validate import engine, model_pins, render
 from services import artifacts, model_image
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from release_support import ENVS, Repo, git
 
+from generator.paths import REPO_ROOT
 from generator.registry import cards
 from generator.registry.next_version import next_version
-from generator.tools import REPO_ROOT
 from generator.validate import cli as validate_cli
 
 SERVER = "registry.example.com/ml/inference-server"

@@ -15,7 +15,8 @@ from pathlib import Path
 import requests
 from loopback import free_ports
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from generator.paths import REPO_ROOT
+
 PY = sys.executable
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 MODEL = "mnist"

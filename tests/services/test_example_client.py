@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from svc_helpers import MODEL
 
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 from services.inference.backends import LiteRTBackend
 
 pytestmark = pytest.mark.slow

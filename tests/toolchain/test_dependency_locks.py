@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from generator.paths import REPO_ROOT
+
 GROUPS = {
     "generator": REPO_ROOT / "requirements/generator.txt",
     "dev": REPO_ROOT / "requirements/dev.txt",

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 
 PAGES = sorted(
     p.relative_to(REPO_ROOT).as_posix()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 
 MAKEFILE = (REPO_ROOT / "Makefile").read_text()
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from validate_support import CON, REPO, add_patch, build_repo, clean_docs, lines, run
 
+from generator.paths import REPO_ROOT
 from generator.tools.kubeconform import find_kubeconform
 from generator.validate import cli, kubeconform
 from generator.validate.schemas import k8s_schema_dir
@@ -367,7 +368,7 @@ def test_hpa_scaled_deployments_need_argocd_to_ignore_replicas(repo):
 def test_the_repository_itself_validates_clean():
     """make validate on this repository (freshness is left to make validate and the PR workflow's
     synth step, so that a generator change in progress fails there rather than in every test run)."""
-    real = Path(__file__).resolve().parents[2]
+    real = REPO_ROOT
     if not (real / "overlays").is_dir():
         pytest.skip("no overlays yet")
     result = run(real, secrets=True)

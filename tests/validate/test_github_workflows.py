@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / ".github" / "workflows").glob("*.yaml"))
+from generator.paths import REPO_ROOT
+
+WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yaml"))
 PR = next(path for path in WORKFLOWS if path.name == "pr.yaml")
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from generator import lint
+from generator.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
 
 

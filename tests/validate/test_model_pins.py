@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from generator.paths import REPO_ROOT
 from generator.validate import cli, engine, model_pins, render
 from generator.validate.model import Finding
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 COPIED = ("platform.yaml", "overlays", "registry")
 DIGEST_1 = yaml.safe_load((REPO_ROOT / "registry/mnist/1.yaml").read_text())["digest"]
 TAMPERED = "sha256:" + "0f" * 32

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from validate_support import CON, add_patch, build_repo, lines, run
 
+from generator.paths import REPO_ROOT
 from generator.validate import engine
 
 
@@ -77,7 +78,7 @@ def test_mutation_fires_the_specific_check(repo, target, ops, expected):
 
 
 def _real_copy(tmp_path: Path) -> Path:
-    real = Path(__file__).resolve().parents[2]
+    real = REPO_ROOT
     if not (real / "overlays" / "dev" / "kustomization.yaml").is_file():
         pytest.skip("the repository has no overlays/dev yet")
     import shutil

@@ -17,7 +17,6 @@ from generator.validate.render import parse_rendered
 from generator.validate.schemas import SchemaStore
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 _STORE: SchemaStore | None = None
 
 

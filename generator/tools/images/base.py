@@ -19,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from generator.tools import REPO_ROOT, ToolError
+from generator.paths import CACHE_DIR, REPO_ROOT
+from generator.tools import ToolError
 from generator.tools.images.engine import Engine
 
 SUITE = "bookworm"  # the Debian release of the default python:*-slim-bookworm image
@@ -27,7 +28,7 @@ PACKAGES = ("python3", "python3-venv", "ca-certificates", "passwd")
 DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 DPKG_INCLUDES = ("/usr/share/doc/*/copyright",)  # licences stay
 REPOSITORY = "localhost/ml-gitops/debian-python"
-BUILD_DIR = REPO_ROOT / ".cache" / "images"
+BUILD_DIR = CACHE_DIR / "images"
 ARG_DEFAULT = re.compile(r"^ARG\s+BASE_IMAGE=(\S+)\s*$", re.M)
 
 

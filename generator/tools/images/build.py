@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.config import load_config
-from generator.tools import REPO_ROOT, ToolError
+from generator.paths import REPO_ROOT
+from generator.tools import ToolError
 from generator.tools.images.engine import Engine
 from generator.tools.images.pip_config import builder_pip_config
 

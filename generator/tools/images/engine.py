@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.files import write_atomic
-from generator.tools import REPO_ROOT, ToolError
+from generator.paths import CACHE_DIR
+from generator.tools import ToolError
 
-STATE_DIR = REPO_ROOT / ".cache" / "containers"
+STATE_DIR = CACHE_DIR / "containers"
 ENGINES = ("docker", "podman", "buildah")
 #: Container ulimits, each further capped at this process's hard limit. podman's defaults (nofile
 #: 1048576, nproc 4194304) are refused here, and so is any nproc above about 64k even where the

