@@ -52,13 +52,17 @@ $(VENV)/.installed-%: $$(LOCK_$$*) | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $<
 	@touch $@
 
-$(TOOLS_STAMP): generator/tools/__init__.py | $(call installed,generator)
+# Each stamp is the record of what was chosen; it is made again when the table of tools (which
+# versions fit, which package) or the bootstrap of its kind of source changes.
+TOOLS_TABLE := generator/tools/table.py generator/tools/base.py
+
+$(TOOLS_STAMP): $(TOOLS_TABLE) generator/tools/pypi.py | $(call installed,generator)
 	$(PY) -m generator.tools
 
-$(PROMETHEUS_STAMP): generator/tools/prometheus.py generator/tools/debian.py | $(call installed,generator)
+$(PROMETHEUS_STAMP): $(TOOLS_TABLE) generator/tools/debian.py | $(call installed,generator)
 	$(PY) -m generator.tools.prometheus
 
-$(REGISTRY_STAMP): generator/tools/oci_registry.py generator/tools/debian.py | $(call installed,generator)
+$(REGISTRY_STAMP): $(TOOLS_TABLE) generator/tools/debian.py | $(call installed,generator)
 	$(PY) -m generator.tools.oci_registry
 
 .PHONY: venv tools lock

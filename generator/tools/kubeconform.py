@@ -1,21 +1,21 @@
 """Locate kubeconform, the schema validator Kubernetes users know.
 
-No package registry carries it, so it is never downloaded: it is taken from ``$KUBECONFORM``
-(an explicit choice, so an error when it does not run), then ``PATH``, as the pull-request
-workflow provides it. ``make validate`` runs it whenever one is found and says in one line that
-it did not run otherwise.
+No package registry carries it, so it is never downloaded: the table's ``KUBECONFORM`` entry
+looks in ``$KUBECONFORM`` (an explicit choice, so an error when it does not run), then on
+``PATH``, as the pull-request workflow provides it. ``make validate`` runs it whenever one is
+found and says in one line that it did not run otherwise.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 
-from generator.tools import ToolError
+from generator.tools.base import ToolError
+from generator.tools.table import KUBECONFORM
 
-ENV_VAR = "KUBECONFORM"
+[ENV_VAR] = KUBECONFORM.file_variables
+PROBE = KUBECONFORM.binaries[0].probe
 
 
 @dataclass(frozen=True)
@@ -26,23 +26,12 @@ class Kubeconform:
     version: str
 
 
-def _version(path: str) -> str | None:
-    try:
-        out = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=30, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or out.stderr.strip() or None
-
-
 def find_kubeconform() -> Kubeconform | None:
     """The kubeconform to use, or None when there is none; ToolError when $KUBECONFORM is broken."""
-    explicit = os.environ.get(ENV_VAR, "")
-    if explicit:
-        version = _version(explicit)
-        if version is None:
-            raise ToolError(f"{ENV_VAR}={explicit} does not run (kubeconform -v failed)")
-        return Kubeconform(explicit, version)
-    candidate = shutil.which("kubeconform")
-    if candidate and (version := _version(candidate)):
-        return Kubeconform(candidate, version)
+    for path, source in KUBECONFORM.candidates("kubeconform", os.environ):
+        version = PROBE.version_of(path)
+        if version is not None:
+            return Kubeconform(str(path), version)
+        if source == ENV_VAR:
+            raise ToolError(f"{ENV_VAR}={path} does not run (kubeconform -v failed)")
     return None

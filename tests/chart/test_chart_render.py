@@ -9,12 +9,7 @@ import kubernetes_validate
 import pytest
 from chart_helpers import CHART, RELEASE, one, render, run_helm, template
 
-try:  # the Kubernetes version the repository validates against
-    from generator.tools import KUBECTL_MINOR
-
-    K8S_VERSION = f"{KUBECTL_MINOR[0]}.{KUBECTL_MINOR[1]}"
-except ImportError:  # pragma: no cover - generator not importable
-    K8S_VERSION = "1.33"
+from generator.conventions import KUBERNETES_VERSION as K8S_VERSION  # the version the repository validates against
 
 # The oldest Kubernetes the chart declares (Chart.yaml kubeVersion ">=1.30.0-0") and the pinned one.
 MIN_K8S_VERSION = re.search(r'kubeVersion: ">=(\d+\.\d+)', (CHART / "Chart.yaml").read_text()).group(1)

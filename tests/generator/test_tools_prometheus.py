@@ -6,7 +6,10 @@ import subprocess
 
 import pytest
 
-from generator.tools.prometheus import PROMETHEUS, fits, prometheus_path, promtool_path
+from generator.tools.prometheus import prometheus_path, promtool_path
+from generator.tools.table import PROMETHEUS
+
+fits = PROMETHEUS.binary("promtool").fits
 
 
 @pytest.mark.parametrize(
@@ -26,8 +29,8 @@ def test_version_fit(version, fitting):
 
 
 def test_chosen_binaries_run_and_fit():
-    for path in (promtool_path(), prometheus_path()):
-        version = PROMETHEUS.version_of(path)
+    for name, path in (("promtool", promtool_path()), ("prometheus", prometheus_path())):
+        version = PROMETHEUS.version_of(path, name)
         assert version and fits(version), (path, version)
     help_text = subprocess.run([promtool_path(), "test", "rules", "--help"], capture_output=True, text=True)
     assert help_text.returncode == 0 and "Unit tests for rules" in help_text.stdout + help_text.stderr
@@ -37,5 +40,5 @@ def test_a_binary_that_cannot_run_has_no_version(tmp_path):
     fake = tmp_path / "promtool"
     fake.write_text("#!/bin/sh\nexit 1\n")
     fake.chmod(0o755)
-    assert PROMETHEUS.version_of(str(fake)) is None
-    assert PROMETHEUS.version_of(str(tmp_path / "missing")) is None
+    assert PROMETHEUS.version_of(str(fake), "promtool") is None
+    assert PROMETHEUS.version_of(str(tmp_path / "missing"), "promtool") is None
