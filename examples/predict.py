@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 import requests
 
+from services.contract import GRPC_PORT
 from services.inference import tfserving
 from services.inference.settings import bind_address
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m examples.predict", description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="REST port (PORT)")
-    p.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (GRPC_PORT); 0 skips gRPC")
+    p.add_argument("--grpc-port", type=int, default=GRPC_PORT, help="gRPC port (GRPC_PORT); 0 skips gRPC")
     p.add_argument("--model", default="mnist")
     p.add_argument("--example", type=Path, default=EXAMPLE, help="a V1 predict body with one instance")
     args = p.parse_args(argv)

@@ -23,9 +23,11 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from services.contract import DIGEST
+
 DIGEST_PREFIX = "sha256:"
 #: A version digest as written in cards, release files and ``MODEL_DIGEST``.
-DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
+DIGEST_PATTERN = re.compile(DIGEST)
 _CHUNK = 1 << 20
 
 

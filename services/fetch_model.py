@@ -40,11 +40,12 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from services.contract import MODEL_IMAGE_ENV, MODEL_IMAGE_MOUNT
 from services.model_image import MODEL_PATH, ArtifactError
 from services.registry_client import STAGING_PREFIX, RegistryError, parse_reference, pull
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_REGISTRY = 0, 2, 3
-DEFAULT_DIR = "/model-image"
+DEFAULT_DIR = MODEL_IMAGE_MOUNT
 #: The marker of a complete pull: the manifest digest, written after the files are in place.
 MARKER = ".digest"
 _TRUE, _FALSE = ("1", "true"), ("", "0", "false")
@@ -56,15 +57,17 @@ class _BadInput(Exception):
 
 def _settings(environ: Mapping[str, str]) -> tuple[str, Path, bool]:
     """``MODEL_IMAGE`` (checked to be by digest), ``MODEL_FETCH_DIR`` and whether to talk plain HTTP."""
-    image = environ.get("MODEL_IMAGE", "").strip()
+    image = environ.get(MODEL_IMAGE_ENV, "").strip()
     if not image:
-        raise _BadInput("MODEL_IMAGE is not set: name the model image by digest (host/path@sha256:<64 hex>)")
+        raise _BadInput(f"{MODEL_IMAGE_ENV} is not set: name the model image by digest (host/path@sha256:<64 hex>)")
     try:
         reference = parse_reference(image)
     except ArtifactError as exc:
-        raise _BadInput(f"MODEL_IMAGE: {exc}") from exc
+        raise _BadInput(f"{MODEL_IMAGE_ENV}: {exc}") from exc
     if reference.digest is None:
-        raise _BadInput(f"MODEL_IMAGE={image!r} names a tag, which can move: pin the image by digest (@sha256:...)")
+        raise _BadInput(
+            f"{MODEL_IMAGE_ENV}={image!r} names a tag, which can move: pin the image by digest (@sha256:...)"
+        )
     plain = environ.get("MODEL_REGISTRY_PLAIN_HTTP", "").strip().lower()
     if plain not in _TRUE + _FALSE:
         raise _BadInput(f"MODEL_REGISTRY_PLAIN_HTTP={plain!r}: use 1 or true (no TLS), 0, false or nothing (HTTPS)")

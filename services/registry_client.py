@@ -41,6 +41,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from services import artifacts
+from services.contract import DIGEST, IMAGE_TAG
 from services.model_image import (
     DIGEST_ANNOTATION,
     LAYER_TYPES,
@@ -76,9 +77,9 @@ _HOST = (
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REFERENCE = re.compile(
     rf"(?P<registry>{_HOST})/(?P<repository>{_COMPONENT}(?:/{_COMPONENT})*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?"
+    rf"(?::(?P<tag>{IMAGE_TAG}))?(?:@(?P<digest>{DIGEST}))?"
 )
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_DIGEST = re.compile(DIGEST)
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
 
 

@@ -12,7 +12,9 @@ from generator.constructs.chart import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_
 
 MANAGED_BY = "cdk8s"
 MODEL_MOUNT = "/models"
-TRAINER_UID = 10001
+#: The user the trainer runs as: the chart's (both images are built with the same user; a test
+#: keeps the Dockerfiles' USER equal to the chart's runAsUser).
+TRAINER_UID: int = POD_SECURITY_CONTEXT["runAsUser"]
 # Argo CD must never delete or prune the model store: it holds every trained version.
 ARGOCD_KEEP = {"argocd.argoproj.io/sync-options": "Delete=false,Prune=false"}
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from generator.validate.model import Resource
+from services import contract
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
@@ -47,11 +48,11 @@ CLUSTER_SCOPED = {
     "ServiceCIDR",
 }
 
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+# The name rules (services/contract.py), matched whole with fullmatch.
+DNS1123_SUBDOMAIN = re.compile(contract.DNS_SUBDOMAIN)
+DNS1123_LABEL = re.compile(contract.DNS_LABEL)
+DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+LABEL_VALUE = re.compile(contract.LABEL_VALUE)
 # Kinds whose metadata.name must be a DNS-1035 label (Service) or a DNS-1123 label; the rest
 # take a DNS-1123 subdomain.
 DNS1035_KINDS = {"Service"}

@@ -30,15 +30,13 @@ from generator.registry import cards
 from generator.validate.model import Finding, Resource
 from generator.validate.policies import Environment
 from generator.validate.render import Rendered
+from services.contract import FETCH_CONTAINER, MODEL_IMAGE_ENV, MODEL_IMAGE_VOLUME
 
 CHECKS = {
     "model-card": "every model card under registry/ fits its schema, sits at its path, and digests its files",
     "model-pin": "every pinned model version has a model card and pins that card's digest (MODEL_DIGEST)",
     "model-image": "every server that pulls a model image pins, by digest, the image its version's card records",
 }
-#: What the chart names the model image's volume and the init container that fetches it.
-MODEL_IMAGE_VOLUME = "model-image"
-FETCH_CONTAINER = "fetch-model"
 #: The chart's label naming the model a server serves (its release is named after the model).
 MODEL_LABEL = "app.kubernetes.io/instance"
 RELEASE_FILE = "release.yaml"
@@ -120,7 +118,7 @@ def model_image(pod: dict) -> tuple[str, str] | None:
     for i, container in enumerate(pod.get("initContainers") or []):
         if isinstance(container, dict) and container.get("name") == FETCH_CONTAINER:
             for j, env in enumerate(container.get("env") or []):
-                if isinstance(env, dict) and env.get("name") == "MODEL_IMAGE":
+                if isinstance(env, dict) and env.get("name") == MODEL_IMAGE_ENV:
                     return f"spec.template.spec.initContainers[{i}].env[{j}].value", str(env.get("value", ""))
     return None
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from generator.validate.kube import PodTemplate, as_list, key_of, parse_image, pod_template, selector_matches
 from generator.validate.model import Finding, Resource
+from services.contract import TOTAL_WEIGHT
 
 CHECKS = {
     "pss-privileged": "containers are not privileged",
@@ -36,7 +37,7 @@ CHECKS = {
     "image-digest": "images carry a digest where the environment requires it",
     "pdb": "a Deployment with 2 or more replicas is covered by a PodDisruptionBudget",
     "pdb-allows-disruption": "a PodDisruptionBudget leaves room for at least one voluntary eviction",
-    "route-weights": "an HTTPRoute rule's backend weights add up to 100",
+    "route-weights": f"an HTTPRoute rule's backend weights add up to {TOTAL_WEIGHT}",
     "network-policy": "every pod is selected by a NetworkPolicy",
     "automount-token": "automountServiceAccountToken is false",
     "job-limits": "Jobs set backoffLimit (or backoffLimitPerIndex) and ttlSecondsAfterFinished",
@@ -607,11 +608,11 @@ def route_weights(resources: list[Resource]) -> list[Finding]:
             weights = [ref.get("weight", 1) for ref in refs]
             if len(refs) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) for w in weights):
                 continue
-            if sum(weights) != 100:
+            if sum(weights) != TOTAL_WEIGHT:
                 out.append(
                     route.finding(
                         ["spec", "rules", index, "backendRefs"],
-                        f"backend weights {weights} add up to {sum(weights)}, not 100",
+                        f"backend weights {weights} add up to {sum(weights)}, not {TOTAL_WEIGHT}",
                         "route-weights",
                     )
                 )

@@ -12,13 +12,13 @@ from generator.validate.kube import (
     DNS1123_LABEL_KINDS,
     DNS1123_SUBDOMAIN,
     LABEL_VALUE,
-    QUALIFIED_NAME,
     PodTemplate,
     as_list,
     pod_template,
     selector_matches,
 )
 from generator.validate.model import Finding, Resource
+from services.contract import LABEL_KEY, matches
 
 CHECKS = {
     "invalid-name": "metadata.name is a valid DNS name for its kind",
@@ -35,10 +35,8 @@ MUTABLE_LABELS = ("app.kubernetes.io/version", "helm.sh/chart", "version", "pod-
 
 
 def _label_key_ok(key: str) -> bool:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.fullmatch(prefix)):
-        return False
-    return 0 < len(name) <= 63 and bool(QUALIFIED_NAME.fullmatch(name))
+    """A label key Kubernetes accepts: ``services.contract.LABEL_KEY``, with a prefix of at most 253."""
+    return len(key.rpartition("/")[0]) <= 253 and matches(LABEL_KEY, key)
 
 
 def _labels(resource: Resource, labels: Any, path: list, out: list[Finding]) -> None:

@@ -33,7 +33,7 @@ if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
 from services.inference.logs import gunicorn_logconfig  # noqa: E402
-from services.inference.settings import ConfigError, Settings, bind_address  # noqa: E402
+from services.inference.settings import WORKER_STATE_DIR_ENV, ConfigError, Settings, bind_address  # noqa: E402
 from services.inference.worker import ConnectionShare, InferenceWorker  # noqa: E402
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ _METRICS_DIR = os.environ.setdefault(
 _OWN_METRICS_DIR = _METRICS_DIR.endswith(f"inference-metrics-{os.getpid()}")
 # Per-worker readiness markers: the pod is ready only when every worker has a model (internal).
 _STATE_DIR = os.environ.setdefault(
-    "INFERENCE_WORKER_STATE_DIR", os.path.join(tempfile.gettempdir(), f"inference-workers-{os.getpid()}")
+    WORKER_STATE_DIR_ENV, os.path.join(tempfile.gettempdir(), f"inference-workers-{os.getpid()}")
 )
 
 

@@ -30,6 +30,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from services.artifacts import DIGEST_PATTERN
+from services.contract import GRPC_PORT, MAX_SERVER_WORKERS, NAME_MAX, is_name
 from services.values import CONTROL, fitting_path, shown
 
 # The directory gunicorn's workers share (gunicorn.conf.py sets it) and the file in it that asks
@@ -37,7 +38,6 @@ from services.values import CONTROL, fitting_path, shown
 WORKER_STATE_DIR_ENV = "INFERENCE_WORKER_STATE_DIR"
 DRAIN_MARKER = "draining"
 
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -72,8 +72,8 @@ def _finite(value: float) -> float:
 
 
 def _model_name(value: str) -> str:
-    if not _NAME_RE.fullmatch(value):
-        raise ValueError("must be lowercase letters, digits, '.', '_' or '-' (max 63)")
+    if not is_name(value):
+        raise ValueError(f"must be a DNS-1123 label: lowercase letters, digits and '-' (max {NAME_MAX})")
     return value
 
 
@@ -129,7 +129,7 @@ class Settings(BaseSettings):
         8080, **_env("PORT", "TCP port of the REST API, health routes and `/metrics` (the container port `http`)")
     )
     grpc_port: Annotated[Int, Ge(0), Le(65535)] = Field(
-        8500,
+        GRPC_PORT,
         **_env(
             "GRPC_PORT",
             "TCP port of the TF Serving gRPC API and `grpc.health.v1` (the container port `grpc`); `0` turns gRPC off",
@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     host: Annotated[Text, AfterValidator(_host)] = Field(
         "0.0.0.0", **_env("HOST", "Bind address of both ports: an IPv4 or IPv6 address, or a host name")
     )
-    workers: Annotated[Int, Ge(1), Le(64)] = Field(
+    workers: Annotated[Int, Ge(1), Le(MAX_SERVER_WORKERS)] = Field(
         1, **_env("WORKERS", "gunicorn worker processes; each loads its own copy of the model and serves both APIs")
     )
     threads: Annotated[Int, Ge(1), Le(256)] = Field(
@@ -198,7 +198,11 @@ class Settings(BaseSettings):
     )
     access_log: Bool = Field(False, **_env("ACCESS_LOG", "`true` writes one access-log line per request to stdout"))
     model_name: Annotated[Text, AfterValidator(_model_name)] = Field(
-        "mnist", **_env("MODEL_NAME", "Model name in the URLs and the directory under `MODEL_BASE_PATH`")
+        "mnist",
+        **_env(
+            "MODEL_NAME",
+            "Model name in the URLs and the directory under `MODEL_BASE_PATH`: a DNS-1123 label, as in `platform.yaml`",
+        ),
     )
     model_base_path: Annotated[Text, AfterValidator(fitting_path)] = Field(
         "/models", **_env("MODEL_BASE_PATH", "Root holding `<MODEL_NAME>/<version>/`")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import time
@@ -30,16 +29,10 @@ TFLITE_FILE = "model.tflite"
 KERAS_FILE = "model.keras"
 SIGNATURE = "serving_default"
 STALE_TEMP_SECONDS = 24 * 3600
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
 
 
 class PublishError(RuntimeError):
     """The version could not be published (already exists, or the store is not writable)."""
-
-
-def valid_model_name(name: str) -> bool:
-    """Model names are lowercase DNS-ish tokens: they become directory names and metric labels."""
-    return bool(_NAME_RE.fullmatch(name)) and name not in {".", ".."}
 
 
 def published_versions(model_dir: Path) -> list[int]:

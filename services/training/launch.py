@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from services.training.settings import MAX_WORKERS
+from services.contract import MAX_TRAINING_WORKERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PORT_IN_USE = ("Address already in use", "Could not start gRPC server", "Failed to add port")
@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Train with N local worker processes (MultiWorkerMirroredStrategy on loopback); "
         "every other flag goes to python -m services.training.train.",
     )
-    parser.add_argument("--workers", type=int, required=True, help=f"worker processes, 1 to {MAX_WORKERS}")
+    parser.add_argument("--workers", type=int, required=True, help=f"worker processes, 1 to {MAX_TRAINING_WORKERS}")
     ns, trainer_args = parser.parse_known_args(argv)
-    if not 1 <= ns.workers <= MAX_WORKERS:
-        parser.error(f"--workers {ns.workers}: must be between 1 and {MAX_WORKERS}")
+    if not 1 <= ns.workers <= MAX_TRAINING_WORKERS:
+        parser.error(f"--workers {ns.workers}: must be between 1 and {MAX_TRAINING_WORKERS}")
     for attempt in range(1, ATTEMPTS + 1):
         code, clash = run_cluster(ns.workers, trainer_args)
         if not clash or attempt == ATTEMPTS:

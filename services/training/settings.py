@@ -22,14 +22,11 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from services.training.export import valid_model_name
+from services.contract import MAX_TRAINING_WORKERS, MODEL_IMAGE_ENV, NAME_MAX, TRAINING_WORKER_PORT, is_name
 from services.values import fitting_path, shown, without_control
 
 PROG = "python -m services.training.train"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-#: TensorFlow's conventional worker port (Kubeflow's TFJob uses it too).
-DEFAULT_WORKER_PORT = 2222
-MAX_WORKERS = 64
 UINT32_MAX = 2**32 - 1
 INT64_MAX = 2**63 - 1
 
@@ -44,7 +41,7 @@ class TFTask(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: Literal["worker"]
-    index: int = Field(ge=0, lt=MAX_WORKERS)
+    index: int = Field(ge=0, lt=MAX_TRAINING_WORKERS)
 
 
 class TFConfig(BaseModel):
@@ -57,8 +54,8 @@ class TFConfig(BaseModel):
     @model_validator(mode="after")
     def _task_in_cluster(self) -> TFConfig:
         workers = self.cluster.get("worker", [])
-        if not 1 <= len(workers) <= MAX_WORKERS:
-            raise ValueError(f"cluster.worker must list 1 to {MAX_WORKERS} host:port addresses")
+        if not 1 <= len(workers) <= MAX_TRAINING_WORKERS:
+            raise ValueError(f"cluster.worker must list 1 to {MAX_TRAINING_WORKERS} host:port addresses")
         if any(not isinstance(a, str) or a.rpartition(":")[0] == "" for a in workers):
             raise ValueError("every cluster.worker entry must be host:port")
         if self.task.index >= len(workers):
@@ -87,7 +84,7 @@ class TrainSettings(BaseSettings):
     model_name: str = Field(
         "mnist",
         validation_alias="MODEL_NAME",
-        description="Model directory name (lowercase, digits, `.`, `_`, `-`; at most 63)",
+        description=f"Model directory name (a DNS-1123 label: lowercase, digits, `-`; at most {NAME_MAX})",
         json_schema_extra=_flag("--model-name", "NAME"),
     )
     version: int | None = Field(
@@ -197,7 +194,7 @@ class TrainSettings(BaseSettings):
     model_image: str | None = Field(
         None,
         max_length=255,
-        validation_alias="MODEL_IMAGE",
+        validation_alias=MODEL_IMAGE_ENV,
         description="The version's model image by digest, as git pins it: a version the store lacks is fetched "
         "from it, never trained again (a retrain gives other bytes); unset or not pinned: train",
         json_schema_extra=_flag("--model-image", "REF", "train"),
@@ -227,7 +224,7 @@ class TrainSettings(BaseSettings):
     workers: int = Field(
         1,
         ge=1,
-        le=MAX_WORKERS,
+        le=MAX_TRAINING_WORKERS,
         validation_alias="TRAINING_WORKERS",
         description="Workers training together with MultiWorkerMirroredStrategy; more than 1 needs `TF_CONFIG` "
         "or the Indexed Job variables below",
@@ -252,7 +249,7 @@ class TrainSettings(BaseSettings):
     job_completion_index: int | None = Field(
         None,
         ge=0,
-        lt=MAX_WORKERS,
+        lt=MAX_TRAINING_WORKERS,
         validation_alias="JOB_COMPLETION_INDEX",
         description="This worker's index, set by Kubernetes in an Indexed Job",
         json_schema_extra={"shown_default": "unset"},
@@ -272,7 +269,7 @@ class TrainSettings(BaseSettings):
         json_schema_extra={"shown_default": "unset"},
     )
     worker_port: int = Field(
-        DEFAULT_WORKER_PORT,
+        TRAINING_WORKER_PORT,
         ge=1,
         le=65_535,
         validation_alias="TRAINING_WORKER_PORT",
@@ -296,10 +293,10 @@ class TrainSettings(BaseSettings):
     @field_validator("model_name")
     @classmethod
     def _model_name(cls, value: str) -> str:
-        if not valid_model_name(value):
+        if not is_name(value):
             raise ValueError(
-                "use lowercase letters, digits, '.', '_' or '-' "
-                "(at most 63 characters, starting with a letter or digit)"
+                f"use a DNS-1123 label: lowercase letters, digits and '-' (at most {NAME_MAX} characters, "
+                "starting and ending with a letter or digit)"
             )
         return value
 

@@ -9,7 +9,22 @@ import kubernetes_validate
 import pytest
 from chart_helpers import CHART, RELEASE, one, render, run_helm, template
 
+from generator.constructs.chart import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 from generator.conventions import KUBERNETES_VERSION as K8S_VERSION  # the version the repository validates against
+from generator.validate.kube import pod_template
+from generator.validate.model import Resource
+from generator.validate.policies import pod_security
+from services.contract import (
+    DNS_LABEL,
+    DNS_LABEL_MAX,
+    FETCH_CONTAINER,
+    GRPC_PORT,
+    LABEL_VALUE,
+    MODEL_IMAGE_ENV,
+    MODEL_IMAGE_MOUNT,
+    MODEL_IMAGE_VOLUME,
+    matches,
+)
 
 # The oldest Kubernetes the chart declares (Chart.yaml kubeVersion ">=1.30.0-0") and the pinned one.
 MIN_K8S_VERSION = re.search(r'kubeVersion: ">=(\d+\.\d+)', (CHART / "Chart.yaml").read_text()).group(1)
@@ -56,7 +71,6 @@ SERVER_ENV = {
     "WORKER_TIMEOUT",
     "ACCESS_LOG",
 }
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 DIGEST = "sha256:" + "ab" * 32
 
 
@@ -115,23 +129,19 @@ def test_selectors_are_subsets_of_pod_labels(name, sets, values):
 
 @pytest.mark.parametrize("name,sets,values", all_renders(), ids=RENDER_IDS)
 def test_restricted_pod_security(name, sets, values):
+    """Every pod runs with the chart's default security contexts (the repository's one definition
+    of them), which meet Pod Security "restricted" as make validate's policy checks state it."""
     docs = render(*sets, values=values)
     for doc in docs:
         if doc["kind"] != "Deployment":
             continue
-        spec = doc["spec"]["template"]["spec"]
-        pod = spec["securityContext"]
-        assert pod["runAsNonRoot"] is True
-        assert pod["runAsUser"] == 10001 and pod["runAsGroup"] == 10001 and pod["fsGroup"] == 10001
-        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+        template = pod_template(Resource(doc, name))
+        assert template is not None and pod_security(template) == []
+        spec = template.spec
+        assert spec["securityContext"] == POD_SECURITY_CONTEXT
         assert spec["automountServiceAccountToken"] is False
-        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
         for c in spec["containers"] + spec.get("initContainers", []):
-            sc = c["securityContext"]
-            assert sc["allowPrivilegeEscalation"] is False
-            assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add")
-            assert sc["readOnlyRootFilesystem"] is True
-            assert sc["privileged"] is False
+            assert c["securityContext"] == CONTAINER_SECURITY_CONTEXT
             for side in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(c["resources"][side])
     assert one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
@@ -147,7 +157,7 @@ def test_labels(name, sets, values):
         assert labels["app.kubernetes.io/component"] == "server"
         assert labels["app.kubernetes.io/version"]
         assert "helm.sh/chart" not in labels, "off by default: it churns every generated diff"
-        assert all(LABEL_VALUE.match(str(v)) and len(str(v)) <= 63 for v in labels.values())
+        assert all(matches(LABEL_VALUE, str(v)) for v in labels.values())
         if values:
             assert labels["app.kubernetes.io/part-of"] == "ml-platform"
             assert labels["app.kubernetes.io/managed-by"] == "cdk8s"
@@ -238,7 +248,7 @@ def test_long_names_stay_within_63_characters():
         docs = render(f"fullnameOverride={long}", *sets)
         for doc in docs:
             name = doc["metadata"]["name"]
-            assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), name
+            assert len(name) <= DNS_LABEL_MAX and matches(DNS_LABEL, name), name
         if sets:
             assert one(docs, "Deployment")["metadata"]["name"].endswith("-" + sets[0].split("=")[1])
 
@@ -253,7 +263,7 @@ def test_container_contract():
     assert "args" not in c
     assert c["ports"] == [
         {"name": "http", "containerPort": 8080, "protocol": "TCP"},
-        {"name": "grpc", "containerPort": 8500, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
     ]
     assert c["image"] == "ml-gitops/inference-server:0.1.0"
     for probe, path in [
@@ -281,7 +291,7 @@ def test_configmap_holds_the_server_settings_and_model_version_is_an_explicit_en
     assert set(data) == SERVER_ENV
     assert all(isinstance(v, str) for v in data.values())
     assert data["MAX_BODY_BYTES"] == "8388608"  # not 8.388608e+06
-    assert data["MODEL_BASE_PATH"] == "/mnt/store" and data["PORT"] == "9000" and data["GRPC_PORT"] == "8500"
+    assert data["MODEL_BASE_PATH"] == "/mnt/store" and data["PORT"] == "9000" and data["GRPC_PORT"] == str(GRPC_PORT)
     with_facts = one(render("model.inputShape={28,28,1}", "model.classes={a,b}"), "ConfigMap")["data"]
     assert (with_facts["MODEL_INPUT_SHAPE"], with_facts["MODEL_CLASSES"]) == ("[28,28,1]", '["a","b"]')
     c = container(docs)
@@ -291,7 +301,7 @@ def test_configmap_holds_the_server_settings_and_model_version_is_an_explicit_en
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/mnt/store", "/tmp"}
     assert one(docs, "NetworkPolicy")["spec"]["ingress"][0]["ports"] == [
         {"port": 9000, "protocol": "TCP"},
-        {"port": 8500, "protocol": "TCP"},
+        {"port": GRPC_PORT, "protocol": "TCP"},
     ]
     # Empty (the newest version): the entry alone, since the API server drops an empty value.
     assert container(render())["env"] == [{"name": "MODEL_VERSION"}]
@@ -315,11 +325,14 @@ def test_a_model_image_is_mounted_read_only_and_replaces_the_claim():
     )
     spec = pod_spec(docs)
     assert "initContainers" not in spec
-    assert spec["volumes"][0] == {"name": "model-image", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}
+    assert spec["volumes"][0] == {
+        "name": MODEL_IMAGE_VOLUME,
+        "image": {"reference": image, "pullPolicy": "IfNotPresent"},
+    }
     assert "persistentVolumeClaim" not in str(spec["volumes"])
     c = container(docs)
-    assert {"name": "model-image", "mountPath": "/model-image", "readOnly": True} in c["volumeMounts"]
-    assert {"name": "MODEL_VERSION_PATH", "value": "/model-image/model"} in c["env"]
+    assert {"name": MODEL_IMAGE_VOLUME, "mountPath": MODEL_IMAGE_MOUNT, "readOnly": True} in c["volumeMounts"]
+    assert {"name": "MODEL_VERSION_PATH", "value": f"{MODEL_IMAGE_MOUNT}/model"} in c["env"]
     assert not [m for m in c["volumeMounts"] if m["name"] == "model-store"]
 
 
@@ -338,20 +351,21 @@ def test_a_model_image_through_an_init_container_fills_an_empty_dir_the_server_r
     )
     spec = pod_spec(docs)
     (init,) = spec["initContainers"]
+    assert init["name"] == FETCH_CONTAINER
     assert init["command"] == ["python", "-m", "services.fetch_model"]
     assert init["image"] == container(docs)["image"]
     env = {e["name"]: e["value"] for e in init["env"]}
     assert env == {
-        "MODEL_IMAGE": image,
-        "MODEL_FETCH_DIR": "/model-image",
+        MODEL_IMAGE_ENV: image,
+        "MODEL_FETCH_DIR": MODEL_IMAGE_MOUNT,
         "REGISTRY_AUTH_FILE": "/var/run/secrets/model-registry/.dockerconfigjson",
     }
     assert init["securityContext"] == container(docs)["securityContext"]
     volumes = {v["name"]: v for v in spec["volumes"]}
-    assert volumes["model-image"] == {"name": "model-image", "emptyDir": {"sizeLimit": "1Gi"}}
+    assert volumes[MODEL_IMAGE_VOLUME] == {"name": MODEL_IMAGE_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}
     assert volumes["model-registry-auth"]["secret"]["secretName"] == "model-registry"  # pragma: allowlist secret
-    assert {"name": "model-image", "mountPath": "/model-image", "readOnly": True} in container(docs)["volumeMounts"]
-    assert {"name": "model-image", "mountPath": "/model-image"} in init["volumeMounts"]
+    mount = {"name": MODEL_IMAGE_VOLUME, "mountPath": MODEL_IMAGE_MOUNT}
+    assert {**mount, "readOnly": True} in container(docs)["volumeMounts"] and mount in init["volumeMounts"]
     assert one(docs, "NetworkPolicy")["spec"]["egress"] == [{"ports": [{"port": 443, "protocol": "TCP"}]}]
 
 
@@ -411,7 +425,7 @@ def test_topology_spread_defaults():
 def test_network_policy_admits_only_the_serving_port():
     policy = one(render(), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress"]
-    assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}, {"port": 8500, "protocol": "TCP"}]}]
+    assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}, {"port": GRPC_PORT, "protocol": "TCP"}]}]
 
 
 def test_grpc_port_service_and_probe_option():
@@ -427,7 +441,7 @@ def test_grpc_port_service_and_probe_option():
     assert {"name": "grpc", "containerPort": 9500, "protocol": "TCP"} in container(docs)["ports"]
     assert "httpGet" in container(docs)["readinessProbe"]
     probed = container(render("probes.readiness.grpc=true"))
-    assert probed["readinessProbe"]["grpc"] == {"port": 8500} and "httpGet" not in probed["readinessProbe"]
+    assert probed["readinessProbe"]["grpc"] == {"port": GRPC_PORT} and "httpGet" not in probed["readinessProbe"]
     assert "httpGet" in probed["livenessProbe"]  # liveness stays HTTP: it answers while a model loads
     drain = container(render("lifecycle.preStopMethod=drain"))["lifecycle"]["preStop"]
     assert drain == {"exec": {"command": ["python", "-m", "services.inference.drain", "--wait", "5"]}}
@@ -435,7 +449,7 @@ def test_grpc_port_service_and_probe_option():
     # Egress denied by listing the type without rules (no `egress: []`, which the API drops).
     assert policy["policyTypes"] == ["Ingress", "Egress"] and "egress" not in policy
     [rule] = policy["ingress"]
-    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}, {"port": 8500, "protocol": "TCP"}]
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}, {"port": GRPC_PORT, "protocol": "TCP"}]
     assert len(rule["from"]) == 2 and "podSelector" in rule["from"][1]
 
 
@@ -459,7 +473,7 @@ def test_long_tag_gives_a_valid_version_label():
     tag = "v1.2.3-" + "x" * 70 + "_"
     docs = render(f"image.tag={tag}")
     version = one(docs, "Deployment")["metadata"]["labels"]["app.kubernetes.io/version"]
-    assert len(version) <= 63 and LABEL_VALUE.match(version) and tag.startswith(version)
+    assert matches(LABEL_VALUE, version) and tag.startswith(version)
     assert container(docs)["image"].endswith(":" + tag)
 
 

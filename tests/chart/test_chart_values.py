@@ -12,6 +12,18 @@ import yaml
 from chart_helpers import CHART, VALUES_DIR, run_helm, template
 
 from generator.tools.readme_generator import render_readme
+from services.contract import (
+    DIGEST,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    GRPC_PORT,
+    IMAGE_REPOSITORY,
+    IMAGE_TAG,
+    LABEL_KEY,
+    LABEL_VALUE,
+    NAME_MAX,
+    whole,
+)
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -77,6 +89,53 @@ def test_schema_closes_every_object_the_chart_defines():
             walk(node["items"], path + "[]")
 
     walk(SCHEMA, "")
+
+
+#: The chart schema's copies of the rules in services/contract.py (JSON Schema cannot import
+#: Python): where each one is, and what it must be.
+CONTRACT_PATTERNS = {
+    "nameOverride": f"^$|{whole(DNS_LABEL)}",
+    "fullnameOverride": f"^$|{whole(DNS_LABEL)}",
+    "priorityClassName": f"^$|{whole(DNS_LABEL)}",
+    "partOf": whole(LABEL_VALUE),
+    "managedBy": whole(LABEL_VALUE),
+    "commonLabels.propertyNames": whole(LABEL_KEY),
+    "commonLabels.additionalProperties": whole(LABEL_VALUE),
+    "podLabels.propertyNames": whole(LABEL_KEY),
+    "podLabels.additionalProperties": whole(LABEL_VALUE),
+    "image.repository": whole(IMAGE_REPOSITORY),
+    "image.tag": f"^$|{whole(IMAGE_TAG)}",
+    "image.digest": f"^$|{whole(DIGEST)}",
+    "model.name": whole(DNS_LABEL),
+    "model.versionConfigMap": f"^({DNS_SUBDOMAIN})?$",
+    "model.storage.claimName": whole(DNS_SUBDOMAIN),
+    "model.artifact.image": f"^({IMAGE_REPOSITORY}@{DIGEST})?$",
+    "model.artifact.pullSecret": f"^({DNS_SUBDOMAIN})?$",
+    "serviceAccount.name": f"^$|{whole(DNS_SUBDOMAIN)}",
+    "configMap.name": f"^$|{whole(DNS_SUBDOMAIN)}",
+}
+
+
+def _schema_at(path: str) -> dict:
+    """The schema of ``path`` (dotted; ``propertyNames`` and ``additionalProperties`` are keywords)."""
+    node = SCHEMA
+    for part in path.split("."):
+        node = node[part] if part in ("propertyNames", "additionalProperties") else node["properties"][part]
+    return node
+
+
+@pytest.mark.parametrize("path", sorted(CONTRACT_PATTERNS))
+def test_schema_patterns_are_the_contracts(path):
+    """Names, labels, images and digests follow the rules the generator and the services share."""
+    assert _schema_at(path)["pattern"] == CONTRACT_PATTERNS[path]
+
+
+def test_a_model_name_is_what_platform_yaml_and_the_server_accept():
+    assert _schema_at("model.name")["maxLength"] == NAME_MAX
+
+
+def test_the_grpc_ports_are_tf_servings():
+    assert VALUES["server"]["grpcPort"] == VALUES["service"]["grpcPort"] == GRPC_PORT
 
 
 @pytest.mark.parametrize(

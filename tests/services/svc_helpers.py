@@ -16,6 +16,7 @@ import requests
 from loopback import free_ports
 
 from generator.paths import REPO_ROOT
+from services.inference.settings import WORKER_STATE_DIR_ENV
 
 PY = sys.executable
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -46,7 +47,7 @@ def clean_env(**extra: str) -> dict:
         "MODEL_INPUT_SHAPE",
         "MODEL_CLASSES",
         "DRAIN_DELAY_SECONDS",
-        "INFERENCE_WORKER_STATE_DIR",
+        WORKER_STATE_DIR_ENV,
         "TF_CONFIG",
         "TRAINING_WORKERS",
         "JOB_COMPLETION_INDEX",

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from svc_helpers import MODEL, PY, REPO_ROOT, clean_env, make_app, wait_loaded
 
+from services.contract import NAME_MAX
 from services.inference.settings import ConfigError, Settings, settings_table
 
 README = REPO_ROOT / "services" / "inference" / "README.md"
@@ -63,3 +64,11 @@ def test_declared_input_shape_is_checked_at_load_and_classes_named(model_store):
         assert resp.status_code == 200
     finally:
         app.extensions["inference.repository"].stop()
+
+
+def test_a_model_name_is_a_dns_label_as_in_platform_yaml():
+    """The server takes the model names platform.yaml takes, and no other (services/contract.py)."""
+    assert Settings.from_env({"MODEL_NAME": "mnist-v2"}).model_name == "mnist-v2"
+    for bad in ("mnist_v2", "mnist.v2", "x" * (NAME_MAX + 1)):
+        with pytest.raises(ConfigError, match=re.escape(f"MODEL_NAME='{bad}': must be a DNS-1123 label")):
+            Settings.from_env({"MODEL_NAME": bad})

@@ -9,12 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from svc_helpers import REPO_ROOT
+
+from services.contract import GRPC_PORT
+from services.inference.settings import Settings
 
 DOCKERFILES = {
     "inference": REPO_ROOT / "services/inference/Dockerfile",
     "training": REPO_ROOT / "services/training/Dockerfile",
 }
+#: The user the chart runs the pods as (values.yaml, the one definition of the pod security
+#: context): the images must be built to run as it.
+POD_SECURITY = yaml.safe_load((REPO_ROOT / "charts/inference-service/values.yaml").read_text())["podSecurityContext"]
 COMMANDS = {
     "inference": '["gunicorn", "--config", "/app/services/inference/gunicorn.conf.py"]',
     "training": '["python", "-m", "services.training.train"]',
@@ -40,7 +47,7 @@ def test_image_contract(service):
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), f"base image not pinned to a full version: {base}"
     assert "--require-hashes" in text and "/opt/venv" in text
     assert re.search(r"^WORKDIR /app$", text, re.M)
-    assert re.search(r"^USER 10001:10001$", text, re.M)
+    assert re.search(rf"^USER {POD_SECURITY['runAsUser']}:{POD_SECURITY['runAsGroup']}$", text, re.M)
     assert f"COPY services/{service}/ /app/services/{service}/" in text
     shared = " ".join(f"services/{module.name}" for module in sorted((REPO_ROOT / "services").glob("*.py")))
     assert f"COPY {shared} /app/services/" in text, "every module both services share is in the image"
@@ -48,3 +55,8 @@ def test_image_contract(service):
     assert {f"!{path}" for path in shared.split()} <= set(admitted), "...and in the build context"
     assert re.search(rf"^CMD {re.escape(COMMANDS[service])}$", text, re.M)
     assert (DOCKERFILES[service].parent / "Dockerfile.dockerignore").is_file()
+
+
+def test_the_server_image_exposes_the_servers_ports():
+    rest = Settings.model_fields["port"].default
+    assert re.search(rf"^EXPOSE {rest} {GRPC_PORT}$", DOCKERFILES["inference"].read_text(), re.M)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from services.contract import NAME_MAX
 from services.training import data as datasets
 from services.training import distributed, export, settings, train
 
@@ -284,10 +286,13 @@ def test_input_and_store_problems_exit_2_without_training(tmp_path, run_main, ca
     assert run_main(["--model-root", str(root), "--version", "3", "--skip-existing"]) == 0
 
 
-def test_versions_and_names():
-    assert export.valid_model_name("mnist") and export.valid_model_name("mnist-v2.cnn_1")
-    for bad in ("", "Mnist", "../x", "a/b", ".hidden", "x" * 64):
-        assert not export.valid_model_name(bad)
+def test_model_names_are_dns_labels_as_in_platform_yaml():
+    """One rule for a model name everywhere (services/contract.py): it becomes part of object names."""
+    for good in ("mnist", "mnist-v2", "x" * NAME_MAX):
+        assert settings.TrainSettings(model_name=good).model_name == good
+    for bad in ("", "Mnist", "../x", "a/b", ".hidden", "mnist.v2", "mnist_v2", "-mnist", "x" * (NAME_MAX + 1)):
+        with pytest.raises(ValidationError, match="use a DNS-1123 label"):
+            settings.TrainSettings(model_name=bad)
 
 
 def test_next_version_ignores_staging_dirs(tmp_path):

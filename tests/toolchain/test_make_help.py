@@ -7,6 +7,7 @@ import re
 import subprocess
 
 from generator.paths import REPO_ROOT
+from services.contract import GRPC_PORT
 
 MAKEFILE = (REPO_ROOT / "Makefile").read_text()
 
@@ -21,3 +22,8 @@ def test_help_lists_every_target_under_its_section_in_plain_text():
     sections = [line for line in out.stdout.splitlines() if line and not line.startswith(" ")]
     assert sections[:3] == ["bootstrap", "the main job", "tests and checks"]
     assert "serve" in out.stdout.split("\nservices\n", 1)[1].split("\n\n", 1)[0]
+
+
+def test_make_serve_listens_where_the_server_and_the_chart_do():
+    """``make serve`` and ``make predict`` default to TF Serving's gRPC port (services/contract.py)."""
+    assert re.search(rf"^GRPC_PORT \?= {GRPC_PORT}$", MAKEFILE, re.M)
