@@ -84,11 +84,14 @@ lock: $(call installed,dev) ## Re-pin every dependency group from its .in file (
 
 # --- the main job --------------------------------------------------------------
 
-.PHONY: synth check
+.PHONY: synth schema check
 synth: $(GENERATOR) ## Generate overlays/base, overlays/components and argocd/ from platform.yaml
 	$(PY) -m generator synth
 
-check: $(GENERATOR) ## Regenerate and fail if the generated files in git were stale (changed, removed or new)
+schema: $(call installed,generator) ## Write generator/platform.schema.json and release-files.schema.json from their models
+	$(PY) -m generator schema
+
+check: $(GENERATOR) ## Regenerate (schema, synth) and fail if the generated files in git were stale (changed, removed or new)
 	$(PY) -m generator check
 
 # --- tests and checks --------------------------------------------------------

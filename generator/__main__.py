@@ -46,15 +46,29 @@ def synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def schema(args: argparse.Namespace) -> int:
+    """Write the JSON Schemas of platform.yaml and the release files from their models."""
+    from generator import schema_files
+    from generator.tools import REPO_ROOT
+
+    for path in schema_files.write():
+        print(f"schema: wrote {path.relative_to(REPO_ROOT)}")
+    print(f"schema: {len(schema_files.SCHEMAS)} files")
+    return EXIT_OK
+
+
 def check(args: argparse.Namespace) -> int:
-    """Fail when the generated tree was stale: make synth changed a file, or a generated file is
-    not in git (what CI and pre-commit call, so both mean the same thing by "fresh")."""
+    """Fail when a generated file was stale: make schema or make synth changed a file, or a
+    generated file is not in git (what CI and pre-commit call, so both mean the same thing by
+    "fresh"). The schemas come first: synth checks platform.yaml against them."""
     import subprocess
 
+    from generator import schema_files
     from generator.config import ConfigError
     from generator.synth import GENERATED_ROOTS, render_tree, write_tree
-    from generator.tools import ToolError
+    from generator.tools import REPO_ROOT, ToolError
 
+    schemas = [f"schema wrote {path.relative_to(REPO_ROOT)}" for path in schema_files.write()]
     try:
         tree = render_tree(args.config)
     except ConfigError as exc:
@@ -73,13 +87,16 @@ def check(args: argparse.Namespace) -> int:
     if untracked.returncode != 0:
         print(f"check: git ls-files failed: {untracked.stderr.strip()}", file=sys.stderr)
         return EXIT_TOOL
-    stale = [f"synth {'wrote' if path in tree else 'removed'} {path}" for path in changed]
+    stale = schemas + [f"synth {'wrote' if path in tree else 'removed'} {path}" for path in changed]
     stale += [f"not in git: {path}" for path in untracked.stdout.split()]
     if stale:
         print("\n".join(stale), file=sys.stderr)
-        print("check: the generated files were stale: add and commit what make synth wrote", file=sys.stderr)
+        print(
+            "check: the generated files were stale: add and commit what make schema and make synth wrote",
+            file=sys.stderr,
+        )
         return EXIT_FINDINGS
-    print(f"check: the {len(tree)} generated files are fresh")
+    print(f"check: the {len(schema_files.SCHEMAS)} schemas and the {len(tree)} generated files are fresh")
     return EXIT_OK
 
 
@@ -116,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("synth", help="generate overlays/base, overlays/components and argocd/ from platform.yaml")
     p.add_argument("--config", type=Path, default=Path("platform.yaml"), help="path to platform.yaml")
     p.set_defaults(run=synth)
-    p = sub.add_parser("check", help="synth, then fail if the generated files in git were stale (or new)")
+    p = sub.add_parser("schema", help="write platform.schema.json and release-files.schema.json from the models")
+    p.set_defaults(run=schema)
+    p = sub.add_parser("check", help="schema and synth, then fail if the generated files in git were stale (or new)")
     p.add_argument("--config", type=Path, default=Path("platform.yaml"), help="path to platform.yaml")
     p.set_defaults(run=check)
     for name, (_, text) in DELEGATED.items():

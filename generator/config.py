@@ -1,25 +1,46 @@
-"""Load platform.yaml, check it (JSON Schema, then what a schema cannot express) and turn it
-into typed, immutable settings that the constructs read.
+"""platform.yaml, declared once: typed, immutable pydantic models that the constructs read, from
+which ``make schema`` writes ``platform.schema.json`` (what editors and the checks use).
 
-Every problem is reported at once, one line each, as ``<file>: <path.inside>: <message>``,
-so a platform engineer fixes a file in one pass instead of one error per run.
+Loading checks a file in steps, and reports every problem of a step at once, one line each, as
+``<file>: <path.inside>: <message>``, so a platform engineer fixes a file in one pass:
+
+1. the input layer and the generated JSON Schema (``generator/inputs.py``: messages that name
+   the key, whatever the value);
+2. the models take the checked data (``Platform.model_validate``);
+3. what a schema cannot express (orderings, uniqueness, paths on disk), on the models.
+
+Each model mirrors one mapping of platform.yaml (camelCase keys in the file, snake_case
+attributes here); a few properties give the flat names the constructs read
+(``serving.min_replicas`` for ``serving.autoscaling.minReplicas``). A model's docstring and its
+fields' descriptions are what an editor shows for the key.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import jsonschema
 from croniter import croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.alias_generators import to_camel
 
 from generator.inputs import (
     InputError,
+    Problem,
     describe,
     document_problems,
     dotted,
@@ -28,13 +49,30 @@ from generator.inputs import (
     shown,
     strict_validator,
 )
-from generator.strategy import Strategy, strategy_named
+from generator.model_schema import Definition, json_schema
+from generator.strategy import STRATEGIES, Strategy, strategy_named
+from services.contract import (
+    DIGEST,
+    DNS_LABEL,
+    DNS_LABEL_MAX,
+    GRPC_PORT,
+    IMAGE_REPOSITORY,
+    IMAGE_TAG,
+    MAX_SERVER_WORKERS,
+    MAX_TRAINING_WORKERS,
+    NAME_MAX,
+    QUANTITY,
+    matches,
+    parse_quantity,
+    whole,
+)
 
 SCHEMA_PATH = Path(__file__).with_name("platform.schema.json")
 #: Fields of platform.yaml where a newline is text, not a mistake.
 FREE_TEXT = frozenset({"system.description"})
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RESERVED_OVERLAYS = {"overlays/base", "overlays/components"}
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 
 class ConfigError(Exception):
@@ -45,16 +83,85 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-# --- typed settings ------------------------------------------------------------------
+# --- the rules of single values (services/contract.py), as named schema definitions ---------------
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=whole(DNS_LABEL), max_length=NAME_MAX),
+    Definition("dnsLabel", f"A DNS-1123 label of at most {NAME_MAX} characters: lower-case letters, digits and '-'"),
+]
+Quantity = Annotated[
+    str,
+    StringConstraints(pattern=whole(QUANTITY)),
+    Definition("quantity", "A Kubernetes quantity, such as 250m, 2 or 768Mi"),
+]
+ImageRepository = Annotated[
+    str,
+    StringConstraints(pattern=whole(IMAGE_REPOSITORY)),
+    Definition("imageRepository", "An image repository: host[:port]/path, lower-case"),
+]
+ImageTag = Annotated[
+    str,
+    StringConstraints(pattern=whole(IMAGE_TAG)),
+    Definition("imageTag", "An image tag: never the mutable 'latest'", **{"not": {"const": "latest"}}),
+]
+ImageDigest = Annotated[
+    str,
+    StringConstraints(pattern=whole(DIGEST)),
+    Definition("imageDigest", "An image digest, sha256:<64 lower-case hex digits>"),
+]
+#: Labels, kept sorted: the manifests do not depend on the order platform.yaml lists them in.
+Labels = Annotated[dict[str, str], AfterValidator(lambda labels: dict(sorted(labels.items())))]
+
+
+def _strategy(name: object) -> Strategy:
+    """The Strategy a name stands for (platform.yaml says ``strategy: canary``)."""
+    if isinstance(name, Strategy):
+        return name
+    if not isinstance(name, str) or name not in STRATEGIES:
+        raise ValueError(f"must be one of {', '.join(STRATEGIES)}")
+    return strategy_named(name)
+
+
+#: An environment's release strategy: written as its name, read as the Strategy (generator/strategy.py).
+StrategyName = Annotated[
+    Strategy,
+    PlainValidator(_strategy),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "enum": list(STRATEGIES)}),
+]
+
+
+class Section(BaseModel):
+    """A mapping of platform.yaml: camelCase keys, no unknown key, immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel)
+
+
+# --- the models ---------------------------------------------------------------------------------
+
+
+class System(Section):
+    """What the system is called: the Argo CD Applications' and the app.kubernetes.io/part-of name."""
+
+    name: Name
+    description: str = ""
 
 
 @dataclass(frozen=True)
 class Image:
     """A container image: repository plus a tag or a digest (the digest wins)."""
 
-    repository: str
-    tag: str = ""
-    digest: str = ""
+    # A dataclass, built by position where code makes one (a variant's image, an overlay's Pin
+    # extends it); checked like the models when platform.yaml is loaded.
+    __pydantic_config__ = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [{"required": ["tag"]}, {"required": ["digest"]}]}
+    )
+    json_schema_definition: ClassVar[str] = "image"
+
+    repository: ImageRepository
+    tag: ImageTag = ""
+    digest: ImageDigest = ""
 
     @property
     def reference(self) -> str:
@@ -62,102 +169,71 @@ class Image:
         return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
 
 
-@dataclass(frozen=True)
-class Resources:
-    """cpu and memory requests and limits, as Kubernetes quantities."""
+class Images(Section):
+    """The images the platform runs: the model server's and the trainer's."""
 
-    requests: dict[str, str]
-    limits: dict[str, str]
+    server: Image
+    trainer: Image
+
+
+class CpuMemory(Section):
+    """cpu and memory, as Kubernetes quantities."""
+
+    json_schema_definition: ClassVar[str] = "cpuMemory"
+
+    cpu: Quantity
+    memory: Quantity
+
+
+class Resources(Section):
+    """cpu and memory requests and limits."""
+
+    json_schema_definition: ClassVar[str] = "resources"
+
+    requests: CpuMemory
+    limits: CpuMemory
 
     def as_k8s(self) -> dict[str, dict[str, str]]:
         """The ``resources`` block of a container."""
-        return {"requests": dict(self.requests), "limits": dict(self.limits)}
+        return {"requests": self.requests.model_dump(), "limits": self.limits.model_dump()}
 
 
-@dataclass(frozen=True)
-class Model:
+class Model(Section):
     """One model the platform trains and serves."""
 
-    name: str
-    input_shape: tuple[int, ...]
-    classes: tuple[str, ...]
-    backend: str
+    name: Name
+    input_shape: tuple[Annotated[int, Field(ge=1, le=65536)], ...] = Field(min_length=1, max_length=4)
+    classes: tuple[Annotated[str, Field(min_length=1)], ...] = Field(min_length=2)
+    backend: Literal["litert", "tensorflow"] = "litert"
 
 
-@dataclass(frozen=True)
-class Gateway:
-    """The Gateway API Gateway that canary HTTPRoutes attach to (namespace "" = the route's own)."""
+class ModelArtifacts(Section):
+    """Where model versions live as OCI images (<repository>/<model>:<version>, recorded in the
+    model cards with their digest) and how a serving pod gets the one its environment pins (make
+    package-model, make push-model, registry/README.md)"""
 
-    name: str = "ml-gateway"
-    namespace: str = ""
-
-
-@dataclass(frozen=True)
-class Serving:
-    """How the inference service runs (shared by every model)."""
-
-    port: int
-    workers: int
-    threads: int
-    resources: Resources
-    min_replicas: int
-    max_replicas: int
-    target_cpu_percent: int
-    pdb: dict[str, int]
-    gateway: Gateway
-    client_namespaces: tuple[str, ...] = ()
-    grpc_port: int = 8500
-
-
-@dataclass(frozen=True)
-class Storage:
-    """The model-store volume that training writes and the server reads."""
-
-    claim_name: str
-    size: str
-    access_modes: tuple[str, ...]
-    storage_class: str | None
-
-
-@dataclass(frozen=True)
-class ClusterDNS:
-    """The cluster DNS pods, which the workers of a distributed training Job must reach."""
-
-    namespace: str = "kube-system"
-    pod_labels: tuple[tuple[str, str], ...] = (("k8s-app", "kube-dns"),)
-
-
-@dataclass(frozen=True)
-class Training:
-    """How the training Job runs (``resources`` and ``gpus`` are per worker pod)."""
-
-    resources: Resources
-    gpus: int
-    tolerations: tuple[dict[str, Any], ...]
-    node_selector: dict[str, str]
-    backoff_limit: int
-    active_deadline_seconds: int
-    ttl_seconds_after_finished: int
-    schedule: str | None
-    dataset_path: str
-    storage: Storage
-    #: Pods that train together on MultiWorkerMirroredStrategy (an Indexed Job when > 1).
-    workers: int = 1
-    cluster_dns: ClusterDNS = ClusterDNS()
-
-
-@dataclass(frozen=True)
-class ModelArtifacts:
-    """Where model versions live as OCI images, and how a serving pod gets the pinned one."""
-
-    #: Image repository prefix: model ``m`` lives at ``<repository>/m``.
-    repository: str
-    #: ``initContainer`` (the server image pulls the files into an emptyDir) or ``imageVolume``.
-    delivery: str = "initContainer"
-    #: A dockerconfigjson Secret with read credentials ("" = anonymous pulls).
-    pull_secret: str = ""
-    #: A dockerconfigjson Secret the training Jobs push with ("" = anonymous pushes).
-    push_secret: str = ""
+    repository: ImageRepository = Field(
+        description="Image repository prefix, such as registry.example.com/ml/models: each model is a repository "
+        "below it"
+    )
+    delivery: Literal["initContainer", "imageVolume"] = Field(
+        "initContainer",
+        description="How a server pod gets its pinned model image: initContainer (any cluster: the server image "
+        "pulls it by digest into an emptyDir; the pod may reach DNS and the registry's port) or imageVolume "
+        "(Kubernetes mounts the image read-only; 1.31+ with the ImageVolume feature gate, on by default from "
+        "1.35; the pod reaches nothing)",
+    )
+    pull_secret: Name = Field(
+        "",
+        description="A kubernetes.io/dockerconfigjson Secret in each serving namespace with the registry's read "
+        "credentials (never in git); unset: the registry allows anonymous pulls",
+    )
+    push_secret: Name = Field(
+        "",
+        description="A kubernetes.io/dockerconfigjson Secret, in each namespace that trains, with write "
+        "credentials for the model repository only: the training Job pushes the version it trained (never in "
+        "git); unset: anonymous pushes",
+    )
 
     @property
     def registry_port(self) -> int:
@@ -166,65 +242,309 @@ class ModelArtifacts:
         return int(host.rsplit(":", 1)[1]) if ":" in host else 443
 
 
-@dataclass(frozen=True)
-class Monitoring:
-    """Service-level objectives the alerts and dashboard are built on."""
+class Gunicorn(Section):
+    """The server's gunicorn processes and threads, per pod."""
 
-    availability: float = 0.999
-    latency_seconds: float = 0.25
-    latency_percentile: float = 0.99
-    rule_labels: tuple[tuple[str, str], ...] = ()
-    prometheus_namespace: str = "monitoring"
+    workers: int = Field(ge=1, le=MAX_SERVER_WORKERS)
+    threads: int = Field(ge=1, le=256)
 
 
-@dataclass(frozen=True)
-class Environment:
+class Autoscaling(Section):
+    """The HorizontalPodAutoscaler of a rolling environment's server."""
+
+    min_replicas: int = Field(ge=1, le=INT32_MAX)
+    max_replicas: int = Field(ge=1, le=INT32_MAX)
+    target_cpu_percent: int = Field(ge=1, le=100, alias="targetCPUUtilizationPercentage")
+
+
+class PodDisruptionBudget(Section):
+    """The server's PodDisruptionBudget: exactly one of maxUnavailable or minAvailable."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    max_unavailable: int | None = Field(None, ge=1, le=INT32_MAX)
+    min_available: int | None = Field(None, ge=1, le=INT32_MAX)
+
+    def as_values(self) -> dict[str, int]:
+        """The one bound that is set, keyed as the chart's values (and the API) name it."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class Gateway(Section):
+    """The Gateway API Gateway that canary HTTPRoutes attach to"""
+
+    name: Name
+    namespace: Name = Field("", description="Its namespace; unset: the HTTPRoute's own")
+
+
+class Serving(Section):
+    """How the inference service runs (shared by every model)."""
+
+    port: int = Field(ge=1024, le=65535)
+    grpc_port: int = Field(
+        GRPC_PORT,
+        ge=1024,
+        le=65535,
+        description=f"Port of the TF Serving gRPC API (default {GRPC_PORT}); must differ from port",
+    )
+    gunicorn: Gunicorn
+    resources: Resources
+    autoscaling: Autoscaling
+    pdb: PodDisruptionBudget = Field(alias="podDisruptionBudget")
+    gateway: Gateway = Gateway(name="ml-gateway")
+    client_namespaces: tuple[Name, ...] = Field(
+        (),
+        json_schema_extra={"uniqueItems": True},
+        description="Namespaces (besides the Gateway's, Prometheus's and the environment's own) whose pods may call "
+        "the server",
+    )
+
+    @property
+    def workers(self) -> int:
+        """gunicorn workers per pod."""
+        return self.gunicorn.workers
+
+    @property
+    def threads(self) -> int:
+        """Request threads per gunicorn worker."""
+        return self.gunicorn.threads
+
+    @property
+    def min_replicas(self) -> int:
+        """The autoscaler's floor (and a variant's replicas until an overlay pins them)."""
+        return self.autoscaling.min_replicas
+
+    @property
+    def max_replicas(self) -> int:
+        """The autoscaler's ceiling."""
+        return self.autoscaling.max_replicas
+
+    @property
+    def target_cpu_percent(self) -> int:
+        """The CPU utilisation the autoscaler aims at."""
+        return self.autoscaling.target_cpu_percent
+
+
+class Toleration(Section):
+    """A toleration of the training pods, as the Kubernetes API writes one."""
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(None, ge=-INT64_MAX - 1, le=INT64_MAX)
+
+
+class Dataset(Section):
+    """The training data."""
+
+    path: str = Field(
+        "", description="MNIST .npz file or IDX directory inside the model-store volume; empty = bundled sample"
+    )
+
+
+class Storage(Section):
+    """The model-store volume that training writes and the server reads."""
+
+    claim_name: Name
+    size: Quantity
+    storage_class: str | None = Field(None, min_length=1, alias="storageClassName")
+    access_modes: tuple[Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"], ...] = Field(
+        ("ReadWriteMany",), min_length=1, json_schema_extra={"uniqueItems": True}
+    )
+
+
+class ClusterDNS(Section):
+    """Where the cluster DNS runs: workers of a distributed Job may reach it (UDP/TCP 53) to
+    resolve each other"""
+
+    namespace: Name = "kube-system"
+    pod_labels: Labels = Field(default_factory=lambda: {"k8s-app": "kube-dns"}, min_length=1)
+
+
+class Training(Section):
+    """How the training Job runs (resources and gpus are per worker pod)."""
+
+    resources: Resources
+    gpus: int = Field(0, ge=0, le=16)
+    workers: int = Field(
+        1,
+        ge=1,
+        le=MAX_TRAINING_WORKERS,
+        description="Training pods that train one model together (TensorFlow MultiWorkerMirroredStrategy). 1: a "
+        "plain Job; more: an Indexed Job with a headless Service. resources and gpus are per worker",
+    )
+    tolerations: tuple[Toleration, ...] = ()
+    node_selector: dict[str, str] = {}
+    backoff_limit: int = Field(ge=0, le=10)
+    active_deadline_seconds: int = Field(ge=60, le=INT64_MAX)
+    ttl_seconds_after_finished: int = Field(ge=0, le=INT32_MAX)
+    schedule: str | None = Field(
+        None,
+        json_schema_extra={"format": "cron"},
+        description="A CronJob schedule: five fields or a macro such as @weekly (checked with croniter)",
+    )
+    dataset: Dataset = Dataset()
+    storage: Storage
+    cluster_dns: ClusterDNS = Field(ClusterDNS(), alias="clusterDNS")
+
+    @property
+    def dataset_path(self) -> str:
+        """The training data inside the model store ("" = the sample bundled with the trainer)."""
+        return self.dataset.path
+
+
+class Monitoring(Section):
+    """Service-level objectives and how Prometheus and Grafana discover what the generator emits"""
+
+    availability: float = Field(
+        gt=0.9,
+        lt=1,
+        alias="availabilityObjective",
+        description="Share of predict requests answered without a 5xx, e.g. 0.999",
+    )
+    latency_seconds: float = Field(
+        alias="latencyObjectiveSeconds",
+        json_schema_extra={"enum": [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]},
+        description="Predict latency objective; must be a bucket of the server's latency histogram",
+    )
+    latency_percentile: float = Field(
+        gt=0.5,
+        lt=1,
+        alias="latencyObjectivePercentile",
+        description="Share of predict requests that must meet the latency objective, e.g. 0.99",
+    )
+    rule_labels: Labels = Field(
+        {},
+        description="Labels your Prometheus selects ServiceMonitors and PrometheusRules by (e.g. release: "
+        "kube-prometheus-stack)",
+    )
+    prometheus_namespace: Name = Field(
+        description="Namespace Prometheus scrapes from (admitted by the server's NetworkPolicy)"
+    )
+
+
+class Sync(Section):
+    """How Argo CD syncs the environment."""
+
+    automated: bool
+    prune: bool = False
+    self_heal: bool = False
+
+
+class Gates(Section):
+    """Quality gates on model-card metrics (registry/<model>/<version>.yaml): make pin-model and
+    make promote refuse a version whose card misses one. Each gate names one card metric
+    (generator/registry/gates.py)"""
+
+    json_schema_definition: ClassVar[str] = "gates"
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    min_accuracy: float | None = Field(None, ge=0, le=1, description="metrics.holdoutAccuracy must be at least this")
+    max_loss: float | None = Field(None, ge=0, description="metrics.holdoutLoss must be at most this")
+    min_holdout_examples: int | None = Field(
+        None,
+        ge=1,
+        description="metrics.holdoutExamples (the size of the held-out evaluation) must be at least this",
+    )
+
+
+class Environment(Section):
     """One deployment target: an overlay synced by one Argo CD Application."""
 
-    name: str
+    name: Name
     namespace: str
-    overlay: str
-    strategy: Strategy
-    require_digest: bool
-    automated: bool
-    prune: bool
-    self_heal: bool
-    #: Whether the environment trains (its overlay adds the strategy's training component) or
-    #: only serves the model images it pins: serve-only unless platform.yaml says so.
-    train: bool = False
-    #: Quality gates on model-card metrics (``environments[].gates``), sorted (name, threshold).
-    gates: tuple[tuple[str, float], ...] = ()
+    overlay: str = Field(pattern="^overlays/[a-z0-9][a-z0-9-]*$")
+    strategy: StrategyName
+    require_digest: bool = False
+    train: bool = Field(
+        False,
+        description="Whether this environment trains missing model versions (its overlay adds the generated "
+        "training component of its strategy). The default, false, only serves: its servers pull the model image "
+        "each version's card records, by digest; a retrain would produce other bytes than the version reviewed "
+        "and pinned.",
+    )
+    quality_gates: Gates | None = Field(None, alias="gates")
+    sync: Sync
+
+    @property
+    def automated(self) -> bool:
+        """Argo CD syncs on its own."""
+        return self.sync.automated
+
+    @property
+    def prune(self) -> bool:
+        """Argo CD deletes what git no longer holds."""
+        return self.sync.prune
+
+    @property
+    def self_heal(self) -> bool:
+        """Argo CD undoes changes made in the cluster."""
+        return self.sync.self_heal
+
+    @property
+    def gates(self) -> tuple[tuple[str, float], ...]:
+        """The quality gates that are set, sorted (name as platform.yaml writes it, threshold)."""
+        if self.quality_gates is None:
+            return ()
+        return tuple(sorted(self.quality_gates.model_dump(by_alias=True, exclude_none=True).items()))
 
 
-@dataclass(frozen=True)
-class ArgoCD:
+class ArgoCD(Section):
     """Where Argo CD runs and where it reads this repository from."""
 
-    namespace: str
-    project: str
-    repo_url: str
-    target_revision: str
+    namespace: Name
+    project: Name
+    repo_url: str = Field(pattern=r"^(https://|ssh://|git@)\S+$", alias="repoURL")
+    target_revision: str = Field(min_length=1)
 
 
-@dataclass(frozen=True)
-class Platform:
-    """The whole of platform.yaml, checked."""
+class Platform(Section):
+    """The declarative spec of the ML system that `make synth` turns into Kubernetes manifests."""
 
-    name: str
-    description: str
-    server_image: Image
-    trainer_image: Image
-    models: tuple[Model, ...]
+    system: System
+    images: Images
+    models: tuple[Model, ...] = Field(min_length=1)
+    model_artifacts: ModelArtifacts
     serving: Serving
     training: Training
-    environments: tuple[Environment, ...]
+    environments: tuple[Environment, ...] = Field(min_length=1)
     argocd: ArgoCD
-    monitoring: Monitoring
-    model_artifacts: ModelArtifacts
+    monitoring: Monitoring = Monitoring(
+        availabilityObjective=0.999,
+        latencyObjectiveSeconds=0.25,
+        latencyObjectivePercentile=0.99,
+        prometheusNamespace="monitoring",
+    )
+
+    @property
+    def name(self) -> str:
+        """The system's name."""
+        return self.system.name
+
+    @property
+    def description(self) -> str:
+        """The system's description."""
+        return self.system.description
+
+    @property
+    def server_image(self) -> Image:
+        """The model server's image."""
+        return self.images.server
+
+    @property
+    def trainer_image(self) -> Image:
+        """The trainer's image."""
+        return self.images.trainer
 
     def artifact_repository(self, model: str) -> str:
         """The image repository of one model's versions (``<modelArtifacts.repository>/<model>``)."""
         return f"{self.model_artifacts.repository}/{model}"
+
+
+def platform_schema() -> dict[str, Any]:
+    """platform.schema.json, generated from :class:`Platform` (``make schema`` writes it)."""
+    return json_schema(Platform, schema_id=SCHEMA_PATH.name, title="platform.yaml")
 
 
 # --- loading and checking -----------------------------------------------------------------
@@ -244,7 +564,7 @@ def _schema_validator() -> Any:
     return strict_validator(json.loads(SCHEMA_PATH.read_text()), {"cron": is_cron})
 
 
-def _describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
+def _describe(error: jsonschema.ValidationError) -> list[Problem]:
     """A schema error in platform.yaml's own words where they help, else as every file's."""
     path = list(error.absolute_path)
     if error.validator == "not" and path and path[-1] == "tag":
@@ -258,54 +578,28 @@ def _describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     return describe(error)
 
 
-_QUANTITY = re.compile(r"^([0-9.]+)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_FACTORS: dict[str | None, Decimal | int] = {
-    None: 1,
-    "m": Decimal("0.001"),
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
-
-
-def parse_quantity(text: str) -> Decimal:
-    """Value of a Kubernetes quantity such as ``250m`` or ``768Mi`` (schema-checked first)."""
-    match = _QUANTITY.fullmatch(text)
-    if match is None:
-        raise ValueError(f"not a quantity: {text!r}")
-    number, suffix = match.groups()
-    return Decimal(number) * _FACTORS[suffix]
-
-
-def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
+def _semantic_problems(platform: Platform, base_dir: Path) -> list[Problem]:
     """Checks a JSON Schema cannot express: orderings, uniqueness, paths on disk."""
-    problems: list[tuple[str, str]] = []
-    if data["serving"].get("grpcPort", 8500) == data["serving"]["port"]:
-        problems.append(("serving.grpcPort", f"must differ from serving.port ({data['serving']['port']})"))
-    scaling = data["serving"]["autoscaling"]
-    if scaling["maxReplicas"] < scaling["minReplicas"]:
-        problems.append(("serving.autoscaling.maxReplicas", f"must be >= minReplicas ({scaling['minReplicas']})"))
-    min_available = data["serving"]["podDisruptionBudget"].get("minAvailable")
-    if min_available is not None and min_available >= scaling["minReplicas"]:
+    problems: list[Problem] = []
+    serving = platform.serving
+    if serving.grpc_port == serving.port:
+        problems.append(("serving.grpcPort", f"must differ from serving.port ({serving.port})"))
+    if serving.max_replicas < serving.min_replicas:
+        problems.append(("serving.autoscaling.maxReplicas", f"must be >= minReplicas ({serving.min_replicas})"))
+    min_available = serving.pdb.min_available
+    if min_available is not None and min_available >= serving.min_replicas:
         problems.append(
             (
                 "serving.podDisruptionBudget.minAvailable",
-                f"must be < autoscaling.minReplicas ({scaling['minReplicas']}), or no pod can ever be evicted",
+                f"must be < autoscaling.minReplicas ({serving.min_replicas}), or no pod can ever be evicted",
             )
         )
-    for section in ("serving", "training"):
-        resources = data[section]["resources"]
+    for section, resources in (("serving", serving.resources), ("training", platform.training.resources)):
         for kind in ("cpu", "memory"):
-            if parse_quantity(resources["requests"][kind]) > parse_quantity(resources["limits"][kind]):
-                problems.append(
-                    (f"{section}.resources.requests.{kind}", f"must be <= limits.{kind} ({resources['limits'][kind]})")
-                )
-    repository = data["modelArtifacts"]["repository"]
+            request, limit = getattr(resources.requests, kind), getattr(resources.limits, kind)
+            if parse_quantity(request) > parse_quantity(limit):
+                problems.append((f"{section}.resources.requests.{kind}", f"must be <= limits.{kind} ({limit})"))
+    repository = platform.model_artifacts.repository
     host = repository.split("/", 1)[0]
     if "/" not in repository or not ("." in host or ":" in host or host == "localhost"):
         problems.append(
@@ -315,7 +609,7 @@ def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
                 "host:port/ml/models), as every pull and push of a model image needs",
             )
         )
-    modes = data["training"]["storage"].get("accessModes", ["ReadWriteMany"])
+    modes = list(platform.training.storage.access_modes)
     if "ReadWriteMany" not in modes:
         problems.append(
             (
@@ -324,142 +618,55 @@ def _semantic_problems(data: dict, base_dir: Path) -> list[tuple[str, str]]:
                 "other nodes read it; use ReadWriteMany (an NFS-like storage class)",
             )
         )
-    for list_name, field in (
-        ("models", "name"),
-        ("environments", "name"),
-        ("environments", "namespace"),
-        ("environments", "overlay"),
-    ):
-        seen: dict[str, int] = {}
-        for index, item in enumerate(data[list_name]):
-            value = item[field]
-            if value in seen:
-                problems.append(
-                    (f"{list_name}[{index}].{field}", f"duplicate {field} {value!r} (also {list_name}[{seen[value]}])")
-                )
-            seen.setdefault(value, index)
-    for index, env in enumerate(data["environments"]):
-        where = f"environments[{index}]"
-        namespace = env["namespace"]
-        if not (DNS1123_LABEL.fullmatch(namespace) and len(namespace) <= 63):
-            problems.append(
-                (
-                    f"{where}.namespace",
-                    f"{namespace!r} is not a DNS-1123 label (lower-case letters, digits and '-', at most 63)",
-                )
-            )
-        overlay = env["overlay"]
-        if overlay in RESERVED_OVERLAYS:
-            problems.append((f"{where}.overlay", f"{overlay!r} is generated; an environment needs its own overlay"))
-        elif not (base_dir / overlay / "kustomization.yaml").is_file():
-            state = (
-                "is not a regular file" if (base_dir / overlay / "kustomization.yaml").exists() else "does not exist"
-            )
-            problems.append((f"{where}.overlay", f"{overlay}/kustomization.yaml {state}"))
-        if env["sync"].get("selfHeal") and not env["sync"]["automated"]:
-            problems.append((f"{where}.sync.selfHeal", "needs automated: true (Argo CD ignores it otherwise)"))
-        if env["sync"].get("prune") and not env["sync"]["automated"]:
-            problems.append((f"{where}.sync.prune", "needs automated: true (Argo CD ignores it otherwise)"))
+    problems += _duplicates("models", "name", [model.name for model in platform.models])
+    for field in ("name", "namespace", "overlay"):
+        problems += _duplicates("environments", field, [getattr(env, field) for env in platform.environments])
+    for index, env in enumerate(platform.environments):
+        problems += _environment_problems(f"environments[{index}]", env, base_dir)
     return problems
 
 
-def _to_settings(data: dict) -> Platform:
-    def image(d: dict) -> Image:
-        return Image(d["repository"], d.get("tag", ""), d.get("digest", ""))
-
-    def resources(d: dict) -> Resources:
-        return Resources(dict(d["requests"]), dict(d["limits"]))
-
-    s, t = data["serving"], data["training"]
-    storage = t["storage"]
-    return Platform(
-        name=data["system"]["name"],
-        description=data["system"].get("description", ""),
-        server_image=image(data["images"]["server"]),
-        trainer_image=image(data["images"]["trainer"]),
-        models=tuple(
-            Model(m["name"], tuple(m["inputShape"]), tuple(m["classes"]), m.get("backend", "litert"))
-            for m in data["models"]
-        ),
-        serving=Serving(
-            port=s["port"],
-            workers=s["gunicorn"]["workers"],
-            threads=s["gunicorn"]["threads"],
-            resources=resources(s["resources"]),
-            min_replicas=s["autoscaling"]["minReplicas"],
-            max_replicas=s["autoscaling"]["maxReplicas"],
-            target_cpu_percent=s["autoscaling"]["targetCPUUtilizationPercentage"],
-            pdb=dict(s["podDisruptionBudget"]),
-            gateway=Gateway(**s.get("gateway", {})),
-            client_namespaces=tuple(s.get("clientNamespaces", [])),
-            grpc_port=s.get("grpcPort", 8500),
-        ),
-        training=Training(
-            resources=resources(t["resources"]),
-            gpus=t.get("gpus", 0),
-            tolerations=tuple(t.get("tolerations", [])),
-            node_selector=dict(t.get("nodeSelector", {})),
-            backoff_limit=t["backoffLimit"],
-            active_deadline_seconds=t["activeDeadlineSeconds"],
-            ttl_seconds_after_finished=t["ttlSecondsAfterFinished"],
-            schedule=t.get("schedule"),
-            dataset_path=t.get("dataset", {}).get("path", ""),
-            storage=Storage(
-                storage["claimName"],
-                storage["size"],
-                tuple(storage.get("accessModes", ["ReadWriteMany"])),
-                storage.get("storageClassName"),
-            ),
-            workers=t.get("workers", 1),
-            cluster_dns=_cluster_dns(t.get("clusterDNS")),
-        ),
-        environments=tuple(
-            Environment(
-                e["name"],
-                e["namespace"],
-                e["overlay"],
-                strategy_named(e["strategy"]),
-                e.get("requireDigest", False),
-                e["sync"]["automated"],
-                e["sync"].get("prune", False),
-                e["sync"].get("selfHeal", False),
-                e.get("train", False),
-                tuple(sorted(e.get("gates", {}).items())),
+def _duplicates(list_name: str, field: str, values: list[str]) -> list[Problem]:
+    """A line for each value of a list's ``field`` that an earlier item already has."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if value in seen:
+            problems.append(
+                (f"{list_name}[{index}].{field}", f"duplicate {field} {value!r} (also {list_name}[{seen[value]}])")
             )
-            for e in data["environments"]
-        ),
-        argocd=ArgoCD(
-            data["argocd"]["namespace"],
-            data["argocd"]["project"],
-            data["argocd"]["repoURL"],
-            data["argocd"]["targetRevision"],
-        ),
-        monitoring=_monitoring(data.get("monitoring")),
-        model_artifacts=ModelArtifacts(
-            data["modelArtifacts"]["repository"],
-            data["modelArtifacts"].get("delivery", "initContainer"),
-            data["modelArtifacts"].get("pullSecret", ""),
-            data["modelArtifacts"].get("pushSecret", ""),
-        ),
-    )
+        seen.setdefault(value, index)
+    return problems
 
 
-def _cluster_dns(data: dict | None) -> ClusterDNS:
-    if data is None:
-        return ClusterDNS()
-    return ClusterDNS(data["namespace"], tuple(sorted(data["podLabels"].items())))
+def _environment_problems(where: str, env: Environment, base_dir: Path) -> list[Problem]:
+    """An environment's namespace, overlay directory and sync options."""
+    problems: list[Problem] = []
+    if not (matches(DNS_LABEL, env.namespace) and len(env.namespace) <= DNS_LABEL_MAX):
+        problems.append(
+            (
+                f"{where}.namespace",
+                f"{env.namespace!r} is not a DNS-1123 label (lower-case letters, digits and '-', at most "
+                f"{DNS_LABEL_MAX})",
+            )
+        )
+    kustomization = base_dir / env.overlay / "kustomization.yaml"
+    if env.overlay in RESERVED_OVERLAYS:
+        problems.append((f"{where}.overlay", f"{env.overlay!r} is generated; an environment needs its own overlay"))
+    elif not kustomization.is_file():
+        state = "is not a regular file" if kustomization.exists() else "does not exist"
+        problems.append((f"{where}.overlay", f"{env.overlay}/kustomization.yaml {state}"))
+    if env.self_heal and not env.automated:
+        problems.append((f"{where}.sync.selfHeal", "needs automated: true (Argo CD ignores it otherwise)"))
+    if env.prune and not env.automated:
+        problems.append((f"{where}.sync.prune", "needs automated: true (Argo CD ignores it otherwise)"))
+    return problems
 
 
-def _monitoring(data: dict | None) -> Monitoring:
-    if data is None:
-        return Monitoring()
-    return Monitoring(
-        data["availabilityObjective"],
-        data["latencyObjectiveSeconds"],
-        data["latencyObjectivePercentile"],
-        tuple(sorted(data.get("ruleLabels", {}).items())),
-        data["prometheusNamespace"],
-    )
+def _model_problems(error: ValidationError) -> list[Problem]:
+    """What the models refuse that the schema let through (a schema older than the models: make
+    schema), one line per problem like the schema's."""
+    return [(dotted(list(e["loc"])), e["msg"]) for e in error.errors(include_url=False)]
 
 
 def load_config(path: str | Path) -> Platform:
@@ -474,7 +681,12 @@ def load_config(path: str | Path) -> Platform:
         raise ConfigError([f"{label}: (top level): must be a mapping, got {type(data).__name__}"])
     problems = document_problems(_schema_validator(), data, FREE_TEXT, _describe)
     if not problems:
-        problems = _semantic_problems(data, path.parent)
+        try:
+            platform = Platform.model_validate(data)
+        except ValidationError as exc:
+            problems = _model_problems(exc)
+        else:
+            problems = _semantic_problems(platform, path.parent)
     if problems:
         raise ConfigError([f"{label}: {where}: {message}" for where, message in dict.fromkeys(problems)])
-    return _to_settings(data)
+    return platform

@@ -104,7 +104,7 @@ def chart_values(props: InferenceServiceProps) -> dict[str, Any]:
             "maxReplicas": serving.max_replicas,
             "targetCPUUtilizationPercentage": serving.target_cpu_percent,
         },
-        "podDisruptionBudget": {"enabled": True, **serving.pdb},
+        "podDisruptionBudget": {"enabled": True, **serving.pdb.as_values()},
         "networkPolicy": {
             "enabled": True,
             # The server reads a mounted volume and calls nothing (a pulling init container's

@@ -43,9 +43,9 @@ from generator.constructs.common import (
     registry_egress,
     restricted_container,
     restricted_pod,
-    snake_case,
 )
 from generator.conventions import RELEASE_KEY, UNPINNED_DIGEST, model_image_name, release_config_map_name
+from services.contract import MODEL_IMAGE_ENV, TRAINING_WORKER_PORT
 
 GPU_RESOURCE = "nvidia.com/gpu"
 EXIT_BAD_INPUT = 2  # the trainer's exit code for bad data or arguments: retrying cannot help
@@ -54,8 +54,8 @@ HOOK_WAVE = "-1"
 #: Where the trainer reads the registry credentials it pushes with (modelArtifacts.pushSecret).
 PUSH_SECRET_MOUNT = "/var/run/secrets/model-registry"
 EXIT_QUALITY_GATE = 3  # same data and seed give the same accuracy: retrying cannot help either
-#: The port each distributed worker listens on (TensorFlow's convention, as in Kubeflow's TFJob).
-WORKER_PORT = 2222
+#: The port each distributed worker listens on.
+WORKER_PORT = TRAINING_WORKER_PORT
 #: The pod label that tells one distributed Job's pods from every other pod (its value: the Job's
 #: name, or the CronJob's for the Jobs it creates); the headless Service and NetworkPolicy select it.
 WORKER_GROUP_LABEL = "training.gitops/job"
@@ -297,7 +297,7 @@ class TrainingJob(Construct):
             if props.artifacts is not None:
                 # The overlay's images: pin rewrites it (trainer_image_fields); unpinned: train.
                 image = f"{model_image_name(model.name, variant)}@{UNPINNED_DIGEST}"
-                env.append(k8s.EnvVar(name="MODEL_IMAGE", value=image))
+                env.append(k8s.EnvVar(name=MODEL_IMAGE_ENV, value=image))
         if group:
             env += [
                 k8s.EnvVar(name="TRAINING_WORKERS", value=str(training.workers)),
@@ -341,8 +341,7 @@ class TrainingJob(Construct):
             service_account=self.service_account,
             restart_policy="Never",
             node_selector=node_selector or None,
-            tolerations=[k8s.Toleration(**{snake_case(k): v for k, v in t.items()}) for t in training.tolerations]
-            or None,
+            tolerations=[k8s.Toleration(**t.model_dump(exclude_none=True)) for t in training.tolerations] or None,
             volumes=[
                 k8s.Volume(
                     name="model-store",

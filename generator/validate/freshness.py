@@ -64,8 +64,9 @@ def config_findings(config: Path) -> list[Finding]:
     return []
 
 
-# Everything render_tree reads: the config, the generator, the chart, the tool versions.
-SYNTH_INPUTS = ("generator", "charts", ".tools/tools.json", "requirements/generator.txt")
+# Everything render_tree reads: the config, the generator, the chart, the rules it shares with the
+# services, the tool versions.
+SYNTH_INPUTS = ("generator", "charts", "services/contract.py", ".tools/tools.json", "requirements/generator.txt")
 
 
 class Synth:
