@@ -71,6 +71,8 @@ SCHEMA_PATH = Path(__file__).with_name("platform.schema.json")
 #: Fields of platform.yaml where a newline is text, not a mistake.
 FREE_TEXT = frozenset({"system.description"})
 RESERVED_OVERLAYS = {"overlays/base", "overlays/components"}
+#: Keys that moved: old path -> where they live now (the old key gets a line that says so).
+MOVED = {"training.clusterDNS": "cluster.dns"}
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
@@ -354,14 +356,6 @@ class Storage(Section):
     )
 
 
-class ClusterDNS(Section):
-    """Where the cluster DNS runs: workers of a distributed Job may reach it (UDP/TCP 53) to
-    resolve each other"""
-
-    namespace: Name = "kube-system"
-    pod_labels: Labels = Field(default_factory=lambda: {"k8s-app": "kube-dns"}, min_length=1)
-
-
 class Training(Section):
     """How the training Job runs (resources and gpus are per worker pod)."""
 
@@ -386,12 +380,25 @@ class Training(Section):
     )
     dataset: Dataset = Dataset()
     storage: Storage
-    cluster_dns: ClusterDNS = Field(ClusterDNS(), alias="clusterDNS")
 
     @property
     def dataset_path(self) -> str:
         """The training data inside the model store ("" = the sample bundled with the trainer)."""
         return self.dataset.path
+
+
+class ClusterDNS(Section):
+    """Where the cluster DNS runs: workers of a distributed Job, and pods that pull or push model
+    images, may reach it (UDP/TCP 53)"""
+
+    namespace: Name = "kube-system"
+    pod_labels: Labels = Field(default_factory=lambda: {"k8s-app": "kube-dns"}, min_length=1)
+
+
+class Cluster(Section):
+    """What the generator needs to know about the cluster it renders for."""
+
+    dns: ClusterDNS = ClusterDNS()
 
 
 class Monitoring(Section):
@@ -508,6 +515,7 @@ class Platform(Section):
     model_artifacts: ModelArtifacts
     serving: Serving
     training: Training
+    cluster: Cluster = Cluster()
     environments: tuple[Environment, ...] = Field(min_length=1)
     argocd: ArgoCD
     monitoring: Monitoring = Monitoring(
@@ -575,7 +583,13 @@ def _describe(error: jsonschema.ValidationError) -> list[Problem]:
         return [(dotted(path), "give exactly one of maxUnavailable or minAvailable")]
     if error.validator == "format" and error.validator_value == "cron":
         return [(dotted(path), f"{shown(error.instance)} is not a CronJob schedule (five fields, or @hourly ...)")]
-    return describe(error)
+    return [
+        (
+            where,
+            f"moved: write it as {MOVED[where]}" if where in MOVED and message.startswith("unknown key") else message,
+        )
+        for where, message in describe(error)
+    ]
 
 
 def _semantic_problems(platform: Platform, base_dir: Path) -> list[Problem]:

@@ -168,7 +168,7 @@ class _Parts:
                     part_of=platform.name,
                     model_store_claim=self.claim,
                     artifacts=platform.model_artifacts,
-                    cluster_dns=platform.training.cluster_dns,
+                    cluster_dns=platform.cluster.dns,
                     ingress_namespaces=tuple(dict.fromkeys(ns for ns in ingress if ns)),
                     overrides=SHARED_OBJECTS,
                 ),
@@ -188,7 +188,7 @@ class _Parts:
             gateway=platform.serving.gateway,
             model_store_claim=self.claim,
             artifacts=platform.model_artifacts,
-            cluster_dns=platform.training.cluster_dns,
+            cluster_dns=platform.cluster.dns,
         )
 
     def server_component(self, strategy: Strategy) -> list[dict]:
@@ -243,6 +243,7 @@ class _Parts:
                     image=platform.trainer_image,
                     training=platform.training,
                     part_of=platform.name,
+                    cluster_dns=platform.cluster.dns,
                     variants=strategy.released_variants,
                     artifacts=platform.model_artifacts,
                 ),

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from cdk8s_plus_33 import k8s
 from constructs import Construct
 
-from generator.config import Image, Model, ModelArtifacts, Storage, Training
+from generator.config import ClusterDNS, Image, Model, ModelArtifacts, Storage, Training
 from generator.constructs.common import (
     ARGOCD_KEEP,
     MODEL_MOUNT,
@@ -117,6 +117,9 @@ class TrainingJobProps:
     image: Image
     training: Training
     part_of: str
+    #: Where the cluster DNS runs (platform.yaml ``cluster.dns``): workers resolve each other, and
+    #: a Job that pushes its model image resolves the registry.
+    cluster_dns: ClusterDNS
     #: One Job per entry, each training the version its release ConfigMap pins: ``""`` for the
     #: rolling server's release, or a strategy's two variants (blue-green slots, canary tracks).
     variants: tuple[str, ...] = ("",)
@@ -152,7 +155,7 @@ class TrainingJob(Construct):
     def __init__(self, scope: Construct, id: str, props: TrainingJobProps):
         super().__init__(scope, id)
         model, training = props.model, props.training
-        self._training = training
+        self._cluster_dns = props.cluster_dns
         self.service_account = f"{model.name}-train"
         self.labels = trainer_labels(model, props.part_of)
         self.selector = {key: self.labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
@@ -192,7 +195,7 @@ class TrainingJob(Construct):
         )
         # Training reads and writes only its volume, and pushes its model image: nothing comes in,
         # and nothing goes out but DNS and the registry's port.
-        egress = registry_egress(training.cluster_dns, props.artifacts) if props.artifacts is not None else []
+        egress = registry_egress(props.cluster_dns, props.artifacts) if props.artifacts is not None else []
         k8s.KubeNetworkPolicy(
             self,
             "network-policy",
@@ -227,7 +230,6 @@ class TrainingJob(Construct):
     def _worker_network(self, group: str, id: str) -> None:
         """The headless Service that gives a distributed Job's pods their DNS names, and the
         NetworkPolicy that lets exactly those pods reach each other on the worker port."""
-        cluster_dns = self._training.cluster_dns
         name = worker_service_name(group)
         members = {WORKER_GROUP_LABEL: group}
         # Before the hook that needs them (-1): peers must resolve as soon as the pods start.
@@ -257,7 +259,7 @@ class TrainingJob(Construct):
                 ingress=[k8s.NetworkPolicyIngressRule(from_=peers, ports=worker_port)],
                 egress=[
                     k8s.NetworkPolicyEgressRule(to=peers, ports=worker_port),
-                    _egress_rule(dns_egress(cluster_dns)),
+                    _egress_rule(dns_egress(self._cluster_dns)),
                 ],
             ),
         )

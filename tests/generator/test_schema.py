@@ -4,12 +4,14 @@ the shared ones (services/contract.py)."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import yaml
 
 from generator import schema_files
+from generator.config import ConfigError, Platform, load_config
 from generator.tools import REPO_ROOT
 from services.contract import DNS_LABEL, NAME_MAX, QUANTITY, whole
 
@@ -42,6 +44,24 @@ def test_the_schema_states_the_shared_rules():
     assert schema["$defs"]["dnsLabel"]["maxLength"] == NAME_MAX
     assert schema["$defs"]["quantity"]["pattern"] == whole(QUANTITY)
     assert schema["properties"]["models"]["items"]["properties"]["name"] == {"$ref": "#/$defs/dnsLabel"}
+
+
+def _loaded(tmp_path, data: dict) -> Platform:
+    for env in data["environments"]:
+        (tmp_path / env["overlay"]).mkdir(parents=True, exist_ok=True)
+        (tmp_path / env["overlay"] / "kustomization.yaml").write_text("resources: [../base]\n")
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_config(tmp_path / "platform.yaml")
+
+
+def test_the_cluster_dns_lives_under_cluster_and_the_old_key_says_so(tmp_path):
+    data = copy.deepcopy(GOOD)
+    dns = data.pop("cluster")["dns"]
+    assert _loaded(tmp_path, data).cluster.dns.model_dump(by_alias=True) == dns  # the default
+    data["training"]["clusterDNS"] = dns
+    with pytest.raises(ConfigError) as caught:
+        _loaded(tmp_path, data)
+    assert caught.value.problems == ["platform.yaml: training.clusterDNS: moved: write it as cluster.dns"]
 
 
 def test_the_models_read_what_the_file_says(platform):
