@@ -49,7 +49,7 @@ def synth(args: argparse.Namespace) -> int:
 def schema(args: argparse.Namespace) -> int:
     """Write the JSON Schemas of platform.yaml and the release files from their models."""
     from generator import schema_files
-    from generator.tools import REPO_ROOT
+    from generator.paths import REPO_ROOT
 
     for path in schema_files.write():
         print(f"schema: wrote {path.relative_to(REPO_ROOT)}")
@@ -65,8 +65,9 @@ def check(args: argparse.Namespace) -> int:
 
     from generator import schema_files
     from generator.config import ConfigError
+    from generator.paths import REPO_ROOT
     from generator.synth import GENERATED_ROOTS, render_tree, write_tree
-    from generator.tools import REPO_ROOT, ToolError
+    from generator.tools import ToolError
 
     schemas = [f"schema wrote {path.relative_to(REPO_ROOT)}" for path in schema_files.write()]
     try:
