@@ -12,7 +12,7 @@ import yaml
 
 from generator import schema_files
 from generator.config import ConfigError, Platform, load_config
-from generator.tools import REPO_ROOT
+from generator.paths import REPO_ROOT
 from services.contract import DNS_LABEL, NAME_MAX, QUANTITY, whole
 
 GOOD = yaml.safe_load((REPO_ROOT / "platform.yaml").read_text())

@@ -80,7 +80,8 @@ from docs_blocks import (
 )
 from oci_registry_server import running_registry
 
-from generator.tools import REPO_ROOT, helm_path
+from generator.paths import REPO_ROOT
+from generator.tools import helm_path
 
 pytestmark = pytest.mark.slow
 
