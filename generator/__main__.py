@@ -26,7 +26,7 @@ def synth(args: argparse.Namespace) -> int:
     """Render platform.yaml (through generator/ and charts/) into overlays/base, overlays/components
     and argocd/, atomically."""
     from generator.config import ConfigError
-    from generator.synth import render_tree, write_tree
+    from generator.synthesis.synth import render_tree, write_tree
     from generator.tools import ToolError
 
     started = time.monotonic()
@@ -66,7 +66,7 @@ def check(args: argparse.Namespace) -> int:
     from generator import schema_files
     from generator.config import ConfigError
     from generator.paths import REPO_ROOT
-    from generator.synth import GENERATED_ROOTS, render_tree, write_tree
+    from generator.synthesis.synth import GENERATED_ROOTS, render_tree, write_tree
     from generator.tools import ToolError
 
     schemas = [f"schema wrote {path.relative_to(REPO_ROOT)}" for path in schema_files.write()]

@@ -3,7 +3,7 @@ test) fails when one in git is not what the models give.
 
 They are the schemas editors show (``platform.yaml``'s first line names its own) and that
 ``make synth``, ``make validate`` and the release commands check files against; the models
-(:mod:`generator.config`, :mod:`generator.release_files`) are their one declaration.
+(:mod:`generator.config`, :mod:`generator.release.files`) are their one declaration.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from generator import config, release_files
+from generator import config
 from generator.files import write_atomic
 from generator.model_schema import dumps
+from generator.release import files as release_files
 
 COMMAND = "make schema"
 #: Each generated schema file and the function that gives its content.

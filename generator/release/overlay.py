@@ -55,7 +55,7 @@ from generator.files import write_atomic
 from generator.inputs import InputError, load_yaml_stream, read_text
 from generator.paths import REPO_ROOT
 from generator.release.errors import Refused, ToolFailed
-from generator.release_files import definition_problem, overlay_problems
+from generator.release.files import definition_problem, overlay_problems
 from generator.strategy import BLUE_GREEN, CANARY, Strategy
 from generator.tools import ToolError, render_overlay
 

@@ -36,9 +36,9 @@ from generator.conventions import DIGEST_KEY, RELEASE_KEY, card_path
 from generator.registry import cards
 from generator.release import cli
 from generator.release.errors import EXIT_OK, EXIT_TOOL, ToolFailed
+from generator.release.files import overlay_problems
 from generator.release.overlay import load_platform, resolve_root
 from generator.release.rendered import Manifests, render_docs, short_image
-from generator.release_files import overlay_problems
 from generator.strategy import Strategy
 from generator.validate.model_pins import model_image
 

@@ -14,8 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from generator import release_files
 from generator.inputs import InputError, load_yaml, read_text
+from generator.release import files as release_files
 from generator.tools.kubeconform import ENV_VAR as KUBECONFORM_ENV
 from generator.tools.kubeconform import find_kubeconform
 from generator.validate import (
@@ -310,11 +310,12 @@ def _start_children(
     run while everything else renders and checks; returns them and the files git tracks."""
     fresh_proc = None
     if opts.freshness:
-        if config.is_file() and (root / "generator" / "synth.py").is_file():
+        if config.is_file() and (root / freshness.SYNTH_MODULE).is_file():
             fresh_proc = freshness.Synth(root, config)
             children.append(fresh_proc)
         else:
-            notes.append("freshness not checked: platform.yaml is not a regular file, or generator/synth.py is missing")
+            missing = f"platform.yaml is not a regular file, or {freshness.SYNTH_MODULE} is missing"
+            notes.append(f"freshness not checked: {missing}")
     files = repofiles.tracked_files(root)
     secrets_scan = None
     if opts.secrets:

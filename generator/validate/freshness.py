@@ -1,7 +1,7 @@
 """Generated-file freshness: the committed generated tree equals a fresh ``make synth``; and
 platform.yaml, synth's input, is one ``make synth`` accepts.
 
-``generator.synth.render_tree(config_path)`` returns every generated file as bytes without
+``generator.synthesis.synth.render_tree(config_path)`` returns every generated file as bytes without
 writing anything. It runs cdk8s (Node.js through jsii) and helm, so it runs in a child process
 started first and collected last: it overlaps with the kustomize renders.
 
@@ -35,7 +35,7 @@ GENERATED_ROOTS = ("overlays/base", "overlays/components", "argocd")
 _CHILD = """
 import hashlib, json, sys
 from generator.config import ConfigError
-from generator.synth import render_tree
+from generator.synthesis.synth import render_tree
 try:
     tree = render_tree(sys.argv[1])
 except ConfigError as exc:
@@ -64,6 +64,8 @@ def config_findings(config: Path) -> list[Finding]:
     return []
 
 
+#: The module that renders the generated tree (a repository without it cannot be checked).
+SYNTH_MODULE = "generator/synthesis/synth.py"
 # Everything render_tree reads: the config, the generator, the chart, the rules it shares with the
 # services, the tool versions.
 SYNTH_INPUTS = ("generator", "charts", "services/contract.py", ".tools/tools.json", "requirements/generator.txt")

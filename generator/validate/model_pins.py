@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from generator import release_files
 from generator.conventions import DIGEST_KEY, RELEASE_KEY, UNPINNED_DIGEST, card_path, release_config_map_model
 from generator.inputs import InputError
 from generator.registry import cards
+from generator.release import files as release_files
 from generator.validate.model import Finding, Resource
 from generator.validate.policies import Environment
 from generator.validate.render import Rendered

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from generator.config import FREE_TEXT, ConfigError, load_config
 from generator.inputs import CONTROL, MAX_DEPTH, dotted
 from generator.paths import REPO_ROOT
-from generator.release_files import FILES, read_release_file, release_file_problems
+from generator.release.files import FILES, read_release_file, release_file_problems
 
 PLATFORM = yaml.safe_load((REPO_ROOT / "platform.yaml").read_text())
 

@@ -9,8 +9,8 @@ import kubernetes_validate
 import pytest
 from chart_helpers import CHART, RELEASE, one, render, run_helm, template
 
-from generator.constructs.chart import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 from generator.conventions import KUBERNETES_VERSION as K8S_VERSION  # the version the repository validates against
+from generator.synthesis.chart import container_security_context, pod_security_context
 from generator.validate.kube import pod_template
 from generator.validate.model import Resource
 from generator.validate.policies import pod_security
@@ -138,10 +138,10 @@ def test_restricted_pod_security(name, sets, values):
         template = pod_template(Resource(doc, name))
         assert template is not None and pod_security(template) == []
         spec = template.spec
-        assert spec["securityContext"] == POD_SECURITY_CONTEXT
+        assert spec["securityContext"] == pod_security_context()
         assert spec["automountServiceAccountToken"] is False
         for c in spec["containers"] + spec.get("initContainers", []):
-            assert c["securityContext"] == CONTAINER_SECURITY_CONTEXT
+            assert c["securityContext"] == container_security_context()
             for side in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(c["resources"][side])
     assert one(docs, "ServiceAccount")["automountServiceAccountToken"] is False

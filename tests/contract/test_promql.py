@@ -10,8 +10,8 @@ import pytest
 import yaml
 from promql_names import metric_names, monitoring_expressions
 
-from generator.constructs.monitoring import RUNBOOK_PAGE
 from generator.paths import REPO_ROOT
+from generator.synthesis.monitoring import RUNBOOK_PAGE
 from generator.tools import render_overlay
 
 

@@ -17,8 +17,8 @@ import yaml
 from conftest import deploy_overlay
 from repository import Repository, make, scratch_clone
 
-from generator.constructs.training import WORKER_GROUP_LABEL, WORKER_PORT, worker_service_name
 from generator.strategy import strategy_named
+from generator.synthesis.training import WORKER_GROUP_LABEL, WORKER_PORT, worker_service_name
 
 WORKERS = 2
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"

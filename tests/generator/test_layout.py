@@ -12,7 +12,7 @@ import yaml
 
 from generator.paths import REPO_ROOT
 from generator.strategy import STRATEGIES
-from generator.synth import render_tree, write_tree
+from generator.synthesis.synth import render_tree, write_tree
 from generator.tools import render_overlay
 
 COMPONENTS = "overlays/components"

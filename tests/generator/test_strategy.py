@@ -9,7 +9,7 @@ import pytest
 
 from generator.config import SCHEMA_PATH
 from generator.paths import REPO_ROOT
-from generator.release_files import SCHEMA_PATH as RELEASE_FILES_SCHEMA
+from generator.release.files import SCHEMA_PATH as RELEASE_FILES_SCHEMA
 from generator.strategy import ALL_VARIANTS, BLUE_GREEN, CANARY, ROLLING, STRATEGIES, Strategy
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from generator.paths import REPO_ROOT
-from generator.synth import GENERATED_ROOTS, HEADER, render_tree, write_tree
+from generator.synthesis.synth import GENERATED_ROOTS, HEADER, render_tree, write_tree
 
 
 @pytest.fixture(scope="module")

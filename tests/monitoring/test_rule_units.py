@@ -25,8 +25,8 @@ from monitoring_support import (
     stage_rule_tests,
 )
 
-from generator.constructs.monitoring import RUNBOOK_PAGE, runbooks_url
 from generator.paths import REPO_ROOT
+from generator.synthesis.monitoring import RUNBOOK_PAGE, runbooks_url
 
 
 def test_case_files_exist():

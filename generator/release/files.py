@@ -20,14 +20,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from generator.config import INT32_MAX, ImageDigest, ImageRepository, ImageTag, Name
+from generator.config import SCHEMA_PATH as PLATFORM_SCHEMA_PATH
 from generator.inputs import InputError, Problem, document_problems, load_yaml_stream, read_text, strict_validator
 from generator.model_schema import Definition, definitions_schema
 from generator.strategy import BLUE_GREEN, CANARY, RELEASE_FILES
 from services.contract import DIGEST, DNS_LABEL, DNS_LABEL_MAX, TOTAL_WEIGHT, whole
 
-HERE = Path(__file__).resolve().parent
-SCHEMA_PATH = HERE / "release-files.schema.json"
-PLATFORM_SCHEMA_PATH = HERE / "platform.schema.json"
+SCHEMA_PATH = PLATFORM_SCHEMA_PATH.with_name("release-files.schema.json")
 #: Fields of a kustomization where a newline is text: inline patches.
 KUSTOMIZATION_TEXT = frozenset({"patches[*].patch"})
 

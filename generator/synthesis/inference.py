@@ -19,9 +19,9 @@ import cdk8s
 from constructs import Construct
 
 from generator.config import ClusterDNS, Image, Model, ModelArtifacts, Serving
-from generator.constructs.chart import CHART_DIR
-from generator.constructs.common import MANAGED_BY, MODEL_MOUNT, registry_egress
 from generator.conventions import UNPINNED_DIGEST, model_image_name, release_config_map_name
+from generator.synthesis.chart import CHART_DIR
+from generator.synthesis.common import MANAGED_BY, MODEL_MOUNT, registry_egress
 from generator.tools import helm_path
 
 

@@ -30,9 +30,6 @@ import yaml
 from constructs import Construct
 
 from generator.config import ClusterDNS, Gateway, Image, Model, ModelArtifacts, Serving
-from generator.constructs.chart import CHART_NAME
-from generator.constructs.common import labels
-from generator.constructs.inference import InferenceService, InferenceServiceProps, server_workload
 from generator.conventions import (
     CANARY_WEIGHTS_KIND,
     DEFAULT_MODEL_VERSION,
@@ -42,6 +39,9 @@ from generator.conventions import (
     variant_image_name,
 )
 from generator.strategy import Strategy
+from generator.synthesis.chart import chart_name
+from generator.synthesis.common import labels
+from generator.synthesis.inference import InferenceService, InferenceServiceProps, server_workload
 
 CANARY_HEADER = "x-model-track"
 #: Index of the HTTPRoute rule that splits traffic by weight.
@@ -153,7 +153,7 @@ class ServerComponent(Construct):
             kind="HTTPRoute",
             metadata=cdk8s.ApiObjectMetadata(
                 name=server,
-                labels=labels(name=CHART_NAME, instance=props.model.name, component="server", part_of=props.part_of),
+                labels=labels(name=chart_name(), instance=props.model.name, component="server", part_of=props.part_of),
             ),
         )
         parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": props.gateway.name}

@@ -34,17 +34,17 @@ from cdk8s_plus_33 import k8s
 from constructs import Construct
 
 from generator.config import ClusterDNS, Image, Model, ModelArtifacts, Storage, Training
-from generator.constructs.common import (
+from generator.conventions import RELEASE_KEY, UNPINNED_DIGEST, model_image_name, release_config_map_name
+from generator.synthesis.common import (
     ARGOCD_KEEP,
     MODEL_MOUNT,
-    TRAINER_UID,
     dns_egress,
     labels,
     registry_egress,
     restricted_container,
     restricted_pod,
+    trainer_uid,
 )
-from generator.conventions import RELEASE_KEY, UNPINNED_DIGEST, model_image_name, release_config_map_name
 from services.contract import MODEL_IMAGE_ENV, TRAINING_WORKER_PORT
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -129,7 +129,7 @@ class TrainingJobProps:
 
 
 def _egress_rule(rule: dict) -> k8s.NetworkPolicyEgressRule:
-    """An egress rule as :mod:`generator.constructs.common` spells it (ports, and peers selecting
+    """An egress rule as :mod:`generator.synthesis.common` spells it (ports, and peers selecting
     namespaces and pods), as the typed object cdk8s writes."""
     return k8s.NetworkPolicyEgressRule(
         ports=[
@@ -339,7 +339,7 @@ class TrainingJob(Construct):
         members = {WORKER_GROUP_LABEL: group} if group else {}
         pod = restricted_pod(
             containers=[container],
-            uid=TRAINER_UID,
+            uid=trainer_uid(),
             service_account=self.service_account,
             restart_policy="Never",
             node_selector=node_selector or None,

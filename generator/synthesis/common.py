@@ -8,13 +8,10 @@ from typing import Any
 from cdk8s_plus_33 import k8s
 
 from generator.config import ClusterDNS, ModelArtifacts
-from generator.constructs.chart import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
+from generator.synthesis import chart
 
 MANAGED_BY = "cdk8s"
 MODEL_MOUNT = "/models"
-#: The user the trainer runs as: the chart's (both images are built with the same user; a test
-#: keeps the Dockerfiles' USER equal to the chart's runAsUser).
-TRAINER_UID: int = POD_SECURITY_CONTEXT["runAsUser"]
 # Argo CD must never delete or prune the model store: it holds every trained version.
 ARGOCD_KEEP = {"argocd.argoproj.io/sync-options": "Delete=false,Prune=false"}
 
@@ -61,14 +58,20 @@ def _snake(fields: dict[str, Any]) -> dict[str, Any]:
 
 def container_security_context() -> k8s.SecurityContext:
     """The chart's default container security context (restricted, read-only root filesystem)."""
-    fields = _snake(CONTAINER_SECURITY_CONTEXT)
+    fields = _snake(chart.container_security_context())
     fields["capabilities"] = k8s.Capabilities(**fields["capabilities"])
     return k8s.SecurityContext(**fields)
 
 
+def trainer_uid() -> int:
+    """The user the trainer runs as: the chart's (both images are built with the same user; a test
+    keeps the Dockerfiles' USER equal to the chart's runAsUser)."""
+    return int(chart.pod_security_context()["runAsUser"])
+
+
 def pod_security_context(uid: int) -> k8s.PodSecurityContext:
     """The chart's default pod security context, running as ``uid`` (user, group and fsGroup)."""
-    fields = _snake({**POD_SECURITY_CONTEXT, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid})
+    fields = _snake({**chart.pod_security_context(), "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid})
     fields["seccomp_profile"] = k8s.SeccompProfile(**fields["seccomp_profile"])
     return k8s.PodSecurityContext(**fields)
 

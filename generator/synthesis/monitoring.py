@@ -28,11 +28,11 @@ from cdk8s_plus_33 import k8s
 from constructs import Construct
 
 from generator.config import Image, Model, Monitoring, Serving
-from generator.constructs.chart import CHART_NAME
-from generator.constructs.common import labels
-from generator.constructs.delivery import SERVICE_ONLY
-from generator.constructs.inference import InferenceService, InferenceServiceProps
 from generator.strategy import ALL_VARIANTS, CANARY, STRATEGIES
+from generator.synthesis.chart import chart_name
+from generator.synthesis.common import labels
+from generator.synthesis.delivery import SERVICE_ONLY
+from generator.synthesis.inference import InferenceService, InferenceServiceProps
 
 #: Predict requests over REST and gRPC (the server's ``metrics.PREDICT_ENDPOINTS``; a contract test checks).
 PREDICT = 'handler=~"predict|predict_version|grpc_predict"'
@@ -382,7 +382,7 @@ class ServerMonitoring(Construct):
 
     def __init__(self, scope: Construct, id: str, props: MonitoringProps):
         super().__init__(scope, id)
-        own = labels(name=CHART_NAME, instance=props.model.name, component="monitoring", part_of=props.part_of)
+        own = labels(name=chart_name(), instance=props.model.name, component="monitoring", part_of=props.part_of)
         rule_labels = {**own, **dict(props.objectives.rule_labels)}
         self._metrics_service(props)
         self._service_monitor(props, rule_labels)
@@ -425,7 +425,7 @@ class ServerMonitoring(Construct):
                 {
                     "selector": {
                         "matchLabels": {
-                            "app.kubernetes.io/name": CHART_NAME,
+                            "app.kubernetes.io/name": chart_name(),
                             "app.kubernetes.io/instance": model,
                             "app.kubernetes.io/component": "metrics",
                         }
