@@ -22,14 +22,14 @@ and without a Gateway the canary's share of traffic is its share of the replicas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cdk8s
 import yaml
 from constructs import Construct
 
-from generator.config import ClusterDNS, Gateway, Image, Model, ModelArtifacts, Serving
+from generator.config import Gateway, Image, Model
 from generator.conventions import (
     CANARY_WEIGHTS_KIND,
     DEFAULT_MODEL_VERSION,
@@ -67,32 +67,20 @@ class DeliveryProps:
     """What one strategy's server component needs for one model."""
 
     strategy: Strategy
-    model: Model
-    server_image: Image
-    serving: Serving
-    part_of: str
+    #: The model's server as platform.yaml defines it (``server.artifacts`` None: it reads the
+    #: model store claim, where an environment trains); each part of the component is a copy.
+    server: InferenceServiceProps
     gateway: Gateway
-    model_store_claim: str
-    #: Serve the model image the overlay pins; None: the model store claim (environments that train).
-    artifacts: ModelArtifacts | None = None
-    cluster_dns: ClusterDNS = ClusterDNS()
 
     def chart_props(
         self, image: Image, overrides: dict[str, Any], slot: str = "", track: str = ""
     ) -> InferenceServiceProps:
-        """The chart render of one part of this component: what every part shares, plus its own."""
-        return InferenceServiceProps(
-            model=self.model,
-            image=image,
-            serving=self.serving,
-            part_of=self.part_of,
-            model_store_claim=self.model_store_claim,
-            slot=slot,
-            track=track,
-            overrides=overrides,
-            artifacts=self.artifacts,
-            cluster_dns=self.cluster_dns,
-        )
+        """The chart render of one part of this component: the server, with its own image and values."""
+        return replace(self.server, image=image, overrides=overrides, slot=slot, track=track)
+
+    def from_claim(self) -> DeliveryProps:
+        """The same component with servers that read the model store claim instead of a model image."""
+        return replace(self, server=replace(self.server, artifacts=None))
 
 
 class ServerComponent(Construct):
@@ -101,14 +89,14 @@ class ServerComponent(Construct):
 
     def __init__(self, scope: Construct, id: str, props: DeliveryProps):
         super().__init__(scope, id)
-        server = f"{props.model.name}-server"
+        server = f"{props.server.model.name}-server"
         self.service_port = 0
         strategy = props.strategy
         if not strategy.progressive:
             InferenceService(
                 self,
                 "server",
-                props.chart_props(props.server_image, server_workload(props.model)),
+                props.chart_props(props.server.image, server_workload(props.server.model)),
             )
             return
         first, _ = strategy.variants
@@ -118,12 +106,12 @@ class ServerComponent(Construct):
                 self,
                 variant,
                 props.chart_props(
-                    variant_image(props.server_image, variant),
+                    variant_image(props.server.image, variant),
                     {
-                        **server_workload(props.model),
+                        **server_workload(props.server.model),
                         "autoscaling": {"enabled": False},
                         # The first variant starts with the serving capacity, the second idle.
-                        "replicaCount": props.serving.min_replicas if variant == first else 0,
+                        "replicaCount": props.server.serving.min_replicas if variant == first else 0,
                     },
                     slot=variant if label == "slot" else "",
                     track=variant if label == "track" else "",
@@ -134,7 +122,7 @@ class ServerComponent(Construct):
             release = InferenceService(
                 self,
                 f"service-{variant}",
-                props.chart_props(props.server_image, {"fullnameOverride": name, **SERVICE_ONLY}),
+                props.chart_props(props.server.image, {"fullnameOverride": name, **SERVICE_ONLY}),
             )
             for obj in release.helm.api_objects:
                 obj.add_json_patch(cdk8s.JsonPatch.add(f"/spec/selector/{label}", variant))
@@ -153,7 +141,12 @@ class ServerComponent(Construct):
             kind="HTTPRoute",
             metadata=cdk8s.ApiObjectMetadata(
                 name=server,
-                labels=labels(name=chart_name(), instance=props.model.name, component="server", part_of=props.part_of),
+                labels=labels(
+                    name=chart_name(),
+                    instance=props.server.model.name,
+                    component="server",
+                    part_of=props.server.part_of,
+                ),
             ),
         )
         parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": props.gateway.name}

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import cdk8s
 from cdk8s_plus_33 import k8s
 from constructs import Construct
 
-from generator.config import Image, Model, Monitoring, Serving
+from generator.config import Monitoring
 from generator.strategy import ALL_VARIANTS, CANARY, STRATEGIES
 from generator.synthesis.chart import chart_name
 from generator.synthesis.common import labels
@@ -57,11 +57,8 @@ RUNBOOK_PAGE = "docs/operating.md"
 class MonitoringProps:
     """One model's server, the objectives it is held to and where its runbooks are published."""
 
-    model: Model
-    image: Image
-    serving: Serving
-    part_of: str
-    model_store_claim: str
+    #: The model's server as platform.yaml defines it.
+    server: InferenceServiceProps
     objectives: Monitoring
     runbooks_url: str
 
@@ -382,7 +379,9 @@ class ServerMonitoring(Construct):
 
     def __init__(self, scope: Construct, id: str, props: MonitoringProps):
         super().__init__(scope, id)
-        own = labels(name=chart_name(), instance=props.model.name, component="monitoring", part_of=props.part_of)
+        own = labels(
+            name=chart_name(), instance=props.server.model.name, component="monitoring", part_of=props.server.part_of
+        )
         rule_labels = {**own, **dict(props.objectives.rule_labels)}
         self._metrics_service(props)
         self._service_monitor(props, rule_labels)
@@ -390,81 +389,69 @@ class ServerMonitoring(Construct):
         self._dashboard(props, own)
 
     def _metrics_service(self, props: MonitoringProps) -> None:
-        model = props.model.name
+        model = props.server.model.name
         # A headless Service over every server pod of the model, whatever its slot or track, so
         # each pod is scraped exactly once (the routing Services select subsets of them).
         metrics = InferenceService(
             self,
             "metrics-service",
-            InferenceServiceProps(
-                model=props.model,
-                image=props.image,
-                serving=props.serving,
-                part_of=props.part_of,
-                model_store_claim=props.model_store_claim,
-                overrides={"fullnameOverride": metrics_service_name(model), **SERVICE_ONLY},
-            ),
+            replace(props.server, overrides={"fullnameOverride": metrics_service_name(model), **SERVICE_ONLY}),
         )
         for obj in metrics.helm.api_objects:
             obj.metadata.add_label("app.kubernetes.io/component", "metrics")
             obj.add_json_patch(cdk8s.JsonPatch.add("/spec/clusterIP", "None"))
 
-    def _service_monitor(self, props: MonitoringProps, rule_labels: dict[str, str]) -> None:
-        model = props.model.name
-        server = f"{model}-server"
-        monitor = cdk8s.ApiObject(
+    def _operator_object(self, kind: str, name: str, labels: dict[str, str], spec: dict) -> None:
+        """A Prometheus Operator object (a custom resource: no typed class, see the package docstring)."""
+        obj = cdk8s.ApiObject(
             self,
-            "service-monitor",
+            kind,
             api_version="monitoring.coreos.com/v1",
-            kind="ServiceMonitor",
-            metadata=cdk8s.ApiObjectMetadata(name=server, labels=rule_labels),
+            kind=kind,
+            metadata=cdk8s.ApiObjectMetadata(name=name, labels=labels),
         )
-        monitor.add_json_patch(
-            cdk8s.JsonPatch.add(
-                "/spec",
-                {
-                    "selector": {
-                        "matchLabels": {
-                            "app.kubernetes.io/name": chart_name(),
-                            "app.kubernetes.io/instance": model,
-                            "app.kubernetes.io/component": "metrics",
-                        }
-                    },
-                    "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}],
-                    # Series carry the pod's slot or track, so dashboards and the canary alert can split by it.
-                    "podTargetLabels": [s.variant_label for s in STRATEGIES.values() if s.variant_label],
+        obj.add_json_patch(cdk8s.JsonPatch.add("/spec", spec))
+
+    def _service_monitor(self, props: MonitoringProps, rule_labels: dict[str, str]) -> None:
+        model = props.server.model.name
+        self._operator_object(
+            "ServiceMonitor",
+            f"{model}-server",
+            rule_labels,
+            {
+                "selector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/name": chart_name(),
+                        "app.kubernetes.io/instance": model,
+                        "app.kubernetes.io/component": "metrics",
+                    }
                 },
-            )
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}],
+                # Series carry the pod's slot or track, so dashboards and the canary alert can split by it.
+                "podTargetLabels": [s.variant_label for s in STRATEGIES.values() if s.variant_label],
+            },
         )
 
     def _rules(self, props: MonitoringProps, rule_labels: dict[str, str]) -> None:
-        model = props.model.name
-        server = f"{model}-server"
-        rule = cdk8s.ApiObject(
-            self,
-            "rule",
-            api_version="monitoring.coreos.com/v1",
-            kind="PrometheusRule",
-            metadata=cdk8s.ApiObjectMetadata(name=server, labels=rule_labels),
-        )
-        rule.add_json_patch(
-            cdk8s.JsonPatch.add(
-                "/spec",
-                {
-                    "groups": [
-                        {
-                            "name": f"{model}.recording",
-                            "interval": "30s",
-                            "rules": recording_rules(model, props.objectives),
-                        },
-                        {"name": f"{model}.alerts", "rules": alert_rules(model, props.objectives, props.runbooks_url)},
-                    ]
-                },
-            )
+        model = props.server.model.name
+        self._operator_object(
+            "PrometheusRule",
+            f"{model}-server",
+            rule_labels,
+            {
+                "groups": [
+                    {
+                        "name": f"{model}.recording",
+                        "interval": "30s",
+                        "rules": recording_rules(model, props.objectives),
+                    },
+                    {"name": f"{model}.alerts", "rules": alert_rules(model, props.objectives, props.runbooks_url)},
+                ]
+            },
         )
 
     def _dashboard(self, props: MonitoringProps, own: dict[str, str]) -> None:
-        model = props.model.name
+        model = props.server.model.name
         k8s.KubeConfigMap(
             self,
             "dashboard",

@@ -147,49 +147,40 @@ class _Parts:
             files.append(self.tree.add_chart(directory, f"{model.name}{file_suffix}.yaml", chart))
         return files
 
-    def base(self) -> None:
-        """What every environment has: each model's Service, ServiceAccount and NetworkPolicy."""
+    def server(self, model: Model) -> InferenceServiceProps:
+        """A model's server as platform.yaml defines it: what the base, each strategy's servers and
+        the monitoring render it from."""
         platform = self.platform
         ingress = (
             platform.serving.gateway.namespace,
             platform.monitoring.prometheus_namespace,
             *platform.serving.client_namespaces,
         )
+        return InferenceServiceProps(
+            model=model,
+            image=platform.server_image,
+            serving=platform.serving,
+            part_of=platform.name,
+            model_store_claim=self.claim,
+            artifacts=platform.model_artifacts,
+            cluster_dns=platform.cluster.dns,
+            ingress_namespaces=tuple(dict.fromkeys(ns for ns in ingress if ns)),
+        )
+
+    def base(self) -> None:
+        """What every environment has: each model's Service, ServiceAccount and NetworkPolicy."""
         files = self.per_model(
             BASE,
             "inference",
             lambda chart, model: InferenceService(
-                chart,
-                "service",
-                InferenceServiceProps(
-                    model=model,
-                    image=platform.server_image,
-                    serving=platform.serving,
-                    part_of=platform.name,
-                    model_store_claim=self.claim,
-                    artifacts=platform.model_artifacts,
-                    cluster_dns=platform.cluster.dns,
-                    ingress_namespaces=tuple(dict.fromkeys(ns for ns in ingress if ns)),
-                    overrides=SHARED_OBJECTS,
-                ),
+                chart, "service", replace(self.server(model), overrides=SHARED_OBJECTS)
             ),
             file_suffix="-inference",
         )
         self.tree.add(f"{BASE}/kustomization.yaml", _base_kustomization(files))
 
     def _delivery(self, strategy: Strategy, model: Model) -> DeliveryProps:
-        platform = self.platform
-        return DeliveryProps(
-            strategy=strategy,
-            model=model,
-            server_image=platform.server_image,
-            serving=platform.serving,
-            part_of=platform.name,
-            gateway=platform.serving.gateway,
-            model_store_claim=self.claim,
-            artifacts=platform.model_artifacts,
-            cluster_dns=platform.cluster.dns,
-        )
+        return DeliveryProps(strategy=strategy, server=self.server(model), gateway=self.platform.serving.gateway)
 
     def server_component(self, strategy: Strategy) -> list[dict]:
         """The strategy's servers, pulling the model image the overlay pins; returns the same
@@ -203,7 +194,7 @@ class _Parts:
         from_claim: list[dict] = []
         for model in self.platform.models:
             chart = self.chart(f"{model.name}-{strategy}-claim")
-            ServerComponent(chart, "server", replace(self._delivery(strategy, model), artifacts=None))
+            ServerComponent(chart, "server", self._delivery(strategy, model).from_claim())
             from_claim += [obj for obj in chart.to_json() if obj["kind"] == "Deployment"]
         self.tree.add(f"{directory}/{MODEL_IMAGE_FIELDS}", model_image_fields())
         kustomization = component_kustomization(strategy, self.platform.models, self.platform.name, files)
@@ -266,11 +257,7 @@ class _Parts:
                 chart,
                 "monitoring",
                 MonitoringProps(
-                    model=model,
-                    image=platform.server_image,
-                    serving=platform.serving,
-                    part_of=platform.name,
-                    model_store_claim=self.claim,
+                    server=self.server(model),
                     objectives=platform.monitoring,
                     runbooks_url=runbooks_url(platform.argocd.repo_url, platform.argocd.target_revision),
                 ),

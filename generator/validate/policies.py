@@ -486,10 +486,9 @@ def training_as_declared(resources: list[Resource], env: Environment) -> list[Fi
     return []
 
 
-def pdb_coverage(resources: list[Resource], pods: list[PodTemplate]) -> list[Finding]:
-    out = []
-    pdbs = [r for r in resources if r.kind == "PodDisruptionBudget"]
-    hpas = {
+def _autoscalers(resources: list[Resource]) -> dict[tuple[str, str, str], Resource]:
+    """Each HorizontalPodAutoscaler by what it scales: (namespace, target kind, target name)."""
+    return {
         (
             r.namespace,
             key_of(_d(r.spec.get("scaleTargetRef")).get("kind")),
@@ -498,6 +497,12 @@ def pdb_coverage(resources: list[Resource], pods: list[PodTemplate]) -> list[Fin
         for r in resources
         if r.kind == "HorizontalPodAutoscaler"
     }
+
+
+def pdb_coverage(resources: list[Resource], pods: list[PodTemplate]) -> list[Finding]:
+    out = []
+    pdbs = [r for r in resources if r.kind == "PodDisruptionBudget"]
+    hpas = _autoscalers(resources)
     for pod in pods:
         res = pod.resource
         if res.kind != "Deployment":
@@ -547,15 +552,7 @@ def _replicas(res: Resource, hpas: dict) -> int | None:
 
 def pdb_headroom(resources: list[Resource], pods: list[PodTemplate]) -> list[Finding]:
     """A PDB that can never allow an eviction blocks every node drain."""
-    hpas = {
-        (
-            r.namespace,
-            key_of(_d(r.spec.get("scaleTargetRef")).get("kind")),
-            key_of(_d(r.spec.get("scaleTargetRef")).get("name")),
-        ): r
-        for r in resources
-        if r.kind == "HorizontalPodAutoscaler"
-    }
+    hpas = _autoscalers(resources)
     out = []
     for pdb in (r for r in resources if r.kind == "PodDisruptionBudget"):
         selector = pdb.spec.get("selector")
