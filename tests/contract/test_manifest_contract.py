@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from loopback import free_port
+from loopback import free_port, stop
 from oci_registry_server import running_registry
 from prometheus_client.parser import text_string_to_metric_families
 from promql_names import metric_names, monitoring_expressions
@@ -318,12 +317,7 @@ def test_manifests_run_as_declared(overlay, model_store, registry, tmp_path):
             served = {int(v["version"]) for v in status["model_version_status"] if v["state"] == "AVAILABLE"}
             assert served == {pinned}, f"{overlay}: pinned {pinned}, serving {status}"
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop(process)
 
 
 @pytest.mark.slow

@@ -5,9 +5,7 @@ read, the scrape job a ServiceMonitor stands for, and a real Prometheus process.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import time
 from functools import cache
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import requests
 import yaml
-from loopback import free_port
+from loopback import free_port, stop
 
 from generator.paths import REPO_ROOT
 from generator.tools import render_overlay
@@ -218,11 +216,6 @@ class Prometheus:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM Prometheus and wait for it (SIGKILL after ``timeout``)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop(self.proc, timeout)
         self._log.close()

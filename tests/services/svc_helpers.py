@@ -6,14 +6,13 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import requests
-from loopback import free_ports
+from loopback import free_ports, stop
 
 from generator.paths import REPO_ROOT
 from services.inference.settings import WORKER_STATE_DIR_ENV
@@ -193,12 +192,6 @@ class Server:
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM the master (as Kubernetes does) and wait for it to exit; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        code = stop(self.proc, timeout, whole_group=False)
         self._log.close()
-        return self.proc.returncode
+        return code
