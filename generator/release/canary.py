@@ -32,17 +32,18 @@ from generator.release import cli
 from generator.release.errors import Refused
 from generator.release.overlay import Overlay
 from generator.strategy import CANARY
+from services.contract import TOTAL_WEIGHT
 
 
 def split_replicas(total: int, weight: int) -> tuple[int, int]:
     """(stable, canary) pods for a weight; see the module docstring."""
     if weight <= 0:
         return total, 0
-    if weight >= 100:
+    if weight >= TOTAL_WEIGHT:
         return total, 0  # promotion: the stable track now runs the canary's release
     total = max(total, 2)
-    whole, rest = divmod(total * weight, 100)
-    nearest = whole + (1 if rest > 50 else 0)  # exact integer rounding; a tie goes to stable
+    whole, rest = divmod(total * weight, TOTAL_WEIGHT)
+    nearest = whole + (1 if 2 * rest > TOTAL_WEIGHT else 0)  # exact integer rounding; a tie goes to stable
     canary = min(total - 1, max(1, nearest))
     return total - canary, canary
 
@@ -51,9 +52,9 @@ def parse_weight(text: str) -> int:
     try:
         weight = int(text.strip(), 10)
     except (ValueError, AttributeError):
-        raise Refused(f"WEIGHT must be an integer from 0 to 100, got {text!r}") from None
-    if not 0 <= weight <= 100:
-        raise Refused(f"WEIGHT must be from 0 to 100 (percent of traffic to the canary), got {weight}")
+        raise Refused(f"WEIGHT must be an integer from 0 to {TOTAL_WEIGHT}, got {text!r}") from None
+    if not 0 <= weight <= TOTAL_WEIGHT:
+        raise Refused(f"WEIGHT must be from 0 to {TOTAL_WEIGHT} (percent of traffic to the canary), got {weight}")
     return weight
 
 
@@ -69,27 +70,31 @@ def step(overlay: Overlay, weight: int) -> cli.Edit:
             f"`make promote FROM=staging TO={env}`"
         )
     current = {m: overlay.weights(m) for m in overlay.models}
-    if weight == 100 and all(w[canary] == 0 for w in current.values()):
+    if weight == TOTAL_WEIGHT and all(w[canary] == 0 for w in current.values()):
         raise Refused(
             f"the canary of {env} takes no traffic (weight 0: aborted or not started), so it is "
             f"untested: set a weight first (`make canary ENV={env} WEIGHT=10`)"
         )
 
-    if weight == 100:
+    if weight == TOTAL_WEIGHT:
         title = f"canary {env}: promote the canary to stable ({canary_release.describe()})"
     elif weight == 0:
         title = f"canary {env}: abort, all traffic back to stable ({stable_release.describe()})"
     else:
         title = f"canary {env}: {weight}% of traffic to the canary ({canary_release.describe()})"
     edit = cli.Edit(overlay, title)
-    if weight == 100:
+    if weight == TOTAL_WEIGHT:
         overlay.set_release(canary_release, stable)
         edit.note(f"{stable} server", stable_release.server.reference, canary_release.server.reference)
         for (model, old), (_, new) in zip(stable_release.versions, canary_release.versions, strict=True):
             edit.note(f"{stable} {model} model version", old, new)
     for model in overlay.models:
         old_weights = current[model]
-        new_weights = {stable: 100 - weight, canary: weight} if weight < 100 else {stable: 100, canary: 0}
+        new_weights = (
+            {stable: TOTAL_WEIGHT - weight, canary: weight}
+            if weight < TOTAL_WEIGHT
+            else {stable: TOTAL_WEIGHT, canary: 0}
+        )
         overlay.set_weights(model, new_weights)
         edit.note(
             f"{model} weights {stable}/{canary}",
