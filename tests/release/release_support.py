@@ -47,6 +47,7 @@ MODULES = {
 ENVS = ("dev", "staging", "prod", "prod-blue-green", "prod-canary")
 TAG_A = "1.4.2"
 DIGEST_A = "sha256:" + "a1" * 32
+DIGEST_B = "sha256:" + "b2" * 32
 
 
 def git(root: Path, *args: str) -> str:
@@ -103,6 +104,10 @@ class Repo:
 
     def docs(self, relpath: str) -> list[dict]:
         return [d for d in yaml.safe_load_all((self.root / relpath).read_text()) if d is not None]
+
+    def platform_environment(self, env: str) -> dict:
+        """An environment's entry in platform.yaml, as written."""
+        return next(e for e in self.docs("platform.yaml")[0]["environments"] if e["name"] == env)
 
     def kustomization(self, env: str) -> dict:
         return self.docs(f"overlays/{env}/kustomization.yaml")[0]

@@ -5,6 +5,7 @@ first, as a hand edit would be)."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from release_support import Repo
@@ -15,13 +16,13 @@ BROKEN = {
     "images is a string": ("staging", "kustomization.yaml", None, "kustomization.yaml: images: 'nginx' is not"),
     "weight: lots": ("prod-canary", "traffic.yaml", None, "traffic.yaml: [0].spec.canary: 'lots' is not"),
     "MODEL_VERSION is a list": ("staging", "release.yaml", None, "release.yaml: [0].data.MODEL_VERSION: [1] is"),
-    "tag with a newline": ("dev", "kustomization.yaml", None, "kustomization.yaml: images[0].newTag: "),
+    "digest with a newline": ("dev", "kustomization.yaml", None, "kustomization.yaml: images[0].digest: "),
 }
 EDITS = {
     "images is a string": lambda t: t.split("images:")[0] + "images: nginx\npatches:\n" + t.split("patches:\n")[1],
     "weight: lots": lambda t: t.replace("canary: 0", "canary: lots"),
     "MODEL_VERSION is a list": lambda t: t.replace('MODEL_VERSION: "1"', "MODEL_VERSION: [1]"),
-    "tag with a newline": lambda t: t.replace('newTag: "0.1.0"', 'newTag: "0.1.0\\n"', 1),
+    "digest with a newline": lambda t: re.sub(r"digest: (sha256:\w+)", r'digest: "\1\\n"', t, count=1),
 }
 COMMANDS = {
     "set-image": lambda env: ["--env", env, "--image", "server", "--tag", "9.9.9"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 
-from release_support import TAG_A, Repo, git
+from release_support import DIGEST_A, TAG_A, Repo, git
 
 from generator.release import diff as diff_module
 
@@ -31,14 +31,15 @@ def test_no_change_reports_nothing(repo: Repo):
 
 
 def test_image_change_is_flagged(repo: Repo):
+    server = "registry.example.com/ml/inference-server"
+    before = repo.image("dev", server)["digest"]
     assert repo.run("set-image", "--env", "dev", "--image", "server", "--tag", TAG_A).code == 0
     result = repo.run("diff", "--base", "HEAD")
     assert result.code == 0, result.err
     path = "spec.template.spec.containers[name=server].image"
-    assert (
-        f"! {path}: registry.example.com/ml/inference-server:0.1.0 -> "
-        f"registry.example.com/ml/inference-server:{TAG_A}   [! image]" in result.out
-    )
+    line = next(line for line in map(str.strip, result.out.splitlines()) if line.startswith(f"! {path}: "))
+    was, now = line.removeprefix(f"! {path}: ").split(" -> ")
+    assert f"{server}@{before}".startswith(was.rstrip("…")) and now == f"{server}:{TAG_A}   [! image]"
     assert risky(repo)[("dev", "Deployment ml-dev/mnist-server", path)] == {"image"}
     assert "unchanged: prod, prod-blue-green, prod-canary, staging" in result.out
 
@@ -68,7 +69,7 @@ def test_service_switch_and_workload_selector_changes_are_flagged(repo: Repo):
 
 
 def test_weight_change_is_flagged_in_text_and_markdown(repo: Repo):
-    assert repo.run("set-image", "--env", "prod-canary", "--image", "server", "--tag", TAG_A).code == 0
+    assert repo.run("set-image", "--env", "prod-canary", "--image", "server", "--digest", DIGEST_A).code == 0
     repo.commit("candidate")
     assert repo.run("canary", "--env", "prod-canary", "--weight", "10").code == 0
     flags = risky(repo)

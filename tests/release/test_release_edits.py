@@ -8,7 +8,7 @@ import difflib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from release_support import DIGEST_A, TAG_A, Repo, git, nothing_to_do
+from release_support import DIGEST_A, DIGEST_B, TAG_A, Repo, git, nothing_to_do
 
 from generator.release import overlay as overlay_module
 from generator.release.canary import split_replicas
@@ -42,9 +42,9 @@ def dirty(repo: Repo) -> None:
     path.write_text(path.read_text() + "# a local edit\n")
 
 
-def canary_candidate(repo: Repo, tag: str = TAG_A, version: str = "2") -> None:
-    """Put a candidate on the canary track of prod-canary and commit it."""
-    assert repo.run("set-image", "--env", "prod-canary", "--image", "server", "--tag", tag).code == 0
+def canary_candidate(repo: Repo, digest: str = DIGEST_A, version: str = "2") -> None:
+    """Put a candidate on the canary track of prod-canary and commit it (by digest: production)."""
+    assert repo.run("set-image", "--env", "prod-canary", "--image", "server", "--digest", digest).code == 0
     path = repo.root / "overlays/prod-canary/release.yaml"
     text = path.read_text()
     head, sep, tail = text.partition("name: mnist-release-canary")
@@ -55,16 +55,17 @@ def canary_candidate(repo: Repo, tag: str = TAG_A, version: str = "2") -> None:
 # --- set-image -------------------------------------------------------------------------------
 
 
-def test_set_image_changes_exactly_the_tag_line(repo: Repo):
+def test_set_image_changes_exactly_the_pin_line(repo: Repo):
     before = (repo.root / "overlays/dev/kustomization.yaml").read_bytes()
+    trainer = repo.image("dev", TRAINER)
     result = repo.run("set-image", "--env", "dev", "--image", "server", "--tag", TAG_A)
     assert result.code == 0, result.err
     after = (repo.root / "overlays/dev/kustomization.yaml").read_bytes()
-    assert changed_lines(before, after) == ['-    newTag: "0.1.0"', f'+    newTag: "{TAG_A}"'] or (
-        len(changed_lines(before, after)) == 2 and f'newTag: "{TAG_A}"' in after.decode()
-    )
+    changed = changed_lines(before, after)  # the digest line becomes a tag line, in place
+    assert len(changed) == 2 and changed[0].startswith("-    digest: sha256:"), changed
+    assert changed[1] == f'+    newTag: "{TAG_A}"'
     assert repo.image("dev", SERVER) == {"name": SERVER, "newTag": TAG_A}
-    assert repo.image("dev", TRAINER)["newTag"] == "0.1.0"  # the trainer is untouched
+    assert repo.image("dev", TRAINER) == trainer  # the trainer is untouched
     assert "overlays/dev/kustomization.yaml" in result.out
 
 
@@ -94,9 +95,9 @@ def test_set_image_numeric_looking_tag_stays_a_string(repo: Repo):
 )
 def test_set_image_on_variants(repo: Repo, env, args, entry):
     others = {e["name"]: e for e in repo.kustomization(env)["images"] if e["name"] != entry}
-    result = repo.run("set-image", "--env", env, "--image", "server", "--tag", TAG_A, *args)
+    result = repo.run("set-image", "--env", env, "--image", "server", "--digest", DIGEST_A, *args)
     assert result.code == 0, result.err
-    assert repo.image(env, entry) == {"name": entry, "newName": SERVER, "newTag": TAG_A}
+    assert repo.image(env, entry) == {"name": entry, "newName": SERVER, "digest": DIGEST_A}
     assert {e["name"]: e for e in repo.kustomization(env)["images"] if e["name"] != entry} == others
     if args and args[1] in ("blue", "stable"):
         assert "LIVE" in result.out
@@ -140,17 +141,17 @@ def test_set_image_default_target_is_refused_mid_canary(repo: Repo):
     canary_candidate(repo)
     assert repo.run("canary", "--env", "prod-canary", "--weight", "10").code == 0
     repo.commit("canary 10")
-    refuse(repo, "set-image", "--env", "prod-canary", "--image", "server", "--tag", "9.9.9", says="canary in progress")
+    refuse(
+        repo, "set-image", "--env", "prod-canary", "--image", "server", "--digest", DIGEST_B, says="canary in progress"
+    )
     result = repo.run(
-        "set-image", "--env", "prod-canary", "--image", "server", "--tag", "9.9.9", "--variant", "canary"
+        "set-image", "--env", "prod-canary", "--image", "server", "--digest", DIGEST_B, "--variant", "canary"
     )  # explicit: allowed, and said to be live
     assert result.code == 0 and "LIVE" in result.out
 
 
 def test_require_digest_refuses_a_tag_but_takes_a_digest(repo: Repo):
-    path = repo.root / "platform.yaml"
-    path.write_text(path.read_text().replace("requireDigest: false", "requireDigest: true"))
-    repo.commit("prod requires digests")
+    assert repo.platform_environment("prod")["requireDigest"] is True  # every production environment
     refuse(repo, "set-image", "--env", "prod", "--image", "server", "--tag", TAG_A, says="requires image digests")
     assert repo.run("set-image", "--env", "prod", "--image", "server", "--digest", DIGEST_A).code == 0
     assert repo.image("prod", SERVER) == {"name": SERVER, "digest": DIGEST_A}
@@ -182,47 +183,48 @@ def test_promote_copies_images_and_model_version(repo: Repo):
 
 
 def test_promote_into_canary_goes_to_the_canary_track(repo: Repo):
-    assert repo.run("set-image", "--env", "staging", "--image", "server", "--tag", TAG_A).code == 0
+    assert repo.run("set-image", "--env", "staging", "--image", "server", "--digest", DIGEST_A).code == 0
     repo.commit("staging build")
     stable_before = repo.image("prod-canary", "inference-server-stable")
     weights, replicas = repo.weights(), repo.replicas("prod-canary")
     result = repo.run("promote", "--from", "staging", "--to", "prod-canary")
     assert result.code == 0, result.err
-    assert repo.image("prod-canary", "inference-server-canary")["newTag"] == TAG_A
+    assert repo.image("prod-canary", "inference-server-canary")["digest"] == DIGEST_A
     assert repo.image("prod-canary", "inference-server-stable") == stable_before
     assert repo.weights() == weights and repo.replicas("prod-canary") == replicas  # no traffic yet
     assert "make canary ENV=prod-canary" in result.out
 
 
 def test_promote_into_blue_green_goes_to_the_idle_slot(repo: Repo):
-    assert repo.run("set-image", "--env", "staging", "--image", "server", "--tag", TAG_A).code == 0
+    assert repo.run("set-image", "--env", "staging", "--image", "server", "--digest", DIGEST_A).code == 0
     repo.commit("staging build")
     active = repo.slots()["mnist-server"]
     idle = repo.slots()["mnist-server-preview"]
     active_before = repo.image("prod-blue-green", f"inference-server-{active}")
     assert repo.run("promote", "--from", "staging", "--to", "prod-blue-green").code == 0
-    assert repo.image("prod-blue-green", f"inference-server-{idle}")["newTag"] == TAG_A
+    assert repo.image("prod-blue-green", f"inference-server-{idle}")["digest"] == DIGEST_A
     assert repo.image("prod-blue-green", f"inference-server-{active}") == active_before
     assert repo.slots()["mnist-server"] == active  # promote never switches
 
 
 def test_promote_from_canary_reads_the_stable_track(repo: Repo):
-    canary_candidate(repo)  # canary: TAG_A, model 2; stable: 0.1.0, model 1
-    assert repo.run("set-image", "--env", "prod", "--image", "server", "--tag", "0.0.9").code == 0
+    canary_candidate(repo)  # canary: DIGEST_A, model 2; stable: the committed image, model 1
+    assert repo.run("set-image", "--env", "prod", "--image", "server", "--digest", DIGEST_B).code == 0
     repo.commit("prod elsewhere")
     assert repo.run("promote", "--from", "prod-canary", "--to", "prod").code == 0
-    assert repo.image("prod", SERVER)["newTag"] == repo.image("prod-canary", "inference-server-stable")["newTag"]
+    assert repo.image("prod", SERVER)["digest"] == repo.image("prod-canary", "inference-server-stable")["digest"]
     assert repo.versions("prod") == {"mnist-release": repo.versions("prod-canary")["mnist-release-stable"]}
 
 
 def test_promote_from_blue_green_reads_the_active_slot(repo: Repo):
-    idle = repo.slots()["mnist-server-preview"]
-    assert repo.run("set-image", "--env", "prod-blue-green", "--image", "server", "--tag", TAG_A).code == 0
-    assert repo.run("set-image", "--env", "prod", "--image", "server", "--tag", "0.0.9", "--allow-dirty").code == 0
+    active, idle = repo.slots()["mnist-server"], repo.slots()["mnist-server-preview"]
+    live = repo.image("prod-blue-green", f"inference-server-{active}")["digest"]
+    assert repo.run("set-image", "--env", "prod-blue-green", "--image", "server", "--digest", DIGEST_A).code == 0
+    assert repo.run("set-image", "--env", "prod", "--image", "server", "--digest", DIGEST_B, "--allow-dirty").code == 0
     repo.commit("idle slot candidate")
-    assert repo.image("prod-blue-green", f"inference-server-{idle}")["newTag"] == TAG_A
+    assert repo.image("prod-blue-green", f"inference-server-{idle}")["digest"] == DIGEST_A
     assert repo.run("promote", "--from", "prod-blue-green", "--to", "prod").code == 0
-    assert repo.image("prod", SERVER)["newTag"] == "0.1.0"  # the active slot's, not the idle candidate
+    assert repo.image("prod", SERVER)["digest"] == live  # the active slot's, not the idle candidate
 
 
 @pytest.mark.parametrize(
@@ -252,10 +254,8 @@ def test_promote_refuses_on_a_dirty_tree(repo: Repo):
 
 
 def test_promote_refuses_a_tag_into_a_digest_only_environment(repo: Repo):
-    path = repo.root / "platform.yaml"
-    path.write_text(path.read_text().replace("requireDigest: false", "requireDigest: true"))
-    assert repo.run("set-image", "--env", "staging", "--image", "server", "--tag", TAG_A, "--allow-dirty").code == 0
-    repo.commit("prod requires digests; staging build")
+    assert repo.run("set-image", "--env", "staging", "--image", "server", "--tag", TAG_A).code == 0
+    repo.commit("staging build, by tag")
     refuse(repo, "promote", "--from", "staging", "--to", "prod", says="requires image digests")
 
 
@@ -263,7 +263,7 @@ def test_promote_refuses_while_a_canary_takes_traffic(repo: Repo):
     canary_candidate(repo)
     assert repo.run("canary", "--env", "prod-canary", "--weight", "10").code == 0
     repo.commit("canary 10")
-    assert repo.run("set-image", "--env", "staging", "--image", "server", "--tag", "9.9.9").code == 0
+    assert repo.run("set-image", "--env", "staging", "--image", "server", "--digest", DIGEST_B).code == 0
     repo.commit("staging build")
     refuse(repo, "promote", "--from", "staging", "--to", "prod-canary", says="canary in progress")
 
@@ -320,7 +320,7 @@ def test_canary_0_aborts_and_keeps_the_candidate_visible(repo: Repo):
     assert repo.weights() == {"mnist-server-stable": 100, "mnist-server-canary": 0}
     assert repo.replicas("prod-canary") == {"mnist-server-stable": total, "mnist-server-canary": 0}
     assert repo.image("prod-canary", "inference-server-stable") == stable_before
-    assert repo.image("prod-canary", "inference-server-canary")["newTag"] == TAG_A
+    assert repo.image("prod-canary", "inference-server-canary")["digest"] == DIGEST_A
     repo.commit("abort")
     refuse(repo, "canary", "--env", "prod-canary", "--weight", "100", says="takes no traffic")
 
@@ -354,9 +354,10 @@ def test_canary_refuses_no_candidate_and_dirty_tree_and_says_when_there_is_nothi
 
 
 def test_a_step_that_changes_nothing_exits_4_not_2(repo: Repo):
-    """Already so is not bad input: a script can tell them apart (the start state pins 0.1.0
+    """Already so is not bad input: a script can tell them apart (the start state pins one image
     everywhere, and staging and prod run the same release)."""
-    nothing_to_do(repo, "set-image", "--env", "dev", "--image", "server", "--tag", "0.1.0", says="already pins")
+    digest = repo.image("dev", SERVER)["digest"]
+    nothing_to_do(repo, "set-image", "--env", "dev", "--image", "server", "--digest", digest, says="already pins")
     nothing_to_do(repo, "promote", "--from", "staging", "--to", "prod", says="already runs")
 
 

@@ -4,7 +4,7 @@ which pods each Service selects, and the traffic share from HTTPRoute weights an
 from __future__ import annotations
 
 import pytest
-from release_support import TAG_A, Repo, by_kind, model_version, pods_of, replica_shares, route_shares, server_image
+from release_support import DIGEST_A, Repo, by_kind, model_version, pods_of, replica_shares, route_shares, server_image
 
 from generator.release.canary import split_replicas
 
@@ -21,7 +21,7 @@ def assert_blue_green(repo: Repo, active: str, idle: str) -> None:
         assert labels["slot"] == slot
     # the production Service's pods run what the overlay pins for the active slot
     pin = repo.image("prod-blue-green", f"inference-server-{active}")
-    assert server_image(deployments[f"mnist-server-{active}"]) == f"{SERVER}:{pin['newTag']}"
+    assert server_image(deployments[f"mnist-server-{active}"]) == f"{SERVER}@{pin['digest']}"
     assert (
         model_version(docs, deployments[f"mnist-server-{active}"])
         == repo.versions("prod-blue-green")[f"mnist-release-{active}"]
@@ -32,18 +32,18 @@ def test_production_and_preview_services_select_exactly_their_slots_across_switc
     active, idle = repo.slots()["mnist-server"], repo.slots()["mnist-server-preview"]
     assert {active, idle} == {"blue", "green"}
     assert_blue_green(repo, active, idle)
-    assert repo.run("set-image", "--env", "prod-blue-green", "--image", "server", "--tag", TAG_A).code == 0
+    assert repo.run("set-image", "--env", "prod-blue-green", "--image", "server", "--digest", DIGEST_A).code == 0
     repo.commit("candidate in the idle slot")
     docs = repo.render("prod-blue-green")
-    assert server_image(by_kind(docs, "Deployment")[f"mnist-server-{idle}"]) == f"{SERVER}:{TAG_A}"
-    assert TAG_A not in server_image(by_kind(docs, "Deployment")[f"mnist-server-{active}"])
+    assert server_image(by_kind(docs, "Deployment")[f"mnist-server-{idle}"]) == f"{SERVER}@{DIGEST_A}"
+    assert DIGEST_A not in server_image(by_kind(docs, "Deployment")[f"mnist-server-{active}"])
     capacity = repo.replicas("prod-blue-green")[f"mnist-server-{active}"]
 
     assert repo.run("switch", "--env", "prod-blue-green").code == 0
     repo.commit("switch")
     assert_blue_green(repo, idle, active)
     docs = repo.render("prod-blue-green")
-    assert server_image(by_kind(docs, "Deployment")[f"mnist-server-{idle}"]) == f"{SERVER}:{TAG_A}"
+    assert server_image(by_kind(docs, "Deployment")[f"mnist-server-{idle}"]) == f"{SERVER}@{DIGEST_A}"
     assert by_kind(docs, "Deployment")[f"mnist-server-{idle}"]["spec"]["replicas"] == capacity
 
     assert repo.run("switch", "--env", "prod-blue-green").code == 0
@@ -52,7 +52,7 @@ def test_production_and_preview_services_select_exactly_their_slots_across_switc
 
 @pytest.mark.parametrize("weights", [(10, 50, 100), (25, 0)])
 def test_canary_traffic_share_from_weights_and_replicas(repo: Repo, weights):
-    assert repo.run("set-image", "--env", "prod-canary", "--image", "server", "--tag", TAG_A).code == 0
+    assert repo.run("set-image", "--env", "prod-canary", "--image", "server", "--digest", DIGEST_A).code == 0
     repo.commit("candidate on the canary track")
     total = sum(repo.replicas("prod-canary").values())
     for weight in weights:
@@ -86,6 +86,6 @@ def test_canary_traffic_share_from_weights_and_replicas(repo: Repo, weights):
         else:
             assert pods["mnist-server-canary"] == 0
         deployments = by_kind(docs, "Deployment")
-        assert server_image(deployments["mnist-server-canary"]) == f"{SERVER}:{TAG_A}"
+        assert server_image(deployments["mnist-server-canary"]) == f"{SERVER}@{DIGEST_A}"
         stable_image = server_image(deployments["mnist-server-stable"])
-        assert (stable_image == f"{SERVER}:{TAG_A}") == (weight == 100)
+        assert (stable_image == f"{SERVER}@{DIGEST_A}") == (weight == 100)

@@ -19,7 +19,10 @@ from generator.registry.next_version import next_version
 from generator.validate import cli as validate_cli
 
 SERVER = "registry.example.com/ml/inference-server"
-NEW = "2.0.0"
+#: The digest CI's build of the next release got (production pins images by digest only).
+NEW = "sha256:" + "2e" * 32
+#: How make status shows the trainer's, cut to 12 hex digits.
+SHORT = NEW[:19]
 
 
 def status(repo: Repo) -> dict[tuple[str, str], dict]:
@@ -35,8 +38,10 @@ def status(repo: Repo) -> dict[tuple[str, str], dict]:
     return rows
 
 
-def tag(row: dict) -> str:
-    return row["image"].rsplit(":", 1)[1]
+def pin(row: dict) -> str:
+    """The tag or digest a status row's server image is pinned by."""
+    image = row["image"]
+    return image.split("@", 1)[1] if "@" in image else image.rsplit(":", 1)[1]
 
 
 def step(repo: Repo, message: str, command: str, *args: str) -> dict[tuple[str, str], dict]:
@@ -59,10 +64,10 @@ def train(model_root: Path, version: int) -> None:
 
 def test_full_release_walk(repo: Repo, tmp_path):
     start = status(repo)
-    old = tag(start[("prod-canary", "stable")])
+    old = pin(start[("prod-canary", "stable")])
     bg_active = next(v for (e, v), r in start.items() if e == "prod-blue-green" and r["active"])
     bg_idle = next(v for (e, v), r in start.items() if e == "prod-blue-green" and not r["active"])
-    assert tag(start[("dev", "")]) != NEW
+    assert pin(start[("dev", "")]) != NEW
     assert {row["card"] for row in start.values()} == {"acc 0.9700"}, "every pin starts at the committed card"
 
     # train: the next version is one past the model store and the registry (make train)
@@ -80,32 +85,41 @@ def test_full_release_walk(repo: Repo, tmp_path):
     card = cards.read_card(repo.root, "mnist", 2)
 
     # CI: a merge to main built a new server and trainer; dev gets them, then model version 2
-    assert repo.run("set-image", "--env", "dev", "--image", "trainer", "--tag", NEW).code == 0
+    assert repo.run("set-image", "--env", "dev", "--image", "trainer", "--digest", NEW).code == 0
     s = step(
-        repo, "dev: server and trainer", "set-image", "--env", "dev", "--image", "server", "--tag", NEW, "--allow-dirty"
+        repo,
+        "dev: server and trainer",
+        "set-image",
+        "--env",
+        "dev",
+        "--image",
+        "server",
+        "--digest",
+        NEW,
+        "--allow-dirty",
     )
-    assert s[("dev", "")]["trainer"] == f"trainer:{NEW}"
+    assert s[("dev", "")]["trainer"] == f"trainer@{SHORT}"
     s = step(repo, "pin mnist v2 in dev", "pin-model", "--env", "dev", "--version", "2")
     dev = s[("dev", "")]
-    assert (tag(dev), dev["model_version"], dev["model_digest"]) == (NEW, "2", card.digest)
+    assert (pin(dev), dev["model_version"], dev["model_digest"]) == (NEW, "2", card.digest)
     assert dev["card"] == card.headline()
-    assert tag(s[("staging", "")]) == old
+    assert pin(s[("staging", "")]) == old
 
     s = step(repo, "promote dev -> staging", "promote", "--from", "dev", "--to", "staging")
     # staging only serves (platform.yaml): no training Job shows a trainer, but the pin travels on
-    assert (tag(s[("staging", "")]), s[("staging", "")]["model_version"], s[("staging", "")]["trainer"]) == (
+    assert (pin(s[("staging", "")]), s[("staging", "")]["model_version"], s[("staging", "")]["trainer"]) == (
         NEW,
         "2",
         "",
     )
     assert s[("staging", "")]["model_digest"] == card.digest, "promote copies the digest with the version"
-    assert repo.image("staging", "registry.example.com/ml/trainer")["newTag"] == NEW
-    assert tag(s[("prod", "")]) == old
+    assert repo.image("staging", "registry.example.com/ml/trainer")["digest"] == NEW
+    assert pin(s[("prod", "")]) == old
 
     s = step(repo, "promote staging -> prod-canary", "promote", "--from", "staging", "--to", "prod-canary")
     canary, stable = s[("prod-canary", "canary")], s[("prod-canary", "stable")]
-    assert (tag(canary), canary["model_version"], canary["weight"]) == (NEW, "2", 0)
-    assert (tag(stable), stable["model_version"], stable["weight"]) == (old, "1", 100)
+    assert (pin(canary), canary["model_version"], canary["weight"]) == (NEW, "2", 0)
+    assert (pin(stable), stable["model_version"], stable["weight"]) == (old, "1", 100)
 
     for weight in (10, 50):
         s = step(repo, f"canary {weight}", "canary", "--env", "prod-canary", "--weight", str(weight))
@@ -113,34 +127,34 @@ def test_full_release_walk(repo: Repo, tmp_path):
         assert (canary["weight"], stable["weight"]) == (weight, 100 - weight)
         assert canary["weight"] + stable["weight"] == 100
         assert int(canary["replicas"]) >= 1 and int(stable["replicas"]) >= 1
-        assert tag(stable) == old and tag(canary) == NEW
+        assert pin(stable) == old and pin(canary) == NEW
 
     s = step(repo, "canary 100", "canary", "--env", "prod-canary", "--weight", "100")
     canary, stable = s[("prod-canary", "canary")], s[("prod-canary", "stable")]
-    assert (tag(stable), stable["model_version"], stable["weight"], stable["pod_share"]) == (NEW, "2", 100, 100)
+    assert (pin(stable), stable["model_version"], stable["weight"], stable["pod_share"]) == (NEW, "2", 100, 100)
     assert (canary["weight"], canary["replicas"]) == (0, "0")
 
     s = step(repo, "promote staging -> prod-blue-green", "promote", "--from", "staging", "--to", "prod-blue-green")
     active, idle = s[("prod-blue-green", bg_active)], s[("prod-blue-green", bg_idle)]
     assert active["active"] and not idle["active"]
-    assert (tag(idle), idle["model_version"], idle["traffic"]) == (NEW, "2", "preview")
-    assert (tag(active), active["model_version"], active["traffic"]) == (old, "1", "ACTIVE")
+    assert (pin(idle), idle["model_version"], idle["traffic"]) == (NEW, "2", "preview")
+    assert (pin(active), active["model_version"], active["traffic"]) == (old, "1", "ACTIVE")
 
     capacity = active["replicas"]
     s = step(repo, "switch", "switch", "--env", "prod-blue-green")
     now_active, now_idle = s[("prod-blue-green", bg_idle)], s[("prod-blue-green", bg_active)]
-    assert now_active["active"] and now_active["traffic"] == "ACTIVE" and tag(now_active) == NEW
+    assert now_active["active"] and now_active["traffic"] == "ACTIVE" and pin(now_active) == NEW
     assert now_active["replicas"] == capacity
-    assert not now_idle["active"] and now_idle["traffic"] == "preview" and tag(now_idle) == old
+    assert not now_idle["active"] and now_idle["traffic"] == "preview" and pin(now_idle) == old
 
     # rollback: revert the switch commit (a reviewed commit too); the old slot is live again
     git(repo.root, "revert", "--no-edit", "HEAD")
     assert validate_cli.main(["--root", str(repo.root), "--no-freshness", "--no-secrets", "--no-kubeconform"]) == 0
     s = status(repo)
-    assert s[("prod-blue-green", bg_active)]["active"] and tag(s[("prod-blue-green", bg_active)]) == old
+    assert s[("prod-blue-green", bg_active)]["active"] and pin(s[("prod-blue-green", bg_active)]) == old
     assert s[("prod-blue-green", bg_active)]["model_version"] == "1"
     assert s[("prod-blue-green", bg_active)]["replicas"] == capacity
-    assert tag(s[("prod", "")]) == old  # the rolling prod was never part of this walk
+    assert pin(s[("prod", "")]) == old  # the rolling prod was never part of this walk
     table = repo.run("status")
     assert table.code == 0
     lines = table.out.splitlines()
