@@ -26,7 +26,8 @@ from repository import Repository, git, make, scratch_clone
 from generator.strategy import BLUE_GREEN, CANARY
 
 PRINTED_SPLIT = re.compile(r"^\s*(\S+) (replicas|weights) (\w+)[+/](\w+): \d+[+/]\d+ -> (\d+)[+/](\d+)\s*$", re.M)
-CANDIDATE_TAG = "2.0.0"
+#: The candidate, by digest: production environments refuse a tag (requireDigest).
+CANDIDATE_DIGEST = "sha256:" + "2e" * 32
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,7 @@ def test_canary_steps_split_pods_and_weights_and_reverts_restore_them(cluster, c
     walk.sync()
     states = [walk.state()]
 
-    walk.step("set-image", ENV="prod-canary", IMAGE="server", TAG=CANDIDATE_TAG)
+    walk.step("set-image", ENV="prod-canary", IMAGE="server", DIGEST=CANDIDATE_DIGEST)
     walk.sync()
     states.append(walk.state())
     assert states[1] != states[0], "set-image changed nothing live"
@@ -187,7 +188,7 @@ def test_canary_steps_split_pods_and_weights_and_reverts_restore_them(cluster, c
         d for d in walk.of_kind("Deployment") if d["spec"]["template"]["metadata"]["labels"].get(label) == "stable"
     )
     images = [c["image"] for c in walk.cluster.syncer.live(stable)["spec"]["template"]["spec"]["containers"]]
-    assert any(image.endswith(f":{CANDIDATE_TAG}") for image in images), "WEIGHT=100 did not promote the candidate"
+    assert any(image.endswith(f"@{CANDIDATE_DIGEST}") for image in images), "WEIGHT=100 did not promote the candidate"
 
     while walk.steps:
         states.pop()
