@@ -122,7 +122,7 @@ lint: $(EVERYTHING) ## Every linter, offline from .venv: pre-commit run --all-fi
 # DRY_RUN=1 prints the edit as a diff and writes nothing.
 DRY = $(if $(DRY_RUN),--dry-run)
 
-.PHONY: promote canary switch set-image diff status register pin-model package-model push-model bootstrap
+.PHONY: promote canary switch set-image diff status insights lineage register pin-model package-model push-model bootstrap
 bootstrap: $(GENERATOR) $(call installed,training) ## A fresh cluster's first version: train, push, register, pin everywhere, one commit (PLAIN_HTTP=1)
 	$(PY) -m generator bootstrap --model "$(MODEL)" --model-root "$(MODEL_ROOT)" $(if $(PLAIN_HTTP),--plain-http)
 
@@ -155,6 +155,13 @@ diff: $(GENERATOR) ## Show rendered changes against BASE (default origin/main); 
 
 status: $(GENERATOR) ## One table of every environment: strategy, image, model version, replicas, weight or slot
 	$(PY) -m generator status
+
+insights: $(call installed,generator) ## DORA keys and model lineage from git history into build/insights/ (SINCE=90d, UNTIL=, ENV=)
+	$(PY) -m generator insights --since "$(or $(SINCE),90d)" $(if $(UNTIL),--until "$(UNTIL)") $(if $(ENV),--env "$(ENV)")
+
+# MODEL=sha256:... (a digest, not a model name) lists everywhere that digest has been live.
+lineage: $(call installed,generator) ## Which model each environment's slots ran, commit to commit: make lineage [ENV=prod] [AT=2026-12-01T12:00Z] [MODEL=sha256:...]
+	$(PY) -m generator lineage $(if $(ENV),--env "$(ENV)") $(if $(AT),--at "$(AT)") $(if $(filter sha256:%,$(MODEL)),--model "$(MODEL)")
 
 # --- services ------------------------------------------------------------------
 

@@ -117,6 +117,8 @@ DELEGATED = {
     "push-model": ("generator.release.push_model", "push a model version's OCI image; print its digest"),
     "serve-env": ("generator.release.serve_env", "print the server settings that pin an environment's live model"),
     "bootstrap": ("generator.release.bootstrap", "train, push, register and pin a first version everywhere; commit"),
+    "insights": ("generator.insights.cli", "DORA keys and model lineage from git history, into build/insights/"),
+    "lineage": ("generator.insights.lineage_cli", "which model ran in each environment's variants, commit to commit"),
 }
 
 
