@@ -12,6 +12,7 @@ import sys
 import time
 
 from flask import Flask, Response, g, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
 from services.inference import metrics
@@ -100,7 +101,8 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
 
 def _register_error_handlers(app: Flask, settings: Settings) -> None:
     """Every error answers in TF Serving's JSON shape: API errors as raised, HTTP errors with a
-    message that says what to do, and anything unexpected as a logged 500 that keeps the worker."""
+    message that says what to do, a body gunicorn's parser refuses as 400, and anything unexpected
+    as a logged 500 that keeps the worker."""
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
@@ -118,6 +120,14 @@ def _register_error_handlers(app: Flask, settings: Settings) -> None:
         )
         headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
         return error_response(exc.code or 500, message, headers)
+
+    @app.errorhandler(ParseException)
+    def _malformed_body(exc: ParseException) -> Response:
+        # The worker's framer refuses such bodies before the app runs; should one still get through,
+        # gunicorn raises while the view reads it. The client's fault, not a bug: a 400, no traceback.
+        # The worker's BufferedRequest makes the answer close the connection.
+        log.info("malformed request body on %s %s: %s", request.method, request.path, exc)
+        return error_response(400, f"malformed request body: {exc}")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:  # a bug, never a client error: log it, keep the worker alive

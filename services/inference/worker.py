@@ -7,9 +7,10 @@ It is gunicorn's ``gthread`` worker (``ThreadWorker``) with five changes:
    client that sends slowly holds a buffer, never one of the threads that run predictions. Headers
    must arrive within ``REQUEST_HEADER_TIMEOUT`` and the body within ``REQUEST_BODY_TIMEOUT``
    (else 408); a body over ``MAX_BODY_BYTES`` is refused with 413 from its headers, before it is
-   read, and a malformed chunked body with 400. Buffered bodies share a per-worker budget; past it,
-   connections still sending a body wait their turn. Responses to clients that do not read are
-   bounded by a socket send timeout.
+   read, and whatever gunicorn's parser would refuse in the request line, the framing or a chunked
+   body with 400, at once (``framing.py`` asks gunicorn's own parser code). Buffered bodies share a
+   per-worker budget; past it, connections still sending a body wait their turn. Responses to
+   clients that do not read are bounded by a socket send timeout.
 2. **Connections spread over workers.** Workers share one listening socket and a small table of
    their open connections (shared memory set up by ``gunicorn.conf.py``); a worker takes a new
    connection only while it holds no more than the average, so 8 keep-alive connections on 2
@@ -44,10 +45,13 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
-from gunicorn import http
+from gunicorn.http.errors import ParseException
+from gunicorn.http.message import Request
+from gunicorn.http.parser import RequestParser
+from gunicorn.http.unreader import IterUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from services.inference.framing import Reject, RequestFramer
+from services.inference.framing import ParserRules, Reject, RequestFramer
 from services.inference.settings import DRAIN_MARKER, WORKER_STATE_DIR_ENV, Settings
 
 if TYPE_CHECKING:  # the master imports this module: it must not load grpc or a model runtime
@@ -55,7 +59,6 @@ if TYPE_CHECKING:  # the master imports this module: it must not load grpc or a 
 
     from gunicorn._types import _AddressType
     from gunicorn.config import Config
-    from gunicorn.http import Request
 
     from services.inference.grpc_api import DrainableServer
     from services.inference.repository import ModelRepository
@@ -69,6 +72,7 @@ _REASONS = {
     408: "Request Timeout",
     413: "Content Too Large",
     431: "Request Header Fields Too Large",
+    501: "Not Implemented",
 }
 
 
@@ -141,25 +145,51 @@ def raw_error_response(status: int, message: str) -> bytes:
     return head.encode("latin-1") + body
 
 
+class BufferedRequest(Request):
+    """gunicorn's request, which also closes its connection when reading its body failed.
+
+    A body the framer let through should never fail in gunicorn's parser (both judge it with the
+    same code); if one still does, the app answers 400 (``app.py``) and this makes that answer say
+    ``Connection: close``: where the next request starts is then unknown.
+    """
+
+    def should_close(self) -> bool:
+        """gunicorn's answer, or True once reading the body raised (``Body.failed``, gunicorn 27)."""
+        return bool(getattr(self.body, "failed", False)) or super().should_close()
+
+
+class BufferedParser(RequestParser):
+    """gunicorn's parser of one request held in memory, yielding :class:`BufferedRequest`."""
+
+    mesg_class = BufferedRequest
+
+
 class BufferedConn(TConn):
     """A connection whose next request is being collected by the event loop."""
 
     def __init__(
-        self, cfg: Config, sock: socket.socket, client: _AddressType, server: _AddressType, max_body: int
+        self,
+        cfg: Config,
+        sock: socket.socket,
+        client: _AddressType,
+        server: _AddressType,
+        max_body: int,
+        rules: ParserRules,
     ) -> None:
         super().__init__(cfg, sock, client, server)
         self.initialized = True  # no lazy socket parser: each request gets an in-memory one
         self.data_ready = True
         self.max_body = max_body
+        self.rules = rules
         self.buf = bytearray()
-        self.framer = RequestFramer(max_body)
+        self.framer = RequestFramer(max_body, rules)
         self.deadline = 0.0
         self.lingering = False
         self.continued = False
 
     def next_request(self) -> None:
         """Forget the request just served; bytes already read for the next one stay in ``buf``."""
-        self.framer = RequestFramer(self.max_body)
+        self.framer = RequestFramer(self.max_body, self.rules)
         self.continued = False
 
 
@@ -192,6 +222,7 @@ class InferenceWorker(ThreadWorker):
     def init_process(self) -> None:
         """In the forked worker: settings read once from here on (``ReadOnceConfig``), then gunicorn's start."""
         self.cfg = ReadOnceConfig(self.cfg)  # type: ignore[assignment]  # reads like the Config it wraps
+        self.rules = ParserRules(self.cfg)
         super().init_process()
 
     @property
@@ -327,7 +358,9 @@ class InferenceWorker(ThreadWorker):
         client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(timeout), 0))
         if client_sock.family in (socket.AF_INET, socket.AF_INET6):
             client_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = BufferedConn(self.cfg, client_sock, client_addr, listener.getsockname(), self.settings.max_body_bytes)
+        conn = BufferedConn(
+            self.cfg, client_sock, client_addr, listener.getsockname(), self.settings.max_body_bytes, self.rules
+        )
         conn.deadline = time.monotonic() + self.settings.header_timeout
         self._watch(conn)
         return True
@@ -376,16 +409,32 @@ class InferenceWorker(ThreadWorker):
         if result is None:
             if conn.framer.expects_continue and not conn.continued:
                 conn.continued = True
+                if not self._head_accepted(conn):
+                    self._dispatch(conn, conn.framer.header_end)  # gunicorn's parser answers its error
+                    return
                 self._send_now(conn, _CONTINUE)
             return
+        self._dispatch(conn, result)
+
+    def _head_accepted(self, conn: BufferedConn) -> bool:
+        """Whether gunicorn's parser accepts the request line and headers (as it checks them before
+        it would send ``100 Continue`` itself)."""
+        try:
+            Request(self.cfg, IterUnreader([bytes(conn.buf[: conn.framer.header_end])]), conn.client)
+        except ParseException:
+            return False
+        return True
+
+    def _dispatch(self, conn: BufferedConn, end: int) -> None:
+        """Hand the request in ``conn.buf[:end]`` to a thread."""
         with memoryview(conn.buf) as view:
-            pieces = [bytes(view[: conn.framer.header_end]), bytes(view[conn.framer.header_end : result])]
-        del conn.buf[:result]
-        self.buffered -= result
+            pieces = [bytes(view[: conn.framer.header_end]), bytes(view[conn.framer.header_end : end])]
+        del conn.buf[:end]
+        self.buffered -= end
         self._unwatch(conn)
         # The head and the body apart: gunicorn's parser copies everything it holds while it looks for
         # the end of the request line and of the headers, and the body then reaches the app in one piece.
-        conn.parser = http.get_parser(self.cfg, pieces if pieces[1] else pieces[:1], conn.client)
+        conn.parser = BufferedParser(self.cfg, pieces if pieces[1] else pieces[:1], conn.client)
         conn.sock.setblocking(True)
         self.enqueue_req(conn)
 
@@ -462,6 +511,15 @@ class InferenceWorker(ThreadWorker):
         if self.closing or not self.alive:
             req.must_close = True
         return super().handle_request(req, conn)
+
+    def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:
+        """After a response, gthread drains a body the app did not read; should gunicorn's parser
+        refuse it there, the connection just closes: one request, one response (never its 400 too)."""
+        try:
+            return bool(super()._keepalive_after(conn, keepalive))  # type: ignore[misc]  # gthread's, not in its stubs
+        except ParseException as exc:
+            self.log.info("closing a connection from %s: its request's unread body was malformed: %s", conn.client, exc)
+            return False
 
     def finish_request(self, conn: TConn, fs: Future[bool]) -> None:
         """Event loop, after a request: keep the connection for the next one, or close it."""

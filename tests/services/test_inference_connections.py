@@ -272,8 +272,8 @@ def test_malformed_and_oversized_bodies(model_store, start_server):
     server = start_server(model_store, MAX_BODY_BYTES="150000")
     cases = [
         (chunked(BODY[:100], BODY[100:], b""), 200, "predictions"),
-        (chunked(BODY, b"", sizes=["zz", "0"]), 400, "invalid chunk size"),
-        (chunked(BODY[:10], sizes=["-5"]), 400, "invalid chunk size"),
+        (chunked(BODY, b"", sizes=["zz", "0"]), 400, "Invalid chunk size"),
+        (chunked(BODY[:10], sizes=["-5"]), 400, "Invalid chunk size"),
         (chunked(b"x" * 1000, sizes=["100000"]), 413, "MAX_BODY_BYTES"),  # refused before the body arrives
         (
             http_request(b"x" * 100)[:-100].replace(b"Content-Length: 100", b"Content-Length: 900000"),
