@@ -63,6 +63,11 @@ def first_parent_chain(root: Path, rev: str) -> list[Commit]:
     """The first-parent commits of ``rev``, oldest first, with messages and trailers: the order in
     which changes reached the branch Argo CD follows."""
     out = run_git(root, "log", "--first-parent", f"--format={_LOG_FORMAT}", rev, "--")
+    return _parse(out)[::-1]
+
+
+def _parse(out: str) -> list[Commit]:
+    """The commits of a ``git log --format=_LOG_FORMAT`` output, in its order."""
     commits = []
     for record in out.split(RECORD):
         record = record.strip("\n")
@@ -72,8 +77,14 @@ def first_parent_chain(root: Path, rev: str) -> list[Commit]:
         commits.append(
             Commit(sha, tuple(parents.split()), int(author), int(committed), subject, body, _trailers(trailers))
         )
-    commits.reverse()
     return commits
+
+
+def commits_between(root: Path, base: str, head: str = "HEAD") -> list[Commit]:
+    """The commits ``head`` has and ``base`` has not, merges left out, oldest first: what a pull
+    request adds."""
+    out = run_git(root, "log", "--no-merges", f"--format={_LOG_FORMAT}", f"{base}..{head}", "--")
+    return _parse(out)[::-1]
 
 
 def ancestry(root: Path, rev: str) -> dict[str, tuple[tuple[str, ...], int]]:

@@ -19,10 +19,12 @@ from generator.config import Environment, Platform
 from generator.conventions import card_path
 from generator.insights.gitlog import CatFile, Commit, ancestry, first_parent_chain
 from generator.insights.state import ReleaseState, files_for, parse_documents, read_state
+from generator.release.trailers import KEYS
 from generator.strategy import Strategy
 
-#: The trailers a release command writes (issue 31): each deployment row carries those present.
-TRAILERS = ("Release-Action", "Release-Env", "Model-Version", "Model-Digest", "Image-Digest", "Reverts")
+#: The trailers a release command writes (generator.release.trailers), and a revert's: each
+#: deployment row carries those present.
+TRAILERS = (*KEYS, "Reverts")
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,11 @@ def _new_commits(chain: list[Commit], graph: dict[str, tuple[tuple[str, ...], in
     return new
 
 
-def _env_state(
+def env_state(
     cat: CatFile, parsed: dict[str, list[Any]], sha: str, env: Environment, platform: Platform
 ) -> ReleaseState | None:
+    """An environment's release state at commit ``sha`` (None: no overlay there); ``parsed``
+    caches each blob's documents by object id."""
     files = {}
     for name in files_for(env.strategy):
         found = cat.read(sha, f"{env.overlay}/{name}")
@@ -141,7 +145,7 @@ def walk(
             pending: list[str] = []
             for commit in chain:
                 pending.extend(new[commit.sha])
-                state = _env_state(cat, parsed, commit.sha, env, platform)
+                state = env_state(cat, parsed, commit.sha, env, platform)
                 if state is None or state == before:
                     continue
                 found = history.deployments[env.name]

@@ -32,6 +32,8 @@ from generator.release.card_rules import check_gates, model_image_pin
 from generator.release.errors import EXIT_OK, Refused, ToolFailed
 from generator.release.model_store import package_version
 from generator.release.overlay import Overlay, load_platform, resolve_root
+from generator.release.trailers import message as commit_message
+from generator.release.trailers import release_trailers
 from services import model_image, registry_client
 
 
@@ -106,10 +108,14 @@ def bootstrap(args: argparse.Namespace) -> int:
         for overlay in overlays:
             written += overlay.commit()
         git.git(root, "add", "--", *written)
-        message = (
-            f"bootstrap: {model} v{version}, pinned in every environment\n\n"
-            f"Trained by make bootstrap, pushed as {repository}@{digest}\n"
-            f"(files {card.digest}, {card.headline()}).\n"
+        trailers = release_trailers(
+            "bootstrap", versions=[(model, str(version))], digests=[(model, card.digest)], image=card.image
+        )
+        trailers[1:1] = [("Release-Env", overlay.env.name) for overlay in overlays]
+        message = commit_message(
+            f"bootstrap: {model} v{version}, pinned in every environment",
+            f"Trained by make bootstrap, pushed as {repository}@{digest}\n(files {card.digest}, {card.headline()}).",
+            trailers,
         )
         git.git(root, "commit", "--quiet", "--message", message, "--", *written)
     except BaseException as exc:  # a failed render or git, or Ctrl-C: whole or not at all

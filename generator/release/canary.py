@@ -82,7 +82,9 @@ def step(overlay: Overlay, weight: int) -> cli.Edit:
         title = f"canary {env}: abort, all traffic back to stable ({stable_release.describe()})"
     else:
         title = f"canary {env}: {weight}% of traffic to the canary ({canary_release.describe()})"
-    edit = cli.Edit(overlay, title)
+    # The trailers record the release that takes the canary's share: the stable track once the
+    # step is 0 (abort) or 100 (the canary's release moved there), else the canary track.
+    edit = cli.Edit(overlay, title, variant=canary if 0 < weight < TOTAL_WEIGHT else stable)
     if weight == TOTAL_WEIGHT:
         overlay.set_release(canary_release, stable)
         edit.note(f"{stable} server", stable_release.server.reference, canary_release.server.reference)

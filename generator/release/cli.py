@@ -13,7 +13,8 @@ from typing import NoReturn
 from generator.release import git
 from generator.release.errors import EXIT_NOTHING, EXIT_OK, EXIT_REFUSED, EXIT_TOOL, NothingToDo, Refused, ToolFailed
 from generator.release.git import ALLOW_DIRTY_ENV_VAR
-from generator.release.overlay import Overlay, find_env, load_platform, resolve_root
+from generator.release.overlay import Overlay, Pin, find_env, load_platform, resolve_root
+from generator.release.trailers import Trailer, commit_command, release_trailers
 
 EPILOG = (
     "Exit codes: 0 done, 2 refused or bad input (one line says why; nothing changed), "
@@ -77,6 +78,25 @@ class Edit:
     overlay: Overlay
     title: str  # the commit subject the command suggests
     changes: list[str] = field(default_factory=list)  # human lines, "what: before -> after"
+    #: The slot or track the edit releases into ("" in a rolling environment): its release after
+    #: the edit is what the commit's trailers record.
+    variant: str = ""
+    #: The image the edit pinned, where it is not a variant's server image (the trainer).
+    image: Pin | None = None
+
+    def trailers(self, action: str) -> list[Trailer]:
+        """The commit's trailers: this action, here, and the release now pinned in the variant."""
+        if self.image is not None:  # the trainer: one pin for the environment, no variant's release
+            return release_trailers(action, self.overlay.env.name, image=self.image)
+        release = self.overlay.release(self.variant)
+        return release_trailers(
+            action,
+            self.overlay.env.name,
+            self.variant,
+            versions=release.versions,
+            digests=release.digests,
+            image=self.image or release.server,
+        )
 
     def note(self, what: str, before: object, after: object) -> None:
         if before != after:
@@ -119,8 +139,6 @@ def finish(name: str, edit: Edit, nothing: str, dry_run: bool = False) -> int:
     for line in edit.changes:
         print(f"  {line}")
     print(f"  edited {', '.join(paths)} (kustomize build ok)")
-    print(
-        f"  next: review with `make diff BASE=HEAD`, then commit: git commit -m {edit.title!r} -- "
-        f"{edit.overlay.env.overlay}"
-    )
+    command = commit_command(edit.title, edit.trailers(name), [edit.overlay.env.overlay])
+    print(f"  next: review with `make diff BASE=HEAD`, then commit (the trailers say what this release is): {command}")
     return EXIT_OK

@@ -62,7 +62,9 @@ def pin_model(args: argparse.Namespace) -> int:
     overlay.set_model_digest(model, card.digest, variant)
     overlay.set_model_image(model, image, variant)
     target = env.name + (f" {where}" if where else "")
-    edit = cli.Edit(overlay, f"pin-model {target}: {model} v{version} ({card.digest[:19]}, {card.headline()})")
+    edit = cli.Edit(
+        overlay, f"pin-model {target}: {model} v{version} ({card.digest[:19]}, {card.headline()})", variant=variant
+    )
     edit.note(f"{model} model version", old_version, version)
     edit.note(f"{model} model digest", old_digest or "(none)", card.digest)
     edit.note(

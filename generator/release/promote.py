@@ -87,6 +87,7 @@ def promote(args: argparse.Namespace) -> int:
         f"promote {source.env.name} to {target.env.name}"
         + (f" {where_to}" if where_to else "")
         + f": {release.describe()}",
+        variant=variant,
     )
     edit.note("server", before.server.reference, release.server.reference)
     # A serve-only target runs no trainer: its pin is kept in step, but not reported as a release.

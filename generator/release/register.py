@@ -37,6 +37,7 @@ from generator.release import cli
 from generator.release.errors import EXIT_OK, Refused, ToolFailed
 from generator.release.model_store import add_version_arguments, find_version_dir, known_model
 from generator.release.overlay import resolve_root
+from generator.release.trailers import commit_command, release_trailers
 from services import model_image, registry_client
 
 
@@ -138,7 +139,14 @@ def register(args: argparse.Namespace) -> int:
         f"  holdoutAccuracy {metrics['holdoutAccuracy']}, holdoutLoss {metrics['holdoutLoss']} "
         f"on {metrics['holdoutExamples']} held-out examples; {len(card['files'])} files"
     )
-    print(f"  next: git add {rel} && git commit -m 'register {args.model} v{version}', then make pin-model ENV=dev")
+    trailers = release_trailers(
+        "register",
+        versions=[(args.model, str(version))],
+        digests=[(args.model, card["digest"])],
+        image=cards.Card(rel, card).image,
+    )
+    print(f"  next: git add {rel} && {commit_command(f'register {args.model} v{version}', trailers, [rel])}")
+    print("  then: make pin-model ENV=dev")
     return EXIT_OK
 
 

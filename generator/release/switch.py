@@ -30,7 +30,7 @@ def switch(args: argparse.Namespace) -> int:
     active = overlay.common_slot("active")
     idle = overlay.common_slot("idle")
     new_release = overlay.release(idle)
-    edit = cli.Edit(overlay, f"switch {overlay.env.name} to slot {idle} ({new_release.describe()})")
+    edit = cli.Edit(overlay, f"switch {overlay.env.name} to slot {idle} ({new_release.describe()})", variant=idle)
     for model in overlay.models:
         overlay.set_active_slot(model, idle)
         edit.note(f"{model}-server (production) selects slot", active, idle)

@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-kubeconform", action="store_true", help="do not run kubeconform even when it is available"
     )
     parser.add_argument("--jobs", "-j", type=int, help="parallel renders (default: 2 x CPUs)")
+    parser.add_argument(
+        "--base",
+        metavar="REV",
+        help="a pull request's base: note each commit since REV that changes a release state without "
+        "Release-* trailers (a note, never a finding)",
+    )
     parser.add_argument("--list-checks", action="store_true", help="print every check id and exit")
     return parser
 
@@ -88,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         secrets=not args.no_secrets,
         kubeconform="off" if args.no_kubeconform else "auto",
         jobs=args.jobs,
+        base=args.base,
     )
     try:
         result = engine.run(opts)

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generator.config import ConfigError, load_config
 from generator.inputs import InputError, load_yaml, read_text
 from generator.release import files as release_files
 from generator.tools.kubeconform import ENV_VAR as KUBECONFORM_ENV
@@ -24,6 +25,7 @@ from generator.validate import (
     kubeconform,
     model_pins,
     policies,
+    release_commits,
     render,
     repofiles,
     semantics,
@@ -85,6 +87,7 @@ class Options:
     kubeconform: str = "auto"  # auto: run whenever kubeconform is found; off
     charts: bool = True  # also helm-template every chart under charts/ (defaults and ci/*values.yaml)
     jobs: int | None = None
+    base: str | None = None  # a pull request's base revision: note release commits without trailers
 
 
 @dataclass
@@ -242,6 +245,15 @@ def run(opts: Options) -> Result:
                 child.proc.wait()
 
 
+def _release_commit_notes(root: Path, config: Path, base: str) -> list[str]:
+    """The pull request's release commits without trailers (notes: hand edits stay possible)."""
+    try:
+        platform = load_config(config)
+    except ConfigError:
+        return ["release trailers not checked: platform.yaml does not load (its findings say why)"]
+    return release_commits.untold_releases(root, platform, base)
+
+
 def _run(
     opts: Options,
     root: Path,
@@ -283,6 +295,8 @@ def _run(
     if opts.kubeconform == "auto":
         streams = rendered + charts + ([argocd] if argocd else [])
         findings.extend(_kubeconform_findings(root, opts.kubernetes_version, streams, notes))
+    if opts.base:
+        notes.extend(_release_commit_notes(root, config, opts.base))
     if secrets_scan is not None:
         findings.extend(secrets_scan.finish())
     if fresh_proc is not None:

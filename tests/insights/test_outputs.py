@@ -14,6 +14,7 @@ from conftest import SINCE, UNTIL
 from prometheus_client.parser import text_string_to_metric_families
 
 from generator.insights import cli
+from generator.insights.history import TRAILERS
 from generator.insights.outputs import FILES, SCHEMA_PATH
 from generator.paths import TOOLS_BIN
 
@@ -33,6 +34,11 @@ def test_insights_json_fits_its_schema_and_the_schema_refuses_a_wrong_shape(repo
     broken["deployments"][0]["surprise"] = True
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(schema).validate(broken)
+
+
+def test_the_schema_names_every_trailer_a_release_command_writes():
+    trailers = json.loads(SCHEMA_PATH.read_text())["$defs"]["deployment"]["properties"]["trailers"]
+    assert trailers["propertyNames"]["enum"] == list(TRAILERS)
 
 
 def test_metrics_prom_parses_and_carries_the_figures(report):

@@ -46,6 +46,14 @@ def test_bootstrap_leaves_one_commit_whose_pins_every_environment_pulls(repo: Re
         }
         card = cards.read_card(repo.root, "mnist", version)
         assert card.artifact == (f"{host}/ml/models/mnist", card.artifact[1])
+        trailers = git(repo.root, "log", "-1", "--format=%(trailers:unfold=true)").strip().splitlines()
+        assert trailers == [
+            "Release-Action: bootstrap",
+            *(f"Release-Env: {env}" for env in ENVS),
+            f"Model-Version: mnist {version}",
+            f"Model-Digest: mnist {card.digest}",
+            f"Image-Digest: {card.image}",
+        ]
         pulled = 0
         for env in ENVS:
             for reference in model_images(repo, env):
