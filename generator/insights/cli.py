@@ -137,7 +137,7 @@ def summary(document: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the arguments, walk the history, write the three files and print a summary."""
+    """Parse the arguments, walk the history, write the four files and print a summary."""
     parser = argparse.ArgumentParser(prog="python -m generator insights", description=__doc__)
     common_arguments(parser)
     parser.add_argument("--since", default=DEFAULT_SINCE, help="90d, 12w, 48h, an ISO time or 'all' (default 90d)")

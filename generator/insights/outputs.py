@@ -1,5 +1,6 @@
 """The insights as files: ``insights.json`` (versioned, with a JSON Schema beside this module),
-``metrics.prom`` (Prometheus text, written with prometheus_client) and ``deployments.csv``.
+``metrics.prom`` (Prometheus text, written with prometheus_client), ``deployments.csv`` and
+``index.html`` (one self-contained page with inline SVG charts: ``report.py``).
 
 Every file is a function of the history and the window alone: keys sorted, rows in a fixed order,
 no time of writing, so the same history gives the same bytes. Each file is written atomically.
@@ -26,7 +27,7 @@ from generator.insights.metrics import ALL, MIN_SAMPLES, OK, Window
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("insights.schema.json")
-FILES = ("insights.json", "metrics.prom", "deployments.csv")
+FILES = ("insights.json", "metrics.prom", "deployments.csv", "index.html")
 CSV_COLUMNS = (
     "env",
     "commit",
@@ -193,11 +194,14 @@ def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
 
 
 def write_all(out_dir: Path, document: dict[str, Any]) -> list[Path]:
-    """Write the three files into ``out_dir`` (each atomically); the paths written."""
+    """Write the four files into ``out_dir`` (each atomically); the paths written."""
+    from generator.insights import report  # matplotlib is imported for the report only (not by `lineage`)
+
     contents = {
         "insights.json": json_bytes(document),
         "metrics.prom": prometheus_bytes(document),
         "deployments.csv": csv_bytes(document["deployments"]),
+        "index.html": report.html_bytes(document),
     }
     for name, data in contents.items():
         write_atomic(out_dir / name, data)
