@@ -45,13 +45,14 @@ def test_release_workflow_pins_both_images_in_dev_and_opens_a_pull_request():
     assert trigger["push"]["branches"] == ["main"] and trigger["push"]["paths"] == ["services/**"]
     assert workflow["permissions"] == {}
     build, pin = workflow["jobs"]["build"], workflow["jobs"]["pin-dev"]
-    assert build["permissions"] == {"contents": "read"}
-    assert pin["permissions"] == {"contents": "write", "pull-requests": "write"} and pin["needs"] == "build"
+    assert build["permissions"] == {"contents": "read", "packages": "write"}
+    # The pull request is opened with the release app's token; dev pins only signed, verified images.
+    assert pin["permissions"] == {"contents": "read"} and pin["needs"] == ["build", "attest"]
     builds = [step.get("run", "") for step in build["steps"]]
     assert "make images" in builds and "make test-images" in builds, "the release builds as developers and CI do"
     assert builds.index("make images") < builds.index("make test-images")
     assert any("make push-images" in run for run in builds)
-    assert set(build["outputs"]) == {"server-digest", "trainer-digest"}
+    assert {"server-digest", "trainer-digest"} <= set(build["outputs"])
     runs = [step.get("run", "") for step in pin["steps"]]
     assert 'make set-image ENV=dev IMAGE=server DIGEST="$DIGEST"' in runs  # pinned by the pushed digest
     assert 'make set-image ENV=dev IMAGE=trainer DIGEST="$DIGEST"' in runs
@@ -60,5 +61,6 @@ def test_release_workflow_pins_both_images_in_dev_and_opens_a_pull_request():
     uses = [step["uses"] for job in (build, pin) for step in job["steps"] if "uses" in step]
     assert any(u.startswith("docker/login-action@") for u in uses)
     assert any(u.startswith("peter-evans/create-pull-request@") for u in uses)
-    text = (REPO_ROOT / ".github/workflows/release.yaml").read_text()
-    assert "secrets.REGISTRY_PASSWORD" in text and "password: ${{ secrets." in text
+    # GHCR takes the job's own token; a registry password is opt-in (tests/validate/test_github_workflows.py).
+    logins = [step for step in build["steps"] if step.get("uses", "").startswith("docker/login-action@")]
+    assert any(step["with"]["password"] == "${{ github.token }}" for step in logins)
