@@ -11,6 +11,7 @@ import argparse
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from generator.inputs import InputError, load_yaml
 from generator.insights.gitlog import GitError, run_git
 from generator.insights.history import History, walk
 from generator.insights.lineage import lineage
-from generator.insights.metrics import ALL, Window, compute
+from generator.insights.metrics import ALL, Window, compute, duration
 from generator.insights.outputs import deployment_rows, insights_document, write_all
 from generator.paths import REPO_ROOT
 
@@ -108,15 +109,6 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", help="the window's end, ISO 8601 (default: now; fixed: the same bytes out)")
 
 
-def _format_seconds(value: int | None) -> str:
-    if value is None:
-        return "n/a"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if value >= size:
-            return f"{value / size:.1f}{unit}"
-    return f"{value}s"
-
-
 def summary(document: dict[str, Any]) -> list[str]:
     """One line per environment and one for all of them: the four keys with their counts."""
     lines = []
@@ -128,9 +120,9 @@ def summary(document: dict[str, Any]) -> list[str]:
         lead, restore = f["leadTime"], f["timeToRestore"]
         lines.append(
             f"{name:16} {f['deployments']['count']:3} deployments ({f['deployments']['perWeek'] or 0:.2f}/week), "
-            f"lead time p50 {_format_seconds(lead['quantiles']['p50'])} ({lead['samples']} commits), "
+            f"lead time p50 {duration(lead['quantiles']['p50'])} ({lead['samples']} commits), "
             f"change failures {cfr['numerator']}/{cfr['denominator']} ({rate}; canary caught "
-            f"{cfr['caughtByCanary']}), restore p50 {_format_seconds(restore['quantiles']['p50'])} "
+            f"{cfr['caughtByCanary']}), restore p50 {duration(restore['quantiles']['p50'])} "
             f"({restore['samples']})"
         )
     return lines
@@ -144,15 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", help="one environment (default: every environment in platform.yaml)")
     parser.add_argument("--out", type=Path, help="output directory (default: <repo>/build/insights)")
     args = parser.parse_args(argv)
-    started = time.monotonic()
+    return run("insights", lambda: insights(args))
+
+
+def run(name: str, body: Callable[[], int]) -> int:
+    """A command's body, its refusals as one line each: bad input exit 2, git failed exit 3."""
     try:
-        loaded = load(args.repo, args.rev, args.env, args.since, args.until)
+        return body()
     except BadInput as exc:
-        print(f"insights: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except GitError as exc:
-        print(f"insights: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_TOOL
+
+
+def insights(args: argparse.Namespace) -> int:
+    """Walk the history, write the files and print a summary."""
+    started = time.monotonic()
+    loaded = load(args.repo, args.rev, args.env, args.since, args.until)
     figures, failures = compute(loaded.history, loaded.window)
     rows = deployment_rows(loaded.history, loaded.window, failures)
     document = insights_document(loaded.history, loaded.window, loaded.head, figures, rows, lineage(loaded.history))

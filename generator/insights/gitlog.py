@@ -13,13 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from generator.release.errors import ToolFailed
+from generator.release.git import git as run_git
+
 #: The separators of the log formats below: between fields, and between records.
 FIELD, RECORD = "\x1f", "\x1e"
 _LOG_FORMAT = FIELD.join(["%H", "%P", "%at", "%ct", "%s", "%B", "%(trailers:only=true,unfold=true)"]) + RECORD
 
 
-class GitError(Exception):
-    """A git command failed (not a git repository, an unknown revision): one line saying why."""
+#: A git command failed (not a git repository, an unknown revision): one line saying why. The
+#: release commands' error, so git runs one way in both (exit 3).
+GitError = ToolFailed
 
 
 @dataclass(frozen=True)
@@ -37,17 +41,6 @@ class Commit:
     def trailer(self, key: str) -> list[str]:
         """Every value of trailer ``key`` (case-insensitive, as git compares trailer keys)."""
         return [value for name, value in self.trailers if name.lower() == key.lower()]
-
-
-def run_git(root: Path, *args: str) -> str:
-    """``git -C root args``'s output; GitError with git's message when it fails."""
-    try:
-        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True)
-    except OSError as exc:
-        raise GitError(f"cannot run git: {exc}") from exc
-    if proc.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
-    return proc.stdout.decode(errors="replace")
 
 
 def _trailers(text: str) -> tuple[tuple[str, str], ...]:

@@ -9,10 +9,8 @@ Exit codes: 0 printed (an empty selection says so); 2 bad input; 3 git failed.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from generator.insights.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_TOOL, BadInput, common_arguments, load, parse_time
-from generator.insights.gitlog import GitError
+from generator.insights.cli import EXIT_OK, common_arguments, load, parse_time, run
 from generator.insights.lineage import LineageRow, iso, lineage, select
 
 HEADER = ("ENV", "VARIANT", "MODEL", "VERSION", "DIGEST", "ACCURACY", "TRAFFIC", "SERVER", "FROM", "TO")
@@ -48,15 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", help="only the rows in force at this ISO 8601 time")
     parser.add_argument("--model", help="only where this model digest (sha256:...) was live")
     args = parser.parse_args(argv)
-    try:
-        at = parse_time(args.at) if args.at else None
-        loaded = load(args.repo, args.rev, args.env, "all", args.until)
-    except BadInput as exc:
-        print(f"lineage: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except GitError as exc:
-        print(f"lineage: {exc}", file=sys.stderr)
-        return EXIT_TOOL
+    return run("lineage", lambda: print_lineage(args))
+
+
+def print_lineage(args: argparse.Namespace) -> int:
+    """Walk the history and print the rows that match."""
+    at = parse_time(args.at) if args.at else None
+    loaded = load(args.repo, args.rev, args.env, "all", args.until)
     rows = select(lineage(loaded.history, args.env), at, args.model)
     if not rows:
         print("lineage: no rows match")

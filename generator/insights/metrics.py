@@ -30,6 +30,16 @@ OK, THIN = "ok", "not enough data"
 ALL = "all"
 
 
+def duration(seconds: int | None) -> str:
+    """Seconds as the largest unit that fits (``2.5h``), ``n/a`` for None."""
+    if seconds is None:
+        return "n/a"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds}s"
+
+
 @dataclass(frozen=True)
 class Window:
     """The time window the figures cover, in Unix seconds, both ends included."""

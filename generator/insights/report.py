@@ -13,7 +13,7 @@ import html
 from typing import Any
 
 from generator.insights import charts
-from generator.insights.metrics import ALL, OK
+from generator.insights.metrics import ALL, OK, duration
 
 SHORT = 10
 CSS = """
@@ -35,16 +35,6 @@ figure { margin: 1rem 0; } svg { max-width: 100%; height: auto; }
 def e(value: object) -> str:
     """Text for the page: escaped, quotes included."""
     return html.escape(str(value), quote=True)
-
-
-def duration(seconds: int | None) -> str:
-    """Seconds as the largest unit that fits (``2.5h``), ``n/a`` for None."""
-    if seconds is None:
-        return "n/a"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds}s"
 
 
 def _commit(sha: str | None) -> str:

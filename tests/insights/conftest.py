@@ -6,12 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from insights_support import build_history
+from insights_support import SINCE, UNTIL, build_history
 
 from generator.insights import cli
-
-#: The window every exact figure is computed in: the scripted day.
-SINCE, UNTIL = "2026-01-05T00:00Z", "2026-01-06T00:00Z"
 
 
 @pytest.fixture(scope="session")

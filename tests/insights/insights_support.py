@@ -16,6 +16,10 @@ import yaml
 
 from generator.paths import REPO_ROOT
 
+#: The window every exact figure is computed in: the scripted day.
+SINCE, UNTIL = "2026-01-05T00:00Z", "2026-01-06T00:00Z"
+
+
 T0 = 1767571200  # 2026-01-05T00:00:00Z, a Monday
 HOUR = 3600
 SERVER = "registry.example.com/ml/inference-server"

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import UNTIL
-from insights_support import DIGESTS, HOUR
+from insights_support import DIGESTS, HOUR, UNTIL
 
 from generator.insights import cli
 

@@ -10,7 +10,7 @@ import subprocess
 
 import jsonschema
 import pytest
-from conftest import SINCE, UNTIL
+from insights_support import SINCE, UNTIL
 from prometheus_client.parser import text_string_to_metric_families
 
 from generator.insights import cli

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import SINCE, UNTIL
-from insights_support import Builder
+from insights_support import SINCE, UNTIL, Builder
 
 from generator.insights import cli
 
