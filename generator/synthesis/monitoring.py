@@ -126,6 +126,22 @@ def _annotations(alert: str, runbooks: str, summary: str, description: str) -> d
     return {"summary": summary, "description": description, "runbook_url": f"{runbooks}#{runbook_anchor(alert)}"}
 
 
+def _burn_alert(
+    name: str, ratio: str, threshold: float, windows: tuple[str, str, str, str, str], annotations: dict
+) -> dict:
+    """A multi-window burn-rate alert: the ratio over the long and the short window both above
+    ``threshold`` (``windows``: model, long, short, for, severity)."""
+    model, long, short, wait, severity = windows
+    return {
+        "alert": name,
+        "expr": f'{ratio.format(long)}{{model="{model}"}} > {threshold:g}\n'
+        f'and\n{ratio.format(short)}{{model="{model}"}} > {threshold:g}',
+        "for": wait,
+        "labels": {"severity": severity},
+        "annotations": annotations,
+    }
+
+
 # One literal list of alerts, each beside its runbook text: longer than 60 lines on purpose.
 def alert_rules(model: str, objectives: Monitoring, runbooks: str) -> list[dict]:
     """The alerts; each links the runbook section that says what to do (``runbook_url``)."""
@@ -133,16 +149,15 @@ def alert_rules(model: str, objectives: Monitoring, runbooks: str) -> list[dict]
     latency_budget = round(1 - objectives.latency_percentile, 6)
     alerts = []
     for long, short, factor, wait, severity in BURN_ALERTS:
-        threshold = round(factor * error_budget, 6)
+        windows = (model, long, short, wait, severity)
         name = f"InferenceErrorBudgetBurn{long}"
         alerts.append(
-            {
-                "alert": name,
-                "expr": f'{ERROR_RATIO.format(long)}{{model="{model}"}} > {threshold:g}\n'
-                f'and\n{ERROR_RATIO.format(short)}{{model="{model}"}} > {threshold:g}',
-                "for": wait,
-                "labels": {"severity": severity},
-                "annotations": _annotations(
+            _burn_alert(
+                name,
+                ERROR_RATIO,
+                round(factor * error_budget, 6),
+                windows,
+                _annotations(
                     name,
                     runbooks,
                     f"{model}: 5xx ratio burns the {objectives.availability:.4g} availability budget "
@@ -150,18 +165,16 @@ def alert_rules(model: str, objectives: Monitoring, runbooks: str) -> list[dict]
                     "{{ $labels.namespace }}: {{ $value | humanizePercentage }} of predict requests "
                     f"failed over the last {long}.",
                 ),
-            }
+            )
         )
-        latency_threshold = round(factor * latency_budget, 6)
         name = f"InferenceLatencyBudgetBurn{long}"
         alerts.append(
-            {
-                "alert": name,
-                "expr": f'{SLOW_RATIO.format(long)}{{model="{model}"}} > {latency_threshold:g}\n'
-                f'and\n{SLOW_RATIO.format(short)}{{model="{model}"}} > {latency_threshold:g}',
-                "for": wait,
-                "labels": {"severity": severity},
-                "annotations": _annotations(
+            _burn_alert(
+                name,
+                SLOW_RATIO,
+                round(factor * latency_budget, 6),
+                windows,
+                _annotations(
                     name,
                     runbooks,
                     f"{model}: more than {latency_budget:.2%} x {factor:g} of predict requests are slower "
@@ -169,7 +182,7 @@ def alert_rules(model: str, objectives: Monitoring, runbooks: str) -> list[dict]
                     "{{ $labels.namespace }}: {{ $value | humanizePercentage }} of predict requests "
                     f"missed the latency objective over the last {long}.",
                 ),
-            }
+            )
         )
     alerts += [
         {
@@ -384,8 +397,7 @@ class ServerMonitoring(Construct):
         )
         rule_labels = {**own, **dict(props.objectives.rule_labels)}
         self._metrics_service(props)
-        self._service_monitor(props, rule_labels)
-        self._rules(props, rule_labels)
+        self._operator_objects(props, rule_labels)
         self._dashboard(props, own)
 
     def _metrics_service(self, props: MonitoringProps) -> None:
@@ -401,54 +413,19 @@ class ServerMonitoring(Construct):
             obj.metadata.add_label("app.kubernetes.io/component", "metrics")
             obj.add_json_patch(cdk8s.JsonPatch.add("/spec/clusterIP", "None"))
 
-    def _operator_object(self, kind: str, name: str, labels: dict[str, str], spec: dict) -> None:
-        """A Prometheus Operator object (a custom resource: no typed class, see the package docstring)."""
-        obj = cdk8s.ApiObject(
-            self,
-            kind,
-            api_version="monitoring.coreos.com/v1",
-            kind=kind,
-            metadata=cdk8s.ApiObjectMetadata(name=name, labels=labels),
-        )
-        obj.add_json_patch(cdk8s.JsonPatch.add("/spec", spec))
-
-    def _service_monitor(self, props: MonitoringProps, rule_labels: dict[str, str]) -> None:
+    def _operator_objects(self, props: MonitoringProps, rule_labels: dict[str, str]) -> None:
+        """The ServiceMonitor and PrometheusRule (custom resources: no typed class, see the package
+        docstring), both named after the model's server."""
         model = props.server.model.name
-        self._operator_object(
-            "ServiceMonitor",
-            f"{model}-server",
-            rule_labels,
-            {
-                "selector": {
-                    "matchLabels": {
-                        "app.kubernetes.io/name": chart_name(),
-                        "app.kubernetes.io/instance": model,
-                        "app.kubernetes.io/component": "metrics",
-                    }
-                },
-                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}],
-                # Series carry the pod's slot or track, so dashboards and the canary alert can split by it.
-                "podTargetLabels": [s.variant_label for s in STRATEGIES.values() if s.variant_label],
-            },
-        )
-
-    def _rules(self, props: MonitoringProps, rule_labels: dict[str, str]) -> None:
-        model = props.server.model.name
-        self._operator_object(
-            "PrometheusRule",
-            f"{model}-server",
-            rule_labels,
-            {
-                "groups": [
-                    {
-                        "name": f"{model}.recording",
-                        "interval": "30s",
-                        "rules": recording_rules(model, props.objectives),
-                    },
-                    {"name": f"{model}.alerts", "rules": alert_rules(model, props.objectives, props.runbooks_url)},
-                ]
-            },
-        )
+        for kind, spec in (("ServiceMonitor", _monitor_spec(model)), ("PrometheusRule", _rules_spec(props))):
+            obj = cdk8s.ApiObject(
+                self,
+                kind,
+                api_version="monitoring.coreos.com/v1",
+                kind=kind,
+                metadata=cdk8s.ApiObjectMetadata(name=f"{model}-server", labels=rule_labels),
+            )
+            obj.add_json_patch(cdk8s.JsonPatch.add("/spec", spec))
 
     def _dashboard(self, props: MonitoringProps, own: dict[str, str]) -> None:
         model = props.server.model.name
@@ -458,3 +435,30 @@ class ServerMonitoring(Construct):
             metadata=k8s.ObjectMeta(name=f"{model}-dashboard", labels={**own, **DASHBOARD_LABEL}),
             data={f"{model}.json": json.dumps(dashboard(model, props.objectives), indent=1, sort_keys=True) + "\n"},
         )
+
+
+def _monitor_spec(model: str) -> dict:
+    """What Prometheus scrapes: the model's metrics Service, every server pod once."""
+    return {
+        "selector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": chart_name(),
+                "app.kubernetes.io/instance": model,
+                "app.kubernetes.io/component": "metrics",
+            }
+        },
+        "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}],
+        # Series carry the pod's slot or track, so dashboards and the canary alert can split by it.
+        "podTargetLabels": [s.variant_label for s in STRATEGIES.values() if s.variant_label],
+    }
+
+
+def _rules_spec(props: MonitoringProps) -> dict:
+    """The recording rules and the alerts of one model."""
+    model = props.server.model.name
+    return {
+        "groups": [
+            {"name": f"{model}.recording", "interval": "30s", "rules": recording_rules(model, props.objectives)},
+            {"name": f"{model}.alerts", "rules": alert_rules(model, props.objectives, props.runbooks_url)},
+        ]
+    }
