@@ -215,3 +215,14 @@ def test_zizmor_runs_online_in_pull_requests_and_offline_in_pre_commit():
     hooks = yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())["repos"][0]["hooks"]
     zizmor = next(hook for hook in hooks if hook["id"] == "zizmor")
     assert "--offline" in zizmor["entry"] and re.search(zizmor["files"], ".github/dependabot.yml")
+
+
+def test_every_push_to_main_publishes_the_insights_of_the_whole_history():
+    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/insights.yaml").read_text())
+    assert workflow[True]["push"]["branches"] == ["main"]  # PyYAML reads the key `on` as True
+    steps = workflow["jobs"]["insights"]["steps"]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0, "a shallow clone has no history to count"
+    assert any(s.get("run") == "make insights" for s in steps)
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert upload["with"]["path"] == "build/insights/" and upload["with"]["if-no-files-found"] == "error"
