@@ -448,10 +448,13 @@ class Gates(Section):
     model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     min_accuracy: float | None = Field(None, ge=0, le=1, description="metrics.holdoutAccuracy must be at least this")
-    max_loss: float | None = Field(None, ge=0, description="metrics.holdoutLoss must be at most this")
+    # Bounded like the other numbers of the file: a threshold past 2**31 gates nothing, and an
+    # integer past int64 would not survive a YAML or JSON reader intact.
+    max_loss: float | None = Field(None, ge=0, le=INT32_MAX, description="metrics.holdoutLoss must be at most this")
     min_holdout_examples: int | None = Field(
         None,
         ge=1,
+        le=INT32_MAX,
         description="metrics.holdoutExamples (the size of the held-out evaluation) must be at least this",
     )
 

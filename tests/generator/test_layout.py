@@ -115,8 +115,8 @@ def test_the_trainer_is_told_the_image_the_overlay_pins(tmp_path):
     digest = "sha256:" + "ab" * 32
     for image in overlay["images"]:
         if image["name"].endswith("/trainer"):
-            image.pop("newTag")
-            image["digest"] = digest
+            image.pop("newTag", None)
+            image["digest"] = digest  # another digest than the one committed
     kustomization.write_text(yaml.safe_dump(overlay, sort_keys=False))
     objects = [d for d in yaml.safe_load_all(render_overlay(tmp_path / "overlays" / "dev")) if d]
     pods = [o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Job"]
