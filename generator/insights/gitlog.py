@@ -9,7 +9,7 @@ second instead of starting one process per file per commit.
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -54,9 +54,21 @@ def _trailers(text: str) -> tuple[tuple[str, str], ...]:
 
 def first_parent_chain(root: Path, rev: str) -> list[Commit]:
     """The first-parent commits of ``rev``, oldest first, with messages and trailers: the order in
-    which changes reached the branch Argo CD follows."""
+    which changes reached the branch Argo CD follows. A merge commit without trailers of its own
+    ("Merge pull request #N") carries those of the commits it merges, where the release commands'
+    trailers are."""
     out = run_git(root, "log", "--first-parent", f"--format={_LOG_FORMAT}", rev, "--")
-    return _parse(out)[::-1]
+    return [_with_merged_trailers(root, commit) for commit in _parse(out)[::-1]]
+
+
+def _with_merged_trailers(root: Path, commit: Commit) -> Commit:
+    if len(commit.parents) < 2 or commit.trailers:
+        return commit
+    out = run_git(
+        root, "log", f"--format=%(trailers:only=true,unfold=true){RECORD}", f"{commit.parents[0]}..{commit.sha}"
+    )
+    merged = tuple(pair for record in reversed(out.split(RECORD)) for pair in _trailers(record))
+    return replace(commit, trailers=merged)
 
 
 def _parse(out: str) -> list[Commit]:

@@ -109,9 +109,12 @@ def bootstrap(args: argparse.Namespace) -> int:
             written += overlay.commit()
         git.git(root, "add", "--", *written)
         trailers = release_trailers(
-            "bootstrap", versions=[(model, str(version))], digests=[(model, card.digest)], image=card.image
+            "bootstrap",
+            [overlay.env.name for overlay in overlays],
+            versions=[(model, str(version))],
+            digests=[(model, card.digest)],
+            model_images=[(model, card.image)],
         )
-        trailers[1:1] = [("Release-Env", overlay.env.name) for overlay in overlays]
         message = commit_message(
             f"bootstrap: {model} v{version}, pinned in every environment",
             f"Trained by make bootstrap, pushed as {repository}@{digest}\n(files {card.digest}, {card.headline()}).",

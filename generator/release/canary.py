@@ -84,7 +84,7 @@ def step(overlay: Overlay, weight: int) -> cli.Edit:
         title = f"canary {env}: {weight}% of traffic to the canary ({canary_release.describe()})"
     # The trailers record the release that takes the canary's share: the stable track once the
     # step is 0 (abort) or 100 (the canary's release moved there), else the canary track.
-    edit = cli.Edit(overlay, title, variant=canary if 0 < weight < TOTAL_WEIGHT else stable)
+    edit = cli.Edit(overlay, title, variant=canary if 0 < weight < TOTAL_WEIGHT else stable, weight=weight)
     if weight == TOTAL_WEIGHT:
         overlay.set_release(canary_release, stable)
         edit.note(f"{stable} server", stable_release.server.reference, canary_release.server.reference)

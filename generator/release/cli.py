@@ -14,7 +14,7 @@ from generator.release import git
 from generator.release.errors import EXIT_NOTHING, EXIT_OK, EXIT_REFUSED, EXIT_TOOL, NothingToDo, Refused, ToolFailed
 from generator.release.git import ALLOW_DIRTY_ENV_VAR
 from generator.release.overlay import Overlay, Pin, find_env, load_platform, resolve_root
-from generator.release.trailers import Trailer, commit_command, release_trailers
+from generator.release.trailers import Trailer, collect, commit_command, release_trailers
 
 EPILOG = (
     "Exit codes: 0 done, 2 refused or bad input (one line says why; nothing changed), "
@@ -81,21 +81,29 @@ class Edit:
     #: The slot or track the edit releases into ("" in a rolling environment): its release after
     #: the edit is what the commit's trailers record.
     variant: str = ""
-    #: The image the edit pinned, where it is not a variant's server image (the trainer).
-    image: Pin | None = None
+    #: The trainer image the edit pinned (set-image IMAGE=trainer, promote), if it pinned one.
+    trainer: Pin | None = None
+    #: The edit pins the trainer alone: no variant's release changes.
+    trainer_only: bool = False
+    #: The canary's new share of the traffic (make canary).
+    weight: int | None = None
 
     def trailers(self, action: str) -> list[Trailer]:
         """The commit's trailers: this action, here, and the release now pinned in the variant."""
-        if self.image is not None:  # the trainer: one pin for the environment, no variant's release
-            return release_trailers(action, self.overlay.env.name, image=self.image)
+        envs = [self.overlay.env.name]
+        if self.trainer_only:
+            return release_trailers(action, envs, trainer=self.trainer)
         release = self.overlay.release(self.variant)
         return release_trailers(
             action,
-            self.overlay.env.name,
+            envs,
             self.variant,
+            weight=self.weight,
             versions=release.versions,
             digests=release.digests,
-            image=self.image or release.server,
+            model_images=release.images,
+            image=release.server,
+            trainer=self.trainer,
         )
 
     def note(self, what: str, before: object, after: object) -> None:
@@ -139,6 +147,8 @@ def finish(name: str, edit: Edit, nothing: str, dry_run: bool = False) -> int:
     for line in edit.changes:
         print(f"  {line}")
     print(f"  edited {', '.join(paths)} (kustomize build ok)")
-    command = commit_command(edit.title, edit.trailers(name), [edit.overlay.env.overlay])
+    trailers = edit.trailers(name)
+    collect(trailers)
+    command = commit_command(edit.overlay.root, edit.title, trailers, paths)
     print(f"  next: review with `make diff BASE=HEAD`, then commit (the trailers say what this release is): {command}")
     return EXIT_OK

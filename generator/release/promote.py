@@ -88,6 +88,7 @@ def promote(args: argparse.Namespace) -> int:
         + (f" {where_to}" if where_to else "")
         + f": {release.describe()}",
         variant=variant,
+        trainer=trainer,
     )
     edit.note("server", before.server.reference, release.server.reference)
     # A serve-only target runs no trainer: its pin is kept in step, but not reported as a release.

@@ -25,6 +25,7 @@ fields that differ.
 from __future__ import annotations
 
 import argparse
+import shlex
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -37,7 +38,7 @@ from generator.release import cli
 from generator.release.errors import EXIT_OK, Refused, ToolFailed
 from generator.release.model_store import add_version_arguments, find_version_dir, known_model
 from generator.release.overlay import resolve_root
-from generator.release.trailers import commit_command, release_trailers
+from generator.release.trailers import collect, commit_command, release_trailers
 from services import model_image, registry_client
 
 
@@ -143,9 +144,11 @@ def register(args: argparse.Namespace) -> int:
         "register",
         versions=[(args.model, str(version))],
         digests=[(args.model, card["digest"])],
-        image=cards.Card(rel, card).image,
+        model_images=[(args.model, cards.Card(rel, card).image)],
     )
-    print(f"  next: git add {rel} && {commit_command(f'register {args.model} v{version}', trailers, [rel])}")
+    collect(trailers)
+    command = commit_command(root, f"register {args.model} v{version}", trailers, [rel])
+    print(f"  next: git -C {shlex.quote(str(root))} add {rel} && {command}")
     print("  then: make pin-model ENV=dev")
     return EXIT_OK
 

@@ -62,7 +62,7 @@ def set_image(args: argparse.Namespace) -> int:
     target = f"{env.name}" + (f" {where}" if where else "")
     edit = cli.Edit(overlay, f"set-image {target}: {args.image} {pin.short}", variant=variant)
     if args.image != "server":
-        edit.image = pin
+        edit.trainer, edit.trainer_only = pin, True
     edit.note(args.image, before.reference, pin.reference)
     return cli.finish("set-image", edit, f"{target} already pins {args.image} {pin.reference}", dry_run=args.dry_run)
 

@@ -6,6 +6,7 @@ The chart's files are read on first use, not at import: importing a construct re
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from typing import Any
 
@@ -28,9 +29,9 @@ def chart_name() -> str:
 
 def pod_security_context() -> dict[str, Any]:
     """Pod Security "restricted", as the chart's default ``podSecurityContext`` says it."""
-    return dict(_load("values.yaml")["podSecurityContext"])
+    return copy.deepcopy(_load("values.yaml")["podSecurityContext"])
 
 
 def container_security_context() -> dict[str, Any]:
     """The chart's default ``containerSecurityContext`` (restricted, read-only root filesystem)."""
-    return dict(_load("values.yaml")["containerSecurityContext"])
+    return copy.deepcopy(_load("values.yaml")["containerSecurityContext"])

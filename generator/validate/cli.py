@@ -10,7 +10,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from generator.validate import engine, report
+from generator.validate import engine, release_commits, report
 from generator.validate.schemas import DEFAULT_K8S_VERSION, SchemaError, supported_versions
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     if args.config is not None and not (args.config.exists() or args.config.is_symlink()):
         print(f"validate: --config {args.config} does not exist", file=sys.stderr)
+        return EXIT_ERROR
+    if args.base and (problem := release_commits.base_problem(args.root, args.base)):
+        print(f"validate: {problem}", file=sys.stderr)
         return EXIT_ERROR
     opts = engine.Options(
         root=args.root,

@@ -13,16 +13,29 @@ from typing import Any
 
 from generator.config import Platform
 from generator.insights.failures import REVERT_LINE
-from generator.insights.gitlog import CatFile, GitError, commits_between
+from generator.insights.gitlog import CatFile, GitError, commits_between, run_git
 from generator.insights.history import env_state
+
+
+def base_problem(root: Path, base: str) -> str | None:
+    """Why ``--base`` names no commit here (a typo, or a shallow clone without it), or None."""
+    try:
+        run_git(root, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+    except GitError:
+        return f"--base {base}: no such commit here (a shallow clone needs fetch-depth: 0)"
+    return None
 
 
 def untold_releases(root: Path, platform: Platform, base: str) -> list[str]:
     """One note per commit in ``base..HEAD`` that changes a release state and carries no trailers."""
     try:
-        commits = commits_between(root, base)
+        return _untold(root, platform, base)
     except GitError as exc:
         return [f"release trailers not checked: {exc}"]
+
+
+def _untold(root: Path, platform: Platform, base: str) -> list[str]:
+    commits = commits_between(root, base)
     notes = []
     parsed: dict[str, list[Any]] = {}
     with CatFile(root) as cat:

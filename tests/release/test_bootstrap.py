@@ -52,7 +52,7 @@ def test_bootstrap_leaves_one_commit_whose_pins_every_environment_pulls(repo: Re
             *(f"Release-Env: {env}" for env in ENVS),
             f"Model-Version: mnist {version}",
             f"Model-Digest: mnist {card.digest}",
-            f"Image-Digest: {card.image}",
+            f"Model-Image: mnist {card.image}",
         ]
         pulled = 0
         for env in ENVS:

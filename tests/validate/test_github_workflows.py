@@ -226,3 +226,10 @@ def test_every_push_to_main_publishes_the_insights_of_the_whole_history():
     assert any(s.get("run") == "make insights" for s in steps)
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
     assert upload["with"]["path"] == "build/insights/" and upload["with"]["if-no-files-found"] == "error"
+
+
+def test_the_release_workflow_commits_carry_the_commands_trailers():
+    text = (REPO_ROOT / ".github/workflows/release.yaml").read_text()
+    assert text.count("ML_GITOPS_TRAILERS_FILE:") >= 3  # both set-image steps and the model step
+    assert "commit-message: ${{ steps.message.outputs.text }}" in text
+    assert "commit-message: ${{ steps.model.outputs.message }}" in text
