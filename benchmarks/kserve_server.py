@@ -3,7 +3,9 @@
 Runs in the bench's own venv (``.bench/kserve``, from ``benchmarks/kserve-requirements.in``),
 never in the repository's: ``python benchmarks/kserve_server.py --model-dir DIR --http-port N
 --workers 2``. A ``kserve.Model`` that loads ``model.tflite`` with LiteRT (one thread, as ours)
-and answers the same V1 request, ``{"instances": [...]}`` -> ``{"predictions": [...]}``.
+and answers the same V1 request, ``{"instances": [...]}`` -> ``{"predictions": [...]}``, and V2's
+gRPC ``ModelInfer`` (the peer of our TF Serving ``Predict`` rows), through KServe's own
+``get_predict_input`` / ``get_predict_response``, as its scikit-learn server does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 
 import kserve
 import numpy as np
+from kserve.utils.utils import get_predict_input, get_predict_response
 
 
 class LiteRTModel(kserve.Model):
@@ -48,10 +51,10 @@ class LiteRTModel(kserve.Model):
         self.load()
 
     def predict(self, payload, headers=None, response_headers=None):
-        """V1 predict: instances in, predictions out."""
-        batch = np.asarray(payload["instances"], dtype=np.float32).reshape((-1, *self.dims))
+        """V1 (instances in, predictions out) or V2 (an InferRequest from REST or gRPC)."""
+        batch = np.asarray(get_predict_input(payload), dtype=np.float32).reshape((-1, *self.dims))
         (output,) = self.runner(**{"image": batch}).values()
-        return {"predictions": output.tolist()}
+        return get_predict_response(payload, output, self.name)
 
 
 def main() -> None:
