@@ -33,6 +33,7 @@ MODEL ?= mnist
 HOST ?= 127.0.0.1
 PORT ?= 8080
 GRPC_PORT ?= 8500
+METRICS_PORT ?= 8081
 WORKERS ?= 1
 
 .PHONY: help
@@ -175,10 +176,10 @@ train: $(call installed,training) ## Train the MNIST model into models/mnist/<ne
 
 # ENV= pins what that environment serves (generator/release/serve_env.py); without it, the newest
 # version in the store. HOST=0.0.0.0 to answer other machines.
-serve: $(call installed,inference $(if $(ENV),generator)) ## Serve the model store on 127.0.0.1: REST 8080, gRPC 8500 (PORT=, GRPC_PORT=, HOST=; ENV=dev serves what dev pins)
+serve: $(call installed,inference $(if $(ENV),generator)) ## Serve the model store on 127.0.0.1: REST 8080, gRPC 8500, /metrics 8081 (PORT=, GRPC_PORT=, METRICS_PORT=, HOST=; ENV=dev serves what dev pins)
 	pins="$(if $(ENV),$$($(PY) -m generator serve-env --env "$(ENV)" --model "$(MODEL)"))" && \
 	env $$pins MODEL_BASE_PATH=$(MODEL_ROOT) MODEL_NAME=$(MODEL) HOST=$(HOST) PORT=$(PORT) GRPC_PORT=$(GRPC_PORT) \
-	  $(VENV)/bin/gunicorn --config services/inference/gunicorn.conf.py
+	  METRICS_PORT=$(METRICS_PORT) $(VENV)/bin/gunicorn --config services/inference/gunicorn.conf.py
 
 predict: $(call installed,inference) ## Send a real digit (examples/digit-7.json) to make serve over REST and gRPC; print the answers
 	$(PY) -m examples.predict --host "$(HOST)" --port "$(PORT)" --grpc-port "$(GRPC_PORT)" --model "$(MODEL)"

@@ -1,6 +1,6 @@
 """What the platform (``generator/``, ``charts/inference-service``) and the services agree on,
 each defined once: the rules for names, label values, digests and quantities, the gRPC port, the
-worker limits, and the names the chart gives the model-image plumbing.
+metrics port, the worker limits, and the names the chart gives the model-image plumbing.
 
 It lives under ``services/`` because the images ship that package alone: the server (and its
 ``fetch-model`` init container) and the trainer import it, and the generator imports it from
@@ -65,6 +65,10 @@ QUANTITY = rf"[0-9]+(\.[0-9]+)?({'|'.join(_SUFFIXES)})?"
 #: TensorFlow Serving's gRPC port: the server's default ``GRPC_PORT``, platform.yaml's default
 #: ``serving.grpcPort``, and the chart's ``server.grpcPort`` and ``service.grpcPort``.
 GRPC_PORT = 8500
+#: The model server's metrics port (``/metrics`` alone, apart from the serving ports): the server's
+#: default ``METRICS_PORT``, platform.yaml's default ``serving.metricsPort``, and the chart's
+#: ``server.metricsPort`` and ``service.metricsPort`` (the container and Service port ``metrics``).
+METRICS_PORT = 8081
 #: The most gunicorn workers one server pod runs (``WORKERS``, ``serving.gunicorn.workers``).
 MAX_SERVER_WORKERS = 64
 #: The most pods that train one model together (``TRAINING_WORKERS``, ``training.workers``).

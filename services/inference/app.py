@@ -32,8 +32,11 @@ _MODEL_ENDPOINTS = {
     "model_version_metadata",
     "model_ready",
 }
+#: The one route of the metrics port (``METRICS_PORT``), which no serving port answers.
+METRICS_ENDPOINT = "api.prometheus_metrics"
+METRICS_PORT_ONLY = "the metrics port serves GET /metrics and nothing else"
 _HTTP_MESSAGES = {
-    404: "no such route; see /v1/models/<name>, /v1/models/<name>:predict, /v2/health/ready, /metrics",
+    404: "no such route; see /v1/models/<name>, /v1/models/<name>:predict, /v2/health/ready",
     405: "method {method} is not allowed on {path}",
     413: "request body exceeds MAX_BODY_BYTES={limit} bytes; send fewer instances per request",
 }
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
     app.extensions["inference.repository"] = repository
     _register_error_handlers(app, settings)
     _register_request_metrics(app)
+    _register_listener_routes(app, settings.metrics_port)
 
     if start_loader:
         repository.start()
@@ -97,6 +101,35 @@ def create_app(settings: Settings | None = None, *, start_loader: bool = True) -
         settings.model_version if settings.model_version is not None else "latest",
     )
     return app
+
+
+def listener_port(environ: dict) -> int | None:
+    """The local port of the listener a request came in on: the socket gunicorn hands the app
+    (``SERVER_PORT`` under another WSGI server or a test client), never the client's Host header."""
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:
+        try:
+            return int(sock.getsockname()[1])
+        except (OSError, IndexError, TypeError):
+            return None
+    try:
+        return int(environ.get("SERVER_PORT", ""))
+    except ValueError:
+        return None
+
+
+def _register_listener_routes(app: Flask, metrics_port: int) -> None:
+    """``/metrics`` answers only on the metrics port, and the metrics port answers nothing else
+    (404 both ways), so a Gateway route or a NetworkPolicy can admit one port without the other.
+    Registered after the metrics hooks: these 404s are counted too."""
+
+    @app.before_request
+    def _only_this_listeners_routes() -> None:
+        on_metrics_port = listener_port(request.environ) == metrics_port
+        if on_metrics_port and request.endpoint != METRICS_ENDPOINT:
+            raise ApiError(404, METRICS_PORT_ONLY)
+        if not on_metrics_port and request.endpoint == METRICS_ENDPOINT:
+            raise ApiError(404, _HTTP_MESSAGES[404])
 
 
 def _register_error_handlers(app: Flask, settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""gRPC API, wire-compatible with TensorFlow Serving, plus ``grpc.health.v1`` and server reflection.
+"""gRPC API, wire-compatible with TensorFlow Serving, plus ``grpc.health.v1`` (and server reflection
+where ``GRPC_REFLECTION`` turns it on).
 
 - ``tensorflow.serving.PredictionService/Predict`` and ``/GetModelMetadata``,
   ``tensorflow.serving.ModelService/GetModelStatus``; messages from ``tfserving.py`` (the
@@ -9,7 +10,8 @@
 - Status codes as TF Serving uses them: NOT_FOUND (model, version), INVALID_ARGUMENT (input key,
   shape, dtype, label), FAILED_PRECONDITION (signature), UNAVAILABLE (no model loaded yet),
   RESOURCE_EXHAUSTED (message over ``MAX_BODY_BYTES``, from gRPC itself); a bug answers INTERNAL,
-  never UNKNOWN. Where the answers still differ from TF Serving's, and why: the README.
+  never UNKNOWN; RESOURCE_EXHAUSTED too for a call beyond ``GRPC_MAX_CONCURRENT_RPCS``. Where the
+  answers still differ from TF Serving's, and why: the README.
 
 Each gunicorn worker runs one such server next to its REST threads (``gunicorn.conf.py``),
 sharing the worker's model repository; all workers bind ``GRPC_PORT`` with ``SO_REUSEPORT``, so
@@ -35,7 +37,7 @@ from grpc_reflection.v1alpha import reflection
 from services.inference import metrics, serving, tfserving
 from services.inference.backends import SIGNATURE, TensorSpec
 from services.inference.repository import LoadedModel, ModelRepository
-from services.inference.settings import bind_address
+from services.inference.settings import Settings, bind_address
 from services.inference.tfserving import DynamicMessage
 
 if TYPE_CHECKING:
@@ -368,19 +370,35 @@ class DrainableServer:
     health: health.HealthServicer
 
 
-def create_server(repository: ModelRepository, threads: int) -> DrainableServer:
-    """A gRPC server with both TF Serving services, health and reflection (not yet bound or started)."""
-    settings = repository.settings
-    options = [
+def _millis(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """The channel arguments of the server: message limits, keepalive pings and a maximum
+    connection age (GOAWAY, then a grace for the calls in flight), from the settings."""
+    return [
         ("grpc.max_receive_message_length", settings.max_body_bytes),
         ("grpc.max_send_message_length", max(settings.max_body_bytes, 4 * 1024 * 1024)),
         ("grpc.so_reuseport", 1),  # every gunicorn worker binds the same port
+        ("grpc.keepalive_time_ms", _millis(settings.grpc_keepalive_seconds)),
+        ("grpc.keepalive_timeout_ms", _millis(settings.grpc_keepalive_timeout_seconds)),
+        ("grpc.max_connection_age_ms", _millis(settings.grpc_max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", _millis(settings.grpc_max_connection_age_grace_seconds)),
     ]
+
+
+def create_server(repository: ModelRepository, threads: int) -> DrainableServer:
+    """A gRPC server with both TF Serving services and health, and reflection where
+    ``GRPC_REFLECTION`` turns it on (not yet bound or started). At most
+    ``GRPC_MAX_CONCURRENT_RPCS`` calls are held at once; gRPC refuses more with RESOURCE_EXHAUSTED."""
+    settings = repository.settings
     gate = DrainGate()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
-        options=options,
+        options=server_options(settings),
         interceptors=[gate],
+        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )
     api = TFServingApi(repository, gate)
     server.add_generic_rpc_handlers(
@@ -416,14 +434,15 @@ def create_server(repository: ModelRepository, threads: int) -> DrainableServer:
     )
     health_servicer = _Health(repository)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (
-        tfserving.PREDICTION_SERVICE,
-        tfserving.MODEL_SERVICE,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
-    )
-    # Reflection only calls the Find* methods that _ReflectionPool implements.
-    reflection.enable_server_reflection(names, server, pool=_ReflectionPool())  # type: ignore[arg-type]
+    if settings.grpc_reflection:
+        names = (
+            tfserving.PREDICTION_SERVICE,
+            tfserving.MODEL_SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        # Reflection only calls the Find* methods that _ReflectionPool implements.
+        reflection.enable_server_reflection(names, server, pool=_ReflectionPool())  # type: ignore[arg-type]
     return DrainableServer(server, gate, health_servicer)
 
 

@@ -8,6 +8,8 @@ Run: ``gunicorn --config services/inference/gunicorn.conf.py`` (the container co
   requests, and running the gRPC server on ``GRPC_PORT``). The app is created in each worker after
   the fork (never ``preload_app``: loading TensorFlow before fork hangs workers), so each worker
   loads its own model.
+- Two listeners: ``PORT`` (REST, health) and ``METRICS_PORT`` (``/metrics`` alone); ``app.py``
+  answers each request by the listener it came in on.
 - Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` (default under the temp dir, which
   is the writable emptyDir on a read-only root filesystem) is emptied at start and removed at exit;
   ``child_exit`` marks dead workers so their live gauges disappear.
@@ -77,7 +79,9 @@ def _writable(path: str) -> bool:
 
 
 wsgi_app = "services.inference.app:create_app()"
-bind = [bind_address(_settings.host, _settings.port)]
+# The serving port and the metrics port: every worker answers on both, and the app tells them apart
+# by the listener a request came in on (``app.py``): /metrics only on the metrics port.
+bind = [bind_address(_settings.host, _settings.port), bind_address(_settings.host, _settings.metrics_port)]
 workers = _settings.workers
 worker_class = "services.inference.worker.InferenceWorker"
 threads = _settings.threads
@@ -114,15 +118,16 @@ def _check_port(variable: str, port: int) -> None:
 
 
 def _check_ports() -> None:
-    """Both ports, unless gunicorn was handed its listening socket (a binary upgrade, systemd)."""
+    """Every port, unless gunicorn was handed its listening socket (a binary upgrade, systemd)."""
     if not {"GUNICORN_FD", "LISTEN_FDS"} & set(os.environ):
         _check_port("PORT", _settings.port)
+        _check_port("METRICS_PORT", _settings.metrics_port)
     if _settings.grpc_port:
         _check_port("GRPC_PORT", _settings.grpc_port)
 
 
 def on_starting(server: Arbiter) -> None:
-    """Master, before forking: check both ports, start from an empty metrics directory."""
+    """Master, before forking: check every port, start from an empty metrics directory."""
     _check_ports()
     # Start from empty metrics: only prometheus_client's own files go (the directory may be one
     # the operator chose, holding other things).
@@ -145,8 +150,9 @@ def on_starting(server: Arbiter) -> None:
 
 
 def when_ready(server: Arbiter) -> None:
-    """Master, once it listens: say where both APIs answer (gunicorn names only its own port)."""
+    """Master, once it listens: say where metrics and gRPC answer (gunicorn names only its own ports)."""
     assert server.log is not None
+    server.log.info("/metrics (alone) at: %s", bind_address(_settings.host, _settings.metrics_port))
     if _settings.grpc_port:
         server.log.info(
             "gRPC (TF Serving's API, grpc.health.v1) listening at: %s, served by every worker",

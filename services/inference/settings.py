@@ -30,7 +30,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from services.artifacts import DIGEST_PATTERN
-from services.contract import GRPC_PORT, MAX_SERVER_WORKERS, NAME_MAX, is_name
+from services.contract import GRPC_PORT, MAX_SERVER_WORKERS, METRICS_PORT, NAME_MAX, is_name
 from services.values import CONTROL, fitting_path, shown
 
 # The directory gunicorn's workers share (gunicorn.conf.py sets it) and the file in it that asks
@@ -126,7 +126,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True, env_ignore_empty=True)
 
     port: Annotated[Int, Ge(1), Le(65535)] = Field(
-        8080, **_env("PORT", "TCP port of the REST API, health routes and `/metrics` (the container port `http`)")
+        8080, **_env("PORT", "TCP port of the REST API and the health routes (the container port `http`)")
+    )
+    metrics_port: Annotated[Int, Ge(1), Le(65535)] = Field(
+        METRICS_PORT,
+        **_env(
+            "METRICS_PORT",
+            "TCP port that serves `/metrics` and nothing else (the container port `metrics`); the serving ports "
+            "answer `/metrics` with 404, so a route or a NetworkPolicy can expose one without the other",
+        ),
     )
     grpc_port: Annotated[Int, Ge(0), Le(65535)] = Field(
         GRPC_PORT,
@@ -144,8 +152,54 @@ class Settings(BaseSettings):
             "in `tensor_content` bytes (less work per answer; `tf.make_ndarray` reads both)",
         ),
     )
+    grpc_max_concurrent_rpcs: Annotated[Int, Ge(1), Le(100_000)] = Field(
+        16,
+        **_env(
+            "GRPC_MAX_CONCURRENT_RPCS",
+            "Most gRPC calls one worker holds at once, running or queued for its `THREADS`; more are refused "
+            "with RESOURCE_EXHAUSTED at once (each may hold a message of up to `MAX_BODY_BYTES`)",
+        ),
+    )
+    grpc_keepalive_seconds: Annotated[Seconds, Ge(1), Le(86400)] = Field(
+        60.0,
+        **_env(
+            "GRPC_KEEPALIVE_SECONDS",
+            "Seconds between the server's HTTP/2 keepalive pings on a gRPC connection (gRPC's `keepalive_time`), "
+            "so a dead client's connection is noticed and closed",
+        ),
+    )
+    grpc_keepalive_timeout_seconds: Annotated[Seconds, Ge(1), Le(3600)] = Field(
+        20.0,
+        **_env(
+            "GRPC_KEEPALIVE_TIMEOUT_SECONDS",
+            "Seconds a keepalive ping waits for its answer before the connection is closed",
+        ),
+    )
+    grpc_max_connection_age_seconds: Annotated[Seconds, Ge(1), Le(86400)] = Field(
+        300.0,
+        **_env(
+            "GRPC_MAX_CONNECTION_AGE_SECONDS",
+            "Seconds a gRPC connection lives before the server sends GOAWAY (clients reconnect, so new pods and "
+            "workers get their share of long-lived channels)",
+        ),
+    )
+    grpc_max_connection_age_grace_seconds: Annotated[Seconds, Ge(0), Le(3600)] = Field(
+        30.0,
+        **_env(
+            "GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS",
+            "Seconds the calls in flight on an aged connection get to finish after its GOAWAY",
+        ),
+    )
+    grpc_reflection: Bool = Field(
+        False,
+        **_env(
+            "GRPC_REFLECTION",
+            "`true` serves gRPC server reflection (`grpcurl list`): it describes every service to any caller, "
+            "so it is off unless turned on",
+        ),
+    )
     host: Annotated[Text, AfterValidator(_host)] = Field(
-        "0.0.0.0", **_env("HOST", "Bind address of both ports: an IPv4 or IPv6 address, or a host name")
+        "0.0.0.0", **_env("HOST", "Bind address of every port: an IPv4 or IPv6 address, or a host name")
     )
     workers: Annotated[Int, Ge(1), Le(MAX_SERVER_WORKERS)] = Field(
         1, **_env("WORKERS", "gunicorn worker processes; each loads its own copy of the model and serves both APIs")
@@ -273,6 +327,16 @@ class Settings(BaseSettings):
     inter_op_threads: Annotated[Int, Ge(1), Le(256)] = Field(
         1, **_env("INTER_OP_THREADS", "TensorFlow inter-op threads (TensorFlow backend only)")
     )
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> Settings:
+        ports = {"PORT": self.port, "METRICS_PORT": self.metrics_port, "GRPC_PORT": self.grpc_port}
+        taken: dict[int, str] = {}
+        for name, number in ports.items():
+            if number and number in taken:
+                raise ValueError(f"{name}={number}: is also {taken[number]}; every port of the server must differ")
+            taken[number] = name
+        return self
 
     @model_validator(mode="after")
     def _version_path_names_a_version(self) -> Settings:

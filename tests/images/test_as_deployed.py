@@ -7,7 +7,7 @@ declares (a training overlay's server mounts the store; a serve-only overlay's p
 fetch-model init container, which pulls the image the Job pushed, by digest, into an emptyDir the
 server reads), and its server container loads it, passes its startup, liveness and readiness
 probes, answers a predict over REST (and over gRPC when the Deployment declares a ``grpc`` port)
-with the numbers the published ``model.tflite`` gives, exports ``/metrics``, and drains on
+with the numbers the published ``model.tflite`` gives, exports ``/metrics`` on its metrics port alone, and drains on
 SIGTERM within ``terminationGracePeriodSeconds``. A failure names its reason (missing file, write
 outside the writable mounts, missing privilege) and quotes the container's log.
 
@@ -174,8 +174,9 @@ def test_server_serves_the_trained_version_as_deployed(
         if _grpc_port(workload):
             _check_grpc(server.host_port(_grpc_port(workload)), model, digits, expected)
 
-        metrics = requests.get(f"{base}/metrics", timeout=10)
-        assert metrics.status_code == 200, server.failure(f"/metrics: {metrics.status_code}")
+        assert requests.get(f"{base}/metrics", timeout=10).status_code == 404, "/metrics answered on the serving port"
+        metrics = requests.get(f"http://127.0.0.1:{server.host_port('metrics')}/metrics", timeout=10)
+        assert metrics.status_code == 200, server.failure(f"/metrics on the metrics port: {metrics.status_code}")
         families = {family.name: family for family in text_string_to_metric_families(metrics.text)}
         assert "inference_requests" in families, sorted(families)
         predicted = [s for s in families["inference_requests"].samples if s.name.endswith("_total") and s.value >= 1]

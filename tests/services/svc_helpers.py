@@ -27,6 +27,9 @@ def clean_env(**extra: str) -> dict:
     drop = {
         "PORT",
         "GRPC_PORT",
+        "METRICS_PORT",
+        "GRPC_REFLECTION",
+        "GRPC_MAX_CONCURRENT_RPCS",
         "WORKERS",
         "THREADS",
         "MODEL_NAME",
@@ -120,6 +123,13 @@ def make_app(root: Path, **env: str):
     return app
 
 
+def metrics_text(client) -> str:
+    """``/metrics`` of a Flask test client's app, asked on the metrics port (the only one serving it)."""
+    from services.contract import METRICS_PORT
+
+    return client.get("/metrics", base_url=f"http://localhost:{METRICS_PORT}").get_data(as_text=True)
+
+
 def wait_loaded(app, timeout: float = 60.0) -> None:
     """Block until the app's repository has a model (fails the test otherwise)."""
     repo = app.extensions["inference.repository"]
@@ -130,9 +140,11 @@ class Server:
     """A real gunicorn model server on 127.0.0.1:<ephemeral port>, stopped with SIGTERM."""
 
     def __init__(self, root: Path, log_path: Path, **env: str):
-        self.port, spare = free_ports(2)
+        self.port, spare, self.metrics_port = free_ports(3)
         self.grpc_port = int(env.pop("GRPC_PORT", 0)) or spare
         self.url = f"http://127.0.0.1:{self.port}"
+        #: The metrics listener (``METRICS_PORT``): ``/metrics`` answers here and only here.
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log_path
         settings = {
@@ -140,6 +152,7 @@ class Server:
             "MODEL_NAME": MODEL,
             "PORT": str(self.port),
             "GRPC_PORT": str(self.grpc_port),
+            "METRICS_PORT": str(self.metrics_port),
             "HOST": "127.0.0.1",
             "WORKERS": "1",
             "THREADS": "4",

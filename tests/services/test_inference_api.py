@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from svc_helpers import MODEL, make_app, wait_loaded
+from svc_helpers import MODEL, make_app, metrics_text, wait_loaded
 
 PREDICT = f"/v1/models/{MODEL}:predict"
 
@@ -86,7 +86,7 @@ def test_health_routes(client):
 
 def test_metrics_exposition(client):
     post(client, {"instances": [np.zeros((28, 28)).tolist()]})
-    text = client.get("/metrics").get_data(as_text=True)
+    text = metrics_text(client)
     for name in (
         "inference_requests_total",
         "inference_request_duration_seconds_bucket",
@@ -238,10 +238,10 @@ def test_json_suffix_and_charset_content_types_are_accepted(client):
 
 def test_errors_are_counted_by_code(client):
     post(client, b"{")
-    text = client.get("/metrics").get_data(as_text=True)
+    text = metrics_text(client)
     assert 'inference_requests_total{code="400",handler="predict",model="mnist",version="1"}' in text
     client.get("/v1/models/attacker-controlled-name")
-    text = client.get("/metrics").get_data(as_text=True)
+    text = metrics_text(client)
     assert "attacker-controlled-name" not in text  # label values never come from the client
 
 

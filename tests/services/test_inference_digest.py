@@ -55,7 +55,7 @@ def grpc_statuses(server: Server) -> dict[int, get_model_status_pb2.ModelVersion
 
 def samples(server: Server, name: str) -> dict[frozenset, float]:
     """Every sample called ``name`` in the server's /metrics, by its labels."""
-    text = requests.get(server.url + "/metrics", timeout=10).text
+    text = requests.get(server.metrics_url + "/metrics", timeout=10).text
     return {
         frozenset(s.labels.items()): s.value
         for family in text_string_to_metric_families(text)

@@ -47,7 +47,9 @@ def rpc_error(call, *args) -> grpc.RpcError:
 
 @pytest.fixture
 def grpc_server(model_store, start_server):
-    server = start_server(model_store, WORKERS="2", THREADS="2", MODEL_VERSION_LABELS='{"stable": 1}')
+    server = start_server(
+        model_store, WORKERS="2", THREADS="2", MODEL_VERSION_LABELS='{"stable": 1}', GRPC_REFLECTION="true"
+    )
     channel = grpc.insecure_channel(server.grpc_target)
     yield server, channel
     channel.close()
@@ -211,7 +213,7 @@ def test_error_codes_as_tf_serving_uses_them(grpc_server, digits):
     huge = predict_request(np.zeros((3000, 28, 28, 1), np.float32))
     assert rpc_error(stub.Predict, huge).code() == code.RESOURCE_EXHAUSTED
 
-    metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+    metrics = requests.get(f"{server.metrics_url}/metrics", timeout=10).text
     assert 'inference_requests_total{code="400",handler="grpc_predict",model="mnist",version="1"}' in metrics
     assert 'code="404",handler="grpc_predict",model=""' in metrics  # label values never come from the client
 

@@ -74,7 +74,7 @@ def test_two_workers_serve_the_api_and_aggregate_metrics(model_store, start_serv
 
     for _ in range(30):  # spread over both workers (fresh connections)
         assert requests.post(f"{url}/v1/models/{MODEL}:predict", json=ZERO).status_code == 200
-    text = requests.get(f"{url}/metrics").text
+    text = requests.get(f"{server.metrics_url}/metrics").text
     assert len(worker_pids(text)) == 2, text
     ok = sample(text, 'inference_requests_total{code="200",handler="predict",model="mnist",version="1"}')
     assert ok >= 32  # counted by whichever worker answered, summed over both
@@ -86,13 +86,15 @@ def test_two_workers_serve_the_api_and_aggregate_metrics(model_store, start_serv
 def test_dead_worker_is_replaced_and_its_gauges_dropped(model_store, start_server):
     server = start_server(model_store, WORKERS="2", THREADS="1")
     deadline = time.monotonic() + 20
-    while len(pids := worker_pids(requests.get(server.url + "/metrics").text)) < 2 and time.monotonic() < deadline:
+    while (
+        len(pids := worker_pids(requests.get(server.metrics_url + "/metrics").text)) < 2 and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     victim = sorted(pids)[0]
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        now = worker_pids(requests.get(server.url + "/metrics").text)
+        now = worker_pids(requests.get(server.metrics_url + "/metrics").text)
         if victim not in now and len(now) == 2:
             break
         time.sleep(0.2)

@@ -36,7 +36,7 @@ def scrape(url: str, timeout: float = 60.0) -> dict[tuple[str, frozenset], float
 def test_series_the_alerts_read_exist_at_zero_before_any_request_or_load(start_server, tmp_path):
     # An empty store with a pinned version: nothing loads, and nobody has asked anything yet.
     server = start_server(tmp_path / "empty-store", wait=False, MODEL_VERSION="7", WORKERS="2")
-    samples = scrape(server.url)
+    samples = scrape(server.metrics_url)
     for endpoint in ("predict", "predict_version", "grpc_predict"):
         for code in ("500", "503"):
             labels = {"handler": endpoint, "model": MODEL, "version": "", "code": code}

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from svc_helpers import MODEL, copy_version, make_app, wait_loaded
+from svc_helpers import MODEL, copy_version, make_app, metrics_text, wait_loaded
 
 ZERO = {"instances": [np.zeros((28, 28)).tolist()]}
 
@@ -62,7 +62,7 @@ def test_hot_reload_swaps_in_a_new_version_in_the_background(model_store, stop_a
     states = {s["version"]: s["state"] for s in client.get(f"/v1/models/{MODEL}").get_json()["model_version_status"]}
     assert states == {"2": "AVAILABLE", "1": "END"}
     assert client.get("/v2/health/ready").status_code == 200
-    assert f'inference_model_loaded_version{{model="{MODEL}"}} 2.0' in client.get("/metrics").get_data(as_text=True)
+    assert f'inference_model_loaded_version{{model="{MODEL}"}} 2.0' in metrics_text(client)
 
 
 def test_corrupt_version_is_reported_and_the_old_one_keeps_serving(model_store, stop_apps):

@@ -35,6 +35,19 @@ def test_every_problem_is_named_at_once():
     assert parsed.model_input_shape == (28, 28, 1) and parsed.model_version_labels == {"stable": 2}
 
 
+def test_every_port_differs_and_the_grpc_surface_is_closed_by_default():
+    with pytest.raises(ConfigError, match="METRICS_PORT=8080: is also PORT"):
+        Settings.from_env({"PORT": "8080", "METRICS_PORT": "8080"})
+    with pytest.raises(ConfigError, match="GRPC_PORT=9000: is also METRICS_PORT"):
+        Settings.from_env({"METRICS_PORT": "9000", "GRPC_PORT": "9000"})
+    assert Settings.from_env({"GRPC_PORT": "0"}).grpc_port == 0  # gRPC off shares nothing
+    with pytest.raises(ConfigError, match="GRPC_MAX_CONCURRENT_RPCS='0'"):
+        Settings.from_env({"GRPC_MAX_CONCURRENT_RPCS": "0"})
+    defaults = Settings.from_env({})
+    assert defaults.grpc_reflection is False and defaults.grpc_max_concurrent_rpcs >= 1
+    assert Settings.from_env({"GRPC_REFLECTION": "true"}).grpc_reflection is True
+
+
 def test_the_gunicorn_master_imports_no_runtime():
     code = (
         "import runpy, sys; runpy.run_path('services/inference/gunicorn.conf.py');"
