@@ -55,11 +55,13 @@ from services.contract import (
     DIGEST,
     DNS_LABEL,
     DNS_LABEL_MAX,
+    DNS_SUBDOMAIN,
     GRPC_PORT,
     IMAGE_REPOSITORY,
     IMAGE_TAG,
     MAX_SERVER_WORKERS,
     MAX_TRAINING_WORKERS,
+    METRICS_PORT,
     NAME_MAX,
     QUANTITY,
     matches,
@@ -111,6 +113,11 @@ ImageDigest = Annotated[
     str,
     StringConstraints(pattern=whole(DIGEST)),
     Definition("imageDigest", "An image digest, sha256:<64 lower-case hex digits>"),
+]
+Hostname = Annotated[
+    str,
+    StringConstraints(pattern=whole(rf"(\*\.)?{DNS_SUBDOMAIN}"), max_length=253),
+    Definition("hostname", "A host name as Gateway API matches one: a DNS-1123 subdomain, '*.' for a wildcard"),
 ]
 #: Labels, kept sorted: the manifests do not depend on the order platform.yaml lists them in.
 Labels = Annotated[dict[str, str], AfterValidator(lambda labels: dict(sorted(labels.items())))]
@@ -273,10 +280,35 @@ class PodDisruptionBudget(Section):
 
 
 class Gateway(Section):
-    """The Gateway API Gateway that canary HTTPRoutes attach to"""
+    """The Gateway API Gateway that canary HTTPRoutes attach to, and the pods that proxy for it"""
 
     name: Name
     namespace: Name = Field("", description="Its namespace; unset: the HTTPRoute's own")
+    section_name: Name = Field(description="The Gateway's listener the HTTPRoute attaches to (its sectionName)")
+    hostnames: tuple[Hostname, ...] = Field(
+        min_length=1,
+        json_schema_extra={"uniqueItems": True},
+        description="The host names the HTTPRoute answers for (every other host of the listener gets none of it)",
+    )
+    proxy_pod_labels: Labels = Field(
+        min_length=1,
+        description="Labels of the Gateway's proxy pods (e.g. gateway.networking.k8s.io/gateway-name: <name>): "
+        "the server's NetworkPolicy admits them, not their whole namespace, to the serving ports",
+    )
+
+
+class GrpcServer(Section):
+    """The model server's gRPC limits, per gunicorn worker, and whether it serves reflection"""
+
+    max_concurrent_rpcs: int = Field(
+        16, ge=1, le=100_000, description="Calls a worker holds at once; more are refused with RESOURCE_EXHAUSTED"
+    )
+    max_connection_age_seconds: int = Field(
+        300, ge=1, le=86400, description="Seconds a connection lives before GOAWAY (clients reconnect and spread)"
+    )
+    reflection: bool = Field(
+        False, description="Serve gRPC server reflection in every environment (it describes every service to anyone)"
+    )
 
 
 class Serving(Section):
@@ -289,16 +321,22 @@ class Serving(Section):
         le=65535,
         description=f"Port of the TF Serving gRPC API (default {GRPC_PORT}); must differ from port",
     )
+    metrics_port: int = Field(
+        METRICS_PORT,
+        ge=1024,
+        le=65535,
+        description=f"Port of /metrics alone (default {METRICS_PORT}); must differ from port and grpcPort",
+    )
+    grpc: GrpcServer = GrpcServer()
     gunicorn: Gunicorn
     resources: Resources
     autoscaling: Autoscaling
     pdb: PodDisruptionBudget = Field(alias="podDisruptionBudget")
-    gateway: Gateway = Gateway(name="ml-gateway")
+    gateway: Gateway
     client_namespaces: tuple[Name, ...] = Field(
         (),
         json_schema_extra={"uniqueItems": True},
-        description="Namespaces (besides the Gateway's, Prometheus's and the environment's own) whose pods may call "
-        "the server",
+        description="Namespaces whose pods may call the serving ports directly (besides the Gateway's proxy pods)",
     )
 
     @property
@@ -427,7 +465,12 @@ class Monitoring(Section):
         "kube-prometheus-stack)",
     )
     prometheus_namespace: Name = Field(
-        description="Namespace Prometheus scrapes from (admitted by the server's NetworkPolicy)"
+        description="Namespace Prometheus scrapes from (its pods admitted to the metrics port alone)"
+    )
+    prometheus_pod_labels: Labels = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "prometheus"},
+        min_length=1,
+        description="Labels of the Prometheus pods the server's NetworkPolicy admits to the metrics port",
     )
 
 
@@ -601,6 +644,13 @@ def _semantic_problems(platform: Platform, base_dir: Path) -> list[Problem]:
     serving = platform.serving
     if serving.grpc_port == serving.port:
         problems.append(("serving.grpcPort", f"must differ from serving.port ({serving.port})"))
+    if serving.metrics_port in (serving.port, serving.grpc_port):
+        problems.append(
+            (
+                "serving.metricsPort",
+                f"must differ from serving.port ({serving.port}) and grpcPort ({serving.grpc_port})",
+            )
+        )
     if serving.max_replicas < serving.min_replicas:
         problems.append(("serving.autoscaling.maxReplicas", f"must be >= minReplicas ({serving.min_replicas})"))
     min_available = serving.pdb.min_available

@@ -135,13 +135,14 @@ class Manifests:
         )
 
     def route_weights(self, route_name: str) -> dict[str, int]:
-        """Deployment name -> weight of the default (no ``matches``) rule of an HTTPRoute."""
+        """Deployment name -> weight of the weighted rule of an HTTPRoute (the one whose backends
+        carry weights: the generated route's predict rule; a header rule of older routes has none)."""
         route = self.get("HTTPRoute", route_name)
         if not route:
             return {}
         weights: dict[str, int] = {}
         for rule in route["spec"].get("rules") or []:
-            if rule.get("matches"):
+            if not any("weight" in ref for ref in rule.get("backendRefs") or []):
                 continue
             for ref in rule.get("backendRefs") or []:
                 service = self.get("Service", ref["name"])

@@ -16,7 +16,7 @@ the trainer image of the training Jobs (``- (serve-only)`` where the environment
 - rolling: ``all``;
 - blue-green: ``ACTIVE`` for the slot the production Service ``<model>-server`` selects,
   ``preview`` for the one ``<model>-server-preview`` selects;
-- canary: the weight of the HTTPRoute ``<model>-server`` (its rule without header match) and,
+- canary: the weight of the HTTPRoute ``<model>-server`` (its weighted rule) and,
   in brackets, the share of pods, which is the traffic share where no Gateway exists.
 
 ``--json`` prints the same facts as JSON. Exit codes: 0 done, 2 bad input, 3 an overlay does

@@ -43,9 +43,11 @@ from generator.synthesis.chart import chart_name
 from generator.synthesis.common import labels
 from generator.synthesis.inference import InferenceService, InferenceServiceProps, server_workload
 
+#: The header each weighted backend of the canary route sets on what it forwards: the track the
+#: Gateway chose (never a client's choice: no rule matches it).
 CANARY_HEADER = "x-model-track"
-#: Index of the HTTPRoute rule that splits traffic by weight.
-WEIGHTED_RULE = 1
+#: Index of the HTTPRoute rule that splits traffic by weight (the route's one rule).
+WEIGHTED_RULE = 0
 #: Only the Service is rendered by a Service-only chart release.
 SERVICE_ONLY = {
     "deployment": {"enabled": False},
@@ -131,9 +133,6 @@ class ServerComponent(Construct):
             self._http_route(props, server)
 
     def _http_route(self, props: DeliveryProps, server: str) -> None:
-        port = self.service_port
-        stable, candidate = props.strategy.variants
-        services = props.strategy.variant_services(server)
         route = cdk8s.ApiObject(
             self,
             "route",
@@ -149,32 +148,55 @@ class ServerComponent(Construct):
                 ),
             ),
         )
-        parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": props.gateway.name}
-        if props.gateway.namespace:
-            parent["namespace"] = props.gateway.namespace
-        route.add_json_patch(
-            cdk8s.JsonPatch.add(
-                "/spec",
-                {
-                    "parentRefs": [parent],
-                    "rules": [
-                        # A/B: a request that asks for the canary gets it, whatever the weights.
-                        {
-                            "matches": [{"headers": [{"type": "Exact", "name": CANARY_HEADER, "value": candidate}]}],
-                            "backendRefs": [{"name": services[candidate], "port": port}],
-                        },
-                        # Everyone else (rule WEIGHTED_RULE): split by the weights of the overlay's
-                        # traffic.yaml, which the component's replacements copy in.
-                        {
-                            "backendRefs": [
-                                {"name": services[stable], "port": port, "weight": 100},
-                                {"name": services[candidate], "port": port, "weight": 0},
-                            ]
-                        },
-                    ],
-                },
-            )
-        )
+        route.add_json_patch(cdk8s.JsonPatch.add("/spec", canary_route_spec(props, server, self.service_port)))
+
+
+def predict_matches(model: str) -> list[dict]:
+    """HTTPRoute matches of a model's TF Serving predict routes and nothing else: status, metadata
+    (file paths, digests), health and /metrics stay inside the cluster. ``RegularExpression`` is
+    implementation-specific in Gateway API; this one (a DNS label and digits) reads the same in
+    RE2, Envoy's and NGINX's syntax."""
+    return [
+        {"path": {"type": "Exact", "value": f"/v1/models/{model}:predict"}},
+        {"path": {"type": "RegularExpression", "value": f"/v1/models/{model}/versions/[0-9]+:predict"}},
+    ]
+
+
+def canary_route_spec(props: DeliveryProps, server: str, port: int) -> dict:
+    """The canary HTTPRoute's spec: attached to the Gateway listener platform.yaml names, for its
+    host names, with one rule (``WEIGHTED_RULE``) that sends the predict routes to the tracks by
+    the weights of the overlay's ``traffic.yaml`` (the component's replacements copy them in).
+    No rule matches a client's header, so nobody outside picks the canary; each backend sets
+    ``CANARY_HEADER`` to its track on what it forwards (replacing what a client sent)."""
+    gateway = props.gateway
+    parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway.name}
+    if gateway.namespace:
+        parent["namespace"] = gateway.namespace
+    parent["sectionName"] = gateway.section_name
+    stable, _ = props.strategy.variants
+    return {
+        "parentRefs": [parent],
+        "hostnames": list(gateway.hostnames),
+        "rules": [
+            {
+                "matches": predict_matches(props.server.model.name),
+                "backendRefs": [
+                    {
+                        "name": service,
+                        "port": port,
+                        "weight": 100 if track == stable else 0,
+                        "filters": [
+                            {
+                                "type": "RequestHeaderModifier",
+                                "requestHeaderModifier": {"set": [{"name": CANARY_HEADER, "value": track}]},
+                            }
+                        ],
+                    }
+                    for track, service in props.strategy.variant_services(server).items()
+                ],
+            }
+        ],
+    }
 
 
 def model_image_fields() -> dict:

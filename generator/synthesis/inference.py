@@ -12,6 +12,7 @@ the HorizontalPodAutoscaler where the rolling server autoscales) once or once pe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +37,10 @@ class InferenceServiceProps:
     model_store_claim: str
     slot: str = ""
     track: str = ""
-    #: Namespaces besides the environment's own whose pods may reach the serving port
-    #: (the Gateway's, Prometheus's, listed clients); everything else is denied, egress too.
-    ingress_namespaces: tuple[str, ...] = ()
+    #: NetworkPolicyPeers admitted to the serving ports (the Gateway's proxy pods, client
+    #: namespaces) and to the metrics port alone (Prometheus's pods): nothing else, egress neither.
+    serving_peers: tuple[dict[str, Any], ...] = ()
+    metrics_peers: tuple[dict[str, Any], ...] = ()
     #: Extra chart values merged last (e.g. switching off shared resources for a second slot).
     overrides: dict[str, Any] = field(default_factory=dict)
     #: Serve the pinned model image (its logical name, which an overlay's ``images:`` pins by
@@ -94,9 +96,18 @@ def chart_values(props: InferenceServiceProps) -> dict[str, Any]:
         "server": {
             "port": serving.port,
             "grpcPort": serving.grpc_port,
+            "metricsPort": serving.metrics_port,
             "workers": serving.workers,
             "threads": serving.threads,
+            "grpc": {
+                "maxConcurrentRpcs": serving.grpc.max_concurrent_rpcs,
+                "maxConnectionAgeSeconds": serving.grpc.max_connection_age_seconds,
+                "reflection": serving.grpc.reflection,
+            },
         },
+        # The Services clients and routes use carry no metrics port; the monitoring component's
+        # metrics Service (metrics_service_values) is the one Prometheus scrapes.
+        "service": {"metricsPort": 0},
         "resources": serving.resources.as_k8s(),
         "autoscaling": {
             "enabled": True,
@@ -110,16 +121,25 @@ def chart_values(props: InferenceServiceProps) -> dict[str, Any]:
             # The server reads a mounted volume and calls nothing (a pulling init container's
             # registry egress is added by artifact_values).
             "denyEgress": True,
-            "ingressFrom": [{"podSelector": {}}]
-            + [
-                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
-                for namespace in props.ingress_namespaces
-            ],
+            "sameNamespace": False,
+            "ingressFrom": list(props.serving_peers),
+            "metricsFrom": list(props.metrics_peers),
         },
     }
     if props.artifacts is not None:
         values = _merge(values, artifact_values(props, suffix))
     return _merge(values, props.overrides)
+
+
+def network_peer(namespace: str, pod_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A NetworkPolicyPeer: the pods with ``pod_labels`` in ``namespace`` (in the policy's own
+    namespace when it is empty), or every pod of ``namespace`` without labels."""
+    peer: dict[str, Any] = {}
+    if namespace:
+        peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    if pod_labels:
+        peer["podSelector"] = {"matchLabels": dict(pod_labels)}
+    return peer
 
 
 def artifact_values(props: InferenceServiceProps, variant: str) -> dict[str, Any]:

@@ -49,6 +49,8 @@ BURN_ALERTS = (("1h", "5m", 14.4, "2m", "critical"), ("6h", "30m", 6, "15m", "wa
 #: How long a version that failed to load keeps its alert after the last failure.
 LOAD_FAILURE_WINDOW = "15m"
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
+#: The chart's name of the container and Service port that serves /metrics alone.
+METRICS_PORT_NAME = "metrics"
 #: The page of the repository that holds the alerts' runbooks (one heading per alert).
 RUNBOOK_PAGE = "docs/operating.md"
 
@@ -407,7 +409,15 @@ class ServerMonitoring(Construct):
         metrics = InferenceService(
             self,
             "metrics-service",
-            replace(props.server, overrides={"fullnameOverride": metrics_service_name(model), **SERVICE_ONLY}),
+            replace(
+                props.server,
+                overrides={
+                    "fullnameOverride": metrics_service_name(model),
+                    **SERVICE_ONLY,
+                    # The one Service with the metrics port: what the ServiceMonitor scrapes.
+                    "service": {"metricsPort": props.server.serving.metrics_port},
+                },
+            ),
         )
         for obj in metrics.helm.api_objects:
             obj.metadata.add_label("app.kubernetes.io/component", "metrics")
@@ -447,7 +457,8 @@ def _monitor_spec(model: str) -> dict:
                 "app.kubernetes.io/component": "metrics",
             }
         },
-        "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}],
+        # The chart's port of /metrics alone (the serving ports answer it 404).
+        "endpoints": [{"port": METRICS_PORT_NAME, "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}],
         # Series carry the pod's slot or track, so dashboards and the canary alert can split by it.
         "podTargetLabels": [s.variant_label for s in STRATEGIES.values() if s.variant_label],
     }

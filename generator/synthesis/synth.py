@@ -35,8 +35,9 @@ from generator.synthesis.delivery import (
     model_image_fields,
     serve_from_claim,
 )
-from generator.synthesis.inference import SHARED_OBJECTS, InferenceService, InferenceServiceProps
+from generator.synthesis.inference import SHARED_OBJECTS, InferenceService, InferenceServiceProps, network_peer
 from generator.synthesis.monitoring import MonitoringProps, ServerMonitoring, runbooks_url
+from generator.synthesis.network import DEFAULT_DENY, DefaultDeny
 from generator.synthesis.training import (
     ModelStore,
     TrainingJob,
@@ -151,11 +152,7 @@ class _Parts:
         """A model's server as platform.yaml defines it: what the base, each strategy's servers and
         the monitoring render it from."""
         platform = self.platform
-        ingress = (
-            platform.serving.gateway.namespace,
-            platform.monitoring.prometheus_namespace,
-            *platform.serving.client_namespaces,
-        )
+        gateway, monitoring = platform.serving.gateway, platform.monitoring
         return InferenceServiceProps(
             model=model,
             image=platform.server_image,
@@ -164,11 +161,16 @@ class _Parts:
             model_store_claim=self.claim,
             artifacts=platform.model_artifacts,
             cluster_dns=platform.cluster.dns,
-            ingress_namespaces=tuple(dict.fromkeys(ns for ns in ingress if ns)),
+            serving_peers=(
+                network_peer(gateway.namespace, gateway.proxy_pod_labels),
+                *(network_peer(namespace) for namespace in platform.serving.client_namespaces),
+            ),
+            metrics_peers=(network_peer(monitoring.prometheus_namespace, monitoring.prometheus_pod_labels),),
         )
 
     def base(self) -> None:
-        """What every environment has: each model's Service, ServiceAccount and NetworkPolicy."""
+        """What every environment has: each model's Service, ServiceAccount and NetworkPolicy, and
+        the namespace-wide default-deny NetworkPolicy."""
         files = self.per_model(
             BASE,
             "inference",
@@ -177,6 +179,9 @@ class _Parts:
             ),
             file_suffix="-inference",
         )
+        chart = self.chart("default-deny")
+        DefaultDeny(chart, "default-deny", part_of=self.platform.name)
+        files.append(self.tree.add_chart(BASE, f"{DEFAULT_DENY}.yaml", chart))
         self.tree.add(f"{BASE}/kustomization.yaml", _base_kustomization(files))
 
     def _delivery(self, strategy: Strategy, model: Model) -> DeliveryProps:

@@ -20,6 +20,7 @@ from services.contract import (
     FETCH_CONTAINER,
     GRPC_PORT,
     LABEL_VALUE,
+    METRICS_PORT,
     MODEL_IMAGE_ENV,
     MODEL_IMAGE_MOUNT,
     MODEL_IMAGE_VOLUME,
@@ -70,6 +71,14 @@ SERVER_ENV = {
     "INTER_OP_THREADS",
     "WORKER_TIMEOUT",
     "ACCESS_LOG",
+    # the metrics listener and the gRPC limits (issue 29)
+    "METRICS_PORT",
+    "GRPC_MAX_CONCURRENT_RPCS",
+    "GRPC_KEEPALIVE_SECONDS",
+    "GRPC_KEEPALIVE_TIMEOUT_SECONDS",
+    "GRPC_MAX_CONNECTION_AGE_SECONDS",
+    "GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS",
+    "GRPC_REFLECTION",
 }
 DIGEST = "sha256:" + "ab" * 32
 
@@ -264,6 +273,7 @@ def test_container_contract():
     assert c["ports"] == [
         {"name": "http", "containerPort": 8080, "protocol": "TCP"},
         {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
     ]
     assert c["image"] == "ml-gitops/inference-server:0.1.0"
     for probe, path in [
@@ -395,8 +405,9 @@ def test_a_model_image_needs_a_cluster_with_image_volumes():
     assert result.returncode != 0 and "imageVolume needs Kubernetes 1.31 or newer" in result.stderr
     assert "use initContainer" in result.stderr
     assert run_helm("template", RELEASE, str(CHART), "--kube-version", "1.33.0", *volume).returncode == 0
-    # The init container needs nothing of the cluster.
-    assert run_helm("template", RELEASE, str(CHART), "--kube-version", "1.30.0", *sets).returncode == 0
+    # The init container needs nothing of the cluster (but egress to the registry: denied by default).
+    egress = ["--set", "networkPolicy.egressTo[0].ports[0].port=443"]
+    assert run_helm("template", RELEASE, str(CHART), "--kube-version", "1.30.0", *sets, *egress).returncode == 0
 
 
 def test_termination_grace_exceeds_drain_time():
@@ -422,10 +433,46 @@ def test_topology_spread_defaults():
     assert "topologySpreadConstraints" not in pod_spec(render("topologySpread.enabled=false"))
 
 
-def test_network_policy_admits_only_the_serving_port():
-    policy = one(render(), "NetworkPolicy")["spec"]
-    assert policy["policyTypes"] == ["Ingress"]
-    assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}, {"port": GRPC_PORT, "protocol": "TCP"}]}]
+SERVING_PORTS = [{"port": 8080, "protocol": "TCP"}, {"port": GRPC_PORT, "protocol": "TCP"}]
+
+
+def test_the_defaults_are_closed():
+    """Installed without the generator: the serving ports admit only the release's namespace,
+    the metrics port nobody, egress is denied, and gRPC reflection is off."""
+    docs = render()
+    policy = one(docs, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and "egress" not in policy
+    assert policy["ingress"] == [{"ports": SERVING_PORTS, "from": [{"podSelector": {}}]}]
+    assert one(docs, "ConfigMap")["data"]["GRPC_REFLECTION"] == "false"
+    # Nobody at all: the Ingress type without rules denies everything.
+    closed = one(render("networkPolicy.sameNamespace=false"), "NetworkPolicy")["spec"]
+    assert "ingress" not in closed and closed["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_network_policy_admits_each_peer_to_its_ports_only():
+    prometheus = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    docs = render(
+        "networkPolicy.sameNamespace=false",
+        "networkPolicy.ingressFrom[0].podSelector.matchLabels.gateway=proxy",
+        "networkPolicy.metricsFrom[0].podSelector.matchLabels.app\\.kubernetes\\.io/name=prometheus",
+    )
+    serving, metrics = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert serving == {"ports": SERVING_PORTS, "from": [{"podSelector": {"matchLabels": {"gateway": "proxy"}}}]}
+    assert metrics == {"ports": [{"port": METRICS_PORT, "protocol": "TCP"}], "from": [prometheus]}
+    service_ports = {p["name"]: p for p in one(docs, "Service")["spec"]["ports"]}
+    assert service_ports["metrics"] == {
+        "name": "metrics",
+        "port": METRICS_PORT,
+        "targetPort": "metrics",
+        "protocol": "TCP",
+        "appProtocol": "http",
+    }
+    assert "metrics" not in {p["name"] for p in one(render("service.metricsPort=0"), "Service")["spec"]["ports"]}
+
+
+def test_every_port_differs():
+    result = template("server.metricsPort=8080")
+    assert result.returncode != 0 and "server.metricsPort (8080) must all differ" in result.stderr, result.stderr
 
 
 def test_grpc_port_service_and_probe_option():
@@ -448,9 +495,9 @@ def test_grpc_port_service_and_probe_option():
     policy = one(render(values="production.yaml"), "NetworkPolicy")["spec"]
     # Egress denied by listing the type without rules (no `egress: []`, which the API drops).
     assert policy["policyTypes"] == ["Ingress", "Egress"] and "egress" not in policy
-    [rule] = policy["ingress"]
-    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}, {"port": GRPC_PORT, "protocol": "TCP"}]
-    assert len(rule["from"]) == 2 and "podSelector" in rule["from"][1]
+    serving, metrics = policy["ingress"]
+    assert serving["ports"] == SERVING_PORTS and len(serving["from"]) == 1  # the gateway's proxies alone
+    assert metrics["ports"] == [{"port": METRICS_PORT, "protocol": "TCP"}] and len(metrics["from"]) == 1
 
 
 # --- image and version label --------------------------------------------------------------------

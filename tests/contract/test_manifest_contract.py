@@ -168,6 +168,19 @@ def monitoring_metric_names(objects: list[dict]) -> tuple[set[str], set[str]]:
     return recorded, named
 
 
+def scraped_port(objects: list[dict], container: dict) -> int:
+    """The container port Prometheus scrapes: the ServiceMonitor's endpoint names a port of the
+    Service it selects, whose targetPort names the container's."""
+    (monitor,) = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    (service,) = [
+        o for o in objects if o["kind"] == "Service" and selector.items() <= o["metadata"].get("labels", {}).items()
+    ]
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    return resolve_port(container, port["targetPort"])
+
+
 def resolve_port(container: dict, port: int | str) -> int:
     if isinstance(port, int):
         return port
@@ -225,10 +238,14 @@ def serve_deployment(overlay: str, objects: list[dict], deployment: dict, store:
         assert env[DIGEST_KEY] == cards.read_card(REPO_ROOT, model, version).digest, f"{overlay}: not the card's"
         env[DIGEST_KEY] = artifacts.digest_directory(store / model / version)
     (tmp / "tmp-dir").mkdir(exist_ok=True)
-    declared = resolve_port(container, "http")
-    assert int(env["PORT"]) == declared, f"{overlay}: server PORT {env['PORT']} != containerPort {declared}"
-    local = free_port()
-    env["PORT"] = str(local)
+    local_ports = {}
+    for variable, name in (("PORT", "http"), ("METRICS_PORT", "metrics")):
+        declared = resolve_port(container, name)
+        assert int(env[variable]) == declared, (
+            f"{overlay}: server {variable} {env[variable]} != containerPort {declared}"
+        )
+        local_ports[declared] = free_port()
+        env[variable] = str(local_ports[declared])
     process = subprocess.Popen(
         local_command(container),
         cwd=REPO_ROOT,
@@ -237,7 +254,7 @@ def serve_deployment(overlay: str, objects: list[dict], deployment: dict, store:
         stderr=open(tmp / f"{deployment['metadata']['name']}.log", "w"),
         start_new_session=True,
     )
-    return process, container, env, {declared: local}
+    return process, container, env, local_ports
 
 
 def probe(container: dict, name: str, ports: dict[int, int]) -> requests.Response:
@@ -301,7 +318,10 @@ def test_manifests_run_as_declared(overlay, model_store, registry, tmp_path):
                 )
                 assert answer.status_code == 200, answer.text
                 assert len(answer.json()["predictions"][0]) == 10
-            scraped = requests.get(f"http://127.0.0.1:{ports[resolve_port(container, 'http')]}/metrics", timeout=5)
+            scraped = requests.get(f"http://127.0.0.1:{ports[scraped_port(objects, container)]}/metrics", timeout=5)
+            assert scraped.status_code == 200, f"{overlay}: the ServiceMonitor's port answers {scraped.status_code}"
+            serving = requests.get(f"http://127.0.0.1:{ports[resolve_port(container, 'http')]}/metrics", timeout=5)
+            assert serving.status_code == 404, f"{overlay}: /metrics answers on the serving port"
             exported = {
                 sample.name for family in text_string_to_metric_families(scraped.text) for sample in family.samples
             }

@@ -47,9 +47,21 @@ BAD_CONFIGS = {
         lambda d: d["serving"].update(replicas=3),
         [
             "platform.yaml: serving.replicas: unknown key "
-            "(allowed: autoscaling, clientNamespaces, gateway, grpcPort, gunicorn, "
+            "(allowed: autoscaling, clientNamespaces, gateway, grpc, grpcPort, gunicorn, metricsPort, "
             "podDisruptionBudget, port, resources)"
         ],
+    ),
+    "metrics on a serving port": (
+        lambda d: d["serving"].update(metricsPort=d["serving"]["grpcPort"]),
+        ["platform.yaml: serving.metricsPort: must differ from serving.port (8080) and grpcPort (8500)"],
+    ),
+    "a route for every host": (
+        lambda d: d["serving"]["gateway"].update(hostnames=[]),
+        ["platform.yaml: serving.gateway.hostnames: [] should be non-empty"],
+    ),
+    "a gateway without its proxy pods": (
+        lambda d: d["serving"]["gateway"].pop("proxyPodLabels"),
+        ["platform.yaml: serving.gateway.proxyPodLabels: is required"],
     ),
     "train not a boolean": (
         lambda d: d["environments"][0].update(train="yes"),

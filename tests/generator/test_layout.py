@@ -77,6 +77,7 @@ def test_the_parts_of_a_strategy_never_render_the_same_object(tree, strategy):
 
 def test_the_base_holds_only_what_every_environment_shares(tree):
     assert sorted(_part(tree, "overlays/base")) == [
+        ("NetworkPolicy", "default-deny"),
         ("NetworkPolicy", "mnist-server"),
         ("Service", "mnist-server"),
         ("ServiceAccount", "mnist-server"),

@@ -3,7 +3,8 @@
 The canary environment's stable and canary pods run as two gunicorn servers on loopback; the
 scrape job is the one prometheus-operator generates for the generated ServiceMonitor (same path,
 port name and relabelling: namespace, pod, service, job and the pods' track label), with static
-targets standing in for the Endpoints. Only the intervals are shortened: scrapes and rule
+targets standing in for the Endpoints: each server's metrics listener (``Server.metrics_port``),
+the only port that answers ``/metrics``. Only the intervals are shortened: scrapes and rule
 evaluation every second instead of 30 s, so the test takes seconds, not minutes.
 
 Traffic: REST and gRPC predicts to the canary before it has a model (503), valid and invalid
@@ -115,7 +116,8 @@ def live(tmp_path_factory, trained_store):
         for track, server in servers.items():
             deployment = one(objects, "Deployment", f"{MODEL}-server-{track}")
             labels = deployment["spec"]["template"]["metadata"]["labels"]
-            pods[f"{deployment['metadata']['name']}-live-0"] = (labels, f"127.0.0.1:{server.port}")
+            # The metrics listener: what the ServiceMonitor's port resolves to (the serving port answers 404).
+            pods[f"{deployment['metadata']['name']}-live-0"] = (labels, f"127.0.0.1:{server.metrics_port}")
         job = service_monitor_scrape_config(monitor, one(objects, "Service", f"{MODEL}-server-metrics"), pods, INTERVAL)
         assert len(job["static_configs"]) == len(TRACKS), "the metrics Service does not select every track's pods"
         groups = rule_groups(objects)
@@ -161,7 +163,7 @@ def test_targets_carry_the_relabelled_namespace_pod_and_track(live):
         assert target["namespace"] == live.namespace
         assert target["pod"] == f"{MODEL}-server-{track}-live-0"
         assert target["job"] == f"{MODEL}-server-metrics"
-        assert target["service"] == f"{MODEL}-server-metrics" and target["endpoint"] == "http"
+        assert target["service"] == f"{MODEL}-server-metrics" and target["endpoint"] == "metrics"
     series = live.prometheus.query(f'inference_model_ready{{namespace="{live.namespace}"}}')
     assert {s["metric"]["track"] for s in series} == set(TRACKS)
     # the server's handler label survives the operator's endpoint target label
@@ -169,7 +171,9 @@ def test_targets_carry_the_relabelled_namespace_pod_and_track(live):
         f'inference_requests_total{{namespace="{live.namespace}",handler="grpc_predict",code="503",track="canary"}}'
     )
     assert grpc_errors and float(grpc_errors[0]["value"][1]) == 5, grpc_errors
-    assert {s["metric"]["endpoint"] for s in live.prometheus.query(f'up{{namespace="{live.namespace}"}}')} == {"http"}
+    assert {s["metric"]["endpoint"] for s in live.prometheus.query(f'up{{namespace="{live.namespace}"}}')} == {
+        "metrics"
+    }
 
 
 def test_every_recording_rule_yields_a_series(live):

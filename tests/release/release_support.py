@@ -169,7 +169,7 @@ def model_version(docs: list[dict], deployment: dict) -> str:
 def route_shares(docs: list[dict], route: str = "mnist-server") -> dict[str, float]:
     """Deployment -> percent of default traffic the HTTPRoute sends its pods (via its Service)."""
     spec = by_kind(docs, "HTTPRoute")[route]["spec"]
-    rule = next(r for r in spec["rules"] if not r.get("matches"))
+    rule = next(r for r in spec["rules"] if all("weight" in ref for ref in r["backendRefs"]))
     total = sum(ref.get("weight", 1) for ref in rule["backendRefs"])
     shares: dict[str, float] = {}
     for ref in rule["backendRefs"]:

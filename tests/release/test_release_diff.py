@@ -8,6 +8,7 @@ import shutil
 from release_support import DIGEST_A, TAG_A, Repo, git
 
 from generator.release import diff as diff_module
+from generator.synthesis.delivery import WEIGHTED_RULE
 
 
 def risky(repo: Repo, base: str = "HEAD") -> dict[tuple[str, str, str], set[str]]:
@@ -77,14 +78,14 @@ def test_weight_change_is_flagged_in_text_and_markdown(repo: Repo):
         (
             "prod-canary",
             "HTTPRoute ml-prod-canary/mnist-server",
-            "spec.rules[1].backendRefs[name=mnist-server-canary].weight",
+            f"spec.rules[{WEIGHTED_RULE}].backendRefs[name=mnist-server-canary].weight",
         )
     ] == {"weight"}
     assert flags[
         (
             "prod-canary",
             "HTTPRoute ml-prod-canary/mnist-server",
-            "spec.rules[1].backendRefs[name=mnist-server-stable].weight",
+            f"spec.rules[{WEIGHTED_RULE}].backendRefs[name=mnist-server-stable].weight",
         )
     ] == {"weight"}
     md = repo.run("diff", "--base", "HEAD", "--markdown")
@@ -93,7 +94,7 @@ def test_weight_change_is_flagged_in_text_and_markdown(repo: Repo):
     assert "| Risk | Overlay | Resource | Field | Before | After |" in md.out
     assert (
         "| :warning: weight | prod-canary | HTTPRoute ml-prod-canary/mnist-server | "
-        "`spec.rules[1].backendRefs[name=mnist-server-canary].weight` | `0` | `10` |" in md.out
+        f"`spec.rules[{WEIGHTED_RULE}].backendRefs[name=mnist-server-canary].weight` | `0` | `10` |" in md.out
     )
     assert "<details><summary><b>prod-canary</b>" in md.out and "```diff" in md.out
 

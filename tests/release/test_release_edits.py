@@ -13,6 +13,7 @@ from release_support import DIGEST_A, DIGEST_B, TAG_A, Repo, git, nothing_to_do
 from generator.release import overlay as overlay_module
 from generator.release.canary import split_replicas
 from generator.release.git import ALLOW_DIRTY_ENV_VAR as ALLOW_DIRTY
+from generator.synthesis.delivery import WEIGHTED_RULE
 from generator.tools import ToolError
 
 SERVER = "registry.example.com/ml/inference-server"
@@ -292,7 +293,7 @@ def test_canary_weight_sets_weights_and_replica_split(repo: Repo):
         "+  canary: 25",
     ]
     route = next(d for d in repo.render("prod-canary") if d["kind"] == "HTTPRoute")
-    assert [ref.get("weight") for ref in route["spec"]["rules"][1]["backendRefs"]] == [75, 25]
+    assert [ref.get("weight") for ref in route["spec"]["rules"][WEIGHTED_RULE]["backendRefs"]] == [75, 25]
 
 
 def test_canary_100_promotes_the_canary_to_stable(repo: Repo):

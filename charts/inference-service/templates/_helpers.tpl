@@ -206,12 +206,19 @@ MODEL_VERSION is deliberately absent: it is an explicit container env entry that
 {{- define "inference-service.configData" -}}
 ACCESS_LOG: {{ ternary "true" "false" .Values.server.accessLog | quote }}
 GRACEFUL_TIMEOUT: {{ .Values.server.gracefulTimeoutSeconds | int64 | quote }}
+GRPC_KEEPALIVE_SECONDS: {{ .Values.server.grpc.keepaliveSeconds | int64 | quote }}
+GRPC_KEEPALIVE_TIMEOUT_SECONDS: {{ .Values.server.grpc.keepaliveTimeoutSeconds | int64 | quote }}
+GRPC_MAX_CONCURRENT_RPCS: {{ .Values.server.grpc.maxConcurrentRpcs | int64 | quote }}
+GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: {{ .Values.server.grpc.maxConnectionAgeGraceSeconds | int64 | quote }}
+GRPC_MAX_CONNECTION_AGE_SECONDS: {{ .Values.server.grpc.maxConnectionAgeSeconds | int64 | quote }}
 GRPC_PORT: {{ .Values.server.grpcPort | int64 | quote }}
+GRPC_REFLECTION: {{ ternary "true" "false" .Values.server.grpc.reflection | quote }}
 INTER_OP_THREADS: {{ .Values.server.interOpThreads | int64 | quote }}
 INTRA_OP_THREADS: {{ .Values.server.intraOpThreads | int64 | quote }}
 LOG_LEVEL: {{ .Values.server.logLevel | quote }}
 MAX_BATCH_SIZE: {{ .Values.server.maxBatchSize | int64 | quote }}
 MAX_BODY_BYTES: {{ .Values.server.maxBodyBytes | int64 | quote }}
+METRICS_PORT: {{ .Values.server.metricsPort | int64 | quote }}
 MODEL_BACKEND: {{ .Values.model.backend | quote }}
 MODEL_BASE_PATH: {{ .Values.model.basePath | quote }}
 {{- with .Values.model.classes }}
@@ -279,6 +286,10 @@ and names the values involved. Rendered by templates/validate.yaml.
 {{- end -}}
 {{- if and .Values.model.artifact.image (eq .Values.model.artifact.delivery "imageVolume") (not (semverCompare ">=1.31-0" .Capabilities.KubeVersion.Version)) -}}
 {{- $errors = append $errors (printf "model.artifact.delivery imageVolume needs Kubernetes 1.31 or newer (beta from 1.33); this is %s: use initContainer" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+{{- $ports := list (int64 .Values.server.port) (int64 .Values.server.grpcPort) (int64 .Values.server.metricsPort) -}}
+{{- if ne (len (uniq $ports)) 3 -}}
+{{- $errors = append $errors (printf "server.port (%d), server.grpcPort (%d) and server.metricsPort (%d) must all differ" (int64 .Values.server.port) (int64 .Values.server.grpcPort) (int64 .Values.server.metricsPort)) -}}
 {{- end -}}
 {{- $preStop := 0 -}}
 {{- if .Values.lifecycle.preStopSleepSeconds -}}{{- $preStop = int64 .Values.lifecycle.preStopSleepSeconds -}}{{- end -}}
