@@ -87,6 +87,7 @@ def start_model_server(
         MODEL_NAME=MODEL,
         PORT=str(port),
         GRPC_PORT=str(grpc_port),
+        METRICS_PORT=str(free_port()),  # several servers run at once: none may hold the default
         HOST="127.0.0.1",
         WORKERS=str(workers),
         THREADS=str(threads),

@@ -62,7 +62,7 @@ def gunicorn(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
         "MODEL_NAME": "mnist",
         "TMPDIR": str(tmp_path),
     }
-    base |= {"PORT": str(free_port()), "GRPC_PORT": "0", "WORKERS": "1"}
+    base |= {"PORT": str(free_port()), "METRICS_PORT": str(free_port()), "GRPC_PORT": "0", "WORKERS": "1"}
     return subprocess.Popen(
         [str(Path(sys.executable).with_name("gunicorn")), "--config", "services/inference/gunicorn.conf.py"],
         cwd=REPO_ROOT,
@@ -105,14 +105,14 @@ def test_the_server_refuses_bad_settings_at_start_with_exit_2(tmp_path, env, say
     assert stderr.strip().splitlines() == [f"model server configuration error: {says.format(file=afile)}"]
 
 
-@pytest.mark.parametrize("variable", ["PORT", "GRPC_PORT"])
+@pytest.mark.parametrize("variable", ["PORT", "GRPC_PORT", "METRICS_PORT"])
 def test_a_port_another_program_holds_is_named_with_the_setting_to_change(tmp_path, variable):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
         env = {"HOST": "127.0.0.1", variable: str(port)}
-        if variable == "GRPC_PORT":
+        if variable != "PORT":
             env["PORT"] = str(free_port())
         server = gunicorn(env, tmp_path)
         _, stderr = server.communicate(timeout=60)

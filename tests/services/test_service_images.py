@@ -12,7 +12,7 @@ import pytest
 import yaml
 from svc_helpers import REPO_ROOT
 
-from services.contract import GRPC_PORT
+from services.contract import GRPC_PORT, METRICS_PORT
 from services.inference.settings import Settings
 
 DOCKERFILES = {
@@ -59,4 +59,4 @@ def test_image_contract(service):
 
 def test_the_server_image_exposes_the_servers_ports():
     rest = Settings.model_fields["port"].default
-    assert re.search(rf"^EXPOSE {rest} {GRPC_PORT}$", DOCKERFILES["inference"].read_text(), re.M)
+    assert re.search(rf"^EXPOSE {rest} {GRPC_PORT} {METRICS_PORT}$", DOCKERFILES["inference"].read_text(), re.M)
