@@ -38,6 +38,8 @@ CHECKS = {
     "pdb": "a Deployment with 2 or more replicas is covered by a PodDisruptionBudget",
     "pdb-allows-disruption": "a PodDisruptionBudget leaves room for at least one voluntary eviction",
     "route-weights": f"an HTTPRoute rule's backend weights add up to {TOTAL_WEIGHT}",
+    "route-scope": "an HTTPRoute names its hostnames and its Gateway listener (sectionName), and each rule "
+    "matches paths, none of them every path (a catch-all routes /metrics and the metadata too)",
     "network-policy": "every pod is selected by a NetworkPolicy",
     "automount-token": "automountServiceAccountToken is false",
     "job-limits": "Jobs set backoffLimit (or backoffLimitPerIndex) and ttlSecondsAfterFinished",
@@ -447,6 +449,7 @@ def check_overlay(resources: list[Resource], env: Environment) -> list[Finding]:
     out.extend(pdb_coverage(resources, pods))
     out.extend(pdb_headroom(resources, pods))
     out.extend(route_weights(resources))
+    out.extend(route_scope(resources))
     out.extend(network_policy_coverage(resources, pods))
     out.extend(training_as_declared(resources, env))
     return out
@@ -591,6 +594,41 @@ def pdb_headroom(resources: list[Resource], pods: list[PodTemplate]) -> list[Fin
                         f"replica(s) of {pod.resource.kind}/{pod.resource.name}: no eviction is ever "
                         "allowed (node drains hang)",
                         "pdb-allows-disruption",
+                    )
+                )
+    return out
+
+
+def _catch_all(match: dict) -> bool:
+    """A match that takes every path: none at all, or the prefix ``/``."""
+    path = _d(match.get("path"))
+    return not path or (path.get("type", "PathPrefix") == "PathPrefix" and path.get("value", "/") == "/")
+
+
+def route_scope(resources: list[Resource]) -> list[Finding]:
+    """What a route exposes is what it names: hosts, the listener, and the paths of each rule.
+    Without them a route takes every host of every listener, and every path of its backends."""
+    out = []
+    for route in (r for r in resources if r.kind == "HTTPRoute"):
+        if not as_list(route.spec.get("hostnames")):
+            out.append(route.finding("spec.hostnames", "names no hostnames: it takes every host", "route-scope"))
+        for index, parent in enumerate(as_list(route.spec.get("parentRefs"))):
+            if not _d(parent).get("sectionName"):
+                out.append(
+                    route.finding(
+                        ["spec", "parentRefs", index, "sectionName"],
+                        "no sectionName: the route attaches to every listener of the Gateway",
+                        "route-scope",
+                    )
+                )
+        for index, rule in enumerate(as_list(route.spec.get("rules"))):
+            matches = as_list(_d(rule).get("matches"))
+            if not matches or any(_catch_all(_d(match)) for match in matches):
+                out.append(
+                    route.finding(
+                        ["spec", "rules", index, "matches"],
+                        "matches every path: name the paths clients may call (the predict routes)",
+                        "route-scope",
                     )
                 )
     return out
