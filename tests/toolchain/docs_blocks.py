@@ -250,6 +250,7 @@ class Server:
     log_path: Path
     port: int
     grpc_port: int
+    metrics_port: int
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -283,22 +284,22 @@ def _stop_group(proc: subprocess.Popen[bytes], grace: float = 60) -> None:
 
 @contextmanager
 def serving(command: str, cwd: Path, env: dict[str, str], log_dir: Path, timeout: float = 180) -> Iterator[Server]:
-    """Run a model server command (``make serve``) in the background with ``PORT`` and
-    ``GRPC_PORT`` free loopback ports; yield once ``/v2/health/ready`` answers 200; stop its
+    """Run a model server command (``make serve``) in the background with ``PORT``,
+    ``GRPC_PORT`` and ``METRICS_PORT`` free loopback ports; yield once ``/v2/health/ready`` answers 200; stop its
     process group at the end. A port taken between picking and binding is picked again."""
     for attempt in range(3):
-        port, grpc_port = free_ports(2)
+        port, grpc_port, metrics_port = free_ports(3)
         log_path = log_dir / f"server-{port}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 ["bash", "-o", "pipefail", "-c", command],
                 cwd=cwd,
-                env={**env, "PORT": str(port), "GRPC_PORT": str(grpc_port)},
+                env={**env, "PORT": str(port), "GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        server = Server(command, proc, log_path, port, grpc_port)
+        server = Server(command, proc, log_path, port, grpc_port, metrics_port)
         try:
             deadline = time.monotonic() + timeout
             while True:

@@ -29,21 +29,21 @@ Annotations are HTML comments on the lines right above the opening fence, one pe
 What the test adds to a block, and nothing else (the commands run as written):
 
 - Environment only: ``PATH`` starts with the directory of the helm ``make`` bootstraps;
-  ``GIT_EDITOR=true`` (``git revert`` keeps its message); ``PORT``/``GRPC_PORT`` (free loopback
-  ports) for ``make serve`` and ``make predict``; ``PLAIN_HTTP=1`` where a registry is used;
+  ``GIT_EDITOR=true`` (``git revert`` keeps its message); ``PORT``/``GRPC_PORT``/``METRICS_PORT`` (free
+  loopback ports) for ``make serve`` and ``make predict``; ``PLAIN_HTTP=1`` where a registry is used;
   ``TRAINING_EPOCHS=1 TRAINING_MAX_EXAMPLES=600`` so a block's own trainings are quick. Nothing
   else is inherited (no ``MAKEFLAGS``, no ``ENV``/``VERSION``/server or trainer settings from the
   calling shell).
 - The clone's files are dated 2000-01-01, so ``make`` finds the shared toolchain's stamps up to
   date and never reinstalls into this checkout's .venv or .tools.
-- ``localhost:8080``/``localhost:8500`` and the placeholder ``<n>`` are the only text replaced
+- ``localhost:8080``/``localhost:8500``/``localhost:8081`` and the placeholder ``<n>`` are the only text replaced
   (below).
 - ``make train`` is run once per module (with ``TRAINING_EPOCHS=8``, which keeps the card above
   the production gates), in the clone every block starts from a copy of: a block's ``make train``
   line is that run. The version it wrote replaces the placeholder ``<n>``.
 - ``make serve`` starts in the background (its own process group), is waited for until
-  ``/v2/health/ready`` answers, and is stopped at the end of the block; ``localhost:8080`` and
-  ``localhost:8500`` in the block's other commands and in python blocks become its ports. A
+  ``/v2/health/ready`` answers, and is stopped at the end of the block; ``localhost:8080``,
+  ``localhost:8500`` and ``localhost:8081`` in the block's other commands and in python blocks become its ports. A
   python block that calls the server gets a ``make serve`` of its own.
 - A block that runs ``make push-model`` gets a registry on loopback (:mod:`oci_registry_server`):
   its clone's ``modelArtifacts.repository`` points there, committed first (a user's own setting).
@@ -95,7 +95,7 @@ CHECKED = [b for b in BLOCKS if b.language not in ELSEWHERE]
 
 SERVER_COMMAND = "make serve"
 TRAIN_COMMAND = "make train"
-DEFAULT_PORTS = re.compile(r"\b(localhost|127\.0\.0\.1):(8080|8500)\b")
+DEFAULT_PORTS = re.compile(r"\b(localhost|127\.0\.0\.1):(8080|8500|8081)\b")
 #: Environment variables a block inherits from the calling shell (everything else is dropped).
 INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TMPDIR", "TZ")
 #: A block's own trainings are quick ones; the module's one ``make train`` is longer (:data:`TRAIN_ENV`).
@@ -352,7 +352,7 @@ def _helm_lint_passes(run: Run, ctx: Context, m: re.Match[str]) -> None:
 def with_ports(text: str, server: Server | None) -> str:
     if server is None:
         return text
-    ports = {"8080": server.port, "8500": server.grpc_port}
+    ports = {"8080": server.port, "8500": server.grpc_port, "8081": server.metrics_port}
     return DEFAULT_PORTS.sub(lambda m: f"{m[1]}:{ports[m[2]]}", text)
 
 
@@ -386,10 +386,16 @@ def run_sh_block(block: Block, workspace: Workspace, tmp_path: Path) -> None:
                 ctx.server = stack.enter_context(serving(written, clone, ctx.env, tmp_path))
                 assert f"127.0.0.1:{ctx.server.port}" in ctx.server.log(), ctx.server.log()
                 assert f"127.0.0.1:{ctx.server.grpc_port}" in ctx.server.log(), ctx.server.log()
+                assert f"127.0.0.1:{ctx.server.metrics_port}" in ctx.server.log(), ctx.server.log()
                 continue
             env = ctx.env
             if ctx.server is not None:
-                env = {**env, "PORT": str(ctx.server.port), "GRPC_PORT": str(ctx.server.grpc_port)}
+                env = {
+                    **env,
+                    "PORT": str(ctx.server.port),
+                    "GRPC_PORT": str(ctx.server.grpc_port),
+                    "METRICS_PORT": str(ctx.server.metrics_port),
+                }
             result = run_shell(with_ports(written, ctx.server), clone, env)
             assert result.returncode == 0, f"{block.id}:\n{result.describe()}"
             for pattern, check in EXPECTATIONS:

@@ -7,7 +7,7 @@ import re
 import subprocess
 
 from generator.paths import REPO_ROOT
-from services.contract import GRPC_PORT
+from services.contract import GRPC_PORT, METRICS_PORT
 
 MAKEFILE = (REPO_ROOT / "Makefile").read_text()
 
@@ -27,3 +27,4 @@ def test_help_lists_every_target_under_its_section_in_plain_text():
 def test_make_serve_listens_where_the_server_and_the_chart_do():
     """``make serve`` and ``make predict`` default to TF Serving's gRPC port (services/contract.py)."""
     assert re.search(rf"^GRPC_PORT \?= {GRPC_PORT}$", MAKEFILE, re.M)
+    assert re.search(rf"^METRICS_PORT \?= {METRICS_PORT}$", MAKEFILE, re.M)
