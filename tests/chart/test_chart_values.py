@@ -241,8 +241,13 @@ def test_readme_table_documents_every_value_with_its_default():
             [
                 "deployment/mnist-inference-service",
                 "port-forward service/mnist-inference-service 8080:80",
-                "networkPolicy.ingressFrom is empty",
+                "the serving ports (8080, 8500) admit the pods of namespace serving;",
+                "the metrics port (8081) admits nobody: list your Prometheus pods in networkPolicy.metricsFrom",
             ],
+        ),
+        (
+            ["networkPolicy.sameNamespace=false", "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prom"],
+            ["the serving ports (8080, 8500) admit nobody;", "the metrics port (8081) admits 1 peer(s)"],
         ),
         (
             ["slot=blue", "service.enabled=false", "autoscaling.enabled=false", "replicaCount=1"],
