@@ -50,7 +50,7 @@ from generator.inputs import (
     strict_validator,
 )
 from generator.model_schema import Definition, json_schema
-from generator.strategy import STRATEGIES, Strategy, strategy_named
+from generator.strategy import CANARY, STRATEGIES, Strategy, strategy_named
 from services.contract import (
     DIGEST,
     DNS_LABEL,
@@ -64,6 +64,7 @@ from services.contract import (
     METRICS_PORT,
     NAME_MAX,
     QUANTITY,
+    TOTAL_WEIGHT,
     matches,
     parse_quantity,
     whole,
@@ -502,6 +503,108 @@ class Gates(Section):
     )
 
 
+class AnalysisMetric(Section):
+    """One metric of the canary analysis: a share of bad requests (5xx, or slower than a bound),
+    counted per track as a numerator (bad) and a denominator (all), compared with stable and
+    capped. Each query is a PromQL template: ``$namespace``, ``$model``, ``$track`` and
+    ``$window`` (seconds, as ``123s``) are filled in; unset, the metric's own (generator/canary/queries.py)"""
+
+    json_schema_definition: ClassVar[str] = "analysisMetric"
+
+    max_increase: float = Field(
+        gt=0,
+        lt=1,
+        description="Effect size: the canary fails only when its bad share exceeds stable's by more than this "
+        "(absolute, e.g. 0.005 = half a percentage point) and the difference is significant",
+    )
+    cap: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="The canary fails when its bad share is significantly above this, whatever stable does; unset: "
+        "the objective of monitoring (1 - availabilityObjective for errors, 1 - latencyObjectivePercentile for "
+        "latency)",
+    )
+    bad_query: str = Field("", description="PromQL of the bad requests in the window (the numerator); unset: built in")
+    total_query: str = Field("", description="PromQL of all requests in the window (the denominator); unset: built in")
+
+
+class AnalysisMetrics(Section):
+    """The metrics every evaluation tests, canary against stable"""
+
+    error_ratio: AnalysisMetric = Field(
+        AnalysisMetric(maxIncrease=0.005),
+        description="5xx share of predicts (REST and gRPC), compared with stable and capped by the availability "
+        "objective",
+    )
+    latency_p99: AnalysisMetric = Field(
+        AnalysisMetric(maxIncrease=0.01),
+        alias="latencyP99",
+        description="Share of predicts slower than monitoring.latencyObjectiveSeconds: capped at 1 - "
+        "latencyObjectivePercentile (the p99 within the objective) and compared with stable",
+    )
+
+
+class CanaryAnalysis(Section):
+    """How make canary-analyze judges a canary environment: the weight steps, how long each step
+    bakes, how much data a decision needs, when it aborts, and the metrics
+    (generator/canary/README.md)"""
+
+    json_schema_definition: ClassVar[str] = "canaryAnalysis"
+
+    steps: tuple[Annotated[int, Field(ge=1, le=TOTAL_WEIGHT)], ...] = Field(
+        (5, 10, 25, 50, TOTAL_WEIGHT),
+        min_length=1,
+        description=f"The canary weights, increasing, ending at {TOTAL_WEIGHT} (the promotion)",
+    )
+    warmup_seconds: int = Field(
+        120,
+        ge=0,
+        le=86400,
+        description="After the commit that set the weight, time left for the sync and the pods' warm-up: the "
+        "analysis window starts after it",
+    )
+    bake_seconds: int = Field(
+        600, ge=1, le=7 * 86400, description="How long a weight runs (after the warm-up) before it may step"
+    )
+    interval_seconds: int = Field(
+        300,
+        ge=1,
+        le=86400,
+        description="The spacing of the looks at the data: an evaluation sees the window up to the last multiple "
+        "of it, so each look is counted once in the correction for repeated looks, however often it runs",
+    )
+    min_requests: int = Field(
+        500, ge=1, le=INT32_MAX, description="Predicts each track must have answered in the window to be judged"
+    )
+    on_insufficient_data: Literal["hold"] = Field(
+        "hold", description="What too little data means: hold (never step on missing data)"
+    )
+    max_hold_seconds: int = Field(
+        7200,
+        ge=1,
+        le=30 * 86400,
+        description="A weight held this long past its bake time is aborted (the canary cannot prove itself)",
+    )
+    failures_to_abort: int = Field(2, ge=1, le=100, description="Failing evaluations in a row that abort")
+    alpha: float = Field(
+        0.05,
+        gt=0,
+        le=0.2,
+        description="Significance over every look of one step (spent as alpha * 6 / (pi^2 k^2) on the k-th look)",
+    )
+    traffic_tolerance: float = Field(
+        5,
+        gt=0,
+        le=50,
+        description="How far (in percentage points) the canary's observed share of predicts may be from its weight",
+    )
+    max_scrape_age_seconds: int = Field(
+        120, ge=1, le=86400, description="Every target of both tracks must have been scraped this recently"
+    )
+    metrics: AnalysisMetrics = AnalysisMetrics()
+
+
 class Environment(Section):
     """One deployment target: an overlay synced by one Argo CD Application."""
 
@@ -518,7 +621,19 @@ class Environment(Section):
         "and pinned.",
     )
     quality_gates: Gates | None = Field(None, alias="gates")
+    analysis: CanaryAnalysis | None = Field(
+        None,
+        description="Automated canary analysis (make canary-analyze); canary environments only. Unset there: the "
+        "defaults",
+    )
     sync: Sync
+
+    @property
+    def canary_analysis(self) -> CanaryAnalysis | None:
+        """The analysis policy of a canary environment (its defaults when platform.yaml sets none)."""
+        if self.strategy is not CANARY:
+            return None
+        return self.analysis or CanaryAnalysis()
 
     @property
     def automated(self) -> bool:
@@ -727,7 +842,21 @@ def _environment_problems(where: str, env: Environment, base_dir: Path) -> list[
         problems.append((f"{where}.sync.selfHeal", "needs automated: true (Argo CD ignores it otherwise)"))
     if env.prune and not env.automated:
         problems.append((f"{where}.sync.prune", "needs automated: true (Argo CD ignores it otherwise)"))
+    if env.analysis is not None:
+        problems += _analysis_problems(f"{where}.analysis", env)
     return problems
+
+
+def _analysis_problems(where: str, env: Environment) -> list[Problem]:
+    """A canary analysis policy: on a canary environment, its steps increasing up to 100."""
+    if env.strategy is not CANARY:
+        return [(where, f"only a canary environment has a canary analysis ({env.name} is {env.strategy})")]
+    steps = list(env.analysis.steps) if env.analysis else []
+    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        return [(f"{where}.steps", f"{steps} must increase strictly")]
+    if steps[-1:] != [TOTAL_WEIGHT]:
+        return [(f"{where}.steps", f"{steps} must end at {TOTAL_WEIGHT} (the promotion)")]
+    return []
 
 
 def _model_problems(error: ValidationError) -> list[Problem]:
