@@ -124,6 +124,7 @@ lint: $(EVERYTHING) ## Every linter, offline from .venv: pre-commit run --all-fi
 DRY = $(if $(DRY_RUN),--dry-run)
 
 .PHONY: promote canary switch set-image diff status insights lineage register pin-model package-model push-model bootstrap
+.PHONY: canary-analyze canary-history canary-environments
 bootstrap: $(GENERATOR) $(call installed,training) ## A fresh cluster's first version: train, push, register, pin everywhere, one commit (PLAIN_HTTP=1)
 	$(PY) -m generator bootstrap --model "$(MODEL)" --model-root "$(MODEL_ROOT)" $(if $(PLAIN_HTTP),--plain-http)
 
@@ -144,6 +145,16 @@ promote: $(GENERATOR) ## Copy image, model version and digest between overlays: 
 
 canary: $(GENERATOR) ## Set the canary weight: make canary ENV=prod-canary WEIGHT=25 (100 promotes, 0 aborts)
 	$(PY) -m generator canary --env "$(ENV)" --weight "$(WEIGHT)" $(DRY)
+
+# One evaluation, one decision, at most one commit (generator/canary/README.md); PUSH=1 pushes it.
+canary-analyze: $(GENERATOR) ## Judge a canary against stable from Prometheus; STEP, HOLD or ABORT as a commit: make canary-analyze ENV=prod-canary [PROMETHEUS_URL=] [DRY_RUN=1]
+	$(PY) -m generator canary-analyze --env "$(ENV)" $(if $(PROMETHEUS_URL),--prometheus-url "$(PROMETHEUS_URL)") $(if $(DRY_RUN),--dry-run) $(if $(PUSH),--push)
+
+canary-environments: $(call installed,generator) ## Print the canary environments of platform.yaml, one a line (the analysis workflow loops over them)
+	@$(PY) -m generator canary-analyze --list-environments
+
+canary-history: $(call installed,generator) ## Every decision of make canary-analyze so far, from the commits' trailers: make canary-history ENV=prod-canary
+	$(PY) -m generator canary-history --env "$(ENV)"
 
 switch: $(GENERATOR) ## Flip the active slot: make switch ENV=prod-blue-green
 	$(PY) -m generator switch --env "$(ENV)" $(DRY)

@@ -119,6 +119,8 @@ DELEGATED = {
     "bootstrap": ("generator.release.bootstrap", "train, push, register and pin a first version everywhere; commit"),
     "insights": ("generator.insights.cli", "DORA keys and model lineage from git history, into build/insights/"),
     "lineage": ("generator.insights.lineage_cli", "which model ran in each environment's variants, commit to commit"),
+    "canary-analyze": ("generator.canary.cli", "evaluate a canary against stable; STEP, HOLD or ABORT by commit"),
+    "canary-history": ("generator.canary.history_cli", "every decision of canary-analyze so far, from the trailers"),
 }
 
 

@@ -23,6 +23,14 @@ DEFAULT_MODEL_VERSION = "1"
 CANARY_WEIGHTS_API_VERSION = "release.ml-gitops/v1"
 CANARY_WEIGHTS_KIND = "CanaryWeights"
 LOCAL_CONFIG_ANNOTATION = "config.kubernetes.io/local-config"
+#: Predict requests over REST and gRPC (the server's ``metrics.PREDICT_ENDPOINTS``; a contract
+#: test checks): the selector of the generated rules, the dashboard and the canary analysis.
+PREDICT = 'handler=~"predict|predict_version|grpc_predict"'
+
+
+def metrics_service_name(model: str) -> str:
+    """The headless Service over every server pod of a model: the ServiceMonitor's ``job`` label."""
+    return f"{model}-server-metrics"
 
 
 def canary_weights_name(model: str) -> str:

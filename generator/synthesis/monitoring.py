@@ -28,14 +28,13 @@ from cdk8s_plus_33 import k8s
 from constructs import Construct
 
 from generator.config import Monitoring
+from generator.conventions import PREDICT, metrics_service_name
 from generator.strategy import ALL_VARIANTS, CANARY, STRATEGIES
 from generator.synthesis.chart import chart_name
 from generator.synthesis.common import labels
 from generator.synthesis.delivery import SERVICE_ONLY
 from generator.synthesis.inference import InferenceService, InferenceServiceProps
 
-#: Predict requests over REST and gRPC (the server's ``metrics.PREDICT_ENDPOINTS``; a contract test checks).
-PREDICT = 'handler=~"predict|predict_version|grpc_predict"'
 WINDOWS = ("5m", "30m", "1h", "6h")
 #: The window of the per-slot/track 5xx ratio (canary alert, dashboard).
 VARIANT_WINDOW = "10m"
@@ -81,11 +80,6 @@ def runbooks_url(repo_url: str, revision: str) -> str:
 def runbook_anchor(alert: str) -> str:
     """The runbook heading (GitHub anchor) that explains an alert; the 1h/6h pairs share one."""
     return re.sub(r"(1h|6h)$", "", alert).lower()
-
-
-def metrics_service_name(model: str) -> str:
-    """The headless Service over every server pod of a model: the ServiceMonitor's ``job`` label."""
-    return f"{model}-server-metrics"
 
 
 def server_deployments(model: str) -> str:

@@ -1,0 +1,66 @@
+"""One evaluation: the pre-checks and every metric of every model, asked of Prometheus for the
+window of the current look."""
+
+from __future__ import annotations
+
+from generator.canary import checks, queries
+from generator.canary.decision import Window
+from generator.canary.prometheus import Prometheus
+from generator.canary.report import Evidence
+from generator.canary.stats import Result, counts, judge, look_alpha
+from generator.config import CanaryAnalysis, Monitoring
+from generator.release.overlay import Overlay
+from generator.strategy import CANARY
+
+
+def _results(
+    prom: Prometheus,
+    overlay: Overlay,
+    model: str,
+    specs: list[queries.MetricSpec],
+    window: Window,
+    policy: CanaryAnalysis,
+) -> tuple[list[tuple[str, Result]], dict[str, int]]:
+    """Each metric's test for one model, and each track's predicts (the first metric's totals)."""
+    namespace, alpha = overlay.env.namespace, look_alpha(policy.alpha, window.look)
+    results: list[tuple[str, Result]] = []
+    predicts: dict[str, int] = {}
+    for spec in specs:
+        measured = {}
+        for track in CANARY.variants:
+            bad, total = spec.queries(namespace, model, track, window.seconds)
+            measured[track] = counts(prom.scalar_sum(bad, window.end), prom.scalar_sum(total, window.end))
+        predicts = predicts or {track: c.total for track, c in measured.items()}
+        result = judge(
+            measured[CANARY.canary],
+            measured[CANARY.stable],
+            max_increase=spec.max_increase,
+            cap=spec.cap,
+            alpha=alpha,
+            min_requests=policy.min_requests,
+        )
+        name = spec.name if len(overlay.models) == 1 else f"{model} {spec.name}"
+        results.append((name, result))
+    return results, predicts
+
+
+def evaluate(
+    prom: Prometheus, overlay: Overlay, policy: CanaryAnalysis, objectives: Monitoring, window: Window, weight: int
+) -> Evidence:
+    """The evidence of one evaluation at ``window`` of a canary at ``weight``."""
+    namespace = overlay.env.namespace
+    specs = queries.metric_specs(policy, objectives)
+    found: list[checks.Check] = []
+    results: list[tuple[str, Result]] = []
+    for model in overlay.models:
+        found.append(checks.digest(prom, namespace, model, overlay.model_digest(model, CANARY.canary)))
+        found.append(checks.targets(prom, namespace, model, policy.max_scrape_age_seconds))
+        if window.look:
+            model_results, predicts = _results(prom, overlay, model, specs, window, policy)
+            results += model_results
+            share = checks.traffic_share(
+                predicts[CANARY.canary], predicts[CANARY.stable], weight, policy.traffic_tolerance
+            )
+            found.append(share)
+    found.append(checks.bake(window.now, window.start + policy.bake_seconds))
+    return Evidence(window, found, results)
