@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from string import Template
 from typing import Annotated, Any, ClassVar, Literal
 
 import jsonschema
@@ -856,7 +857,28 @@ def _analysis_problems(where: str, env: Environment) -> list[Problem]:
         return [(f"{where}.steps", f"{steps} must increase strictly")]
     if steps[-1:] != [TOTAL_WEIGHT]:
         return [(f"{where}.steps", f"{steps} must end at {TOTAL_WEIGHT} (the promotion)")]
-    return []
+    return _query_problems(f"{where}.metrics", env.analysis.metrics if env.analysis else AnalysisMetrics())
+
+
+#: The placeholders a metric's query may use (generator/canary/queries.py fills them in).
+QUERY_PLACEHOLDERS = frozenset({"namespace", "model", "track", "window"})
+
+
+def _query_problems(where: str, metrics: AnalysisMetrics) -> list[Problem]:
+    """Each overriding query uses only the known placeholders, and a query for each count."""
+    problems: list[Problem] = []
+    for name, metric in metrics:
+        key = f"{where}.{AnalysisMetrics.model_fields[name].alias}"
+        if bool(metric.bad_query) != bool(metric.total_query):
+            problems.append((key, "give both badQuery and totalQuery, or neither (a share needs both counts)"))
+        for field in ("bad_query", "total_query"):
+            template = Template(getattr(metric, field))
+            unknown = sorted(set(template.get_identifiers()) - QUERY_PLACEHOLDERS)
+            if not template.is_valid() or unknown:
+                shown_names = ", ".join(f"${p}" for p in sorted(QUERY_PLACEHOLDERS))
+                alias = AnalysisMetric.model_fields[field].alias
+                problems.append((f"{key}.{alias}", f"may use only the placeholders {shown_names}"))
+    return problems
 
 
 def _model_problems(error: ValidationError) -> list[Problem]:

@@ -34,8 +34,9 @@ class WeightSet:
 
 
 def weight_set(root: Path, traffic_file: str) -> WeightSet:
-    """The last commit on HEAD that touched ``traffic_file`` (repository-relative)."""
-    out = git(root, "log", "-1", "--format=%H %ct", "HEAD", "--", traffic_file).split()
+    """The last first-parent commit of HEAD that changed ``traffic_file`` (repository-relative):
+    a merged branch's change counts from its merge, when it reached the branch Argo CD follows."""
+    out = git(root, "log", "--first-parent", "-1", "--format=%H %ct", "HEAD", "--", traffic_file).split()
     if len(out) != 2:
         raise Refused(f"{traffic_file} is in no commit of HEAD: commit the canary environment first")
     return WeightSet(out[0], int(out[1]))

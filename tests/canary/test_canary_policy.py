@@ -65,6 +65,16 @@ BAD = {
         with_analysis(CANARY_INDEX, metrics={"cpu": {"maxIncrease": 0.1}}),
         f"environments[{CANARY_INDEX}].analysis.metrics.cpu: unknown key",
     ),
+    "an unknown placeholder": (
+        with_analysis(
+            CANARY_INDEX, metrics={"errorRatio": {"maxIncrease": 0.1, "badQuery": "$job", "totalQuery": "x"}}
+        ),
+        f"environments[{CANARY_INDEX}].analysis.metrics.errorRatio.badQuery: may use only the placeholders",
+    ),
+    "half an override": (
+        with_analysis(CANARY_INDEX, metrics={"latencyP99": {"maxIncrease": 0.1, "badQuery": "x"}}),
+        f"environments[{CANARY_INDEX}].analysis.metrics.latencyP99: give both badQuery and totalQuery",
+    ),
     "analysis of a rolling environment": (
         with_analysis(ROLLING_INDEX, steps=[50, 100]),
         f"environments[{ROLLING_INDEX}].analysis: only a canary environment has a canary analysis",

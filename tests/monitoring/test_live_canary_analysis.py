@@ -273,3 +273,30 @@ def test_prometheus_down_or_answering_html_exits_3_and_changes_nothing(live, rep
         server.server_close()
     assert html.code == 3 and "other than JSON" in html.err and len(html.err.strip().splitlines()) == 1, html
     assert repo.head() == head and repo.overlay_files() == files and repo.status() == ""
+
+
+def test_a_push_that_finds_the_remote_moved_changes_nothing(live, repo, tmp_path):
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(repo.root, "remote", "add", "origin", str(remote))
+    start(repo, 5)
+    git(repo.root, "push", "-q", "origin", "HEAD:refs/heads/main")
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(remote), str(other))
+    git(other, "commit", "-q", "--allow-empty", "-m", "someone else's commit")
+    git(other, "push", "-q", "origin", "HEAD:main")
+    moved = git(other, "rev-parse", "HEAD").strip()
+    time.sleep(2)  # a look: no predicts reach the canary, so the traffic share fails (a HOLD that writes)
+    head, files = repo.head(), repo.overlay_files()
+
+    refused = repo.analyze(live.url, "--push")
+    assert refused.code == 3 and "the push to origin main was refused" in refused.err, refused
+    assert "HOLD at 5%: pre-check failed: " in refused.out, refused.out
+    assert repo.head() == head and repo.overlay_files() == files and repo.status() == ""
+    assert git(remote, "rev-parse", "main").strip() == moved
+
+    git(repo.root, "pull", "-q", "--rebase", "origin", "main")  # the next run, on the remote's history
+    pushed = repo.analyze(live.url, "--push")
+    assert pushed.code == 0, pushed
+    assert git(remote, "rev-parse", "main").strip() == repo.head() != moved
+    assert repo.trailers()["Canary-Decision"] == ["HOLD"]
