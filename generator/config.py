@@ -541,8 +541,10 @@ class AnalysisMetrics(Section):
     latency_p99: AnalysisMetric = Field(
         AnalysisMetric(maxIncrease=0.01),
         alias="latencyP99",
-        description="Share of predicts slower than monitoring.latencyObjectiveSeconds: capped at 1 - "
-        "latencyObjectivePercentile (the p99 within the objective) and compared with stable",
+        description="p99 latency, from the latency histogram: the canary's share of predicts slower than stable's "
+        "p99 bucket, compared with stable's (maxIncrease), and its share slower than "
+        "monitoring.latencyObjectiveSeconds, capped (cap; default 1 - latencyObjectivePercentile: the p99 within the "
+        "objective)",
     )
 
 

@@ -67,7 +67,10 @@ def analyze(args: argparse.Namespace) -> int:
     policy = env.canary_analysis
     assert policy is not None  # a canary environment always has one (its defaults)
     if not args.dry_run:
-        release_git.ensure_clean(root)
+        try:
+            release_git.ensure_clean(root)
+        except Refused as exc:  # a decision is a commit of its own: no batching it with other edits
+            raise Refused(str(exc).split(" (or put several edits")[0]) from exc
     prom = Prometheus(args.prometheus_url)
     prom.check()
     overlay = Overlay(root, platform, env)
@@ -104,7 +107,7 @@ def _report(
     if decision.kind == Kind.HOLD:
         sha = record.commit_empty(overlay.root, subject, body, trailers)
     else:
-        sha, _ = record.commit_edit(overlay, decision.weight, subject, body, trailers)
+        sha = record.commit_edit(overlay, decision.weight, subject, body, trailers)
     print(f"canary-analyze: committed {sha[:12]}")
     if args.push:
         record.push(overlay.root, args.remote, args.branch, before)

@@ -13,6 +13,13 @@ from generator.release.overlay import Overlay
 from generator.strategy import CANARY
 
 
+def _stable_p99(prom: Prometheus, namespace: str, model: str, window: Window, objectives: Monitoring) -> str:
+    """The bucket bound of stable's p99 (``latencyObjectivePercentile``) in the window."""
+    query = queries.latency_buckets(namespace, model, CANARY.stable, window.seconds)
+    buckets = [(labels.get("le", "+Inf"), value) for labels, value in prom.vector(query, window.end)]
+    return queries.percentile_bound(buckets, objectives.latency_percentile)
+
+
 def _results(
     prom: Prometheus,
     overlay: Overlay,
@@ -20,15 +27,19 @@ def _results(
     specs: list[queries.MetricSpec],
     window: Window,
     policy: CanaryAnalysis,
-) -> tuple[list[tuple[str, Result]], dict[str, int]]:
-    """Each metric's test for one model, and each track's predicts (the first metric's totals)."""
+    objectives: Monitoring,
+) -> tuple[list[tuple[str, Result]], list[str], dict[str, int]]:
+    """Each metric's test for one model, what each counts as bad, and each track's predicts (the
+    first metric's totals)."""
     namespace, alpha = overlay.env.namespace, look_alpha(policy.alpha, window.look)
     results: list[tuple[str, Result]] = []
+    notes: list[str] = []
     predicts: dict[str, int] = {}
+    stable_p99 = _stable_p99(prom, namespace, model, window, objectives)
     for spec in specs:
         measured = {}
         for track in CANARY.variants:
-            bad, total = spec.queries(namespace, model, track, window.seconds)
+            bad, total = spec.queries(namespace, model, track, window.seconds, stable_p99)
             measured[track] = counts(prom.scalar_sum(bad, window.end), prom.scalar_sum(total, window.end))
         predicts = predicts or {track: c.total for track, c in measured.items()}
         result = judge(
@@ -40,8 +51,10 @@ def _results(
             min_requests=policy.min_requests,
         )
         name = spec.name if len(overlay.models) == 1 else f"{model} {spec.name}"
+        bound = f' (bucket le="{stable_p99}")' if spec.above_stable_p99 else ""
+        notes.append(f"{name}: {spec.meaning}{bound}")
         results.append((name, result))
-    return results, predicts
+    return results, notes, predicts
 
 
 def evaluate(
@@ -52,15 +65,17 @@ def evaluate(
     specs = queries.metric_specs(policy, objectives)
     found: list[checks.Check] = []
     results: list[tuple[str, Result]] = []
+    notes: list[str] = []
     for model in overlay.models:
         found.append(checks.digest(prom, namespace, model, overlay.model_digest(model, CANARY.canary)))
         found.append(checks.targets(prom, namespace, model, policy.max_scrape_age_seconds))
         if window.look:
-            model_results, predicts = _results(prom, overlay, model, specs, window, policy)
+            model_results, model_notes, predicts = _results(prom, overlay, model, specs, window, policy, objectives)
             results += model_results
+            notes += model_notes
             share = checks.traffic_share(
                 predicts[CANARY.canary], predicts[CANARY.stable], weight, policy.traffic_tolerance
             )
             found.append(share)
     found.append(checks.bake(window.now, window.start + policy.bake_seconds))
-    return Evidence(window, found, results)
+    return Evidence(window, found, results, notes)

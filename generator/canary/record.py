@@ -22,9 +22,9 @@ def _head(root: Path) -> str:
     return git(root, "rev-parse", "HEAD").strip()
 
 
-def commit_edit(overlay: Overlay, weight: int, subject: str, body: str, trailers: list[Trailer]) -> tuple[str, str]:
+def commit_edit(overlay: Overlay, weight: int, subject: str, body: str, trailers: list[Trailer]) -> str:
     """Apply the canary edit to ``weight``, write it (the overlay must still build) and commit
-    exactly its files; on any failure every file is restored. Returns (the commit, the edit's title)."""
+    exactly its files; on any failure every file is restored. Returns the commit."""
     root = overlay.root
     edit = canary_edit.step(overlay, weight)
     paths = overlay.commit()
@@ -37,7 +37,7 @@ def commit_edit(overlay: Overlay, weight: int, subject: str, body: str, trailers
             write_atomic(f.path, f.original)
         git(root, "reset", "--quiet", "--", *paths)
         raise
-    return _head(root), edit.title
+    return _head(root)
 
 
 def commit_empty(root: Path, subject: str, body: str, trailers: list[Trailer]) -> str:

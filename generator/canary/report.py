@@ -4,7 +4,7 @@ the commit message around them, and the trailers a program reads back (``history
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from generator.canary import history
@@ -31,7 +31,9 @@ def _p(value: float) -> str:
 
 
 def _row(name: str, r: Result) -> tuple[str, ...]:
-    threshold = f"+{100 * r.max_increase:g} pt, cap {100 * r.cap:g}%, alpha {r.alpha:.2g}"
+    limits = [f"+{100 * r.max_increase:g} pt" if r.max_increase is not None else "", ""]
+    limits[1] = f"cap {100 * r.cap:g}%" if r.cap is not None else ""
+    threshold = ", ".join([*(x for x in limits if x), f"alpha {r.alpha:.2g}"])
     effect = f"{100 * r.effect:+.2f} pt"
     return (name, str(r.canary), str(r.stable), effect, _p(r.p_vs_stable), _p(r.p_vs_cap), threshold, r.verdict.value)
 
@@ -50,6 +52,8 @@ class Evidence:
     window: Window
     checks: list[Check]
     results: list[tuple[str, Result]]
+    #: What each metric counts as a bad predict.
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """The evidence as the body of a commit message (and of the printed report)."""
@@ -63,6 +67,7 @@ class Evidence:
         if self.results:
             out += ["", "Metrics (bad predicts of all, per track; one-sided tests, canary worse):", ""]
             out += [f"  {line}" for line in table(self.results)]
+            out += ["", "Bad predicts:", *(f"  {note}" for note in self.notes)] if self.notes else []
         return out
 
 

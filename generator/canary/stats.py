@@ -11,6 +11,9 @@ A metric is a share of bad predicts (5xx, or slower than a bound), counted per t
   (``scipy.stats.binomtest``) of the canary's share against ``cap`` is significant **and** its
   observed share is above the cap.
 
+A metric may make only one of the two (its other threshold None): the p99 latency is two rows,
+one compared with stable and one capped by the objective (``queries.py``).
+
 **Repeated looks.** An evaluation runs every few minutes on a window that grows from the step's
 start, so each look is another chance of a false alarm. The k-th look of a step spends
 ``alpha * 6 / (pi**2 * k**2)``: these sum to at most ``alpha`` over any number of looks (the
@@ -62,8 +65,8 @@ class Result:
     stable: Counts
     p_vs_stable: float
     p_vs_cap: float
-    max_increase: float
-    cap: float
+    max_increase: float | None
+    cap: float | None
     alpha: float
     verdict: Verdict
     why: str
@@ -89,22 +92,32 @@ def counts(bad: float, total: float) -> Counts:
 
 
 def judge(
-    canary: Counts, stable: Counts, *, max_increase: float, cap: float, alpha: float, min_requests: int
+    canary: Counts,
+    stable: Counts,
+    *,
+    max_increase: float | None,
+    cap: float | None,
+    alpha: float,
+    min_requests: int,
 ) -> Result:
-    """The verdict of one metric at one look (``alpha`` already spent for that look)."""
+    """The verdict of one metric at one look (``alpha`` already spent for that look); a test
+    whose threshold is None is not made (its p-value is NaN)."""
     if canary.total < min_requests or stable.total < min_requests:
         short = [name for name, c in (("canary", canary), ("stable", stable)) if c.total < min_requests]
         why = f"{' and '.join(short)} answered fewer than {min_requests} predicts"
         return Result(canary, stable, math.nan, math.nan, max_increase, cap, alpha, Verdict.INSUFFICIENT, why)
-    table = [[canary.bad, canary.total - canary.bad], [stable.bad, stable.total - stable.bad]]
-    p_stable = float(stats.fisher_exact(table, alternative="greater").pvalue)
-    p_cap = float(stats.binomtest(canary.bad, canary.total, cap, alternative="greater").pvalue)
-    effect = canary.share - stable.share
+    p_stable = p_cap = math.nan
     reasons = []
-    if p_stable < alpha and effect > max_increase:
-        reasons.append(f"worse than stable by {100 * effect:.2f} points (p={p_stable:.2g})")
-    if p_cap < alpha and canary.share > cap:
-        reasons.append(f"above the cap {100 * cap:g}% (p={p_cap:.2g})")
+    effect = canary.share - stable.share
+    if max_increase is not None:
+        table = [[canary.bad, canary.total - canary.bad], [stable.bad, stable.total - stable.bad]]
+        p_stable = float(stats.fisher_exact(table, alternative="greater").pvalue)
+        if p_stable < alpha and effect > max_increase:
+            reasons.append(f"worse than stable by {100 * effect:.2f} points (p={p_stable:.2g})")
+    if cap is not None:
+        p_cap = float(stats.binomtest(canary.bad, canary.total, cap, alternative="greater").pvalue)
+        if p_cap < alpha and canary.share > cap:
+            reasons.append(f"above the cap {100 * cap:g}% (p={p_cap:.2g})")
     verdict = Verdict.FAIL if reasons else Verdict.PASS
-    why = "; ".join(reasons) or "not significantly worse than stable, nor above the cap"
+    why = "; ".join(reasons) or "neither significantly worse than stable nor above the cap"
     return Result(canary, stable, p_stable, p_cap, max_increase, cap, alpha, verdict, why)

@@ -119,3 +119,15 @@ def test_canary_analyze_refuses_a_bad_policy_with_exit_2_and_writes_nothing(tmp_
         f"environments[{CANARY_INDEX}].analysis.bakeSeconds: 0 must be >= 1"
     )
     assert sorted((p, p.read_bytes()) for p in root.rglob("*") if p.is_file()) == before
+
+
+def test_canary_analyze_refuses_an_environment_that_is_not_a_canary_one():
+    result = subprocess.run(
+        [sys.executable, "-m", "generator", "canary-analyze", "--env", "prod", "--dry-run"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode, result.stdout) == (2, ""), result
+    assert result.stderr.startswith("canary-analyze: refused: prod is a rolling environment, not a canary one")

@@ -11,6 +11,7 @@ from scipy import stats
 
 from generator.canary.checks import Check
 from generator.canary.decision import Kind, Previous, Window, decide, next_weight
+from generator.canary.queries import percentile_bound
 from generator.canary.stats import Counts, Verdict, judge, look_alpha
 from generator.config import CanaryAnalysis
 
@@ -46,6 +47,20 @@ def test_the_p_value_is_scipys_one_sided_fisher_exact_test():
 def test_a_canary_above_the_cap_fails_even_when_stable_is_as_bad():
     result = _judge((100, 1000), (100, 1000))
     assert result.p_vs_stable > 0.5 and result.verdict is Verdict.FAIL and "above the cap" in result.why
+
+
+def test_a_test_without_its_threshold_is_not_made():
+    only_cap = judge(Counts(100, 1000), Counts(0, 1000), max_increase=None, cap=0.05, alpha=0.01, min_requests=100)
+    assert math.isnan(only_cap.p_vs_stable) and only_cap.verdict is Verdict.FAIL and "above the cap" in only_cap.why
+    only_stable = judge(Counts(60, 1000), Counts(0, 1000), max_increase=0.01, cap=None, alpha=0.01, min_requests=100)
+    assert math.isnan(only_stable.p_vs_cap) and only_stable.verdict is Verdict.FAIL
+
+
+def test_stables_p99_is_the_first_bucket_holding_99_percent():
+    buckets = [("0.005", 900.0), ("0.01", 985.0), ("0.025", 995.0), ("+Inf", 1000.0), ("0.05", 1000.0)]
+    assert percentile_bound(buckets, 0.99) == "0.025"
+    assert percentile_bound(buckets, 0.9) == "0.005"
+    assert percentile_bound([], 0.99) == "+Inf" and percentile_bound([("+Inf", 0.0)], 0.99) == "+Inf"
 
 
 def test_too_few_requests_are_insufficient_never_a_pass():

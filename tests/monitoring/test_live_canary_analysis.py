@@ -51,12 +51,24 @@ class Live:
         path = f"{self.servers[pod].url}/v1/models/{MODEL}:predict"
         return [self.session.post(path, json={"instances": [DIGIT]}, timeout=10).status_code for _ in range(count)]
 
+    def serve(self, pod: str) -> None:
+        """Give a pod the model git pins (pod b starts without one), and wait until it serves it."""
+        version = self.stores[pod] / MODEL / "1"
+        if not version.exists():
+            shutil.copytree(self.stores["a"] / MODEL / "1", version)
+        self.servers[pod].wait_ready()
+
     def traffic(self, weight: int, canary: int, *, canary_pods: tuple[str, ...] = ("a",)) -> None:
         """Predicts split as the weight says: ``canary`` to the canary pods (round robin), the
-        rest of the share to stable; all answered 200."""
+        rest of the share to stable, interleaved; all answered 200."""
+        for pod in canary_pods:
+            self.serve(pod)
         stable = round(canary * (100 - weight) / weight)
-        assert set(self.predicts("stable", stable)) <= {200}
-        for index in range(canary):
+        sent = 0
+        for index in range(canary):  # interleaved, as concurrent users would send them
+            due = round((index + 1) * stable / canary) - sent
+            assert set(self.predicts("stable", due)) <= {200}
+            sent += due
             assert self.predicts(canary_pods[index % len(canary_pods)], 1) == [200]
 
     def settle(self) -> None:
@@ -147,8 +159,7 @@ def test_a_failing_canary_is_aborted_within_two_evaluations_and_a_revert_resumes
         codes += live.predicts("b" if index % 16 == 15 else "a", 1)
     assert codes.count(503) == 10 and set(codes) == {200, 503}
     # pod b then loads the model git pins, so the pre-checks hold: the 5xx are in the window
-    shutil.copytree(live.stores["a"] / MODEL / "1", live.stores["b"] / MODEL / "1")
-    live.servers["b"].wait_ready()
+    live.serve("b")
     live.settle()
 
     first = repo.analyze(live.url)
@@ -218,6 +229,10 @@ def test_too_little_traffic_holds_and_changes_no_manifest(live, repo):
     files = repo.overlay_files()
     live.traffic(10, 5, canary_pods=CANARY_PODS)
     live.settle()
+    head = repo.head()
+    shadow = repo.analyze(live.url, "--dry-run")  # DRY_RUN=1: the decision, and nothing written
+    assert shadow.code == 0 and "HOLD at 10%: insufficient data" in shadow.out, shadow.out
+    assert "(dry run: nothing written)" in shadow.out and repo.head() == head and repo.status() == ""
     run = repo.analyze(live.url)
     assert run.code == 0, run
     assert "HOLD at 10%: insufficient data" in run.out, run.out
@@ -261,6 +276,12 @@ class _Html(http.server.BaseHTTPRequestHandler):
 def test_prometheus_down_or_answering_html_exits_3_and_changes_nothing(live, repo):
     start(repo, 10)
     head, files = repo.head(), repo.overlay_files()
+    traffic = repo.root / "overlays" / ENV / "traffic.yaml"
+    traffic.write_text(traffic.read_text() + "# a hand edit in progress\n")
+    dirty = repo.analyze(live.url)
+    assert dirty.code == 2 and "uncommitted changes in overlays/prod-canary/traffic.yaml" in dirty.err, dirty
+    assert repo.head() == head
+    git(repo.root, "checkout", "--", str(traffic))
     down = repo.analyze(f"http://127.0.0.1:{free_port()}")
     assert down.code == 3 and "unreachable" in down.err and len(down.err.strip().splitlines()) == 1, down
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Html)
