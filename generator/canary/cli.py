@@ -77,8 +77,8 @@ def analyze(args: argparse.Namespace) -> int:
     weight = current_weight(overlay)
     since = history.weight_set(root, f"{env.overlay}/{CANARY.traffic_file}")
     window = Window.of(since.time, int(time.time()), policy)
-    evidence = evaluate(prom, overlay, policy, platform.monitoring, window, weight)
     idle = _idle(overlay, weight)
+    evidence = evaluate(prom, overlay, policy, platform.monitoring, None if idle else window, weight)
     if idle:
         decision = Decision(Kind.HOLD, weight, idle)
     else:

@@ -58,9 +58,15 @@ def _results(
 
 
 def evaluate(
-    prom: Prometheus, overlay: Overlay, policy: CanaryAnalysis, objectives: Monitoring, window: Window, weight: int
+    prom: Prometheus,
+    overlay: Overlay,
+    policy: CanaryAnalysis,
+    objectives: Monitoring,
+    window: Window | None,
+    weight: int,
 ) -> Evidence:
-    """The evidence of one evaluation at ``window`` of a canary at ``weight``."""
+    """The evidence of one evaluation at ``window`` of a canary at ``weight``; without a window
+    (nothing to analyse) only what the pods serve and whether they are scraped."""
     namespace = overlay.env.namespace
     specs = queries.metric_specs(policy, objectives)
     found: list[checks.Check] = []
@@ -69,7 +75,7 @@ def evaluate(
     for model in overlay.models:
         found.append(checks.digest(prom, namespace, model, overlay.model_digest(model, CANARY.canary)))
         found.append(checks.targets(prom, namespace, model, policy.max_scrape_age_seconds))
-        if window.look:
+        if window is not None and window.look:
             model_results, model_notes, predicts = _results(prom, overlay, model, specs, window, policy, objectives)
             results += model_results
             notes += model_notes
@@ -77,5 +83,6 @@ def evaluate(
                 predicts[CANARY.canary], predicts[CANARY.stable], weight, policy.traffic_tolerance
             )
             found.append(share)
-    found.append(checks.bake(window.now, window.start + policy.bake_seconds))
+    if window is not None:
+        found.append(checks.bake(window.now, window.start + policy.bake_seconds))
     return Evidence(window, found, results, notes)

@@ -49,7 +49,7 @@ def table(results: list[tuple[str, Result]]) -> list[str]:
 class Evidence:
     """What one evaluation saw: its window, pre-checks and metric results."""
 
-    window: Window
+    window: Window | None  # None: nothing to analyse (no candidate, or weight 0)
     checks: list[Check]
     results: list[tuple[str, Result]]
     #: What each metric counts as a bad predict.
@@ -58,7 +58,9 @@ class Evidence:
     def lines(self) -> list[str]:
         """The evidence as the body of a commit message (and of the printed report)."""
         w = self.window
-        if w.look:
+        if w is None:
+            head = "Analysis window: none (nothing to analyse)"
+        elif w.look:
             head = f"Analysis window {window_text(w)} ({w.seconds}s, look {w.look} of this step)"
         else:
             head = f"Analysis window: none yet (the first look is at {iso(w.start + 1)} or later)"
@@ -78,7 +80,7 @@ def subject(env: str, decision: Decision, weight_before: int) -> str:
     return f"canary-analyze {env}: {decision.kind} {weight_before}% -> {decision.weight}%: {decision.reason}"
 
 
-def trailers(env: str, decision: Decision, digests: list[tuple[str, str]], window: Window) -> list[Trailer]:
+def trailers(env: str, decision: Decision, digests: list[tuple[str, str]], window: Window | None) -> list[Trailer]:
     """The Canary-* trailers, the analysed models' digests and the window (before any Release-* ones)."""
     out: list[Trailer] = [
         (history.DECISION, decision.kind.value),
@@ -89,5 +91,5 @@ def trailers(env: str, decision: Decision, digests: list[tuple[str, str]], windo
     if decision.failures:
         out.append((history.FAILURES, str(decision.failures)))
     out += [(history.DIGEST, f"{model} {digest}") for model, digest in digests if digest]
-    out.append((history.WINDOW, window_text(window) if window.look else "none"))
+    out.append((history.WINDOW, window_text(window) if window is not None and window.look else "none"))
     return out
