@@ -110,7 +110,7 @@ def live(tmp_path_factory, trained_store):
             deployment = one(objects, "Deployment", f"{MODEL}-server-{track}")
             labels = deployment["spec"]["template"]["metadata"]["labels"]
             # The address the generated ServiceMonitor scrapes, as test_live_prometheus.py builds it.
-            pods[f"{deployment['metadata']['name']}-live-{pod}"] = (labels, f"127.0.0.1:{server.port}")
+            pods[f"{deployment['metadata']['name']}-live-{pod}"] = (labels, f"127.0.0.1:{server.metrics_port}")
         job = service_monitor_scrape_config(monitor, one(objects, "Service", f"{MODEL}-server-metrics"), pods, INTERVAL)
         groups = [{**group, "interval": INTERVAL} for group in rule_groups(objects)]
         config = {"global": {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL}, "scrape_configs": [job]}
