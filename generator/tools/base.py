@@ -34,6 +34,12 @@ _CHOSEN: dict[Path, dict[str, dict[str, str]]] = {}
 _LOCK = threading.Lock()
 
 
+def _tools_bin() -> Path:
+    """``.tools/bin`` as the directory it really is: a scratch clone that shares this checkout's
+    .tools through a symlink must record paths that outlive the clone."""
+    return TOOLS_BIN.resolve()
+
+
 class ToolError(RuntimeError):
     """A tool could not be found, extracted or run; the message says what to do."""
 
@@ -189,7 +195,7 @@ class Bootstrapped(ABC):
         if missing:
             self.extract()
             for binary in missing:
-                path = str(TOOLS_BIN / binary.name)
+                path = str(_tools_bin() / binary.name)
                 version = self.version_of(path, binary.name)
                 if not binary.fits(version):
                     raise ToolError(
@@ -228,7 +234,7 @@ class Bootstrapped(ABC):
 
     def _fitting(self, binary: Binary) -> dict[str, str] | None:
         """The first of ``.tools/bin/<name>`` and ``<name>`` on PATH whose version fits, as a record entry."""
-        for candidate in (str(TOOLS_BIN / binary.name), shutil.which(binary.name)):
+        for candidate in (str(_tools_bin() / binary.name), shutil.which(binary.name)):
             if candidate and Path(candidate).exists():
                 version = self.version_of(candidate, binary.name)
                 if binary.fits(version):

@@ -55,7 +55,7 @@ class DebianTool(Bootstrapped):
 
     def environ(self, path: str) -> dict[str, str]:
         """An extracted binary runs with ``.tools/lib`` first on ``LD_LIBRARY_PATH``; others as they are."""
-        if not self.libraries or Path(path).parent != TOOLS_BIN:
+        if not self.libraries or Path(path).parent.resolve() != TOOLS_BIN.resolve():
             return dict(os.environ)
         inherited = os.environ.get("LD_LIBRARY_PATH", "")
         return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(p for p in (str(TOOLS_LIB), inherited) if p)}
