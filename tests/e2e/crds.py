@@ -1,16 +1,20 @@
 """CustomResourceDefinitions for the control plane, built from the schemas ``make validate`` uses.
 
 ``generator/validate/crds/schemas/<group>/<kind>_<version>.json`` are strict JSON schemas derived
-from the upstream CRDs (see that directory's README). This module turns them back into structural
-``openAPIV3Schema``s, undoing each step of that conversion, so the API server validates (strict
-field validation rejects unknown fields) and defaults custom resources as the upstream CRDs
+from the upstream API types (see that directory's README). This module turns them back into
+structural ``openAPIV3Schema``s, undoing each step of that conversion, so the API server
+validates custom resources (strict field validation rejects unknown fields) as the upstream CRDs
 would:
 
+- every ``$ref`` to a definition is inlined (a CRD schema has no references); a definition that
+  refers to itself becomes ``x-kubernetes-preserve-unknown-fields`` at the second level;
+- ``const`` becomes a one-value ``enum`` (CRD schemas have no ``const``);
 - ``type: [X, "null"]`` becomes ``type: X`` (the upstream CRDs are not nullable);
 - ``additionalProperties: false`` goes (a structural schema prunes or, under strict field
   validation, rejects unknown fields anyway); an object with no properties and no value schema
   was ``x-kubernetes-preserve-unknown-fields`` upstream and becomes that again;
-- string-or-integer (``anyOf``/``oneOf`` of the two) becomes ``x-kubernetes-int-or-string``;
+- string-or-integer (``anyOf``/``oneOf`` of the two, or ``type: [string, number]``) becomes
+  ``x-kubernetes-int-or-string``;
 - the inlined ``ObjectMeta`` becomes ``metadata: {type: object}``, all a CRD may say about it.
 """
 
@@ -30,6 +34,8 @@ _VERSION_RANK = {"": 3, "beta": 2, "alpha": 1}
 
 
 def _int_or_string(node: dict) -> bool:
+    if isinstance(node.get("type"), list):
+        return set(node["type"]) - {"null"} in ({"integer", "string"}, {"number", "string"})
     branches = node.get("anyOf") or node.get("oneOf") or []
     types = set()
     for branch in branches:
@@ -40,12 +46,29 @@ def _int_or_string(node: dict) -> bool:
     return bool(branches) and types - {"null"} == {"integer", "string"}
 
 
+def inline(node, defs: dict, seen: tuple[str, ...] = ()):
+    """``node`` with every ``#/$defs/`` reference replaced by its definition (see the docstring)."""
+    if isinstance(node, list):
+        return [inline(item, defs, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        name = ref[len("#/$defs/") :]
+        if name in seen:
+            return {"x-kubernetes-preserve-unknown-fields": True}
+        return inline(defs[name], defs, (*seen, name))
+    return {key: inline(value, defs, seen) for key, value in node.items() if key != "$defs"}
+
+
 def structural(node):
     """One node of a strict JSON schema back as a structural CRD schema (see the docstring)."""
     if isinstance(node, list):
         return [structural(item) for item in node]
     if not isinstance(node, dict):
         return node
+    if "const" in node:
+        node = {**{k: v for k, v in node.items() if k != "const"}, "enum": [node["const"]]}
     if _int_or_string(node):
         return {"x-kubernetes-int-or-string": True}
     out: dict = {}
@@ -71,6 +94,8 @@ def structural(node):
 
 def _top_level(schema: dict) -> dict:
     """The whole object: every property structural, ``metadata`` as a CRD must declare it."""
+    schema = {**schema, "properties": {**schema["properties"], "metadata": {"type": "object"}}}
+    schema = inline(schema, schema.get("$defs", {}))
     meta = {**schema, "properties": {**schema["properties"], "metadata": {"type": "object", "properties": {}}}}
     out = structural(meta)
     out["properties"]["metadata"] = {"type": "object"}

@@ -1,9 +1,10 @@
-"""The committed CRD schemas: valid draft 2020-12, standalone, strict; and the converter's
-pieces on small inputs (the full regeneration, which runs npm, is
-``python -m generator.validate.crd_schemas --check``)."""
+"""The committed CRD schemas: valid draft 2020-12, standalone, strict, and holding the fields
+the Argo CD objects need; and the converter on a small input (the full regeneration, which runs
+npm and Node, is ``python -m generator.validate.crd_schemas --check``)."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import jsonschema
@@ -16,6 +17,7 @@ SCHEMAS = sorted(CRD_SCHEMA_DIR.rglob("*.json"))
 USED_KINDS = {
     ("argoproj.io", "v1alpha1", "Application"),
     ("argoproj.io", "v1alpha1", "AppProject"),
+    ("argoproj.io", "v1alpha1", "ApplicationSet"),
     ("gateway.networking.k8s.io", "v1", "HTTPRoute"),
     ("monitoring.coreos.com", "v1", "ServiceMonitor"),
     ("monitoring.coreos.com", "v1", "PrometheusRule"),
@@ -69,60 +71,87 @@ def test_schema_is_valid_standalone_and_strict(path):
                 f"{path.name}: {where} is not strict"
             )
     assert '"nullable"' not in text
+    assert "#/definitions/" not in text
 
 
-def test_extract_schema_literal_handles_braces_in_strings():
-    source = 'const x = 1;\nconst schema = {"a": "}{\\"", "b": {"c": [1, {"d": 2}]}};\nclass Y {}'
-    assert crd_schemas.extract_schema_literal(source) == {"a": '}{"', "b": {"c": [1, {"d": 2}]}}
+def _validator(group, version, kind):
+    schema = json.loads(crd_schemas.schema_path(group, version, kind).read_text())
+    return jsonschema.Draft202012Validator(schema)
 
 
-def test_strictify():
-    raw = {
-        "type": "object",
-        "properties": {
-            "a": {"type": "string", "nullable": True},
-            "b": {"type": "object", "properties": {"c": {"type": "integer"}}},
-            "d": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "properties": {"e": {}}},
-            "f": {"x-kubernetes-int-or-string": True, "type": "string"},
-            "m": {"$ref": "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta#"},
+APP_PROJECT = {
+    "apiVersion": "argoproj.io/v1alpha1",
+    "kind": "AppProject",
+    "metadata": {"name": "ml-dev", "namespace": "argocd"},
+    "spec": {
+        "destinations": [{"server": "https://kubernetes.default.svc", "namespace": "ml-dev"}],
+        "destinationServiceAccounts": [
+            {"server": "https://kubernetes.default.svc", "namespace": "ml-dev", "defaultServiceAccount": "deployer"}
+        ],
+        "clusterResourceWhitelist": [{"group": "", "kind": "Namespace", "name": "ml-dev"}],
+        "orphanedResources": {"warn": True},
+        "syncWindows": [{"kind": "deny", "schedule": "0 22 * * *", "duration": "8h", "applications": ["*"]}],
+    },
+}
+
+
+def test_argo_cd_3_fields_are_accepted_and_unknown_fields_refused():
+    """The fields the per-environment projects use exist only in Argo CD 3's types."""
+    validator = _validator("argoproj.io", "v1alpha1", "AppProject")
+    assert not list(validator.iter_errors(APP_PROJECT))
+    wrong = copy.deepcopy(APP_PROJECT)
+    wrong["spec"]["destinations"][0]["namespaces"] = ["ml-prod"]
+    errors = list(validator.iter_errors(wrong))
+    assert errors and "namespaces" in errors[0].message
+    wrong = copy.deepcopy(APP_PROJECT)
+    wrong["spec"]["orphanedResources"]["warn"] = "yes"
+    assert list(validator.iter_errors(wrong))
+
+
+def test_free_form_values_stay_free_form():
+    """Helm ``valuesObject`` (a RawExtension) takes any map, as the CRD's preserve-unknown-fields does."""
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "a"},
+        "spec": {
+            "project": "p",
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "n"},
+            "source": {"repoURL": "r", "helm": {"valuesObject": {"any": {"nested": [1, "x"]}}}},
         },
     }
-    out = crd_schemas.strictify(raw)
-    assert out["additionalProperties"] is False
-    assert out["properties"]["a"]["type"] == ["string", "null"]
-    assert out["properties"]["b"]["additionalProperties"] is False
-    assert "additionalProperties" not in out["properties"]["d"]
-    assert out["properties"]["f"] == {"oneOf": [{"type": "string"}, {"type": "integer"}]}
-    assert out["properties"]["m"] == {"$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+    assert not list(_validator("argoproj.io", "v1alpha1", "Application").iter_errors(app))
 
 
-def test_fields_named_description_are_restored_from_the_type_declaration():
-    declaration = """import { IObjectMeta } from "x";
-export interface IAppProject {
-    "spec": {
-        /**
-         * Description contains optional project description
-         */
-        "description"?: string;
-        "roles"?: Array<{
-            "description"?: string;
-            "name": string;
-        }>;
-        "sourceRepos"?: Array<string>;
-    };
-}
-export declare class AppProject {}
-"""
-    schema = {
-        "properties": {
-            "spec": {
+def test_convert_inlines_object_meta_and_drops_unreferenced_definitions():
+    generated = {
+        "$ref": "#/definitions/IThing",
+        "definitions": {
+            "IThing": {
+                "type": "object",
                 "properties": {
-                    "roles": {"items": {"properties": {"name": {"type": "string"}}}},
-                    "sourceRepos": {"items": {"type": "string"}},
-                }
-            }
-        }
+                    "apiVersion": {"type": "string", "const": "x/v1"},
+                    "kind": {"type": "string", "const": "Thing"},
+                    "metadata": {"$ref": "#/definitions/IObjectMeta"},
+                    "spec": {"$ref": "#/definitions/ISpec"},
+                },
+                "required": ["spec"],
+                "additionalProperties": False,
+            },
+            "ISpec": {
+                "type": "object",
+                "properties": {"raw": {"$ref": "#/definitions/IRawExtension"}},
+                "additionalProperties": False,
+            },
+            "IRawExtension": {"type": "object", "additionalProperties": False},
+            "IObjectMeta": {"type": "object"},
+            "IUnused": {"type": "string"},
+        },
     }
-    restored = crd_schemas.restore_dropped_properties(schema, crd_schemas.parse_type_declaration(declaration))
-    assert restored == ["spec.description", "spec.roles.description"]
-    assert schema["properties"]["spec"]["properties"]["description"] == {"type": "string"}
+    meta = {crd_schemas.OBJECT_META: {"type": "object"}}
+    doc = crd_schemas.convert(generated, "x", "v1", "Thing", "note", meta)
+    assert doc["required"] == ["apiVersion", "kind", "metadata", "spec"]
+    assert doc["properties"]["metadata"] == {"$ref": f"#/$defs/{crd_schemas.OBJECT_META}"}
+    assert sorted(doc["$defs"]) == ["IRawExtension", "ISpec", crd_schemas.OBJECT_META]
+    assert doc["$defs"]["IRawExtension"] == {"x-kubernetes-preserve-unknown-fields": True}
+    jsonschema.Draft202012Validator.check_schema(doc)
