@@ -39,6 +39,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from generator.conventions import environment_project
 from generator.inputs import (
     InputError,
     Problem,
@@ -75,6 +76,8 @@ SCHEMA_PATH = Path(__file__).with_name("platform.schema.json")
 #: Fields of platform.yaml where a newline is text, not a mistake.
 FREE_TEXT = frozenset({"system.description"})
 RESERVED_OVERLAYS = {"overlays/base", "overlays/components"}
+#: Argo CD projects named <argocd.project>-<suffix> that are not an environment's (ArgoCD below).
+RESERVED_PROJECT_SUFFIXES = {"admin": "admin", "apps": "app-of-apps"}
 #: Keys that moved: old path -> where they live now (the old key gets a line that says so).
 MOVED = {"training.clusterDNS": "cluster.dns"}
 INT32_MAX = 2**31 - 1
@@ -484,6 +487,24 @@ class Sync(Section):
     self_heal: bool = False
 
 
+class SyncWindow(Section):
+    """A time window of the environment's AppProject: Argo CD syncs only inside an allow window
+    and never inside a deny window (each window's schedule starts it, its duration ends it)."""
+
+    kind: Literal["allow", "deny"]
+    schedule: str = Field(
+        json_schema_extra={"format": "cron"},
+        description="When the window opens: a cron schedule (five fields, checked with croniter)",
+    )
+    duration: str = Field(
+        pattern=r"^([1-9][0-9]*h([1-9][0-9]*m)?|[1-9][0-9]*m)$", description="How long it stays open: 1h, 30m, 8h30m"
+    )
+    time_zone: str = Field("UTC", pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", description="An IANA time zone name")
+    manual_sync: bool = Field(
+        False, description="A person may still sync by hand while a deny window is open (an emergency fix)"
+    )
+
+
 class Gates(Section):
     """Quality gates on model-card metrics (registry/<model>/<version>.yaml): make pin-model and
     make promote refuse a version whose card misses one. Each gate names one card metric
@@ -630,6 +651,11 @@ class Environment(Section):
         "defaults",
     )
     sync: Sync
+    sync_windows: tuple[SyncWindow, ...] = Field(
+        (),
+        description="Sync windows of the environment's AppProject (production: when a merge may roll out). "
+        "None: Argo CD syncs whenever git changes.",
+    )
 
     @property
     def canary_analysis(self) -> CanaryAnalysis | None:
@@ -668,6 +694,20 @@ class ArgoCD(Section):
     project: Name
     repo_url: str = Field(pattern=r"^(https://|ssh://|git@)\S+$", alias="repoURL")
     target_revision: str = Field(min_length=1)
+
+    def environment_project(self, env: Environment) -> str:
+        """The AppProject that bounds one environment: its namespace, its kinds, its windows."""
+        return environment_project(self.project, env.name)
+
+    @property
+    def admin_project(self) -> str:
+        """The AppProject of the admin Application (AppProjects, namespaces, deployer RBAC)."""
+        return f"{self.project}-admin"
+
+    @property
+    def apps_project(self) -> str:
+        """The AppProject of the app of apps, which deploys Applications only."""
+        return f"{self.project}-apps"
 
 
 class Platform(Section):
@@ -806,6 +846,19 @@ def _semantic_problems(platform: Platform, base_dir: Path) -> list[Problem]:
     problems += _duplicates("models", "name", [model.name for model in platform.models])
     for field in ("name", "namespace", "overlay"):
         problems += _duplicates("environments", field, [getattr(env, field) for env in platform.environments])
+    for index, env in enumerate(platform.environments):
+        if env.name in RESERVED_PROJECT_SUFFIXES:
+            problems.append(
+                (
+                    f"environments[{index}].name",
+                    f"{env.name!r} is taken: Argo CD projects <argocd.project>-{env.name} are the "
+                    f"{RESERVED_PROJECT_SUFFIXES[env.name]} project",
+                )
+            )
+        if env.namespace == platform.argocd.namespace:
+            problems.append(
+                (f"environments[{index}].namespace", f"{env.namespace!r} is Argo CD's namespace (argocd.namespace)")
+            )
     for index, env in enumerate(platform.environments):
         problems += _environment_problems(f"environments[{index}]", env, base_dir)
     return problems

@@ -75,3 +75,26 @@ def variant_image_name(repository: str, variant: str) -> str:
     """The logical image name a variant's Deployment uses (``inference-server-blue``); the
     overlay's ``images:`` maps it to the real repository and tag."""
     return f"{repository.rsplit('/', 1)[-1]}-{variant}"
+
+
+def resource_plural(kind: str) -> str:
+    """The API resource of a kind, as RBAC rules and CRD names write it (``NetworkPolicy`` ->
+    ``networkpolicies``): the regular English plural the API uses for every kind the repository
+    deploys (an irregular one, such as ``Endpoints``, would need its own entry)."""
+    lower = kind.lower()
+    if lower.endswith(("s", "x", "ch", "sh")):
+        return lower + "es"
+    if lower.endswith("y") and lower[-2:-1] not in "aeiou":
+        return lower[:-1] + "ies"
+    return lower + "s"
+
+
+def application_name(system: str, environment: str) -> str:
+    """The Argo CD Application that syncs one environment (``mnist-platform-dev``)."""
+    return f"{system}-{environment}"
+
+
+def environment_project(project: str, environment: str) -> str:
+    """The AppProject that bounds one environment (``ml-platform-dev``): ``project`` is
+    platform.yaml's ``argocd.project``, which prefixes every project the generator writes."""
+    return f"{project}-{environment}"

@@ -19,3 +19,7 @@ TOOLS_DIR = REPO_ROOT / ".tools"
 TOOLS_BIN = TOOLS_DIR / "bin"
 #: Caches safe to delete: image builds, container engine state, validation results. Git-ignored.
 CACHE_DIR = REPO_ROOT / ".cache"
+#: The Argo CD objects, repository-relative: what the app of apps syncs (Applications), and the
+#: admin Application's directory (AppProjects, namespaces, deployers, admission policies).
+ARGOCD_APPS_DIR = "argocd"
+ARGOCD_ADMIN_DIR = "argocd/admin"

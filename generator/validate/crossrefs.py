@@ -24,10 +24,13 @@ from generator.validate.kube import (
     selector_matches,
 )
 from generator.validate.model import Finding, Resource
+from generator.validate.policies import Environment
 from generator.validate.render import Rendered
 
 CHECKS = {
     "namespace": "every namespaced object lands in the overlay's namespace (platform.yaml environments)",
+    "cluster-scoped": "an overlay renders no cluster-scoped object but its own Namespace (the admin Application "
+    "owns the rest)",
     "service-selector": "a Service selects pods rendered in the same overlay",
     "service-target-port": "a Service's targetPort is a port of the pods it selects",
     "pdb-target": "a PodDisruptionBudget selects pods",
@@ -49,6 +52,8 @@ CHECKS = {
     "argocd-project-kinds": "the AppProject permits every kind the Application deploys",
     "argocd-project-wildcard": "an AppProject grants nothing by wildcard",
     "argocd-overlay-synced": "every environment overlay is deployed by some Application",
+    "argocd-app-environment": "an environment's Application names that environment's AppProject, namespace "
+    "and overlay (platform.yaml environments)",
     "argocd-hpa-replicas": "Argo CD ignores (and keeps ignoring on sync) spec.replicas of HPA-scaled Deployments",
 }
 
@@ -102,18 +107,51 @@ def _d(value: Any) -> dict:
 
 
 def check_namespaces(resources: list[Resource], expected: str) -> list[Finding]:
-    """Objects outside the environment's namespace escape its AppProject destination and policies."""
+    """Objects outside the environment's namespace escape its AppProject destination and policies;
+    cluster-scoped ones (but its own Namespace) reach past the environment altogether."""
     if not expected:
         return []
-    return [
-        res.finding(
-            "metadata.namespace",
-            f"namespace {res.namespace or '(none)'!r} is not the environment's {expected!r}",
-            "namespace",
+    out = []
+    for res in resources:
+        if res.kind not in CLUSTER_SCOPED:
+            if res.namespace != expected:
+                message = f"namespace {res.namespace or '(none)'!r} is not the environment's {expected!r}"
+                out.append(res.finding("metadata.namespace", message, "namespace"))
+        elif not (res.kind == "Namespace" and res.group == "" and res.name == expected):
+            message = (
+                f"cluster-scoped {res.kind} in the overlay of namespace {expected!r}: it reaches past the "
+                "environment; cluster-wide objects belong in argocd/admin/ (the admin Application)"
+            )
+            out.append(res.finding("kind", message, "cluster-scoped"))
+    return out
+
+
+def check_environment_apps(argocd_resources: list[Resource], envs: dict[str, Environment]) -> list[Finding]:
+    """Each environment's Application (by name) syncs that environment's overlay into its
+    namespace under its own AppProject: a mismatch would let one environment write into another's
+    namespace, or under another's kinds."""
+    apps = {r.name: r for r in argocd_resources if r.kind == "Application"}
+    out: list[Finding] = []
+    for overlay, env in sorted(envs.items()):
+        app = apps.get(env.application)
+        if app is None:
+            continue
+        source = _d(app.spec.get("source"))
+        dest = _d(app.spec.get("destination"))
+        wanted = (
+            ("spec.project", app.spec.get("project"), env.project, "AppProject"),
+            ("spec.destination.namespace", dest.get("namespace"), env.namespace, "namespace"),
+            ("spec.source.path", str(source.get("path", "")).strip("/"), overlay, "overlay"),
         )
-        for res in resources
-        if res.kind not in CLUSTER_SCOPED and res.namespace != expected
-    ]
+        for path, actual, expected, what in wanted:
+            if expected and actual != expected:
+                message = f"{actual!r} is not the environment's {what} {expected!r} (platform.yaml environments)"
+                out.append(app.finding(path, message, "argocd-app-environment"))
+        if app.spec.get("sources"):
+            out.append(
+                app.finding("spec.sources", "an environment syncs one source, its overlay", "argocd-app-environment")
+            )
+    return out
 
 
 def check_overlay(resources: list[Resource]) -> list[Finding]:
@@ -479,12 +517,22 @@ def _is_wildcard(value: object) -> bool:
     return isinstance(value, str) and ("*" in value)
 
 
-def _permits(entries: Any, group: str, kind: str) -> bool:
+def _permits(entries: Any, group: str, kind: str, name: str | None = None) -> bool:
+    """Whether a white- or blacklist holds (group, kind), and the object's name where the entry
+    names one (Argo CD 3's ``clusterResourceWhitelist[].name``)."""
     for entry in as_list(entries):
         entry = _d(entry)
-        if entry.get("group", "") in (group, "*") and entry.get("kind") in (kind, "*"):
+        named = entry.get("name") in (None, "", "*") or name is None or entry.get("name") == name
+        if entry.get("group", "") in (group, "*") and entry.get("kind") in (kind, "*") and named:
             return True
     return False
+
+
+def _locked(spec: dict) -> bool:
+    """A project that blacklists every namespaced kind (the locked ``default``) needs no whitelist."""
+    return any(
+        _d(e).get("group") == "*" and _d(e).get("kind") == "*" for e in as_list(spec.get("namespaceResourceBlacklist"))
+    )
 
 
 def _norm_repo(url: object) -> str:
@@ -527,7 +575,7 @@ def _project_wildcards(project: Resource) -> list[Finding]:
                         "argocd-project-wildcard",
                     )
                 )
-    if "namespaceResourceWhitelist" not in spec:
+    if "namespaceResourceWhitelist" not in spec and not _locked(spec):
         out.append(
             project.finding(
                 "spec.namespaceResourceWhitelist",
@@ -688,29 +736,26 @@ def _destination_namespace(app: Resource, app_path: str, dest: dict, rendered: R
 
 
 def _kind_findings(app: Resource, path: list[str | int], app_project: Resource, rendered: Rendered) -> list[Finding]:
-    """The AppProject whitelists (and does not blacklist) every kind the source path deploys:
-    Argo CD refuses a sync with any kind it does not permit."""
+    """The AppProject whitelists (and does not blacklist) every kind the source path deploys, and
+    every cluster-scoped object by name where the whitelist names them: Argo CD refuses a sync
+    with any object it does not permit."""
     out: list[Finding] = []
-    for group, kind in sorted({(r.group, r.kind) for r in rendered.resources}):
+    pspec = app_project.spec
+    for res in sorted(rendered.resources, key=lambda r: (r.group, r.kind, r.name)):
+        group, kind = res.group, res.kind
         if kind in CLUSTER_SCOPED:
-            if not _permits(app_project.spec.get("clusterResourceWhitelist"), group, kind):
-                out.append(
-                    app.finding(
-                        path + ["path"],
-                        f"deploys cluster-scoped {kind} (group {group!r}) "
-                        f"but AppProject {app_project.name!r} does not whitelist it",
-                        "argocd-project-kinds",
-                    )
+            if not _permits(pspec.get("clusterResourceWhitelist"), group, kind, res.name):
+                message = (
+                    f"deploys cluster-scoped {kind} {res.name!r} (group {group!r}) "
+                    f"but AppProject {app_project.name!r} does not whitelist it"
                 )
+                out.append(app.finding(path + ["path"], message, "argocd-project-kinds"))
         else:
-            white = app_project.spec.get("namespaceResourceWhitelist")
-            black = app_project.spec.get("namespaceResourceBlacklist")
+            white, black = pspec.get("namespaceResourceWhitelist"), pspec.get("namespaceResourceBlacklist")
             if (white is not None and not _permits(white, group, kind)) or _permits(black, group, kind):
-                out.append(
-                    app.finding(
-                        path + ["path"],
-                        f"deploys {kind} (group {group!r}) but AppProject {app_project.name!r} does not permit it",
-                        "argocd-project-kinds",
-                    )
+                message = (
+                    f"deploys {kind} {res.name!r} (group {group!r}) but AppProject {app_project.name!r} "
+                    "does not permit it"
                 )
+                out.append(app.finding(path + ["path"], message, "argocd-project-kinds"))
     return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.config import ConfigError, load_config
+from generator.conventions import application_name, environment_project
 from generator.inputs import InputError, load_yaml, read_text
 from generator.release import files as release_files
 from generator.tools.kubeconform import ENV_VAR as KUBECONFORM_ENV
@@ -104,16 +105,27 @@ def environments(config: Path) -> dict[str, policies.Environment]:
         data = load_yaml(read_text(config, config.name), config.name) if config.exists() else {}
     except InputError:
         return {}
+    data = data if isinstance(data, dict) else {}
+    system = _d(data.get("system")).get("name")
+    project = _d(data.get("argocd")).get("project")
     out = {}
-    environments = data.get("environments") if isinstance(data, dict) else None
+    environments = data.get("environments")
     for env in environments if isinstance(environments, list) else []:
         if isinstance(env, dict) and isinstance(env.get("overlay"), str):
+            name = env.get("name")
+            named = isinstance(name, str)
             out[env["overlay"].strip("/")] = policies.Environment(
                 require_digest=env.get("requireDigest") is True,
                 namespace=str(env.get("namespace") or ""),
                 train=env.get("train") is True,
+                application=application_name(system, str(name)) if named and isinstance(system, str) else "",
+                project=environment_project(project, str(name)) if named and isinstance(project, str) else "",
             )
     return out
+
+
+def _d(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def apply_exemptions(findings: list[Finding], resources: list[Resource]) -> tuple[list[Finding], int]:
@@ -285,7 +297,7 @@ def _run(
     charts = [future.result() for future in chart_futures]
     findings.extend(_chart_findings(store, charts, all_resources))
     if argocd is not None:
-        findings.extend(_argocd_findings(root, store, argocd, rendered, all_resources, not opts.overlays))
+        findings.extend(_argocd_findings(root, store, argocd, rendered, all_resources, not opts.overlays, envs))
     elif not opts.overlays:
         notes.append("argocd/ not found: Argo CD checks not run")
 
@@ -404,6 +416,7 @@ def _argocd_findings(
     rendered: list[render.Rendered],
     all_resources: list[Resource],
     whole_repository: bool,
+    envs: dict[str, policies.Environment],
 ) -> list[Finding]:
     """argocd/'s own objects, and (when every overlay was rendered) what its Applications and
     AppProjects say about the rest of the repository."""
@@ -411,10 +424,14 @@ def _argocd_findings(
     all_resources.extend(argocd.resources)
     for res in argocd.resources:
         findings.extend(resource_findings(store, res))
+    # Admin objects are namespaced kinds and cluster-scoped objects like any overlay's: the same
+    # policies hold (no token automounted, no wildcard RBAC ...).
+    findings.extend(policies.check_overlay(argocd.resources, policies.Environment()))
     deployed: dict[str, render.Rendered | None] = {item.path: item for item in rendered}
-    deployed["argocd"] = argocd
+    deployed.update(render.by_directory(argocd))
     if whole_repository:
         findings.extend(crossrefs.check_argocd(root, argocd.resources, deployed))
+        findings.extend(crossrefs.check_environment_apps(argocd.resources, envs))
     return findings
 
 

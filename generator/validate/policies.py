@@ -84,6 +84,9 @@ class Environment:
     namespace: str = ""
     #: platform.yaml's ``train`` (None: the overlay is not an environment of platform.yaml).
     train: bool | None = None
+    #: The Application that must sync the overlay, and the AppProject it must name ("": unknown).
+    application: str = ""
+    project: str = ""
 
 
 def _d(value: Any) -> dict:

@@ -139,11 +139,22 @@ def load_argocd(root: Path, render: Callable[[Path], str]) -> Rendered | None:
             message = f"line {alias[1]}: alias *{alias[0]}: aliases are not accepted here; write the value out"
             result.findings.append(Finding(rel, "", "", "", message, "yaml-syntax"))
             continue
-        resources, findings = parse_rendered("argocd", text, rel, keep_lines=True)
+        # A file below argocd/ is named by its directory: argocd/admin is the admin Application's.
+        resources, findings = parse_rendered(path.parent.relative_to(root).as_posix(), text, rel, keep_lines=True)
         result.text += text if text.startswith("---") else "---\n" + text
         result.resources.extend(resources)
         result.findings.extend(findings)
     return result
+
+
+def by_directory(argocd: Rendered) -> dict[str, Rendered]:
+    """argocd/'s objects split by the directory that holds them (``argocd``, ``argocd/admin``):
+    what an Application whose path is that directory deploys (Argo CD does not recurse)."""
+    out: dict[str, Rendered] = {argocd.path: Rendered(argocd.name, argocd.path)}
+    for res in argocd.resources:
+        directory = res.overlay if res.overlay.startswith(argocd.path) else argocd.path
+        out.setdefault(directory, Rendered(directory, directory)).resources.append(res)
+    return out
 
 
 def chart_targets(root: Path) -> list[tuple[Path, Path | None]]:

@@ -5,49 +5,20 @@ file named, or a file silently left out. See "Broken input files" in generator/v
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from bad_input_support import assert_no_crash, copy_repo, findings, snapshot, validate
 
 from generator.config import ConfigError, load_config
 from generator.inputs import MAX_DEPTH, InputError, load_yaml
 from generator.paths import REPO_ROOT
 from generator.validate.yamlload import load_stream
 
-COPIED = ("platform.yaml", "overlays", "argocd", "registry")
-#: What the fresh synth of the freshness check imports and reads, linked rather than copied.
-LINKED = ("generator", "charts", "services", ".tools", "requirements")
 DEEP = "a: " + "[" * 100_000 + "]" * 100_000 + "\n"
-
-
-def copy_repo(dest: Path) -> Path:
-    for name in COPIED:
-        source = REPO_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, dest / name)
-        elif source.is_file():
-            shutil.copy(source, dest / name)
-    for name in LINKED:
-        if (REPO_ROOT / name).exists():
-            (dest / name).symlink_to(REPO_ROOT / name)
-    return dest
-
-
-def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Every copied file's bytes and mtime (a FIFO by its mtime alone: it is never read)."""
-    out = {}
-    for name in COPIED:
-        for path in [root / name, *sorted((root / name).rglob("*"))]:
-            if path.is_file() or path.is_fifo():
-                out[str(path.relative_to(root))] = (
-                    path.read_bytes() if path.is_file() else b"",
-                    path.stat().st_mtime_ns,
-                )
-    return out
 
 
 def break_file(path: Path, case: str) -> str:
@@ -63,26 +34,6 @@ def break_file(path: Path, case: str) -> str:
         return f"line {line}: not UTF-8 (byte 0xe9 at offset {len(data) + 5})"
     path.write_text(DEEP)
     return f"nested more than {MAX_DEPTH} levels deep"
-
-
-def validate(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "generator", "validate", "--root", str(root), "--no-secrets", "--no-kubeconform", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def findings(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in result.stdout.splitlines() if not line.startswith("validate: ")]
-
-
-def assert_no_crash(result: subprocess.CompletedProcess) -> None:
-    assert "Traceback" not in result.stdout + result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("validate: ")]
-    assert not errors, errors  # a crash prints "validate: <error>" to stderr, findings go to stdout
 
 
 @pytest.mark.parametrize("freshness", [True, False], ids=["make-validate", "no-freshness"])

@@ -234,10 +234,11 @@ class Syncer:
             raise SyncFailed(f"kubectl diff failed: {proc.stderr.strip()}")
         return proc.stdout
 
-    # --- namespaces, as CreateNamespace=true with managedNamespaceMetadata makes them -------
+    # --- namespaces, as the admin Application creates them ------------------------------------
 
     def ensure_namespace(self, name: str, managed: dict | None = None) -> dict:
-        """Create (server-side apply) the namespace with the Application's managedNamespaceMetadata."""
+        """Create (server-side apply) the namespace ``name`` with the labels and annotations of
+        ``managed`` (a Namespace's metadata from argocd/admin/)."""
         metadata: dict = {"name": name}
         for key in ("labels", "annotations"):
             if (managed or {}).get(key):

@@ -80,14 +80,16 @@ class Cluster:
                 raise AssertionError(f"CRDs not established after 60s: {waiting}")
             time.sleep(0.2)
 
-    def deploy(self, overlay: Overlay, application: dict, namespace: str | None = None) -> SyncResult:
-        """Create the namespace as the Application's managedNamespaceMetadata says, sync the
-        overlay into it, and wait until autoscalers and rollouts settled. ``namespace`` moves the
-        overlay out of the Application's destination (to deploy a second tree beside the first)."""
+    def deploy(
+        self, overlay: Overlay, application: dict, namespace_object: dict, namespace: str | None = None
+    ) -> SyncResult:
+        """Create the namespace with the labels of ``namespace_object`` (the Namespace the admin
+        Application creates for the environment), sync the overlay into it, and wait until
+        autoscalers and rollouts settled. ``namespace`` moves the overlay out of the
+        Application's destination (to deploy a second tree beside the first)."""
         namespace = namespace or application["spec"]["destination"]["namespace"]
         objects = overlay.moved_to(namespace).objects
-        managed = application["spec"].get("syncPolicy", {}).get("managedNamespaceMetadata")
-        self.syncer.ensure_namespace(namespace, managed)
+        self.syncer.ensure_namespace(namespace, namespace_object["metadata"])
         result = self.syncer.sync(objects, namespace)
         self.settle(namespace, objects)
         return result

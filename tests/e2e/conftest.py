@@ -108,6 +108,7 @@ class OverlayRun:
 
     overlay: Overlay
     application: dict
+    namespace_object: dict  # the Namespace the admin Application creates (argocd/admin/)
     first: SyncResult
     second: SyncResult
     before: dict[str, dict]  # "Kind/name" -> live object after the first sync
@@ -124,14 +125,17 @@ def deploy_overlay(cluster: Cluster, repository: Repository, overlay: Overlay, n
     again unchanged. Another tree's overlays (``Repository.load(root)``) deploy beside this
     checkout's with a namespace of their own, after ``cluster.install_crds(repository.all_objects())``."""
     application = copy.deepcopy(repository.application_for(overlay))
+    namespace_object = repository.namespace_object(overlay)
     if namespace:
         application["spec"]["destination"]["namespace"] = namespace
         overlay = overlay.moved_to(namespace)
-    first = cluster.deploy(overlay, application)
+    first = cluster.deploy(overlay, application, namespace_object)
     before = {f"{o['kind']}/{o['metadata']['name']}": cluster.syncer.live(o) for o in overlay.objects}
-    second = cluster.deploy(overlay, application)
+    second = cluster.deploy(overlay, application, namespace_object)
     after = {f"{o['kind']}/{o['metadata']['name']}": cluster.syncer.live(o) for o in overlay.objects}
-    return OverlayRun(overlay, application, first, second, before, after, cluster.syncer.diff(overlay.resources()))
+    return OverlayRun(
+        overlay, application, namespace_object, first, second, before, after, cluster.syncer.diff(overlay.resources())
+    )
 
 
 @dataclass

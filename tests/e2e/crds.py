@@ -24,6 +24,7 @@ import copy
 import json
 from pathlib import Path
 
+from generator.conventions import resource_plural
 from generator.paths import REPO_ROOT
 
 SCHEMA_DIR = REPO_ROOT / "generator" / "validate" / "crds" / "schemas"
@@ -114,22 +115,13 @@ def schema_files(group: str, kind: str) -> dict[str, Path]:
     return {path.stem.rsplit("_", 1)[1]: path for path in sorted((SCHEMA_DIR / group).glob(f"{kind.lower()}_*.json"))}
 
 
-def plural(kind: str) -> str:
-    lower = kind.lower()
-    if lower.endswith(("s", "x", "ch", "sh")):
-        return lower + "es"
-    if lower.endswith("y") and lower[-2:-1] not in "aeiou":
-        return lower[:-1] + "ies"
-    return lower + "s"
-
-
 def crd(group: str, kind: str) -> dict:
     """The CustomResourceDefinition of one namespaced kind, every committed version served."""
     files = schema_files(group, kind)
     if not files:
         raise LookupError(f"no schema for {kind}.{group} under {SCHEMA_DIR.relative_to(REPO_ROOT)}")
     storage = max(files, key=_version_key)
-    name = f"{plural(kind)}.{group}"
+    name = f"{resource_plural(kind)}.{group}"
     metadata: dict = {"name": name}
     if group.endswith(PROTECTED_GROUP_SUFFIXES):
         approved = API_APPROVED.get(group, "unapproved, test-only copy of an upstream CRD")
@@ -150,7 +142,12 @@ def crd(group: str, kind: str) -> dict:
         "spec": {
             "group": group,
             "scope": "Namespaced",
-            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural(kind), "singular": kind.lower()},
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": resource_plural(kind),
+                "singular": kind.lower(),
+            },
             "versions": copy.deepcopy(versions),
         },
     }

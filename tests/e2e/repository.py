@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from generator.paths import ARGOCD_ADMIN_DIR
 from generator.tools import render_overlay
 from generator.validate.render import discover_overlays, kustomization_namespace, load_argocd
 from generator.validate.repofiles import tracked_files
@@ -74,7 +75,8 @@ class Overlay:
 class Repository:
     root: Path
     overlays: dict[str, Overlay]
-    argocd: list[dict]
+    argocd: list[dict]  # everything under argocd/, argocd/admin/ included
+    admin: list[dict] = field(default_factory=list)  # argocd/admin/ alone: the admin Application's
 
     @classmethod
     def load(cls, root: Path, only: tuple[str, ...] = ()) -> Repository:
@@ -90,7 +92,14 @@ class Repository:
                 load_objects(render_overlay(directory)),
             )
         argocd = load_argocd(root, render_overlay)
-        return cls(root, overlays, [r.doc for r in argocd.resources] if argocd else [])
+        resources = argocd.resources if argocd else []
+        admin = [r.doc for r in resources if r.overlay == ARGOCD_ADMIN_DIR]
+        return cls(root, overlays, [r.doc for r in resources], admin)
+
+    def apps(self) -> list[dict]:
+        """What the app of apps syncs: the objects directly in argocd/ (Argo CD does not recurse)."""
+        admin = {id(o) for o in self.admin}
+        return [o for o in self.argocd if id(o) not in admin]
 
     def applications(self) -> list[dict]:
         return [o for o in self.argocd if o["kind"] == "Application"]
@@ -102,6 +111,13 @@ class Repository:
         """The generated Application that syncs ``overlay`` (by its source path)."""
         found = [a for a in self.applications() if a["spec"].get("source", {}).get("path") == overlay.path]
         assert len(found) == 1, f"{overlay.path}: {len(found)} Applications have it as source.path"
+        return found[0]
+
+    def namespace_object(self, overlay: Overlay) -> dict:
+        """The Namespace the admin Application creates for ``overlay``'s environment."""
+        name = self.application_for(overlay)["spec"]["destination"]["namespace"]
+        found = [o for o in self.admin if o["kind"] == "Namespace" and o["metadata"]["name"] == name]
+        assert len(found) == 1, f"{overlay.path}: {len(found)} Namespace objects named {name!r} in {ARGOCD_ADMIN_DIR}/"
         return found[0]
 
     def all_objects(self) -> list[dict]:

@@ -17,10 +17,10 @@ from compare import manager_entry, ref, rewrites
 from generator.validate.model import fmt_path
 
 
-def test_namespace_is_the_one_the_application_creates(cluster, overlay_run):
-    """The namespace carries exactly the Application's managedNamespaceMetadata, which enforces
+def test_namespace_is_the_one_the_admin_application_creates(cluster, overlay_run):
+    """The namespace carries exactly the labels of its Namespace in argocd/admin/, which enforce
     Pod Security "restricted", and the overlay renders every object into it."""
-    managed = overlay_run.application["spec"]["syncPolicy"]["managedNamespaceMetadata"]
+    managed = overlay_run.namespace_object["metadata"]
     namespace = overlay_run.namespace
     assert overlay_run.overlay.namespace == namespace
     assert {o["metadata"].get("namespace") for o in overlay_run.after.values()} == {namespace}

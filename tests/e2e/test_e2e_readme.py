@@ -212,7 +212,8 @@ def test_readme_example_is_admitted_and_holds(cluster, repository, example, tmp_
     namespace = f"e2e-readme-{EXAMPLES.index(example)}"
     case = build(example, repository, tmp_path, namespace)
     overlay = Overlay(f"readme-{example.id}", example.file, namespace, case.objects)
-    cluster.deploy(overlay, repository.application_for(case.base), namespace)
+    base = case.base
+    cluster.deploy(overlay, repository.application_for(base), repository.namespace_object(base), namespace)
     assert cluster.failed_creates(namespace) == []
     live = {ref(o): cluster.syncer.live(o) for o in case.objects}
     dropped = [

@@ -55,7 +55,8 @@ class Walk:
         repository = Repository.load(self.clone, only=(self.env,))
         overlay = repository.overlays[self.env].moved_to(self.namespace)
         self.objects = overlay.objects
-        self.cluster.deploy(overlay, repository.application_for(overlay), self.namespace)
+        application, namespace_object = repository.application_for(overlay), repository.namespace_object(overlay)
+        self.cluster.deploy(overlay, application, namespace_object, self.namespace)
         self.cluster.wait_for(self.namespace, self.endpoints_converged, "EndpointSlices of every Service")
 
     def step(self, target: str, **variables: str) -> str:

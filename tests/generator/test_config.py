@@ -136,6 +136,33 @@ BAD_CONFIGS = {
         lambda d: d["training"].update(schedule="junk 0 3 * * 0"),
         ["platform.yaml: training.schedule: 'junk 0 3 * * 0' is not a CronJob schedule (five fields, or @hourly ...)"],
     ),
+    "a sync window cron cannot read": (
+        lambda d: d["environments"][2].update(syncWindows=[{"kind": "deny", "schedule": "Sat", "duration": "1h"}]),
+        [
+            "platform.yaml: environments[2].syncWindows[0].schedule: 'Sat' is not a CronJob schedule "
+            "(five fields, or @hourly ...)"
+        ],
+    ),
+    "a sync window that never closes": (
+        lambda d: d["environments"][2].update(
+            syncWindows=[{"kind": "deny", "schedule": "0 0 * * 6", "duration": "2d"}]
+        ),
+        [
+            "platform.yaml: environments[2].syncWindows[0].duration: '2d' is not valid "
+            "(must match ^([1-9][0-9]*h([1-9][0-9]*m)?|[1-9][0-9]*m)$)"
+        ],
+    ),
+    "an environment named like the admin project": (
+        lambda d: d["environments"][0].update(name="admin"),
+        [
+            "platform.yaml: environments[0].name: 'admin' is taken: Argo CD projects <argocd.project>-admin "
+            "are the admin project"
+        ],
+    ),
+    "an environment in Argo CD's namespace": (
+        lambda d: d["environments"][0].update(namespace="argocd"),
+        ["platform.yaml: environments[0].namespace: 'argocd' is Argo CD's namespace (argocd.namespace)"],
+    ),
     "a gate no card metric backs": (
         lambda d: d["environments"][1].update(gates={"minF1": 0.9}),
         ["platform.yaml: environments[1].gates.minF1: unknown key (allowed: maxLoss, minAccuracy, minHoldoutExamples)"],

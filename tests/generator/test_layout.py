@@ -200,18 +200,18 @@ def test_image_volume_delivery_mounts_the_pinned_image_and_opens_no_egress(tmp_p
     assert [rule["ports"][0]["port"] for rule in policy["spec"]["egress"]] == [53, 443]
 
 
-def _project_kinds(tmp_path, change) -> set[tuple[str, str]]:
+def _project_kinds(tmp_path, change, env: str) -> set[tuple[str, str]]:
     shutil.copytree(REPO_ROOT / "overlays", tmp_path / "overlays")
     data = yaml.safe_load((REPO_ROOT / "platform.yaml").read_text())
     change(data)
     config = tmp_path / "platform.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     tree = render_tree(config)
-    project = yaml.safe_load(tree[f"argocd/appproject-{data['argocd']['project']}.yaml"])
+    project = yaml.safe_load(tree[f"argocd/admin/appproject-{data['argocd']['project']}-{env}.yaml"])
     return {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]}
 
 
-def test_the_appproject_allows_training_kinds_only_where_an_environment_trains(tmp_path):
+def test_each_appproject_allows_training_kinds_only_where_its_environment_trains(tmp_path):
     def serve_only(data):
         for env in data["environments"]:
             env["train"] = False
@@ -221,11 +221,14 @@ def test_the_appproject_allows_training_kinds_only_where_an_environment_trains(t
         data["environments"][-1]["train"] = True
         data["training"]["schedule"] = "0 3 * * 0"
 
-    none = _project_kinds(tmp_path / "none", serve_only)
+    none = _project_kinds(tmp_path / "none", serve_only, "prod-canary")
     assert ("batch", "Job") not in none and ("batch", "CronJob") not in none
     assert ("policy", "PodDisruptionBudget") in none and ("gateway.networking.k8s.io", "HTTPRoute") in none
-    canary = _project_kinds(tmp_path / "canary", canary_trains_on_a_schedule)
+    canary = _project_kinds(tmp_path / "canary", canary_trains_on_a_schedule, "prod-canary")
     assert canary - none == {("batch", "Job"), ("batch", "CronJob"), ("", "PersistentVolumeClaim")}
+    # The other environments' projects do not grow with the canary's training.
+    rolling = _project_kinds(tmp_path / "rolling", canary_trains_on_a_schedule, "prod")
+    assert ("batch", "Job") not in rolling and ("gateway.networking.k8s.io", "HTTPRoute") not in rolling
 
 
 WAVE = "argocd.argoproj.io/sync-wave"

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import yaml
 
+from generator.conventions import resource_plural
 from generator.paths import REPO_ROOT
 from generator.validate.kube import pod_template
 from generator.validate.model import Resource
@@ -110,30 +111,73 @@ def test_server_and_training_read_the_pinned_release(overlay, rendered):
     assert readers == set(releases), "every pinned release is read by a server (and a training Job where it trains)"
 
 
+def _argocd(path: str) -> dict:
+    return yaml.safe_load((REPO_ROOT / "argocd" / path).read_text())
+
+
 def test_argocd_applications_point_at_existing_overlays_in_their_namespace(platform, rendered):
     apps = [yaml.safe_load(p.read_text()) for p in sorted((REPO_ROOT / "argocd").glob("application-*.yaml"))]
     env_apps = [a for a in apps if a["spec"]["source"]["path"].startswith("overlays/")]
     assert len(env_apps) == len(platform.environments)
-    for app in env_apps:
+    by_name = {app["metadata"]["name"]: app for app in env_apps}
+    for env in platform.environments:
+        app = by_name[f"{platform.name}-{env.name}"]
         path = app["spec"]["source"]["path"]
-        assert (REPO_ROOT / path / "kustomization.yaml").is_file(), path
+        assert path == env.overlay and (REPO_ROOT / path / "kustomization.yaml").is_file(), path
         namespaces = {
             o["metadata"]["namespace"] for o in rendered[path.split("/", 1)[1]] if o["kind"] not in CLUSTER_SCOPED
         }
-        assert namespaces == {app["spec"]["destination"]["namespace"]}, path
-        assert app["spec"]["project"] == platform.argocd.project
+        assert namespaces == {app["spec"]["destination"]["namespace"]} == {env.namespace}, path
+        assert app["spec"]["project"] == platform.argocd.environment_project(env)
+        options = app["spec"]["syncPolicy"]["syncOptions"]
+        assert "FailOnSharedResource=true" in options and not any(o.startswith("CreateNamespace") for o in options)
 
 
-def test_appproject_is_least_privilege(platform, rendered):
-    project = yaml.safe_load((REPO_ROOT / "argocd" / f"appproject-{platform.argocd.project}.yaml").read_text())
-    spec = project["spec"]
-    assert spec["sourceRepos"] == [platform.argocd.repo_url]
-    assert {d["namespace"] for d in spec["destinations"]} == {e.namespace for e in platform.environments}
-    assert spec["clusterResourceWhitelist"] == [{"group": "", "kind": "Namespace"}]
-    allowed = {(k["group"], k["kind"]) for k in spec["namespaceResourceWhitelist"]}
-    deployed = {(o["apiVersion"].rpartition("/")[0], o["kind"]) for objs in rendered.values() for o in objs}
-    assert deployed <= allowed
-    assert "*" not in yaml.safe_dump(spec)
+def test_each_environment_project_is_least_privilege(platform, rendered):
+    """One destination, no cluster-scoped kind, exactly the kinds its overlay renders, and a
+    deployer whose Role holds exactly those kinds."""
+    for env in platform.environments:
+        name = platform.argocd.environment_project(env)
+        spec = _argocd(f"admin/appproject-{name}.yaml")["spec"]
+        assert spec["sourceRepos"] == [platform.argocd.repo_url]
+        assert spec["destinations"] == [{"server": "https://kubernetes.default.svc", "namespace": env.namespace}]
+        assert "clusterResourceWhitelist" not in spec and spec["orphanedResources"] == {"warn": True}
+        allowed = {(k["group"], k["kind"]) for k in spec["namespaceResourceWhitelist"]}
+        deployed = {(o["apiVersion"].rpartition("/")[0], o["kind"]) for o in rendered[env.name]}
+        assert deployed == allowed, env.name
+        [account] = spec["destinationServiceAccounts"]
+        role = _argocd(f"admin/role-{env.namespace}-{account['defaultServiceAccount']}.yaml")
+        granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+        assert granted == {(g, resource_plural(k)) for g, k in allowed}
+        bounds = {key: value for key, value in spec.items() if key != "syncWindows"}  # cron has stars
+        assert "*" not in yaml.safe_dump(bounds) + yaml.safe_dump(role)
+        assert ("syncWindows" in spec) == bool(env.sync_windows)
+
+
+def test_default_project_is_locked_and_the_app_of_apps_deploys_applications_only(platform):
+    default = _argocd("admin/appproject-default.yaml")["spec"]
+    assert not {"sourceRepos", "destinations", "clusterResourceWhitelist", "namespaceResourceWhitelist"} & set(default)
+    assert default["namespaceResourceBlacklist"] == [{"group": "*", "kind": "*"}]
+    apps = _argocd(f"admin/appproject-{platform.argocd.apps_project}.yaml")["spec"]
+    assert apps["namespaceResourceWhitelist"] == [{"group": "argoproj.io", "kind": "Application"}]
+    assert "clusterResourceWhitelist" not in apps
+    kinds = {yaml.safe_load(p.read_text())["kind"] for p in (REPO_ROOT / "argocd").glob("*.yaml")}
+    assert kinds == {"Application"}
+
+
+def test_the_admin_project_allows_exactly_what_argocd_admin_holds(platform):
+    """Derived from the files, whoever wrote them: each cluster-scoped object by name."""
+    objects = [yaml.safe_load(p.read_text()) for p in sorted((REPO_ROOT / "argocd" / "admin").glob("*.yaml"))]
+    spec = _argocd(f"admin/appproject-{platform.argocd.admin_project}.yaml")["spec"]
+    cluster = {
+        (o["apiVersion"].rpartition("/")[0], o["kind"], o["metadata"]["name"])
+        for o in objects
+        if o["kind"] in CLUSTER_SCOPED
+    }
+    assert {(e["group"], e["kind"], e["name"]) for e in spec["clusterResourceWhitelist"]} == cluster
+    namespaced = {(o["apiVersion"].rpartition("/")[0], o["kind"]) for o in objects if o["kind"] not in CLUSTER_SCOPED}
+    assert {(e["group"], e["kind"]) for e in spec["namespaceResourceWhitelist"]} == namespaced
+    assert {("", "Namespace", env.namespace) for env in platform.environments} <= cluster
 
 
 def test_kubectl_kustomize_fails_loudly_on_a_broken_overlay(tmp_path):

@@ -156,15 +156,17 @@ def test_check_fails_on_a_stale_and_on_an_untracked_generated_file(tmp_path):
         )
 
     assert check().returncode == 0
-    subprocess.run([*git, "rm", "-q", "--cached", "argocd/appproject-ml-platform.yaml"], check=True)
+    subprocess.run([*git, "rm", "-q", "--cached", "argocd/admin/appproject-ml-platform-dev.yaml"], check=True)
     untracked = check()
     assert untracked.returncode == 1
-    assert "not in git: argocd/appproject-ml-platform.yaml" in untracked.stderr and "stale" in untracked.stderr
+    assert (
+        "not in git: argocd/admin/appproject-ml-platform-dev.yaml" in untracked.stderr and "stale" in untracked.stderr
+    )
     subprocess.run([*git, "add", "-A"], check=True)  # staged, as at a pre-commit: fresh
     assert check().returncode == 0
-    (tmp_path / "argocd/appproject-ml-platform.yaml").write_text("# edited by hand\n")
+    (tmp_path / "argocd/admin/appproject-ml-platform-dev.yaml").write_text("# edited by hand\n")
     stale = check()
-    assert stale.returncode == 1 and "synth wrote argocd/appproject-ml-platform.yaml" in stale.stderr
+    assert stale.returncode == 1 and "synth wrote argocd/admin/appproject-ml-platform-dev.yaml" in stale.stderr
     assert check().returncode == 0  # the first check rewrote it
 
 

@@ -31,6 +31,8 @@ CHECKED_ELSEWHERE = {
     "argocd-hpa-replicas",
     "namespace",
     "argocd-overlay-synced",
+    "cluster-scoped",
+    "argocd-app-environment",  # both: tests/bad_input/test_boundaries.py, on the repository itself
 }
 
 

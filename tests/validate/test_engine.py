@@ -86,10 +86,13 @@ def test_appproject_must_permit_repo_and_every_kind(repo):
     project["spec"]["sourceRepos"] = ["https://git.example.com/other.git"]
     path.write_text(yaml.safe_dump(project))
     got = lines(run(repo))
-    assert (
-        "argocd: Application/app-dev: spec.source.path: deploys NetworkPolicy (group 'networking.k8s.io') "
-        "but AppProject 'ml' does not permit it [argocd-project-kinds]"
-    ) in got
+    refused = [
+        line
+        for line in got
+        if line.startswith("argocd: Application/app-dev: spec.source.path: deploys NetworkPolicy '")
+        and line.endswith("(group 'networking.k8s.io') but AppProject 'ml' does not permit it [argocd-project-kinds]")
+    ]
+    assert refused, got  # one line per object, each naming it
     assert (
         "argocd: Application/app-dev: spec.source.repoURL: AppProject 'ml' does not permit repo "
         f"'{REPO}' [argocd-project]"
@@ -100,10 +103,20 @@ def test_cluster_scoped_kinds_need_the_cluster_whitelist(repo):
     (repo / "overlays" / "base" / "ns.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n")
     kust = repo / "overlays" / "base" / "kustomization.yaml"
     kust.write_text(kust.read_text() + "- ns.yaml\n")
-    assert (
-        "argocd: Application/app-dev: spec.source.path: deploys cluster-scoped Namespace (group '') but "
+    refused = (
+        "argocd: Application/app-dev: spec.source.path: deploys cluster-scoped Namespace 'ml-dev' (group '') but "
         "AppProject 'ml' does not whitelist it [argocd-project-kinds]"
-    ) in lines(run(repo))
+    )
+    assert refused in lines(run(repo))
+    # Argo CD 3 whitelists cluster-scoped objects by name: another name permits nothing here.
+    path = repo / "argocd" / "appproject.yaml"
+    project = yaml.safe_load(path.read_text())
+    project["spec"]["clusterResourceWhitelist"] = [{"group": "", "kind": "Namespace", "name": "ml-prod"}]
+    path.write_text(yaml.safe_dump(project))
+    assert refused in lines(run(repo))
+    project["spec"]["clusterResourceWhitelist"][0]["name"] = "ml-dev"
+    path.write_text(yaml.safe_dump(project))
+    assert not [line for line in lines(run(repo)) if "[argocd-project-kinds]" in line]
 
 
 def test_appproject_wildcards(repo):
