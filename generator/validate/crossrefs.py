@@ -53,7 +53,7 @@ CHECKS = {
     "argocd-project-wildcard": "an AppProject grants nothing by wildcard",
     "argocd-overlay-synced": "every environment overlay is deployed by some Application",
     "argocd-app-environment": "an environment's Application names that environment's AppProject, namespace "
-    "and overlay (platform.yaml environments)",
+    "and overlay (platform.yaml environments), and that project has one destination and no cluster-scoped kind",
     "argocd-hpa-replicas": "Argo CD ignores (and keeps ignoring on sync) spec.replicas of HPA-scaled Deployments",
 }
 
@@ -151,6 +151,26 @@ def check_environment_apps(argocd_resources: list[Resource], envs: dict[str, Env
             out.append(
                 app.finding("spec.sources", "an environment syncs one source, its overlay", "argocd-app-environment")
             )
+    projects = {r.name: r for r in argocd_resources if r.kind == "AppProject"}
+    for env in envs.values():
+        if env.project in projects:
+            out.extend(_environment_project_findings(projects[env.project], env))
+    return out
+
+
+def _environment_project_findings(project: Resource, env: Environment) -> list[Finding]:
+    """An environment's AppProject reaches its namespace and nothing else: one destination, and
+    no cluster-scoped kind (its Namespace belongs to the admin Application)."""
+    out: list[Finding] = []
+    destinations = [_d(d) for d in as_list(project.spec.get("destinations"))]
+    others = [d.get("namespace") for d in destinations if d.get("namespace") != env.namespace]
+    if others or not destinations:
+        extra = f"it also has {others}" if others else "it has none"
+        message = f"an environment's project has one destination, namespace {env.namespace!r}; {extra}"
+        out.append(project.finding("spec.destinations", message, "argocd-app-environment"))
+    if as_list(project.spec.get("clusterResourceWhitelist")):
+        message = "an environment's project allows no cluster-scoped kind (argocd/admin/ owns its Namespace)"
+        out.append(project.finding("spec.clusterResourceWhitelist", message, "argocd-app-environment"))
     return out
 
 

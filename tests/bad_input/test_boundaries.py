@@ -144,3 +144,24 @@ def test_an_object_slipped_into_argocd_admin_is_checked_like_any_other(tmp_path)
     assert any(
         line.startswith("argocd/admin: ServiceAccount/extra: spec: ") and line.endswith("[schema]") for line in got
     ), got
+
+
+def test_an_environment_project_that_reaches_past_its_namespace_is_named(tmp_path):
+    """Argo CD would let the dev Application write into ml-prod if its project said so."""
+    root = copy_repo(tmp_path)
+    project = root / "argocd/admin/appproject-ml-platform-dev.yaml"
+    text = project.read_text()
+    old = "  destinations:\n  - server: https://kubernetes.default.svc\n    namespace: ml-dev\n"
+    assert old in text
+    text = text.replace(old, old + "  - server: https://kubernetes.default.svc\n    namespace: ml-prod\n")
+    text += "  clusterResourceWhitelist:\n  - group: ''\n    kind: Namespace\n    name: ml-dev\n"
+    project.write_text(text)
+    got = _refused(root)
+    assert (
+        "argocd/admin: AppProject/ml-platform-dev: spec.destinations: an environment's project has one "
+        "destination, namespace 'ml-dev'; it also has ['ml-prod'] [argocd-app-environment]" in got
+    )
+    assert (
+        "argocd/admin: AppProject/ml-platform-dev: spec.clusterResourceWhitelist: an environment's project allows "
+        "no cluster-scoped kind (argocd/admin/ owns its Namespace) [argocd-app-environment]" in got
+    )
