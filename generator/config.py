@@ -629,6 +629,16 @@ class CanaryAnalysis(Section):
     metrics: AnalysisMetrics = AnalysisMetrics()
 
 
+class Exposure(Section):
+    """Which Services of this environment may be reached from outside the cluster. The cluster
+    refuses the rest at admission (a ValidatingAdmissionPolicy per kind of exposure, generated
+    into argocd/admin/): off by default, as the serving path is the Gateway"""
+
+    node_port: bool = Field(False, description="Allow Services of type NodePort")
+    load_balancer: bool = Field(False, description="Allow Services of type LoadBalancer")
+    external_ips: bool = Field(False, alias="externalIPs", description="Allow Services with spec.externalIPs")
+
+
 class Environment(Section):
     """One deployment target: an overlay synced by one Argo CD Application."""
 
@@ -656,6 +666,7 @@ class Environment(Section):
         description="Sync windows of the environment's AppProject (production: when a merge may roll out). "
         "None: Argo CD syncs whenever git changes.",
     )
+    exposure: Exposure = Exposure()
 
     @property
     def canary_analysis(self) -> CanaryAnalysis | None:

@@ -34,7 +34,7 @@ from generator.validate import (
 )
 from generator.validate.kube import as_list
 from generator.validate.model import Finding, Resource, fmt_path
-from generator.validate.schemas import DEFAULT_K8S_VERSION, SchemaStore
+from generator.validate.schemas import DEFAULT_K8S_VERSION, SchemaStore, without_schema
 
 EXEMPT_PREFIX = "validate.gitops/skip-"
 SCHEMA_CHECKS = {
@@ -156,6 +156,8 @@ def schema_findings(store: SchemaStore, res: Resource) -> list[Finding]:
     if not res.api_version or not res.kind:
         return [res.finding("", "apiVersion and kind are required", "schema")]
     errors = store.errors(res.doc)
+    if errors is None and without_schema(res.api_version, res.kind):
+        return []  # a note names it (unschemed_notes)
     if errors is None:
         served, crds = store.known_versions(res.kind)
         if served:
@@ -185,6 +187,16 @@ def schema_findings(store: SchemaStore, res: Resource) -> list[Finding]:
             )
         ]
     return [res.finding(path, message, "schema") for path, message in errors]
+
+
+def unschemed_notes(resources: list[Resource]) -> list[str]:
+    """One note for each object of a kind no registry package has a schema for (WITHOUT_SCHEMA)."""
+    notes = []
+    for res in resources:
+        reason = without_schema(res.api_version, res.kind)
+        if reason:
+            notes.append(f"{res.overlay}: {res.kind}/{res.name} ({res.api_version}) not schema-checked: {reason}")
+    return sorted(set(notes))
 
 
 def resource_findings(store: SchemaStore, res: Resource) -> list[Finding]:
@@ -283,6 +295,8 @@ def _run(
     argocd = render.load_argocd(root, renderer)
     if argocd and not opts.overlays:
         overlay_dirs.extend(_deployed_kustomizations(root, argocd, overlay_dirs))
+        known = {d.resolve() for d in overlay_dirs}
+        overlay_dirs.extend(d for d in render.argocd_kustomizations(root) if d.resolve() not in known)
     chart_futures = _start_charts(root) if opts.charts and not opts.overlays else []
     rendered, _ = render.render_all(root, overlay_dirs, renderer, opts.jobs, with_argocd=False)
     for item in rendered:
@@ -314,10 +328,13 @@ def _run(
     if fresh_proc is not None:
         findings.extend(fresh_proc.finish())
 
+    notes.extend(unschemed_notes(all_resources))
     findings, exempted = apply_exemptions(findings, all_resources)
     findings = sorted(set(findings), key=lambda f: (f.overlay, f.kind, f.name, f.path, f.check, f.message))
     stats = {
-        "overlays": len(rendered),
+        "overlays": sum(item.path.startswith("overlays/") for item in rendered),
+        # kustomizations that are no environment: one an Application deploys, argocd/'s components
+        "kustomizations": sum(not item.path.startswith("overlays/") for item in rendered),
         "charts": len(charts),
         "resources": len(all_resources),
         "exempted": exempted,
@@ -428,6 +445,8 @@ def _argocd_findings(
     # policies hold (no token automounted, no wildcard RBAC ...).
     findings.extend(policies.check_overlay(argocd.resources, policies.Environment()))
     deployed: dict[str, render.Rendered | None] = {item.path: item for item in rendered}
+    # An Application deploys the files of its own directory (Argo CD's directory source does not
+    # recurse unless told to): argocd/ is the root app's, argocd/admin/ the admin app's.
     deployed.update(render.by_directory(argocd))
     if whole_repository:
         findings.extend(crossrefs.check_argocd(root, argocd.resources, deployed))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from generator import pod_security as pss
 from generator.validate.kube import PodTemplate, as_list, key_of, parse_image, pod_template, selector_matches
 from generator.validate.model import Finding, Resource
 from services.contract import TOTAL_WEIGHT
@@ -51,29 +52,8 @@ CHECKS = {
 #: The label the generator puts on every training object (what ``train`` looks for).
 TRAINING_LABEL = ("app.kubernetes.io/component", "training")
 
-ALLOWED_VOLUME_TYPES = {
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "persistentVolumeClaim",
-    "projected",
-    "secret",
-    "image",
-}
-SAFE_SYSCTLS = {
-    "kernel.shm_rmid_forced",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.ping_group_range",
-    "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes",
-}
+ALLOWED_VOLUME_TYPES = frozenset(pss.ALLOWED_VOLUME_TYPES)
+SAFE_SYSCTLS = frozenset(pss.SAFE_SYSCTLS)
 
 
 @dataclass
@@ -151,7 +131,7 @@ def _pod_security_context(res: Resource, path: list, pod_sc: dict, out: list[Fin
     """What the pod's securityContext may not set for its containers (each container must still
     say, or inherit, the required values: see ``_container_identity`` and ``_container_hardening``)."""
     pod_seccomp = _d(pod_sc.get("seccompProfile")).get("type")
-    if pod_seccomp is not None and pod_seccomp not in ("RuntimeDefault", "Localhost"):
+    if pod_seccomp is not None and pod_seccomp not in pss.PROFILE_TYPES:
         out.append(
             res.finding(
                 path + ["seccompProfile", "type"],
@@ -246,7 +226,7 @@ def _container_hardening(
     """What the container must switch off: a seccomp profile (its own or the pod's), every
     capability but NET_BIND_SERVICE, and writes to its root filesystem."""
     seccomp = _d(sc.get("seccompProfile")).get("type") if "seccompProfile" in sc else pod_seccomp
-    if seccomp not in ("RuntimeDefault", "Localhost"):
+    if seccomp not in pss.PROFILE_TYPES:
         out.append(
             res.finding(
                 sc_path + ["seccompProfile", "type"],
@@ -265,7 +245,7 @@ def _container_hardening(
             )
         )
     for cindex, cap in enumerate(as_list(caps.get("add"))):
-        if cap != "NET_BIND_SERVICE":
+        if cap not in pss.ADDABLE_CAPABILITIES:
             out.append(
                 res.finding(
                     sc_path + ["capabilities", "add", cindex],
@@ -307,7 +287,7 @@ def _host_process(res: Resource, path: list, sc: dict, out: list[Finding]) -> No
 
 def _apparmor(res: Resource, path: list, sc: dict, out: list[Finding]) -> None:
     kind = _d(sc.get("appArmorProfile")).get("type")
-    if kind not in (None, "RuntimeDefault", "Localhost"):
+    if kind is not None and kind not in pss.PROFILE_TYPES:
         out.append(
             res.finding(path + ["appArmorProfile", "type"], f"AppArmor profile {kind!r} is not allowed", "pss-apparmor")
         )
@@ -339,21 +319,31 @@ def resources_and_probes(pod: PodTemplate) -> list[Finding]:
     return out
 
 
+def _image_references(pod: PodTemplate) -> list[tuple[list, object]]:
+    """(path, reference) of every image the pod runs or mounts: each container's, each image volume's."""
+    found: list[tuple[list, object]] = [(path + ["image"], c.get("image")) for path, c in pod.containers()]
+    for index, volume in enumerate(as_list(pod.spec.get("volumes"))):
+        if isinstance(volume, dict) and isinstance(volume.get("image"), dict):
+            found.append((pod.prefix + ["volumes", index, "image", "reference"], volume["image"].get("reference")))
+    return found
+
+
 def images(pod: PodTemplate, env: Environment) -> list[Finding]:
+    """Every image is pinned (a tag other than latest, or a digest), and by digest where the
+    environment requires it: containers' images and image volumes' references alike."""
     res, out = pod.resource, []
-    for path, container in pod.containers():
-        image = container.get("image")
+    for path, image in _image_references(pod):
         if not isinstance(image, str):
             continue
         _, tag, digest = parse_image(image)
         if digest is None and tag is None:
-            out.append(res.finding(path + ["image"], f"image {image!r} has no tag (means :latest)", "image-tag"))
+            out.append(res.finding(path, f"image {image!r} has no tag (means :latest)", "image-tag"))
         elif digest is None and tag == "latest":
-            out.append(res.finding(path + ["image"], f"image {image!r} uses the mutable tag 'latest'", "image-tag"))
+            out.append(res.finding(path, f"image {image!r} uses the mutable tag 'latest'", "image-tag"))
         if env.require_digest and digest is None:
             out.append(
                 res.finding(
-                    path + ["image"],
+                    path,
                     f"image {image!r} has no digest; this environment "
                     "requires @sha256:... (platform.yaml requireDigest)",
                     "image-digest",

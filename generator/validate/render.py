@@ -117,15 +117,28 @@ def render_overlay_dir(root: Path, directory: Path, render: Callable[[Path], str
     return result
 
 
+def argocd_kustomizations(root: Path) -> list[Path]:
+    """The kustomizations (and Kustomize Components, such as the optional signature policy) in
+    the directories below argocd/: each is rendered and checked like an overlay, not read as files."""
+    directory = root / "argocd"
+    if not directory.is_dir() or kustomization_file(directory):
+        return []
+    return sorted(p for p in directory.rglob("*") if p.is_dir() and kustomization_file(p))
+
+
 def load_argocd(root: Path, render: Callable[[Path], str]) -> Rendered | None:
-    """Argo CD objects: rendered with kustomize if argocd/ is a kustomization, else read as files."""
+    """Argo CD objects: rendered with kustomize if argocd/ is a kustomization, else read as files
+    (but for the kustomizations below it: ``argocd_kustomizations``)."""
     directory = root / "argocd"
     if not directory.is_dir():
         return None
     if kustomization_file(directory):
         return render_overlay_dir(root, directory, render)
     result = Rendered("argocd", "argocd")
+    built = argocd_kustomizations(root)
     for path in sorted(directory.rglob("*.y*ml")):
+        if any(d == path.parent or d in path.parents for d in built):
+            continue
         rel = path.relative_to(root).as_posix()
         try:
             text = read_text(path, rel)

@@ -12,9 +12,10 @@ def summary(findings: list[Finding], stats: dict) -> str:
     checks = len({f.check for f in findings})
     status = "clean" if not findings else f"{len(findings)} finding(s) from {checks} check(s)"
     extra = f", {stats['exempted']} exempted" if stats.get("exempted") else ""
+    others = f", {stats['kustomizations']} other kustomization(s)" if stats.get("kustomizations") else ""
     charts = f", {stats['charts']} chart render(s)" if stats.get("charts") else ""
     return (
-        f"validate: {status}{extra}; {stats['overlays']} overlay(s){charts}, {stats['resources']} resource(s), "
+        f"validate: {status}{extra}; {stats['overlays']} overlay(s){others}{charts}, {stats['resources']} resource(s), "
         f"Kubernetes {stats['kubernetes_version']}, {stats['elapsed']:.2f}s"
     )
 

@@ -167,6 +167,17 @@ BAD_CONFIGS = {
         lambda d: d["environments"][1].update(gates={"minF1": 0.9}),
         ["platform.yaml: environments[1].gates.minF1: unknown key (allowed: maxLoss, minAccuracy, minHoldoutExamples)"],
     ),
+    "exposure typo": (
+        lambda d: d["environments"][0].update(exposure={"nodeport": True}),
+        [
+            "platform.yaml: environments[0].exposure.nodeport: unknown key "
+            "(allowed: externalIPs, loadBalancer, nodePort)"
+        ],
+    ),
+    "exposure not a boolean": (
+        lambda d: d["environments"][1].update(exposure={"loadBalancer": "yes"}),
+        ["platform.yaml: environments[1].exposure.loadBalancer: 'yes' is not of type 'boolean'"],
+    ),
     "selfHeal without automation": (
         lambda d: d["environments"][2].update(sync={"automated": False, "selfHeal": True}),
         ["platform.yaml: environments[2].sync.selfHeal: needs automated: true (Argo CD ignores it otherwise)"],
@@ -214,6 +225,15 @@ def test_environments_only_serve_unless_platform_yaml_says_they_train(tmp_path):
     assert not any(e.train for e in load_config(write_platform(tmp_path, data)).environments)
     repository = load_config(REPO_ROOT / "platform.yaml")
     assert [e.name for e in repository.environments if e.train] == ["dev"]
+
+
+def test_services_stay_inside_the_cluster_unless_an_environment_allows_more(tmp_path):
+    """environments[].exposure: every kind refused by default (the cluster's admission policies
+    bind to the environments that do not allow it), each allowed on its own."""
+    data = mutated(lambda d: d["environments"][0].update(exposure={"loadBalancer": True}))
+    dev, *others = load_config(write_platform(tmp_path, data)).environments
+    assert (dev.exposure.node_port, dev.exposure.load_balancer, dev.exposure.external_ips) == (False, True, False)
+    assert not any(e.exposure.node_port or e.exposure.load_balancer or e.exposure.external_ips for e in others)
 
 
 def test_quantities_compare_by_value():

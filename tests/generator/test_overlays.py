@@ -12,7 +12,7 @@ import yaml
 
 from generator.conventions import resource_plural
 from generator.paths import REPO_ROOT
-from generator.validate.kube import pod_template
+from generator.validate.kube import CLUSTER_SCOPED, pod_template
 from generator.validate.model import Resource
 from generator.validate.policies import automount, pod_security, resources_and_probes
 
@@ -21,7 +21,6 @@ OVERLAYS = sorted(
     for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
     if p.parent.name not in ("base", "components")
 )
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 POD_TEMPLATE_PATHS = {
     "Deployment": ("spec", "template"),
     "StatefulSet": ("spec", "template"),
