@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -16,7 +15,8 @@ from generator.paths import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "release"))
 
-from release_support import GIT_ID, make_template
+import release_support
+from release_support import GIT_ID, Result, make_template
 
 ENV = "prod-canary"
 TRAFFIC = f"overlays/{ENV}/traffic.yaml"
@@ -70,32 +70,21 @@ def template(dest: Path, served_digest: str) -> Path:
     return root
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Repo:
-    """A private copy of the template, and the commands run in-process against it."""
-
-    root: Path
-    capsys: object
+class Repo(release_support.Repo):
+    """A private copy of the template, and the commands (analysis and history) run in-process against it."""
 
     @classmethod
     def copy(cls, template_root: Path, dest: Path, capsys) -> Repo:
         shutil.copytree(template_root, dest, symlinks=True)
         return cls(dest, capsys)
 
-    def command(self, module: str, *args: str) -> Run:
+    def command(self, module: str, *args: str) -> Result:
         import importlib
 
         self.capsys.readouterr()
         code = importlib.import_module(module).main([*args, "--repo", str(self.root)])
         out = self.capsys.readouterr()
-        return Run(code, out.out, out.err)
+        return Result(code, out.out, out.err)
 
     def release(self, command: str, *args: str, message: str) -> None:
         """A release command (``canary``, ``set-image``), committed as a person would."""
@@ -103,10 +92,10 @@ class Repo:
         assert run.code == 0, run
         git(self.root, "commit", "-q", "-a", "-m", message)
 
-    def analyze(self, prometheus_url: str, *args: str) -> Run:
+    def analyze(self, prometheus_url: str, *args: str) -> Result:
         return self.command("generator.canary.cli", "--env", ENV, "--prometheus-url", prometheus_url, *args)
 
-    def history(self) -> Run:
+    def history(self) -> Result:
         return self.command("generator.canary.history_cli", "--env", ENV)
 
     def head(self) -> str:
