@@ -64,9 +64,14 @@ def evaluate(expression: str, activation: dict) -> object:
     return result
 
 
+ADMISSION_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
 def load(directory: Path = ADMIN) -> list[dict]:
-    """The generated policies and bindings."""
-    return [yaml.safe_load(path.read_text()) for path in sorted(directory.glob("*.yaml"))]
+    """The generated policies and bindings (argocd/admin/ also holds the projects, namespaces and
+    deployers)."""
+    objects = [yaml.safe_load(path.read_text()) for path in sorted(directory.glob("*.yaml"))]
+    return [obj for obj in objects if obj["kind"] in ADMISSION_KINDS]
 
 
 def expressions(policy: dict) -> list[str]:

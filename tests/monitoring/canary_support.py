@@ -21,7 +21,11 @@ from release_support import GIT_ID, Result, make_template
 ENV = "prod-canary"
 TRAFFIC = f"overlays/{ENV}/traffic.yaml"
 #: The policy of the live tests: the default logic, its intervals in seconds instead of minutes,
-#: fewer requests per decision, and a latency cap a loaded test machine meets (2 cores, shared).
+#: fewer requests per decision, and latency bounds a loaded test machine meets (2 cores, shared).
+#: Stable's p99 here is the 1 ms bucket, and the harness sends the canary single requests between
+#: stable's bursts, so an idle canary process's wake-up alone can put several of its few requests
+#: above it: a healthy canary failed the 5-point default in a CI run. No live scenario is a latency
+#: regression; the latency comparison's logic is tested in tests/canary.
 FAST_POLICY = {
     "steps": [5, 10, 25, 50, 100],
     "warmupSeconds": 1,
@@ -32,7 +36,7 @@ FAST_POLICY = {
     "failuresToAbort": 2,
     "trafficTolerance": 5,
     "maxScrapeAgeSeconds": 30,
-    "metrics": {"latencyP99": {"maxIncrease": 0.05, "cap": 0.2}},
+    "metrics": {"latencyP99": {"maxIncrease": 0.5, "cap": 0.2}},
 }
 #: A server image digest for the candidate (the canary must run something other than stable).
 CANDIDATE_IMAGE = "sha256:" + "c4" * 32
