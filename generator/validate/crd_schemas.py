@@ -57,6 +57,7 @@ KINDS: list[tuple[str, str, str, str]] = [
     ("@kubernetes-models/gateway-api", "gateway.networking.k8s.io", "v1", "HTTPRoute"),
     ("@kubernetes-models/gateway-api", "gateway.networking.k8s.io", "v1", "Gateway"),
     ("@kubernetes-models/gateway-api", "gateway.networking.k8s.io", "v1", "GatewayClass"),
+    ("@kubernetes-models/gateway-api", "gateway.networking.k8s.io", "v1", "GRPCRoute"),
     ("@kubernetes-models/gateway-api", "gateway.networking.k8s.io", "v1beta1", "HTTPRoute"),
     ("@kubernetes-models/gateway-api", "gateway.networking.k8s.io", "v1beta1", "ReferenceGrant"),
     ("@kubernetes-models/prometheus-operator", "monitoring.coreos.com", "v1", "ServiceMonitor"),

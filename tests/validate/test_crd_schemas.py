@@ -19,6 +19,7 @@ USED_KINDS = {
     ("argoproj.io", "v1alpha1", "AppProject"),
     ("argoproj.io", "v1alpha1", "ApplicationSet"),
     ("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+    ("gateway.networking.k8s.io", "v1", "GRPCRoute"),
     ("monitoring.coreos.com", "v1", "ServiceMonitor"),
     ("monitoring.coreos.com", "v1", "PrometheusRule"),
 }
