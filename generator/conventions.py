@@ -19,7 +19,7 @@ REGISTRY_DIR = "registry"
 DEFAULT_MODEL_VERSION = "1"
 #: The hand-edited object that holds a canary overlay's traffic weights (``traffic.yaml``): kustomize
 #: reads it (``config.kubernetes.io/local-config``, so it is never deployed) and the canary
-#: component's replacements copy its numbers into the generated HTTPRoute.
+#: component's replacements copy its numbers into the generated HTTPRoute and GRPCRoute.
 CANARY_WEIGHTS_API_VERSION = "release.ml-gitops/v1"
 CANARY_WEIGHTS_KIND = "CanaryWeights"
 LOCAL_CONFIG_ANNOTATION = "config.kubernetes.io/local-config"

@@ -1,6 +1,6 @@
 """What the platform (``generator/``, ``charts/inference-service``) and the services agree on,
-each defined once: the rules for names, label values, digests and quantities, the gRPC port, the
-metrics port, the worker limits, and the names the chart gives the model-image plumbing.
+each defined once: the rules for names, label values, digests and quantities, the gRPC port and predict method,
+the metrics port, the worker limits, and the names the chart gives the model-image plumbing.
 
 It lives under ``services/`` because the images ship that package alone: the server (and its
 ``fetch-model`` init container) and the trainer import it, and the generator imports it from
@@ -65,6 +65,10 @@ QUANTITY = rf"[0-9]+(\.[0-9]+)?({'|'.join(_SUFFIXES)})?"
 #: TensorFlow Serving's gRPC port: the server's default ``GRPC_PORT``, platform.yaml's default
 #: ``serving.grpcPort``, and the chart's ``server.grpcPort`` and ``service.grpcPort``.
 GRPC_PORT = 8500
+#: TensorFlow Serving's gRPC service and the one method of it the Gateway routes (the canary
+#: GRPCRoute matches it alone): the server registers its predict handler under these names.
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+PREDICT_METHOD = "Predict"
 #: The model server's metrics port (``/metrics`` alone, apart from the serving ports): the server's
 #: default ``METRICS_PORT``, platform.yaml's default ``serving.metricsPort``, and the chart's
 #: ``server.metricsPort`` and ``service.metricsPort`` (the container and Service port ``metrics``).

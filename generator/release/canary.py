@@ -2,7 +2,7 @@
 
 WEIGHT is the canary's percentage of production traffic, an integer 0..100:
 
-1..99  The HTTPRoute weights become stable ``100-W``, canary ``W`` (they always sum to 100).
+1..99  The HTTPRoute and GRPCRoute weights become stable ``100-W``, canary ``W`` (they always sum to 100).
        The replica split follows too, for clusters without a Gateway, where the plain Service
        selects both tracks and traffic follows the pod ratio. The track total T = stable +
        canary replicas is kept (at least 2, so that both tracks have a pod):

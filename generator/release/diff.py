@@ -18,7 +18,7 @@ replicas           Deployment replicas, HPA min/max
 selector           a workload, PDB or NetworkPolicy selector (workload selectors are
                    immutable: the apply fails)
 Service switch     a Service selector changes: production traffic moves (blue-green)
-weight / routing   HTTPRoute weights or rules change: traffic moves (canary)
+weight / routing   HTTPRoute or GRPCRoute weights or rules change: traffic moves (canary)
 model version      ``MODEL_VERSION`` in a release ConfigMap
 removed <Kind>     a PodDisruptionBudget, NetworkPolicy, Service, Deployment or
                    PersistentVolumeClaim disappears
@@ -183,7 +183,7 @@ def classify(kind: str, path: str) -> str:
         return "replicas"
     if kind == "Service" and path.startswith("spec.selector"):
         return "Service switch"
-    if kind == "HTTPRoute" and path.startswith("spec.rules"):
+    if kind in ("HTTPRoute", "GRPCRoute") and path.startswith("spec.rules"):
         return "weight" if path.endswith(".weight") else "routing"
     if kind in ("PodDisruptionBudget", "NetworkPolicy") and (
         path.startswith("spec.selector") or path.startswith("spec.podSelector")

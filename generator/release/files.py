@@ -169,7 +169,7 @@ class Weights(Closed):
 
 
 class CanaryWeights(Closed):
-    """The canary weights: kustomize reads them (local-config, never deployed) into the generated HTTPRoute"""
+    """The canary weights: kustomize reads them (local-config, never deployed) into both canary routes"""
 
     api_version: Literal["release.ml-gitops/v1"] = Field(alias="apiVersion")
     kind: Literal["CanaryWeights"]

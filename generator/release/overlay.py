@@ -18,7 +18,7 @@ dumps byte-identical. What lives where (see docs/releases.md, "How a release is 
   ``<model>-server-preview`` (idle), ``spec.selector.slot``.
 - ``traffic.yaml`` (canary): CanaryWeights ``<model>-server`` (local-config: kustomize reads it,
   never deploys it), ``spec.stable`` and ``spec.canary``; the canary component copies them into
-  the generated HTTPRoute.
+  the generated HTTPRoute and GRPCRoute.
 
 An edit is committed all at once: every changed file is written atomically (temporary file in
 the same directory, then rename), the overlay is rendered with kustomize, and if the render

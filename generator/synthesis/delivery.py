@@ -42,12 +42,15 @@ from generator.strategy import Strategy
 from generator.synthesis.chart import chart_name
 from generator.synthesis.common import labels
 from generator.synthesis.inference import InferenceService, InferenceServiceProps, server_workload
+from services.contract import PREDICT_METHOD, PREDICTION_SERVICE
 
 #: The header each weighted backend of the canary route sets on what it forwards: the track the
 #: Gateway chose (never a client's choice: no rule matches it).
 CANARY_HEADER = "x-model-track"
-#: Index of the HTTPRoute rule that splits traffic by weight (the route's one rule).
+#: Index of the rule that splits traffic by weight in each canary route (the route's one rule).
 WEIGHTED_RULE = 0
+#: The canary routes, by kind: each has one weighted rule, and the same weights (traffic.yaml).
+CANARY_ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")
 #: Only the Service is rendered by a Service-only chart release.
 SERVICE_ONLY = {
     "deployment": {"enabled": False},
@@ -87,12 +90,13 @@ class DeliveryProps:
 
 class ServerComponent(Construct):
     """One model's server workload under ``strategy``: the rolling server, or two variants of
-    it with the Services that route to them (and, for canary, the weighted HTTPRoute)."""
+    it with the Services that route to them (and, for canary, the weighted HTTPRoute and GRPCRoute)."""
 
     def __init__(self, scope: Construct, id: str, props: DeliveryProps):
         super().__init__(scope, id)
         server = f"{props.server.model.name}-server"
         self.service_port = 0
+        self.grpc_port = 0
         strategy = props.strategy
         if not strategy.progressive:
             InferenceService(
@@ -128,16 +132,18 @@ class ServerComponent(Construct):
             )
             for obj in release.helm.api_objects:
                 obj.add_json_patch(cdk8s.JsonPatch.add(f"/spec/selector/{label}", variant))
-                self.service_port = obj.to_json()["spec"]["ports"][0]["port"]
+                ports = {port["name"]: port["port"] for port in obj.to_json()["spec"]["ports"]}
+                self.service_port, self.grpc_port = ports["http"], ports["grpc"]
         if strategy.routes_by_weight:
-            self._http_route(props, server)
+            self._route(props, server, "HTTPRoute", canary_route_spec(props, server, self.service_port))
+            self._route(props, server, "GRPCRoute", canary_grpc_route_spec(props, server, self.grpc_port))
 
-    def _http_route(self, props: DeliveryProps, server: str) -> None:
+    def _route(self, props: DeliveryProps, server: str, kind: str, spec: dict) -> None:
         route = cdk8s.ApiObject(
             self,
-            "route",
+            "route" if kind == "HTTPRoute" else "grpc-route",
             api_version="gateway.networking.k8s.io/v1",
-            kind="HTTPRoute",
+            kind=kind,
             metadata=cdk8s.ApiObjectMetadata(
                 name=server,
                 labels=labels(
@@ -148,7 +154,7 @@ class ServerComponent(Construct):
                 ),
             ),
         )
-        route.add_json_patch(cdk8s.JsonPatch.add("/spec", canary_route_spec(props, server, self.service_port)))
+        route.add_json_patch(cdk8s.JsonPatch.add("/spec", spec))
 
 
 def predict_matches(model: str) -> list[dict]:
@@ -162,38 +168,64 @@ def predict_matches(model: str) -> list[dict]:
     ]
 
 
-def canary_route_spec(props: DeliveryProps, server: str, port: int) -> dict:
-    """The canary HTTPRoute's spec: attached to the Gateway listener platform.yaml names, for its
-    host names, with one rule (``WEIGHTED_RULE``) that sends the predict routes to the tracks by
-    the weights of the overlay's ``traffic.yaml`` (the component's replacements copy them in).
-    No rule matches a client's header, so nobody outside picks the canary; each backend sets
-    ``CANARY_HEADER`` to its track on what it forwards (replacing what a client sent)."""
-    gateway = props.gateway
+def gateway_attachment(gateway: Gateway) -> dict:
+    """The ``parentRefs`` and ``hostnames`` of a canary route: the Gateway listener platform.yaml
+    names, for its host names alone (without them a route takes every listener and every host)."""
     parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway.name}
     if gateway.namespace:
         parent["namespace"] = gateway.namespace
     parent["sectionName"] = gateway.section_name
+    return {"parentRefs": [parent], "hostnames": list(gateway.hostnames)}
+
+
+def weighted_backends(props: DeliveryProps, server: str, port: int) -> list[dict]:
+    """The backends of a canary route's weighted rule: each track's Service on ``port``, the stable
+    one at 100 (the component's replacements copy the overlay's weights in), each setting
+    ``CANARY_HEADER`` to its track on what it forwards (replacing what a client sent)."""
     stable, _ = props.strategy.variants
+    return [
+        {
+            "name": service,
+            "port": port,
+            "weight": 100 if track == stable else 0,
+            "filters": [
+                {
+                    "type": "RequestHeaderModifier",
+                    "requestHeaderModifier": {"set": [{"name": CANARY_HEADER, "value": track}]},
+                }
+            ],
+        }
+        for track, service in props.strategy.variant_services(server).items()
+    ]
+
+
+def canary_route_spec(props: DeliveryProps, server: str, port: int) -> dict:
+    """The canary HTTPRoute's spec: attached as ``gateway_attachment`` says, with one rule
+    (``WEIGHTED_RULE``) that sends the predict routes to the tracks by the weights of the
+    overlay's ``traffic.yaml``. No rule matches a client's header, so nobody outside picks the
+    canary."""
     return {
-        "parentRefs": [parent],
-        "hostnames": list(gateway.hostnames),
+        **gateway_attachment(props.gateway),
         "rules": [
             {
                 "matches": predict_matches(props.server.model.name),
-                "backendRefs": [
-                    {
-                        "name": service,
-                        "port": port,
-                        "weight": 100 if track == stable else 0,
-                        "filters": [
-                            {
-                                "type": "RequestHeaderModifier",
-                                "requestHeaderModifier": {"set": [{"name": CANARY_HEADER, "value": track}]},
-                            }
-                        ],
-                    }
-                    for track, service in props.strategy.variant_services(server).items()
-                ],
+                "backendRefs": weighted_backends(props, server, port),
+            }
+        ],
+    }
+
+
+def canary_grpc_route_spec(props: DeliveryProps, server: str, grpc_port: int) -> dict:
+    """The canary GRPCRoute's spec: the HTTPRoute's attachment and weights, for gRPC clients, with
+    one rule (``WEIGHTED_RULE``) that matches TF Serving's ``PredictionService/Predict`` alone:
+    metadata, model status, health and reflection stay inside the cluster."""
+    method = {"type": "Exact", "service": PREDICTION_SERVICE, "method": PREDICT_METHOD}
+    return {
+        **gateway_attachment(props.gateway),
+        "rules": [
+            {
+                "matches": [{"method": method}],
+                "backendRefs": weighted_backends(props, server, grpc_port),
             }
         ],
     }
@@ -277,8 +309,9 @@ def component_kustomization(strategy: Strategy, models: tuple[Model, ...], part_
 
 def canary_weight_replacements(strategy: Strategy, models: tuple[Model, ...]) -> list[dict]:
     """Kustomize replacements that copy each track's weight from the overlay's CanaryWeights
-    (``traffic.yaml``, weights only) into the HTTPRoute's weighted rule: the route itself is
-    written once, here, and a generator change to it is never overwritten by an overlay."""
+    (``traffic.yaml``, weights only) into the weighted rule of both canary routes (HTTP and gRPC),
+    so one edit moves both: the routes themselves are written once, here, and a generator change
+    to them is never overwritten by an overlay."""
     return [
         {
             "source": {
@@ -288,9 +321,10 @@ def canary_weight_replacements(strategy: Strategy, models: tuple[Model, ...]) ->
             },
             "targets": [
                 {
-                    "select": {"kind": "HTTPRoute", "name": f"{model.name}-server"},
+                    "select": {"kind": kind, "name": f"{model.name}-server"},
                     "fieldPaths": [f"spec.rules.{WEIGHTED_RULE}.backendRefs.[name={service}].weight"],
                 }
+                for kind in CANARY_ROUTE_KINDS
             ],
         }
         for model in models

@@ -2,7 +2,7 @@
 
 Inside an overlay: Services select pods and target a container port; PDBs, HPAs and
 NetworkPolicies target something; pods find their ServiceAccount, ConfigMaps and PVCs; HTTPRoute
-backends exist; the pods of a distributed (Indexed) Job find each other through their own
+and GRPCRoute backends exist; the pods of a distributed (Indexed) Job find each other through their own
 headless Service and may talk on its port, and only they. Across the repository: each Argo CD
 Application's path exists and builds, its destination namespace is the overlay's, and its
 AppProject permits the repo, the destination and every kind the path deploys, without wildcards.
@@ -39,7 +39,7 @@ CHECKS = {
     "ref-serviceaccount": "a pod's ServiceAccount exists",
     "ref-configmap": "ConfigMaps a pod uses exist",
     "ref-pvc": "PersistentVolumeClaims a pod mounts exist",
-    "route-backend": "an HTTPRoute's backends are Services with that port",
+    "route-backend": "an HTTPRoute's or GRPCRoute's backends are Services with that port",
     "indexed-job-workers": "an Indexed Job whose pods meet on a subdomain runs every index at once "
     "(parallelism = completions, = TRAINING_WORKERS when set)",
     "indexed-job-service": "an Indexed Job's subdomain is a headless Service publishing not-ready addresses "
@@ -187,7 +187,8 @@ def check_overlay(resources: list[Resource]) -> list[Finding]:
     for pod in pods:
         out.extend(_pod_references(pod, by_kind))
     out.extend(check_worker_groups(resources, pods))
-    out.extend(_route_findings(by_kind.get("HTTPRoute", {}), services))
+    for kind in ("HTTPRoute", "GRPCRoute"):
+        out.extend(_route_findings(by_kind.get(kind, {}), services))
     return out
 
 
@@ -322,7 +323,8 @@ def _pod_references(pod: PodTemplate, by_kind: dict[str, dict[tuple[str, str], R
 def _route_findings(
     routes: dict[tuple[str, str], Resource], services: dict[tuple[str, str], Resource]
 ) -> list[Finding]:
-    """An HTTPRoute's Service backends exist and have the port it names (else the gateway answers 500)."""
+    """A route's (HTTPRoute, GRPCRoute) Service backends exist and have the port it names (else
+    the gateway answers 500, or UNAVAILABLE for gRPC)."""
     out: list[Finding] = []
     for route in routes.values():
         for rindex, rule in enumerate(as_list(route.spec.get("rules"))):

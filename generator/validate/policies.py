@@ -38,9 +38,11 @@ CHECKS = {
     "image-digest": "images carry a digest where the environment requires it",
     "pdb": "a Deployment with 2 or more replicas is covered by a PodDisruptionBudget",
     "pdb-allows-disruption": "a PodDisruptionBudget leaves room for at least one voluntary eviction",
-    "route-weights": f"an HTTPRoute rule's backend weights add up to {TOTAL_WEIGHT}",
-    "route-scope": "an HTTPRoute names its hostnames and its Gateway listener (sectionName), and each rule "
-    "matches paths, none of them every path (a catch-all routes /metrics and the metadata too)",
+    "route-weights": f"an HTTPRoute's or GRPCRoute's rule's backend weights add up to {TOTAL_WEIGHT}, and a "
+    "GRPCRoute's are those of the HTTPRoute of its name (one canary weight moves both)",
+    "route-scope": "an HTTPRoute or GRPCRoute names its hostnames and its Gateway listener (sectionName), and each "
+    "rule matches paths (gRPC: a service's method), none of them every path or method (a catch-all routes "
+    "/metrics, the metadata and reflection too)",
     "network-policy": "every pod is selected by a NetworkPolicy",
     "automount-token": "automountServiceAccountToken is false",
     "job-limits": "Jobs set backoffLimit (or backoffLimitPerIndex) and ttlSecondsAfterFinished",
@@ -592,17 +594,43 @@ def pdb_headroom(resources: list[Resource], pods: list[PodTemplate]) -> list[Fin
     return out
 
 
+#: The Gateway API route kinds the scope and weight checks read.
+ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")
+
+
 def _catch_all(match: dict) -> bool:
     """A match that takes every path: none at all, or the prefix ``/``."""
     path = _d(match.get("path"))
     return not path or (path.get("type", "PathPrefix") == "PathPrefix" and path.get("value", "/") == "/")
 
 
+def _grpc_catch_all(match: dict) -> bool:
+    """A GRPCRoute match that takes every method of a service, or of every service: no ``method``,
+    or one that names no method (headers alone select no method)."""
+    return not _d(match.get("method")).get("method")
+
+
+def _rule_scope(route: Resource, index: int, rule: dict) -> list[Finding]:
+    """A finding if rule ``index`` of ``route`` has no matches or one that takes everything."""
+    matches = as_list(rule.get("matches"))
+    grpc = route.kind == "GRPCRoute"
+    catch_all = _grpc_catch_all if grpc else _catch_all
+    if matches and not any(catch_all(_d(match)) for match in matches):
+        return []
+    what = (
+        "matches every method: name the methods clients may call (the Predict method of its service)"
+        if grpc
+        else "matches every path: name the paths clients may call (the predict routes)"
+    )
+    return [route.finding(["spec", "rules", index, "matches"], what, "route-scope")]
+
+
 def route_scope(resources: list[Resource]) -> list[Finding]:
-    """What a route exposes is what it names: hosts, the listener, and the paths of each rule.
-    Without them a route takes every host of every listener, and every path of its backends."""
+    """What a route exposes is what it names: hosts, the listener, and the paths (or gRPC methods)
+    of each rule. Without them a route takes every host of every listener, and every path or
+    method of its backends."""
     out = []
-    for route in (r for r in resources if r.kind == "HTTPRoute"):
+    for route in (r for r in resources if r.kind in ROUTE_KINDS):
         if not as_list(route.spec.get("hostnames")):
             out.append(route.finding("spec.hostnames", "names no hostnames: it takes every host", "route-scope"))
         for index, parent in enumerate(as_list(route.spec.get("parentRefs"))):
@@ -615,33 +643,56 @@ def route_scope(resources: list[Resource]) -> list[Finding]:
                     )
                 )
         for index, rule in enumerate(as_list(route.spec.get("rules"))):
-            matches = as_list(_d(rule).get("matches"))
-            if not matches or any(_catch_all(_d(match)) for match in matches):
-                out.append(
-                    route.finding(
-                        ["spec", "rules", index, "matches"],
-                        "matches every path: name the paths clients may call (the predict routes)",
-                        "route-scope",
-                    )
-                )
+            out.extend(_rule_scope(route, index, _d(rule)))
     return out
 
 
+def _backend_weights(rule: dict) -> dict[str, Any] | None:
+    """Backend name -> weight of a rule that splits traffic (two or more backends, integer
+    weights; Gateway API's default weight is 1), else None."""
+    refs = [ref for ref in as_list(rule.get("backendRefs")) if isinstance(ref, dict)]
+    weights = {str(ref.get("name")): ref.get("weight", 1) for ref in refs}
+    if len(refs) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) for w in weights.values()):
+        return None
+    return weights
+
+
 def route_weights(resources: list[Resource]) -> list[Finding]:
-    """Weights are relative in Gateway API; the repository states them as percentages."""
+    """Weights are relative in Gateway API; the repository states them as percentages. A
+    GRPCRoute splits gRPC as the HTTPRoute of its name splits REST (the canary weights of
+    ``traffic.yaml`` set both), so a route edited by hand cannot send the two elsewhere."""
     out = []
-    for route in (r for r in resources if r.kind == "HTTPRoute"):
+    http = {(r.namespace, r.name): r for r in resources if r.kind == "HTTPRoute"}
+    for route in (r for r in resources if r.kind in ROUTE_KINDS):
         for index, rule in enumerate(as_list(route.spec.get("rules"))):
-            refs = [ref for ref in as_list(_d(rule).get("backendRefs")) if isinstance(ref, dict)]
-            weights = [ref.get("weight", 1) for ref in refs]
-            if len(refs) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) for w in weights):
+            weights = _backend_weights(_d(rule))
+            if weights is None:
                 continue
-            if sum(weights) != TOTAL_WEIGHT:
+            where = ["spec", "rules", index, "backendRefs"]
+            if sum(weights.values()) != TOTAL_WEIGHT:
                 out.append(
                     route.finding(
-                        ["spec", "rules", index, "backendRefs"],
-                        f"backend weights {weights} add up to {sum(weights)}, not {TOTAL_WEIGHT}",
+                        where,
+                        f"backend weights {list(weights.values())} add up to {sum(weights.values())}, "
+                        f"not {TOTAL_WEIGHT}",
+                        "route-weights",
+                    )
+                )
+            peer = http.get((route.namespace, route.name)) if route.kind == "GRPCRoute" else None
+            peer_weights = _http_weights(peer, index) if peer is not None else None
+            if peer_weights is not None and peer_weights != weights:
+                out.append(
+                    route.finding(
+                        where,
+                        f"backend weights {weights} differ from HTTPRoute/{route.name}'s {peer_weights}: "
+                        "gRPC and REST would reach the tracks in different shares",
                         "route-weights",
                     )
                 )
     return out
+
+
+def _http_weights(route: Resource, index: int) -> dict[str, Any] | None:
+    """The weights of rule ``index`` of an HTTPRoute, if it has that rule and it splits traffic."""
+    rules = as_list(route.spec.get("rules"))
+    return _backend_weights(_d(rules[index])) if index < len(rules) else None

@@ -34,6 +34,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.contract import PREDICT_METHOD
 from services.inference import metrics, serving, tfserving
 from services.inference.backends import SIGNATURE, TensorSpec
 from services.inference.repository import LoadedModel, ModelRepository
@@ -406,7 +407,7 @@ def create_server(repository: ModelRepository, threads: int) -> DrainableServer:
             grpc.method_handlers_generic_handler(
                 tfserving.PREDICTION_SERVICE,
                 {
-                    "Predict": _unary(
+                    PREDICT_METHOD: _unary(
                         api, "grpc_predict", api.predict, tfserving.PredictRequest, tfserving.PredictResponse
                     ),
                     "GetModelMetadata": _unary(

@@ -16,10 +16,12 @@ from typing import Any, TypeAlias
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+# Defined in the contract: the generator's GRPCRoute names the same service.
+from services.contract import PREDICTION_SERVICE as PREDICTION_SERVICE
+
 PROTO_DIR = Path(__file__).resolve().parent / "protos"
 DESCRIPTOR_SET = PROTO_DIR / "tfserving.binpb"  # written by services/inference/protoc.py
 
-PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 
 #: A message of the private pool. Its class is built at run time from the descriptor set, not

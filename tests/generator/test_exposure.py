@@ -1,8 +1,9 @@
 """What the rendered overlays expose (issue 29, item 4), read from the real kustomize output: the
-canary HTTPRoute routes the predict paths alone, for platform.yaml's hosts and listener; the
-server's NetworkPolicy admits the Gateway's proxy pods (and client namespaces) to the serving
-ports and Prometheus's pods to the metrics port, each to its own ports only; every environment
-namespace has a default-deny policy; gRPC reflection is off unless platform.yaml turns it on."""
+canary HTTPRoute routes the predict paths alone, and its GRPCRoute the Predict method alone, with
+the same weights, for platform.yaml's hosts and listener; the server's NetworkPolicy admits the
+Gateway's proxy pods (and client namespaces) to the serving ports and Prometheus's pods to the
+metrics port, each to its own ports only; every environment namespace has a default-deny policy;
+gRPC reflection is off unless platform.yaml turns it on."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import yaml
 from generator.paths import REPO_ROOT
 from generator.synthesis.synth import render_tree, write_tree
 from generator.tools import render_overlay
+from services.contract import PREDICT_METHOD, PREDICTION_SERVICE
+from services.inference import tfserving
 
 MODEL = "mnist"
 #: Paths a client could ask the Gateway for, and whether the canary route may route each.
@@ -85,6 +88,33 @@ def test_the_route_reaches_the_serving_port_and_prometheus_the_metrics_port(rend
     config = _one(objects, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])["data"]
     assert int(config["METRICS_PORT"]) == declared == platform.serving.metrics_port
     assert declared not in (int(config["PORT"]), int(config["GRPC_PORT"]))
+
+
+def test_the_canary_grpc_route_takes_only_predict_of_its_hosts_with_the_http_weights(rendered, platform):
+    objects = rendered["prod-canary"]
+    (grpc_route,) = [o for o in objects if o["kind"] == "GRPCRoute"]
+    assert grpc_route["metadata"]["name"] == f"{MODEL}-server"
+    spec, http = grpc_route["spec"], _one(objects, "HTTPRoute", f"{MODEL}-server")["spec"]
+    gateway = platform.serving.gateway
+    assert spec["parentRefs"] == http["parentRefs"]
+    assert spec["parentRefs"][0]["sectionName"] == gateway.section_name
+    assert spec["hostnames"] == list(gateway.hostnames)
+    (rule,) = spec["rules"]
+    assert rule["matches"] == [{"method": {"type": "Exact", "service": PREDICTION_SERVICE, "method": PREDICT_METHOD}}]
+    # The method the route names is one TF Serving's API declares (and the server registers by
+    # the same contract names), and not the only one: the route leaves GetModelMetadata out.
+    service = tfserving.POOL.FindServiceByName(PREDICTION_SERVICE)
+    assert PREDICT_METHOD in service.methods_by_name
+    assert set(service.methods_by_name) - {PREDICT_METHOD}
+    (http_rule,) = http["rules"]
+    weights = {ref["name"]: ref["weight"] for ref in rule["backendRefs"]}
+    assert weights == {ref["name"]: ref["weight"] for ref in http_rule["backendRefs"]}
+    assert sum(weights.values()) == 100
+    for ref in rule["backendRefs"]:
+        (port,) = [p for p in _one(objects, "Service", ref["name"])["spec"]["ports"] if p["port"] == ref["port"]]
+        assert (port["targetPort"], port["port"]) == ("grpc", platform.serving.grpc_port)
+    for overlay in ("dev", "staging", "prod", "prod-blue-green"):
+        assert not [o for o in rendered[overlay] if o["kind"] == "GRPCRoute"], overlay
 
 
 @pytest.mark.parametrize("overlay", ["dev", "staging", "prod", "prod-blue-green", "prod-canary"])

@@ -178,6 +178,12 @@ def route_shares(docs: list[dict], route: str = "mnist-server") -> dict[str, flo
     return shares
 
 
+def route_weights(docs: list[dict], kind: str, route: str = "mnist-server") -> dict[str, int]:
+    """Backend Service -> weight of the one rule of a canary route (``HTTPRoute`` or ``GRPCRoute``)."""
+    (rule,) = by_kind(docs, kind)[route]["spec"]["rules"]
+    return {ref["name"]: ref["weight"] for ref in rule["backendRefs"]}
+
+
 def replica_shares(docs: list[dict], service: str = "mnist-server") -> dict[str, float]:
     """Deployment -> percent of the Service's pods it runs (traffic share without a Gateway)."""
     deployments = by_kind(docs, "Deployment")

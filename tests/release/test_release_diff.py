@@ -74,20 +74,15 @@ def test_weight_change_is_flagged_in_text_and_markdown(repo: Repo):
     repo.commit("candidate")
     assert repo.run("canary", "--env", "prod-canary", "--weight", "10").code == 0
     flags = risky(repo)
-    assert flags[
-        (
-            "prod-canary",
-            "HTTPRoute ml-prod-canary/mnist-server",
-            f"spec.rules[{WEIGHTED_RULE}].backendRefs[name=mnist-server-canary].weight",
-        )
-    ] == {"weight"}
-    assert flags[
-        (
-            "prod-canary",
-            "HTTPRoute ml-prod-canary/mnist-server",
-            f"spec.rules[{WEIGHTED_RULE}].backendRefs[name=mnist-server-stable].weight",
-        )
-    ] == {"weight"}
+    for kind in ("HTTPRoute", "GRPCRoute"):  # one traffic.yaml edit moves both routes
+        for track in ("canary", "stable"):
+            assert flags[
+                (
+                    "prod-canary",
+                    f"{kind} ml-prod-canary/mnist-server",
+                    f"spec.rules[{WEIGHTED_RULE}].backendRefs[name=mnist-server-{track}].weight",
+                )
+            ] == {"weight"}
     md = repo.run("diff", "--base", "HEAD", "--markdown")
     assert md.code == 0
     assert md.out.startswith("### Rendered changes against `HEAD`")

@@ -8,7 +8,7 @@ import difflib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from release_support import DIGEST_A, DIGEST_B, TAG_A, Repo, git, nothing_to_do
+from release_support import DIGEST_A, DIGEST_B, TAG_A, Repo, git, nothing_to_do, route_weights
 
 from generator.release import overlay as overlay_module
 from generator.release.canary import split_replicas
@@ -294,6 +294,18 @@ def test_canary_weight_sets_weights_and_replica_split(repo: Repo):
     ]
     route = next(d for d in repo.render("prod-canary") if d["kind"] == "HTTPRoute")
     assert [ref.get("weight") for ref in route["spec"]["rules"][WEIGHTED_RULE]["backendRefs"]] == [75, 25]
+
+
+def test_canary_weight_moves_the_grpc_route_with_the_http_route(repo: Repo):
+    """One traffic.yaml edit sets both routes: gRPC Predict calls split as REST predicts do."""
+    before = repo.render("prod-canary")
+    assert [d["kind"] for d in before].count("GRPCRoute") == 1
+    assert route_weights(before, "GRPCRoute") == route_weights(before, "HTTPRoute") == repo.weights()
+    canary_candidate(repo)
+    assert repo.run("canary", "--env", "prod-canary", "--weight", "25").code == 0
+    after = repo.render("prod-canary")
+    assert route_weights(after, "GRPCRoute") == route_weights(after, "HTTPRoute") == repo.weights()
+    assert repo.weights() == {"mnist-server-stable": 75, "mnist-server-canary": 25}
 
 
 def test_canary_100_promotes_the_canary_to_stable(repo: Repo):
