@@ -6,8 +6,8 @@ synced again, restores the live state from before that step.
   the other slot's Ready pods, by their EndpointSlices, with the replicas the command printed;
 - canary: ``make set-image`` pins a candidate in the canary track, ``make canary WEIGHT=25``
   then ``WEIGHT=100``: the Ready pods per track, the EndpointSlices of the Service that
-  selects both tracks (traffic without a Gateway) and the HTTPRoute weights are what the
-  command printed.
+  selects both tracks (traffic without a Gateway) and the HTTPRoute and GRPCRoute weights are
+  what the command printed.
 
 The walk runs in namespaces of its own (the overlay's objects moved there), so it leaves the
 overlays' own namespaces to the other tests.
@@ -102,7 +102,7 @@ class Walk:
 
     def state(self) -> dict:
         """What a revert must restore: Deployments (replicas, images), every Service's Ready
-        endpoints by workload, and HTTPRoute weights."""
+        endpoints by workload, and HTTPRoute and GRPCRoute weights."""
         state: dict = {}
         for deployment in self.of_kind("Deployment"):
             live = self.cluster.syncer.live(deployment)
@@ -116,9 +116,9 @@ class Walk:
                 for name in self.cluster.ready_endpoints(self.namespace, service["metadata"]["name"])
             )
             state[f"Service/{service['metadata']['name']}"] = dict(behind)
-        for route in self.of_kind("HTTPRoute"):
+        for route in self.of_kind("HTTPRoute") + self.of_kind("GRPCRoute"):
             rules = self.cluster.syncer.live(route)["spec"]["rules"]
-            state[f"HTTPRoute/{route['metadata']['name']}"] = [
+            state[f"{route['kind']}/{route['metadata']['name']}"] = [
                 [(ref["name"], ref.get("weight", 1)) for ref in rule.get("backendRefs") or []] for rule in rules
             ]
         return state
@@ -178,7 +178,7 @@ def test_canary_steps_split_pods_and_weights_and_reverts_restore_them(cluster, c
         ]
         for service in shared:  # no Gateway: traffic follows the pods behind the Service
             assert walk.endpoint_split(service, label) == walk.pod_split(label), f"{service} at WEIGHT={weight}"
-        for route in walk.of_kind("HTTPRoute"):
+        for route in walk.of_kind("HTTPRoute") + walk.of_kind("GRPCRoute"):  # one weight moves both
             live = walk.cluster.syncer.live(route)["spec"]["rules"]
             weighted = [r for r in live if any("weight" in ref for ref in r.get("backendRefs") or [])]
             by_variant = walk.variant_services(label)  # each backend Service selects one track

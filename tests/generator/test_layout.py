@@ -224,11 +224,13 @@ def test_each_appproject_allows_training_kinds_only_where_its_environment_trains
     none = _project_kinds(tmp_path / "none", serve_only, "prod-canary")
     assert ("batch", "Job") not in none and ("batch", "CronJob") not in none
     assert ("policy", "PodDisruptionBudget") in none and ("gateway.networking.k8s.io", "HTTPRoute") in none
+    assert ("gateway.networking.k8s.io", "GRPCRoute") in none
     canary = _project_kinds(tmp_path / "canary", canary_trains_on_a_schedule, "prod-canary")
     assert canary - none == {("batch", "Job"), ("batch", "CronJob"), ("", "PersistentVolumeClaim")}
     # The other environments' projects do not grow with the canary's training.
     rolling = _project_kinds(tmp_path / "rolling", canary_trains_on_a_schedule, "prod")
     assert ("batch", "Job") not in rolling and ("gateway.networking.k8s.io", "HTTPRoute") not in rolling
+    assert ("gateway.networking.k8s.io", "GRPCRoute") not in rolling
 
 
 WAVE = "argocd.argoproj.io/sync-wave"

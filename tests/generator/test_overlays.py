@@ -73,7 +73,9 @@ def test_overlay_renders_objects_in_its_namespace(overlay, rendered, platform):
     expected |= {"Job", "PersistentVolumeClaim"} if env.train else set()
     assert env.train or not {"Job", "CronJob", "PersistentVolumeClaim"} & {o["kind"] for o in objects}
     # Rolling environments autoscale; blue-green and canary variants run the replicas git pins.
-    expected |= {"rolling": {"HorizontalPodAutoscaler"}, "canary": {"HTTPRoute"}}.get(env.strategy.name, set())
+    expected |= {"rolling": {"HorizontalPodAutoscaler"}, "canary": {"HTTPRoute", "GRPCRoute"}}.get(
+        env.strategy.name, set()
+    )
     assert expected <= {o["kind"] for o in objects}
     for obj in objects:
         if obj["kind"] not in CLUSTER_SCOPED:
