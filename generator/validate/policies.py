@@ -647,12 +647,12 @@ def route_scope(resources: list[Resource]) -> list[Finding]:
     return out
 
 
-def _backend_weights(rule: dict) -> dict[str, Any] | None:
-    """Backend name -> weight of a rule that splits traffic (two or more backends, integer
-    weights; Gateway API's default weight is 1), else None."""
+def _backend_weights(rule: dict) -> list[tuple[str, int]] | None:
+    """(backend name, weight) of each backend of a rule that splits traffic (two or more
+    backends, integer weights; Gateway API's default weight is 1), else None."""
     refs = [ref for ref in as_list(rule.get("backendRefs")) if isinstance(ref, dict)]
-    weights = {str(ref.get("name")): ref.get("weight", 1) for ref in refs}
-    if len(refs) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) for w in weights.values()):
+    weights = [(str(ref.get("name")), ref.get("weight", 1)) for ref in refs]
+    if len(refs) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) for _, w in weights):
         return None
     return weights
 
@@ -669,22 +669,22 @@ def route_weights(resources: list[Resource]) -> list[Finding]:
             if weights is None:
                 continue
             where = ["spec", "rules", index, "backendRefs"]
-            if sum(weights.values()) != TOTAL_WEIGHT:
+            total = sum(weight for _, weight in weights)
+            if total != TOTAL_WEIGHT:
                 out.append(
                     route.finding(
                         where,
-                        f"backend weights {list(weights.values())} add up to {sum(weights.values())}, "
-                        f"not {TOTAL_WEIGHT}",
+                        f"backend weights {[weight for _, weight in weights]} add up to {total}, not {TOTAL_WEIGHT}",
                         "route-weights",
                     )
                 )
             peer = http.get((route.namespace, route.name)) if route.kind == "GRPCRoute" else None
             peer_weights = _http_weights(peer, index) if peer is not None else None
-            if peer_weights is not None and peer_weights != weights:
+            if peer_weights is not None and sorted(peer_weights) != sorted(weights):
                 out.append(
                     route.finding(
                         where,
-                        f"backend weights {weights} differ from HTTPRoute/{route.name}'s {peer_weights}: "
+                        f"backend weights {dict(weights)} differ from HTTPRoute/{route.name}'s {dict(peer_weights)}: "
                         "gRPC and REST would reach the tracks in different shares",
                         "route-weights",
                     )
@@ -692,7 +692,7 @@ def route_weights(resources: list[Resource]) -> list[Finding]:
     return out
 
 
-def _http_weights(route: Resource, index: int) -> dict[str, Any] | None:
+def _http_weights(route: Resource, index: int) -> list[tuple[str, int]] | None:
     """The weights of rule ``index`` of an HTTPRoute, if it has that rule and it splits traffic."""
     rules = as_list(route.spec.get("rules"))
     return _backend_weights(_d(rules[index])) if index < len(rules) else None
