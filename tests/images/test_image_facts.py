@@ -74,3 +74,17 @@ def test_no_package_manager_caches(name, engine, built_images):
 def test_server_image_size(engine, built_images):
     size = int(engine.inspect_image(built_images[image_specs()["server"].repository])["Size"])
     assert size <= SERVER_MAX_BYTES, f"server image is {size / 1e6:.0f} MB, over {SERVER_MAX_BYTES / 1e6:.0f} MB"
+
+
+def test_server_image_parses_requests_in_c_and_has_no_compiler(engine, built_images):
+    """gunicorn_h1c is built in the Dockerfile's build stage; the serving stage has its venv, no compiler."""
+    image = built_images[image_specs()["server"].repository]
+    compilers = _run(engine, image, "sh", "-c", "for c in gcc cc c99 g++ as ld; do command -v $c; done; true").split()
+    assert compilers == [], f"a compiler or linker in the serving image: {compilers}"
+    # gunicorn's own choice, as each request makes it (gunicorn/http/message.py), under the default
+    # http_parser = auto the server runs with.
+    check = (
+        "from gunicorn.config import Config; from gunicorn.http.message import _check_fast_parser; "
+        "print(_check_fast_parser(Config()))"
+    )
+    assert _run(engine, image, "python", "-c", check).strip() == "True"
