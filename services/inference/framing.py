@@ -13,6 +13,13 @@ disagree on whether a request is valid or on where it ends; a refusal is answere
 event loop instead of failing later inside the app. The request line is judged as soon as it is
 complete; the other header fields are left to gunicorn's parser in the thread, which answers its own
 4xx (before the worker sends ``100 Continue``, it asks that parser about the head).
+
+gunicorn parses heads with its C parser (gunicorn_h1c) when it is installed and ``http_parser`` is
+``auto`` (the default) or ``fast``, else with its Python parser; the framer follows the same choice
+(gunicorn's own, made per ``Request``). The two parsers differ on a few request lines (see
+:meth:`ParserRules.request_version`), and the C one refuses some bad bytes before the head ends.
+Of those, the framer refuses a bare CR at once too (the one that can keep a head from ending, as a
+bare LF does); any other it hands over with the complete head, for gunicorn to refuse in the thread.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ MAX_HEADER_BYTES = 64 * 1024
 # and the trailers at once; in a chunk-size line it would wait for a CRLF, but such a line can never
 # become valid (LF is neither a hex digit nor allowed in a chunk extension), so it is refused at once.
 _BARE_LF = re.compile(rb"(?<!\r)\n")
+# A CR not followed by LF: both parsers refuse it in a complete head, and the C parser as soon as it
+# sees it (before the head ends), so it is refused at once. A CR at the end of the bytes so far waits.
+_BARE_CR_OR_LF = re.compile(rb"(?<!\r)\n|\r[^\n]")
 # The fields gunicorn's set_body_reader reads, named as its parse_headers names them.
 _FRAMING_FIELDS = {b"content-length": "CONTENT-LENGTH", b"transfer-encoding": "TRANSFER-ENCODING"}
 
@@ -92,10 +102,25 @@ class ParserRules:
         self.trailer_limit: int = self._chunks.limit_trailer_section  # type: ignore[attr-defined]
 
     def request_version(self, line: bytes) -> tuple[int, int]:
-        """The HTTP version of a request line (without its CRLF); raises if gunicorn refuses the line."""
+        """The HTTP version of a request line (without its CRLF); raises if gunicorn refuses the line.
+
+        Judged by gunicorn's Python ``parse_request_line`` (the cheapest judge). Under the C parser
+        (``http_parser`` auto with gunicorn_h1c installed, or fast), a line that judge refuses is
+        asked again of the C path gunicorn runs in the thread, which accepts a few such lines (runs
+        of spaces between the parts); a line only the C parser refuses (``HTTP/1.2``) is gunicorn's
+        to refuse in the thread, once the head is complete.
+        """
         judge = self._judge
-        judge.parse_request_line(line)
-        assert judge.version is not None  # parse_request_line sets it or raises
+        try:
+            judge.parse_request_line(line)
+        except ParseException as refused:
+            if not judge._use_fast:  # type: ignore[attr-defined]  # gunicorn's own choice of parser
+                raise
+            try:
+                judge._parse_fast(_Held(), bytearray(line + b"\r\n\r\n"))  # type: ignore[attr-defined]
+            except _NeedMore:  # not a request line to the C parser either
+                raise refused from None
+        assert judge.version is not None  # either parser sets it or raises
         return judge.version
 
     def body_length(self, fields: list[tuple[str, str]], version: tuple[int, int]) -> int | None:
@@ -186,8 +211,10 @@ class RequestFramer:
                     return _refusal(exc, "invalid request line")
         version = self._version
         end = -1 if version is None else buf.find(b"\r\n\r\n", max(start, scanned - 3))
-        if _BARE_LF.search(buf, scanned, len(buf) if end < 0 else end + 4):
-            return Reject(400, "bare LF as line terminator in the request head")
+        bare = _BARE_CR_OR_LF.search(buf, max(start, scanned - 1), len(buf) if end < 0 else end + 4)
+        if bare:
+            what = "bare CR" if bare[0][:1] == b"\r" else "bare LF as line terminator"
+            return Reject(400, f"{what} in the request head")
         if version is None or end < 0:
             self._scanned = len(buf)
             if len(buf) > MAX_HEADER_BYTES:

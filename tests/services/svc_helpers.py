@@ -20,6 +20,16 @@ from services.inference.settings import WORKER_STATE_DIR_ENV
 PY = sys.executable
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 MODEL = "mnist"
+#: gunicorn's ``http_parser`` settings the framing tests run under: ``fast``, the C parser
+#: (gunicorn_h1c, which the default ``auto`` picks where it is installed: the inference group and the
+#: server image), and ``python``, gunicorn's own.
+HTTP_PARSERS = ("fast", "python")
+
+
+def http_parser_env(parser: str) -> dict[str, str]:
+    """A Server's environment for one ``http_parser`` (gunicorn reads ``GUNICORN_CMD_ARGS`` after
+    its configuration file)."""
+    return {"GUNICORN_CMD_ARGS": f"--http-parser={parser}"}
 
 
 def clean_env(**extra: str) -> dict:
@@ -60,6 +70,7 @@ def clean_env(**extra: str) -> dict:
         "CODE_REVISION",
         "TRAINER_IMAGE",
         "MODEL_DIGEST",
+        "GUNICORN_CMD_ARGS",
     }
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(REPO_ROOT))

@@ -3,7 +3,8 @@
 The framer decides in the event loop whether a request is complete, where it ends, and refuses
 what gunicorn's parser would refuse in the body, the trailers and the framing headers; the
 differential property below drives both over the same bytes (valid requests and byte-level
-mutations of them) and checks they agree. Also here: the safety net for a malformed body that
+mutations of them) and checks they agree, under each of gunicorn's parsers (``http_parser``: the C
+parser, gunicorn_h1c, and the Python one). Also here: the safety net for a malformed body that
 would still reach the app (issue 33, item 1).
 """
 
@@ -21,19 +22,28 @@ from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkSize, NoMor
 from gunicorn.http.parser import RequestParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from svc_helpers import HTTP_PARSERS
 
 from services.inference.framing import ParserRules, Reject, RequestFramer
 from services.inference.worker import BufferedParser
 
-CFG = Config()
-RULES = ParserRules(CFG)
+
+def _config(parser: str) -> Config:
+    cfg = Config()
+    cfg.set("http_parser", parser)
+    return cfg
+
+
+CONFIGS = {parser: _config(parser) for parser in HTTP_PARSERS}
+RULES = {parser: ParserRules(cfg) for parser, cfg in CONFIGS.items()}
+CFG = CONFIGS["python"]  # where the parser does not matter (limits, bodies: gunicorn's Python alone)
 MAX_BODY = 1 << 20  # above anything generated: 413 is the framer's own limit, not gunicorn's
 CHUNKED_HEAD = b"POST /p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
-def frame(raw: bytes, cuts: Sequence[int] = ()) -> int | Reject | None:
+def frame(raw: bytes, cuts: Sequence[int] = (), parser: str = "fast") -> int | Reject | None:
     """The framer's answer for ``raw`` arriving in pieces ending at ``cuts`` (then the rest)."""
-    framer = RequestFramer(MAX_BODY, RULES)
+    framer = RequestFramer(MAX_BODY, RULES[parser])
     result = None
     for cut in [*sorted(c for c in cuts if c < len(raw)), len(raw)]:
         result = framer.feed(raw[:cut])
@@ -52,6 +62,8 @@ def frame(raw: bytes, cuts: Sequence[int] = ()) -> int | Reject | None:
         (b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", 400),  # a second one is an empty request line
         (b"GET / HTTP/1.1\nHost: t\n", 400),  # bare LF: refused at once, not after the header timeout
         (b"GET / HTTP/1.1\r\nHost: t\n", 400),
+        (b"GET / HTTP/1.1\r\nX: 1\r\r\n", 400),  # bare CR: the C parser refuses it before the head ends
+        (b"GET / HTTP/1.1\r\nX: 1\r", None),  # a CR at the end may be followed by its LF
         (b"GET / HTTP/9.9\r\nHost: t\r\n", 400),  # a bad request line is refused before the headers end
         (CHUNKED_HEAD + b"5\nhello\n0\n", 400),  # bare LF chunk lines: refused at once
         (CHUNKED_HEAD + b"5;\r\nhello\r\n0\r\n\r\n", 400),  # chunk extension without a name
@@ -63,14 +75,35 @@ def frame(raw: bytes, cuts: Sequence[int] = ()) -> int | Reject | None:
         (b"POST / HTTP/1.1\r\nTransfer-Encoding: br, chunked\r\n\r\n", 501),  # gunicorn's status for it
     ],
 )
-def test_framer_answers(raw: bytes, expected: int) -> None:
-    result = frame(raw)
+@pytest.mark.parametrize("parser", HTTP_PARSERS)
+def test_framer_answers(raw: bytes, expected: int | None, parser: str) -> None:
+    result = frame(raw, parser=parser)
     assert (result.status if isinstance(result, Reject) else result) == expected, result
 
 
-def test_100_continue_only_for_http11_with_a_body() -> None:
+# Where the two parsers differ on a request line: the framer's answer, and gunicorn's (ok or head).
+PARSERS_DIFFER = {
+    # gunicorn_h1c accepts runs of spaces between the parts; Python's parser refuses them.
+    b"GET  /  HTTP/1.1\r\nHost: t\r\n\r\n": {"fast": (29, "ok"), "python": (400, "head")},
+    # Python's parser accepts HTTP/1.2; the C parser refuses it in the thread (the framer hands the
+    # complete head over, as for any header gunicorn refuses).
+    b"GET / HTTP/1.2\r\nHost: t\r\n\r\n": {"fast": (27, "head"), "python": (27, "ok")},
+}
+
+
+@pytest.mark.parametrize("raw", list(PARSERS_DIFFER))
+@pytest.mark.parametrize("parser", HTTP_PARSERS)
+def test_framer_follows_the_parser_in_use(raw: bytes, parser: str) -> None:
+    framed, judged = PARSERS_DIFFER[raw][parser]
+    result = frame(raw, parser=parser)
+    assert (result.status if isinstance(result, Reject) else result) == framed, result
+    assert gunicorn_outcome(raw, parser)[0] == judged
+
+
+@pytest.mark.parametrize("parser", HTTP_PARSERS)
+def test_100_continue_only_for_http11_with_a_body(parser: str) -> None:
     def expects(raw: bytes) -> bool:
-        framer = RequestFramer(MAX_BODY, RULES)
+        framer = RequestFramer(MAX_BODY, RULES[parser])
         assert framer.feed(raw) is None
         return framer.expects_continue
 
@@ -89,13 +122,13 @@ def test_chunk_size_line_limit_is_gunicorns() -> None:
 # --- the framer and gunicorn's parser over the same bytes ----------------------------------------------
 
 
-def gunicorn_outcome(raw: bytes) -> tuple[str, object, bool | None]:
+def gunicorn_outcome(raw: bytes, parser: str) -> tuple[str, object, bool | None]:
     """What gunicorn's parser makes of ``raw`` held in memory, as the worker hands a request to it:
     (``ok``, where the request ends) | (``incomplete``, None) | (``head`` or ``body``, the refusal),
     and, once the head is parsed, whether it would send ``100 Continue`` (None before)."""
-    parser = RequestParser(CFG, [raw], ("127.0.0.1", 1))
+    requests = RequestParser(CONFIGS[parser], [raw], ("127.0.0.1", 1))
     try:
-        req = next(parser)
+        req = next(requests)
     except (StopIteration, NoMoreData):
         return "incomplete", None, None
     except ParseException as exc:
@@ -115,7 +148,7 @@ def gunicorn_outcome(raw: bytes) -> tuple[str, object, bool | None]:
         return "body", exc, continues
     if announced is not None and len(body) < announced:
         return "incomplete", None, continues
-    return "ok", len(raw) - len(parser.unreader.take_buffered()), continues
+    return "ok", len(raw) - len(requests.unreader.take_buffered()), continues
 
 
 FIELD = st.sampled_from([b"X-T: 1", b"checksum:abc", b"X-Empty:", b'Etag: \t"x y"\t'])
@@ -162,16 +195,17 @@ def mutated(draw: st.DrawFn) -> bytes:
     }[op]
 
 
+@pytest.mark.parametrize("parser", HTTP_PARSERS)
 @settings(max_examples=400, deadline=None)
 @given(raw=mutated(), cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=3))
-def test_framer_and_gunicorn_agree(raw: bytes, cuts: list[int]) -> None:
-    framer = RequestFramer(MAX_BODY, RULES)
+def test_framer_and_gunicorn_agree(parser: str, raw: bytes, cuts: list[int]) -> None:
+    framer = RequestFramer(MAX_BODY, RULES[parser])
     result = framer.feed(raw)
-    in_pieces = frame(raw, cuts)  # however the bytes arrive, the same answer (its wording aside)
+    in_pieces = frame(raw, cuts, parser)  # however the bytes arrive, the same answer (its wording aside)
     assert (in_pieces.status if isinstance(in_pieces, Reject) else in_pieces) == (
         result.status if isinstance(result, Reject) else result
     )
-    stage, detail, continues = gunicorn_outcome(raw)
+    stage, detail, continues = gunicorn_outcome(raw, parser)
     note = f"framer {result!r}, gunicorn {stage} {detail!r}"
     if stage == "ok":
         assert result == detail, note  # accepted by both, ending at the same byte
@@ -182,9 +216,13 @@ def test_framer_and_gunicorn_agree(raw: bytes, cuts: list[int]) -> None:
         # refuses, or has the whole head and hands it over.
         assert isinstance(result, Reject) or framer.headers_complete, note
     elif isinstance(result, Reject):
-        # Incomplete for gunicorn, refused by the framer: only a bare LF in a chunk-size line, which
-        # gunicorn would refuse once the line ends, rather than wait.
-        assert "bare LF" in result.message and gunicorn_outcome(raw + b"\r\n")[0] == "body", note
+        # Incomplete for gunicorn, refused by the framer: only a bare LF in a chunk-size line or a bare
+        # CR in the head, which gunicorn would refuse once the line or the head ends, rather than wait.
+        assert "bare" in result.message, note
+        if "chunked body" in result.message:
+            assert gunicorn_outcome(raw + b"\r\n", parser)[0] == "body", note
+        else:
+            assert gunicorn_outcome(raw + b"\r\n\r\n", parser)[0] == "head", note
     else:
         assert result is None, note
     if continues is not None and not isinstance(result, Reject):
