@@ -217,9 +217,12 @@ push-images: $(call installed,generator) ## Push the images built at this revisi
 
 # --- benchmarks (not part of make test) ----------------------------------------
 
-.PHONY: bench bench-validate bench-train
+.PHONY: bench bench-parsers bench-validate bench-train
 bench: $(EVERYTHING) ## Benchmark the model server (wrk, gRPC clients) against the model alone and KServe (own venv in .bench/)
 	$(PY) -m benchmarks.serving
+
+bench-parsers: $(EVERYTHING) ## CPU per request of our server with gunicorn's C request parser (gunicorn_h1c) against its Python one
+	$(PY) -m benchmarks.parsers
 
 bench-validate: $(GENERATOR) ## Benchmark make validate against kubernetes-validate, and on a large platform
 	$(PY) -m benchmarks.validation
