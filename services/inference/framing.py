@@ -19,14 +19,12 @@ gunicorn parses heads with its C parser (gunicorn_h1c) when it is installed and 
 (gunicorn's own, made per ``Request``). The two parsers differ on a few request lines (see
 :meth:`ParserRules.request_version`), and the C one refuses some bad bytes before the head ends.
 Of those, the framer refuses a bare CR at once too (the one that can keep a head from ending, as a
-bare LF does). Under the C parser, a complete head goes through gunicorn_h1c once, as gunicorn's
-thread will parse it (``ParserRules.c_head``), instead of the Python scan of its lines.
+bare LF does); any other it hands over with the complete head, for gunicorn to refuse in the thread.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,11 +32,6 @@ from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.http.errors import ParseException
 from gunicorn.http.message import Request
 from gunicorn.http.unreader import IterUnreader, Unreader
-
-try:  # gunicorn's C request parser, used where gunicorn uses it (ParserRules.c_parser)
-    import gunicorn_h1c  # type: ignore[import-untyped]
-except ImportError:  # pragma: no cover - the inference group installs it
-    gunicorn_h1c = None
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -62,14 +55,6 @@ class Reject:
 
     status: int
     message: str
-
-
-class CParserRefusal(ParseException):
-    """gunicorn_h1c refused the head (gunicorn maps each of its errors to a 400)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.code = 400
 
 
 class _NeedMore(Exception):
@@ -113,47 +98,30 @@ class ParserRules:
     def __init__(self, cfg: Config) -> None:
         self._judge = Request(cfg, IterUnreader([b"GET / HTTP/1.1\r\n\r\n"]), ("127.0.0.1", 0))
         self._chunks = ChunkedReader(self._judge, _Held())
-        #: True when gunicorn parses heads with gunicorn_h1c under ``cfg`` (its own choice, per Request).
-        self.c_parser: bool = self._judge._use_fast  # type: ignore[attr-defined]
         # The trailer limit as ChunkedReader derives it (limit_trailer_section in gunicorn 27).
         self.trailer_limit: int = self._chunks.limit_trailer_section  # type: ignore[attr-defined]
 
     def request_version(self, line: bytes) -> tuple[int, int]:
         """The HTTP version of a request line (without its CRLF); raises if gunicorn refuses the line.
 
-        Judged by the parser gunicorn uses: its Python ``parse_request_line``, or under the C parser
-        (``http_parser`` auto with gunicorn_h1c installed, or fast) gunicorn_h1c as gunicorn calls
-        it. The two differ on a few lines: runs of spaces between the parts (only C accepts them),
-        ``HTTP/1.2`` (only Python does).
+        Judged by gunicorn's Python ``parse_request_line`` (the cheapest judge). Under the C parser
+        (``http_parser`` auto with gunicorn_h1c installed, or fast), a line that judge refuses is
+        asked again of the C path gunicorn runs in the thread, which accepts a few such lines (runs
+        of spaces between the parts); a line only the C parser refuses (``HTTP/1.2``) is gunicorn's
+        to refuse in the thread, once the head is complete.
         """
-        if self.c_parser:
-            return self.c_head(line + b"\r\n\r\n")[1]
         judge = self._judge
-        judge.parse_request_line(line)
-        assert judge.version is not None  # parse_request_line sets it or raises
-        return judge.version
-
-    def c_head(self, head: bytes) -> tuple[int, tuple[int, int], list[tuple[bytes, bytes]]]:
-        """A complete head through gunicorn_h1c, with the limits and permissions gunicorn passes it
-        (``Request._parse_fast``): where the head ends, the HTTP version and the header fields.
-        Raises :class:`CParserRefusal` for what it refuses (gunicorn's thread answers those 400).
-        The checks gunicorn adds in Python afterwards (the request target, its header policy) stay
-        with gunicorn's parser in the thread, which refuses what they refuse."""
-        judge, cfg = self._judge, self._judge.cfg
         try:
-            result = gunicorn_h1c.parse_request(
-                head,
-                limit_request_line=judge._fast_limit_request_line,  # type: ignore[attr-defined]
-                limit_request_fields=judge.limit_request_fields,
-                limit_request_field_size=judge.limit_request_field_size,
-                permit_unconventional_http_method=cfg.permit_unconventional_http_method,
-                permit_unconventional_http_version=cfg.permit_unconventional_http_version,
-            )
-        except gunicorn_h1c.IncompleteError as exc:  # a head that ends with its blank line is complete
-            raise CParserRefusal(f"incomplete head: {exc}") from None
-        except gunicorn_h1c.ParseError as exc:
-            raise CParserRefusal(str(exc)) from None
-        return result["consumed"], (1, result["minor_version"]), result["headers"]
+            judge.parse_request_line(line)
+        except ParseException as refused:
+            if not judge._use_fast:  # type: ignore[attr-defined]  # gunicorn's own choice of parser
+                raise
+            try:
+                judge._parse_fast(_Held(), bytearray(line + b"\r\n\r\n"))  # type: ignore[attr-defined]
+            except _NeedMore:  # not a request line to the C parser either
+                raise refused from None
+        assert judge.version is not None  # either parser sets it or raises
+        return judge.version
 
     def body_length(self, fields: list[tuple[str, str]], version: tuple[int, int]) -> int | None:
         """The body's length from the ``Content-Length`` and ``Transfer-Encoding`` fields (uppercase
@@ -188,15 +156,6 @@ class ParserRules:
         except _NeedMore:
             return None
         return len(data) - len(held.rest)
-
-
-def _header_fields(head: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """The (name, value) of each header line of a head (its request line skipped, as is a line
-    without a colon, which gunicorn's parser refuses in the thread)."""
-    for line in head.split(b"\r\n")[1:]:
-        name, sep, value = line.partition(b":")
-        if sep:
-            yield name, value
 
 
 class RequestFramer:
@@ -243,15 +202,6 @@ class RequestFramer:
             return None
         start = 2 if buf[:2] == b"\r\n" else 0
         scanned = max(start, self._scanned)
-        if self.rules.c_parser:  # the whole head at once, as gunicorn's thread parses it
-            end = buf.find(b"\r\n\r\n", max(start, scanned - 3))
-            if 0 <= end <= MAX_HEADER_BYTES:
-                try:
-                    self.header_end, c_version, c_fields = self.rules.c_head(bytes(buf[: end + 4]))
-                except ParseException as exc:
-                    return _refusal(exc, "invalid request head")
-                self._chunk_pos = self.header_end
-                return self._read_framing_headers(c_fields, c_version)
         if self._version is None:
             line_end = buf.find(b"\r\n", max(start, scanned - 1))
             if line_end >= 0:
@@ -273,13 +223,14 @@ class RequestFramer:
         if end > MAX_HEADER_BYTES:
             return Reject(431, f"request headers exceed {MAX_HEADER_BYTES} bytes")
         self.header_end = self._chunk_pos = end + 4
-        return self._read_framing_headers(_header_fields(bytes(buf[start:end])), version)
+        return self._read_framing_headers(bytes(buf[start:end]), version)
 
-    def _read_framing_headers(
-        self, header_fields: Iterable[tuple[bytes, bytes]], version: tuple[int, int]
-    ) -> Reject | None:
+    def _read_framing_headers(self, head: bytes, version: tuple[int, int]) -> Reject | None:
         fields, expect = [], False
-        for name, value in header_fields:
+        for line in head.split(b"\r\n")[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue  # gunicorn's parser refuses the head
             name = name.lower()
             field = _FRAMING_FIELDS.get(name)
             if field is not None:
