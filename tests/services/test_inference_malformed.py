@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from svc_helpers import MODEL, Server
+from svc_helpers import MODEL, STOCK_GTHREAD, Server
 
 pytestmark = pytest.mark.slow
 PREDICT = f"/v1/models/{MODEL}:predict"
@@ -99,6 +99,14 @@ def test_malformed_chunked_body_gets_one_400_and_close(server, route: str, case:
     # Before: 500 with a traceback on predict; 200 then an unasked 400 on the no-op route.
     assert exchange(server, chunked(route, end, extension)) == ([400], True)
     assert_clean_log(server, since)
+
+
+def test_stock_gthread_answers_a_malformed_unread_body_a_second_time(trained_store, start_server) -> None:
+    """Why ``InferenceWorker._keepalive_after`` stays: should the framer ever let such a body through
+    (it asks gunicorn's parser code, but a parser other than the Python one may judge differently),
+    gthread's drain of the body the app left unread raises, and gthread answers that too."""
+    stock = start_server(trained_store, worker_class=STOCK_GTHREAD)
+    assert exchange(stock, chunked(NOOP, BODY_CASES["trailer Host"][1])) == ([200, 400], True)
 
 
 def test_bare_lf_head_gets_400_at_once(server) -> None:
