@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 import requests
+from loopback import free_ports
 from PIL import Image
 from svc_helpers import GUNICORN, MODEL, REPO_ROOT, STOCK_GTHREAD, clean_env, copy_version
 
@@ -189,6 +190,24 @@ def test_bad_configuration_fails_fast_with_a_message(tmp_path, env, fragment):
     )
     assert out.returncode != 0
     assert fragment in out.stderr
+
+
+def test_tls_is_refused_at_start_as_the_worker_serves_clear_http(tmp_path):
+    # gthread's TLS (and HTTP/2) start in TConn.init, which the worker never calls: a port set up for
+    # TLS must not quietly speak clear text (the worker's check_config)
+    port, metrics_port, grpc_port = free_ports(3)
+    (tmp_path / "tls.crt").write_text("")  # gunicorn checks that it exists before the worker's check
+    settings = {"MODEL_BASE_PATH": str(tmp_path), "PORT": str(port), "METRICS_PORT": str(metrics_port)}
+    out = subprocess.run(
+        [GUNICORN, "--config", "services/inference/gunicorn.conf.py", "--certfile", str(tmp_path / "tls.crt")],
+        cwd=REPO_ROOT,
+        env=clean_env(**settings, GRPC_PORT=str(grpc_port), HOST="127.0.0.1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "certfile is set: the worker serves HTTP/1.1 in clear text only" in out.stderr
 
 
 def test_json_logs(model_store, start_server):
