@@ -158,7 +158,7 @@ def _register_error_handlers(app: Flask, settings: Settings) -> None:
     def _malformed_body(exc: ParseException) -> Response:
         # The worker's framer refuses such bodies before the app runs; should one still get through,
         # gunicorn raises while the view reads it. The client's fault, not a bug: a 400, no traceback.
-        # The worker's BufferedRequest makes the answer close the connection.
+        # gunicorn then closes the connection (Body.failed): where the next request starts is unknown.
         log.info("malformed request body on %s %s: %s", request.method, request.path, exc)
         return error_response(400, f"malformed request body: {exc}")
 

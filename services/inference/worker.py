@@ -1,16 +1,24 @@
 """The gunicorn worker of the model server: gthread, hardened, and the home of the gRPC server.
 
-It is gunicorn's ``gthread`` worker (``ThreadWorker``) with five changes:
+It is gunicorn 27's ``gthread`` worker (``ThreadWorker``): its thread pool, the thread's side of a
+request (``handle``: gunicorn's parser, the WSGI call, the error pages), its wake-up queue and
+poller. It changes what stock gthread gets wrong for this server, each change named beside the test
+that runs the same server on stock gthread and shows the failure (``tests/services``; the table in
+README.md, "What the worker adds to gthread"):
 
 1. **Whole requests before threads.** The event loop reads every connection without blocking and
    hands a request to a thread only once its headers and body are complete (``framing.py``), so a
-   client that sends slowly holds a buffer, never one of the threads that run predictions. Headers
-   must arrive within ``REQUEST_HEADER_TIMEOUT`` and the body within ``REQUEST_BODY_TIMEOUT``
-   (else 408); a body over ``MAX_BODY_BYTES`` is refused with 413 from its headers, before it is
-   read, and whatever gunicorn's parser would refuse in the request line, the framing or a chunked
-   body with 400, at once (``framing.py`` asks gunicorn's own parser code). Buffered bodies share a
-   per-worker budget; past it, connections still sending a body wait their turn. Responses to
-   clients that do not read are bounded by a socket send timeout.
+   client that sends slowly holds a buffer, never one of the threads that run predictions (stock
+   gthread defers only a connection that has sent nothing yet, after holding a thread 5 s for it;
+   once a byte arrives a thread blocks reading it). Headers must arrive within
+   ``REQUEST_HEADER_TIMEOUT`` and the body within ``REQUEST_BODY_TIMEOUT`` (else 408); a body over
+   ``MAX_BODY_BYTES`` is refused with 413 from its headers, before it is read, and whatever
+   gunicorn's parser would refuse in the request line, the framing or a chunked body with 400, at
+   once (``framing.py`` asks gunicorn's own parser code). Buffered bodies share a per-worker budget;
+   past it, connections still sending a body wait their turn. Responses to clients that do not read
+   are bounded by a socket send timeout. Only HTTP/1.1 in clear text: gthread's TLS and HTTP/2
+   (which start in the thread, in ``TConn.init``) are refused at start (``check_config``); gRPC is
+   the server's HTTP/2.
 2. **Connections spread over workers.** Workers share one listening socket and a small table of
    their open connections (shared memory set up by ``gunicorn.conf.py``); a worker takes a new
    connection only while it holds no more than the average, so 8 keep-alive connections on 2
@@ -18,10 +26,12 @@ It is gunicorn's ``gthread`` worker (``ThreadWorker``) with five changes:
 3. **A drain that cuts nothing.** On SIGTERM the readiness turns false; for ``DRAIN_DELAY_SECONDS``
    everything is served as usual except that every response carries ``Connection: close``; then
    the worker takes what is waiting in the listen queue, closes its listener (new connections are
-   refused, not reset), answers every request already received or still arriving on an open
-   connection with ``Connection: close``, and exits when no connection is left (at most
-   ``GRACEFUL_TIMEOUT``). ``python -m services.inference.drain`` (an exec preStop hook) starts the
-   same soft phase before SIGTERM.
+   refused, not reset: stock gthread keeps the listener open, unpolled, until it exits), answers
+   every request already received or still arriving on an open connection with
+   ``Connection: close`` (kept-alive connections stay ``STOP_KEEPALIVE_LINGER``, gthread's own cap),
+   and exits when no connection is left (at most ``GRACEFUL_TIMEOUT``).
+   ``python -m services.inference.drain`` (an exec preStop hook) starts the same soft phase before
+   SIGTERM.
 4. **gRPC.** The worker runs the TF Serving gRPC server (``grpc_api.py``) on ``GRPC_PORT`` next to
    its REST threads, over the same model repository; every worker binds the port with
    ``SO_REUSEPORT``, so gRPC keeps answering while any one worker restarts. It stops with the same
@@ -37,6 +47,7 @@ import os
 import selectors
 import socket
 import struct
+import sys
 import time
 from collections.abc import Container
 from concurrent.futures import Future
@@ -49,7 +60,11 @@ from gunicorn.http.errors import ParseException
 from gunicorn.http.message import Request
 from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import IterUnreader
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import (  # type: ignore[attr-defined]  # STOP_KEEPALIVE_LINGER: gunicorn 27, not its stubs
+    STOP_KEEPALIVE_LINGER,
+    TConn,
+    ThreadWorker,
+)
 
 from services.inference.framing import ParserRules, Reject, RequestFramer
 from services.inference.settings import DRAIN_MARKER, WORKER_STATE_DIR_ENV, Settings
@@ -63,7 +78,6 @@ if TYPE_CHECKING:  # the master imports this module: it must not load grpc or a 
     from services.inference.grpc_api import DrainableServer
     from services.inference.repository import ModelRepository
 
-STOP_KEEPALIVE_LINGER = 2.0  # a stopping worker keeps idle connections this long for a request in flight
 REJECT_LINGER = 2.0  # after an early error response, read and discard this long so the client sees it
 MARKER_CHECK_SECONDS = 0.5
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -117,6 +131,7 @@ class ConnectionShare:
         return next(i for i in range(self.slots) if i not in used)
 
 
+# Stock fails: test_read_once_config_gives_every_setting_as_gunicorn_does_and_looks_each_up_once.
 class ReadOnceConfig:
     """A worker's view of gunicorn's ``Config`` that reads each setting once.
 
@@ -145,25 +160,6 @@ def raw_error_response(status: int, message: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-class BufferedRequest(Request):
-    """gunicorn's request, which also closes its connection when reading its body failed.
-
-    A body the framer let through should never fail in gunicorn's parser (both judge it with the
-    same code); if one still does, the app answers 400 (``app.py``) and this makes that answer say
-    ``Connection: close``: where the next request starts is then unknown.
-    """
-
-    def should_close(self) -> bool:
-        """gunicorn's answer, or True once reading the body raised (``Body.failed``, gunicorn 27)."""
-        return bool(getattr(self.body, "failed", False)) or super().should_close()
-
-
-class BufferedParser(RequestParser):
-    """gunicorn's parser of one request held in memory, yielding :class:`BufferedRequest`."""
-
-    mesg_class = BufferedRequest
-
-
 class BufferedConn(TConn):
     """A connection whose next request is being collected by the event loop."""
 
@@ -177,7 +173,9 @@ class BufferedConn(TConn):
         rules: ParserRules,
     ) -> None:
         super().__init__(cfg, sock, client, server)
-        self.initialized = True  # no lazy socket parser: each request gets an in-memory one
+        # Each request gets an in-memory parser, so gthread's TConn.init (its socket parser, TLS,
+        # HTTP/2) and its wait for a first byte in the thread (the pending-connection deferral) never run.
+        self.initialized = True
         self.data_ready = True
         self.max_body = max_body
         self.rules = rules
@@ -219,6 +217,25 @@ class InferenceWorker(ThreadWorker):
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
+    @classmethod
+    def check_config(cls, cfg: Config, log: Any) -> None:
+        """Master, at start: refuse what gthread would do in ``TConn.init``, which this worker never calls.
+
+        TLS and HTTP/2 start there; served without them, a port set up for them would speak clear
+        HTTP/1.1 instead, so the server stops with a message (exit 2, refused configuration).
+        """
+        super().check_config(cfg, log)
+        refused = [f"{name} is set" for name in ("certfile", "keyfile") if getattr(cfg, name)]
+        if "h2" in cfg.http_protocols:
+            refused.append(f"http_protocols={cfg.http_protocols} includes h2")
+        if refused:
+            log.error(
+                "model server configuration error: %s: the worker serves HTTP/1.1 in clear text only "
+                "(TLS ends at the mesh or the Gateway; gRPC is its HTTP/2, on GRPC_PORT)",
+                "; ".join(refused),
+            )
+            sys.exit(2)
+
     def init_process(self) -> None:
         """In the forked worker: settings read once from here on (``ReadOnceConfig``), then gunicorn's start."""
         self.cfg = ReadOnceConfig(self.cfg)  # type: ignore[assignment]  # reads like the Config it wraps
@@ -230,6 +247,7 @@ class InferenceWorker(ThreadWorker):
         """The Flask app's model repository (None before the app is loaded)."""
         return getattr(self.wsgi, "extensions", {}).get("inference.repository")
 
+    # Stock's loop serves gthread's connection queues: each test named in this class fails on it.
     def run(self) -> None:
         """Start gRPC, then the event loop; drain and stop both on SIGTERM."""
         share, slot = self.connection_share, self.slot
@@ -266,6 +284,7 @@ class InferenceWorker(ThreadWorker):
         self.poller.close()
         self.method_queue.close()
 
+    # Stock fails: test_sigterm_turns_readiness_false_during_the_drain_delay[stock] (it just stops).
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """SIGTERM: readiness false and the soft drain now; the hard stop after DRAIN_DELAY_SECONDS."""
         self._start_soft_drain("SIGTERM")
@@ -292,6 +311,7 @@ class InferenceWorker(ThreadWorker):
             self.cfg.graceful_timeout,
         )
 
+    # Stock fails: test_a_connection_made_during_the_drain_is_refused_or_answered_never_cut[stock].
     def _stop_listening(self) -> None:
         """Hard stop: take what waits in the listen queue, close the listeners, stop gRPC with grace."""
         if self.stop_at is not None:
@@ -330,6 +350,7 @@ class InferenceWorker(ThreadWorker):
 
     # --- accepting ------------------------------------------------------------------------------------
 
+    # Stock fails: test_keepalive_connections_spread_over_both_workers[stock].
     def _balance_accepts(self) -> None:
         share, slot = self.connection_share, self.slot
         fair = share is None or slot is None or self.closing or share.below_average(slot)
@@ -340,6 +361,7 @@ class InferenceWorker(ThreadWorker):
         if share is not None and slot is not None:
             share.set(slot, self.nr_conns)
 
+    # Stock fails: test_fifty_slow_clients_do_not_stall_a_normal_one[stock].
     def accept(self, listener: socket.socket) -> None:
         """A new connection: read its first request in the event loop."""
         self._accept_one(listener)
@@ -434,7 +456,7 @@ class InferenceWorker(ThreadWorker):
         self._unwatch(conn)
         # The head and the body apart: gunicorn's parser copies everything it holds while it looks for
         # the end of the request line and of the headers, and the body then reaches the app in one piece.
-        conn.parser = BufferedParser(self.cfg, pieces if pieces[1] else pieces[:1], conn.client)
+        conn.parser = RequestParser(self.cfg, pieces if pieces[1] else pieces[:1], conn.client)
         conn.sock.setblocking(True)
         self.enqueue_req(conn)
 
@@ -508,10 +530,11 @@ class InferenceWorker(ThreadWorker):
         """Run one request in a thread; every response closes its connection once draining."""
         # The event loop already sent "100 Continue"; the flag is private to gunicorn (http/message.py).
         req._expected_100_continue = False  # type: ignore[attr-defined]
-        if self.closing or not self.alive:
+        if self.closing:  # the soft drain (gthread itself closes once stopping: not self.alive)
             req.must_close = True
         return super().handle_request(req, conn)
 
+    # Stock fails: test_stock_gthread_answers_a_malformed_unread_body_a_second_time.
     def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:
         """After a response, gthread drains a body the app did not read; should gunicorn's parser
         refuse it there, the connection just closes: one request, one response (never its 400 too)."""
@@ -522,7 +545,8 @@ class InferenceWorker(ThreadWorker):
             return False
 
     def finish_request(self, conn: TConn, fs: Future[bool]) -> None:
-        """Event loop, after a request: keep the connection for the next one, or close it."""
+        """Event loop, after a request: back to reading the next one (gthread would hand the connection
+        to a thread as soon as it turns readable), or close it."""
         assert isinstance(conn, BufferedConn)  # every connection of this worker is one (_accept_one)
         try:
             keep = bool(fs.result()) if not fs.cancelled() else False

@@ -20,6 +20,10 @@ from services.inference.settings import WORKER_STATE_DIR_ENV
 PY = sys.executable
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 MODEL = "mnist"
+#: ``Server(worker_class=STOCK_GTHREAD)``: the same server on gunicorn's own gthread worker, the
+#: baseline the tests of ``worker.py``'s guarantees show failing (the command line overrides the
+#: config file's ``worker_class``, as it does for any gunicorn setting).
+STOCK_GTHREAD = "gthread"
 #: gunicorn's ``http_parser`` settings the framing tests run under: ``fast``, the C parser
 #: (gunicorn_h1c, which the default ``auto`` picks where it is installed: the inference group and the
 #: server image), and ``python``, gunicorn's own.
@@ -150,7 +154,7 @@ def wait_loaded(app, timeout: float = 60.0) -> None:
 class Server:
     """A real gunicorn model server on 127.0.0.1:<ephemeral port>, stopped with SIGTERM."""
 
-    def __init__(self, root: Path, log_path: Path, **env: str):
+    def __init__(self, root: Path, log_path: Path, worker_class: str | None = None, **env: str):
         self.port, spare, self.metrics_port = free_ports(3)
         self.grpc_port = int(env.pop("GRPC_PORT", 0)) or spare
         self.url = f"http://127.0.0.1:{self.port}"
@@ -172,8 +176,9 @@ class Server:
         }
         settings.update(env)
         self._log = open(log_path, "wb")
+        override = ["--worker-class", worker_class] if worker_class else []
         self.proc = subprocess.Popen(
-            [GUNICORN, "--config", "services/inference/gunicorn.conf.py"],
+            [GUNICORN, "--config", "services/inference/gunicorn.conf.py", *override],
             cwd=REPO_ROOT,
             env=clean_env(**settings),
             stdout=self._log,

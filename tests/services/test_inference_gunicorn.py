@@ -15,8 +15,9 @@ import time
 import numpy as np
 import pytest
 import requests
+from loopback import free_ports
 from PIL import Image
-from svc_helpers import GUNICORN, MODEL, REPO_ROOT, clean_env, copy_version
+from svc_helpers import GUNICORN, MODEL, REPO_ROOT, STOCK_GTHREAD, clean_env, copy_version
 
 pytestmark = pytest.mark.slow
 ZERO = {"instances": [np.zeros((28, 28)).tolist()]}
@@ -129,10 +130,20 @@ def test_sigterm_finishes_the_request_in_flight(model_store, start_server):
     assert "SIGTERM: readiness is false" in server.log()
 
 
-def test_sigterm_turns_readiness_false_during_the_drain_delay(model_store, start_server):
-    server = start_server(model_store, WORKERS="1", DRAIN_DELAY_SECONDS="2", GRACEFUL_TIMEOUT="10")
+@pytest.mark.parametrize("worker_class", [None, STOCK_GTHREAD], ids=["ours", "stock"])
+def test_sigterm_turns_readiness_false_during_the_drain_delay(model_store, start_server, worker_class):
+    server = start_server(
+        model_store, worker_class=worker_class, WORKERS="1", DRAIN_DELAY_SECONDS="2", GRACEFUL_TIMEOUT="10"
+    )
     server.proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
+    if worker_class == STOCK_GTHREAD:
+        # gthread stops taking connections on SIGTERM and exits once idle: the requests that arrive
+        # while endpoints still name the pod fail (InferenceWorker.handle_exit keeps serving them)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(server.url + "/v2/health/ready", timeout=5)
+        assert server.proc.wait(15) == 0
+        return
     ready = requests.get(server.url + "/v2/health/ready", timeout=5)
     assert ready.status_code == 503 and ready.json()["reason"] == "shutting down"
     assert requests.post(server.url + f"/v1/models/{MODEL}:predict", json=ZERO, timeout=5).status_code == 200
@@ -179,6 +190,24 @@ def test_bad_configuration_fails_fast_with_a_message(tmp_path, env, fragment):
     )
     assert out.returncode != 0
     assert fragment in out.stderr
+
+
+def test_tls_is_refused_at_start_as_the_worker_serves_clear_http(tmp_path):
+    # gthread's TLS (and HTTP/2) start in TConn.init, which the worker never calls: a port set up for
+    # TLS must not quietly speak clear text (the worker's check_config)
+    port, metrics_port, grpc_port = free_ports(3)
+    (tmp_path / "tls.crt").write_text("")  # gunicorn checks that it exists before the worker's check
+    settings = {"MODEL_BASE_PATH": str(tmp_path), "PORT": str(port), "METRICS_PORT": str(metrics_port)}
+    out = subprocess.run(
+        [GUNICORN, "--config", "services/inference/gunicorn.conf.py", "--certfile", str(tmp_path / "tls.crt")],
+        cwd=REPO_ROOT,
+        env=clean_env(**settings, GRPC_PORT=str(grpc_port), HOST="127.0.0.1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "certfile is set: the worker serves HTTP/1.1 in clear text only" in out.stderr
 
 
 def test_json_logs(model_store, start_server):

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from svc_helpers import MODEL, Server, http_parser_env
+from svc_helpers import MODEL, STOCK_GTHREAD, Server, http_parser_env
 
 pytestmark = pytest.mark.slow
 PREDICT = f"/v1/models/{MODEL}:predict"
@@ -106,6 +106,17 @@ def test_malformed_chunked_body_gets_one_400_and_close(server, route: str, case:
     # Before: 500 with a traceback on predict; 200 then an unasked 400 on the no-op route.
     assert exchange(server, chunked(route, end, extension)) == ([400], True)
     assert_clean_log(server, since)
+
+
+def test_stock_gthread_answers_a_malformed_unread_body_a_second_time(trained_store, start_server) -> None:
+    """Why ``InferenceWorker._keepalive_after`` stays: should the framer ever let such a body through
+    (it asks gunicorn's parser code, but a parser other than the Python one may judge differently),
+    gthread's drain of the body the app left unread raises, and gthread answers that too."""
+    stock = start_server(trained_store, worker_class=STOCK_GTHREAD)
+    assert exchange(stock, chunked(NOOP, BODY_CASES["trailer Host"][1])) == ([200, 400], True)
+    # Where the app reads the body, gthread closes after its answer itself (gunicorn 27's Body.failed),
+    # so the worker no longer overrides the request's should_close for that.
+    assert exchange(stock, chunked(PREDICT, BODY_CASES["trailer Host"][1])) == ([400], True)
 
 
 def test_bare_lf_head_gets_400_at_once(server) -> None:

@@ -30,4 +30,6 @@ def test_read_once_config_gives_every_setting_as_gunicorn_does_and_looks_each_up
     cfg.lookups.clear()
     assert (wrapped.threads, wrapped.keepalive, wrapped.threads) == (3, 7, 3)
     assert cfg.lookups == []  # both were read above: no second lookup
+    assert (cfg.threads, cfg.threads) == (3, 3)
+    assert cfg.lookups == ["threads", "threads"]  # gunicorn's own Config looks a setting up at every read
     assert wrapped.forwarded_allow_networks() == cfg.forwarded_allow_networks()  # methods pass through
