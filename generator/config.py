@@ -52,6 +52,7 @@ from generator.inputs import (
     strict_validator,
 )
 from generator.model_schema import Definition, json_schema
+from generator.paths import GUARDRAILS_OVERLAY, PREVIEW_OVERLAY
 from generator.strategy import CANARY, STRATEGIES, Strategy, strategy_named
 from services.contract import (
     DIGEST,
@@ -75,9 +76,14 @@ from services.contract import (
 SCHEMA_PATH = Path(__file__).with_name("platform.schema.json")
 #: Fields of platform.yaml where a newline is text, not a mistake.
 FREE_TEXT = frozenset({"system.description"})
-RESERVED_OVERLAYS = {"overlays/base", "overlays/components"}
+RESERVED_OVERLAYS = {"overlays/base", "overlays/components", PREVIEW_OVERLAY, GUARDRAILS_OVERLAY}
 #: Argo CD projects named <argocd.project>-<suffix> that are not an environment's (ArgoCD below).
-RESERVED_PROJECT_SUFFIXES = {"admin": "admin", "apps": "app-of-apps"}
+RESERVED_PROJECT_SUFFIXES = {
+    "admin": "admin",
+    "apps": "app-of-apps",
+    "previews": "pull-request previews",
+    "preview-guardrails": "previews' guardrails",
+}
 #: Keys that moved: old path -> where they live now (the old key gets a line that says so).
 MOVED = {"training.clusterDNS": "cluster.dns"}
 INT32_MAX = 2**31 - 1
@@ -720,6 +726,62 @@ class ArgoCD(Section):
         """The AppProject of the app of apps, which deploys Applications only."""
         return f"{self.project}-apps"
 
+    @property
+    def previews_project(self) -> str:
+        """The AppProject of pull-request previews' workloads (``pr-*`` namespaces, a few kinds)."""
+        return f"{self.project}-previews"
+
+    @property
+    def guardrails_project(self) -> str:
+        """The AppProject of the previews' guardrails (their Namespaces, quotas, limits, policies)."""
+        return f"{self.project}-preview-guardrails"
+
+
+class PreviewQuota(Section):
+    """What one preview namespace may use in all (its ResourceQuota; the LimitRange defaults each
+    container to the serving resources). GPUs, Jobs, LoadBalancer and NodePort Services: none."""
+
+    cpu: Quantity = Field("2", description="requests.cpu and limits.cpu of the whole namespace")
+    memory: Quantity = Field("2Gi", description="requests.memory and limits.memory of the whole namespace")
+    pods: int = Field(4, ge=1, le=100, description="Pods at once (a rolling update needs one more than runs)")
+
+
+class Previews(Section):
+    """Pull-request previews (README, "Pull-request previews"): each open pull request labelled
+    ``label`` runs its own serve-only copy of the ``pinFrom`` environment in namespace
+    ``pr-<number>``, synced by Argo CD's ApplicationSet Pull Request generator from GitHub."""
+
+    owner: str = Field(
+        pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$", description="The GitHub organization or user of this repository"
+    )
+    repo: str = Field(pattern=r"^[A-Za-z0-9._-]{1,100}$", description="This repository's name on GitHub")
+    api: str = Field(
+        "",
+        pattern=r"^(https://\S+)?$",
+        description="GitHub Enterprise's API URL (https://host/api/v3); empty: github.com",
+    )
+    token_secret: Name | None = Field(
+        None,
+        description="A Secret in Argo CD's namespace whose key 'token' the generator calls GitHub with (not "
+        "generated: create it by hand); unset: unauthenticated (a public repository, 60 calls an hour)",
+    )
+    label: str = Field(
+        "preview",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,49}$",
+        description="The label a maintainer puts on a pull request to approve its preview",
+    )
+    pin_from: Name = Field(
+        "staging",
+        description="The serve-only environment whose pins (server image, model version and digest) previews run",
+    )
+    idle_days: int = Field(
+        7, ge=1, le=90, description="A pull request without activity this long loses its label (and its preview)"
+    )
+    requeue_after_seconds: int = Field(
+        300, ge=30, le=86400, description="How often the ApplicationSet controller asks GitHub for pull requests"
+    )
+    quota: PreviewQuota = PreviewQuota()
+
 
 class Platform(Section):
     """The declarative spec of the ML system that `make synth` turns into Kubernetes manifests."""
@@ -733,6 +795,7 @@ class Platform(Section):
     cluster: Cluster = Cluster()
     environments: tuple[Environment, ...] = Field(min_length=1)
     argocd: ArgoCD
+    previews: Previews | None = Field(None, description="Pull-request previews; unset: none")
     monitoring: Monitoring = Monitoring(
         availabilityObjective=0.999,
         latencyObjectiveSeconds=0.25,
@@ -872,7 +935,21 @@ def _semantic_problems(platform: Platform, base_dir: Path) -> list[Problem]:
             )
     for index, env in enumerate(platform.environments):
         problems += _environment_problems(f"environments[{index}]", env, base_dir)
-    return problems
+    return problems + _preview_problems(platform)
+
+
+def _preview_problems(platform: Platform) -> list[Problem]:
+    """Previews copy one environment that exists and only serves (a preview never trains)."""
+    previews = platform.previews
+    if previews is None:
+        return []
+    envs = {env.name: env for env in platform.environments}
+    pinned = envs.get(previews.pin_from)
+    if pinned is None:
+        return [("previews.pinFrom", f"{previews.pin_from!r} is not an environment ({', '.join(envs)})")]
+    if pinned.train:
+        return [("previews.pinFrom", f"{previews.pin_from!r} trains (train: true); a preview only serves")]
+    return []
 
 
 def _duplicates(list_name: str, field: str, values: list[str]) -> list[Problem]:

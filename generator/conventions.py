@@ -98,3 +98,16 @@ def environment_project(project: str, environment: str) -> str:
     """The AppProject that bounds one environment (``ml-platform-dev``): ``project`` is
     platform.yaml's ``argocd.project``, which prefixes every project the generator writes."""
     return f"{project}-{environment}"
+
+
+#: Every pull-request preview's namespace starts with this; the rest is the PR number only.
+PREVIEW_NAMESPACE_PREFIX = "pr-"
+#: Every preview namespace, as the previews' AppProjects match them: the one wildcard
+#: destination validate admits (``argocd-project-wildcard``).
+PREVIEW_NAMESPACES = f"{PREVIEW_NAMESPACE_PREFIX}*"
+
+
+def preview_namespace(number: int | str) -> str:
+    """The namespace of one pull request's preview (``pr-7``): named from its number only, so a
+    branch name (which the author chooses) never reaches a Kubernetes name."""
+    return f"{PREVIEW_NAMESPACE_PREFIX}{number}"

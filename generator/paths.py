@@ -23,3 +23,8 @@ CACHE_DIR = REPO_ROOT / ".cache"
 #: admin Application's directory (AppProjects, namespaces, deployers, admission policies).
 ARGOCD_APPS_DIR = "argocd"
 ARGOCD_ADMIN_DIR = "argocd/admin"
+#: Pull-request previews: the generated workload overlay (the pinned environment's, serve-only and
+#: trimmed) that Argo CD syncs at each pull request's head commit, and the guardrails it syncs
+#: from the default branch (a preview's Namespace, quota, limits and NetworkPolicies).
+PREVIEW_OVERLAY = "overlays/preview"
+GUARDRAILS_OVERLAY = "overlays/preview-guardrails"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from generator.conventions import PREVIEW_NAMESPACES
 from generator.validate.kube import (
     CLUSTER_SCOPED,
     PodTemplate,
@@ -589,7 +590,9 @@ def _project_wildcards(project: Resource) -> list[Finding]:
             )
     for index, dest in enumerate(as_list(spec.get("destinations"))):
         for key in ("server", "namespace", "name"):
-            if _is_wildcard(_d(dest).get(key)):
+            # The one wildcard admitted: the pull-request previews' namespaces, pr-<number>,
+            # which cannot be listed beforehand (generator/synthesis/previews.py).
+            if _is_wildcard(_d(dest).get(key)) and not (key == "namespace" and dest["namespace"] == PREVIEW_NAMESPACES):
                 out.append(
                     project.finding(
                         ["spec", "destinations", index, key],

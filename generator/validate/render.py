@@ -1,7 +1,8 @@
 """Discover and render what a pull request would deploy: every overlay, the Argo CD objects.
 
 Overlays are discovered, never listed: every ``overlays/*/kustomization.yaml`` except the
-generated ``overlays/base`` and ``overlays/components/*``. Rendering runs the pinned kustomize
+generated ``overlays/base`` and ``overlays/components/*``, and the pull-request previews' two
+(rendered per pull request, as Argo CD does: ``generator/validate/preview.py``). Rendering runs the pinned kustomize
 (``generator.tools.render_overlay``) in parallel threads (each is a subprocess).
 """
 
@@ -14,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.inputs import InputError, load_yaml, read_text
+from generator.paths import GUARDRAILS_OVERLAY, PREVIEW_OVERLAY
 from generator.validate.model import Finding, Resource
 from generator.validate.yamlload import first_alias, load_stream
 
-NOT_ENVIRONMENTS = {"base", "components"}
+NOT_ENVIRONMENTS = {"base", "components", Path(PREVIEW_OVERLAY).name, Path(GUARDRAILS_OVERLAY).name}
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
