@@ -101,7 +101,7 @@ check: $(GENERATOR) ## Regenerate (schema, synth) and fail if the generated file
 chart-readme: $(call installed,generator) ## Regenerate the chart README's parameter tables (readme-generator-for-helm)
 	$(PY) -m generator.tools.readme_generator
 
-.PHONY: test e2e validate lint
+.PHONY: test e2e validate preview-render lint
 test: $(EVERYTHING) $(PROMETHEUS_STAMP) $(REGISTRY_STAMP) ## Run every test suite but e2e (real kustomize, helm, gunicorn, TensorFlow, LiteRT, promtool)
 	$(PY) -m pytest -n 2 --dist loadfile
 
@@ -113,6 +113,10 @@ e2e: $(call installed,generator dev) $(TOOLS_STAMP) ## Sync every overlay into a
 
 validate: $(GENERATOR) ## Render every overlay; check schemas, policies, cross-references (ARGS="--output junit")
 	$(PY) -m generator validate $(ARGS)
+
+# The ApplicationSets and projects as the default branch holds them, the workload at SHA.
+preview-render: $(GENERATOR) ## Render a pull request's preview as Argo CD would, and check it: make preview-render PR=7 SHA=<commit> [OUT=dir]
+	$(PY) -m generator preview-render --pr "$(PR)" --sha "$(SHA)" $(if $(OUT),--out "$(OUT)")
 
 # Every group: mypy resolves the imports of generator/ and services/ (pyproject.toml [tool.mypy]).
 lint: $(EVERYTHING) ## Every linter, offline from .venv: pre-commit run --all-files (ruff, mypy, yamllint, hadolint, zizmor, helm lint, ...)

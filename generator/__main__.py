@@ -104,6 +104,7 @@ def check(args: argparse.Namespace) -> int:
 #: Subcommands with parsers of their own: name -> (module with main(argv) -> int, help).
 DELEGATED = {
     "validate": ("generator.validate.cli", "render and check every overlay"),
+    "preview-render": ("generator.validate.preview_cli", "render and check a pull request's preview as Argo CD would"),
     "lint": ("generator.lint", "helm lint --strict every chart (make lint runs every other linter too)"),
     "promote": ("generator.release.promote", "copy the pinned image and model version between overlays"),
     "canary": ("generator.release.canary", "set the canary weight (100 promotes, 0 aborts)"),

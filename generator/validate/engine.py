@@ -26,6 +26,7 @@ from generator.validate import (
     kubeconform,
     model_pins,
     policies,
+    preview,
     release_commits,
     render,
     repofiles,
@@ -70,6 +71,7 @@ ALL_CHECKS = {
     **crossrefs.CHECKS,
     **freshness.CHECKS,
     **model_pins.CHECKS,
+    **preview.CHECKS,
 }
 # Generated from pinned registry packages and checked by crd_schemas.py --check instead; model
 # cards are digests (hex, which detect-secrets takes for keys) held to their schema by model-card.
@@ -451,7 +453,26 @@ def _argocd_findings(
     if whole_repository:
         findings.extend(crossrefs.check_argocd(root, argocd.resources, deployed))
         findings.extend(crossrefs.check_environment_apps(argocd.resources, envs))
+        findings.extend(_preview_findings(root, store, argocd))
     return findings
+
+
+def _preview_findings(root: Path, store: SchemaStore, argocd: render.Rendered) -> list[Finding]:
+    """A pull request's preview, rendered from the working tree as Argo CD would (platform.yaml
+    with previews only; one that does not load is the platform-yaml check's finding)."""
+    try:
+        platform = load_config(root / "platform.yaml")
+    except ConfigError:
+        return []
+    if platform.previews is None:
+        return []
+    return preview.working_tree_findings(
+        root,
+        argocd.resources,
+        platform.previews.label,
+        platform.argocd.previews_project,
+        lambda resources, env: check_overlay(store, resources, env),
+    )
 
 
 def _kubeconform_findings(
