@@ -66,7 +66,7 @@ def check(args: argparse.Namespace) -> int:
     from generator import schema_files
     from generator.config import ConfigError
     from generator.paths import REPO_ROOT
-    from generator.synthesis.synth import GENERATED_ROOTS, render_tree, write_tree
+    from generator.synthesis.synth import GENERATED_FILES, GENERATED_ROOTS, render_tree, write_tree
     from generator.tools import ToolError
 
     schemas = [f"schema wrote {path.relative_to(REPO_ROOT)}" for path in schema_files.write()]
@@ -81,7 +81,17 @@ def check(args: argparse.Namespace) -> int:
     root = args.config.resolve().parent
     changed = write_tree(tree, root)
     untracked = subprocess.run(
-        ["git", "-C", str(root), "ls-files", "--others", "--exclude-standard", "--", *GENERATED_ROOTS],
+        [
+            "git",
+            "-C",
+            str(root),
+            "ls-files",
+            "--others",
+            "--exclude-standard",
+            "--",
+            *GENERATED_ROOTS,
+            *GENERATED_FILES,
+        ],
         capture_output=True,
         text=True,
     )

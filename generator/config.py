@@ -767,8 +767,9 @@ class Previews(Section):
     )
     label: str = Field(
         "preview",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,49}$",
-        description="The label a maintainer puts on a pull request to approve its preview",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$",
+        description="The label a maintainer puts on a pull request to approve its preview (letters, digits, '.', "
+        "'_', '-': it goes into the label workflow's API paths as it is)",
     )
     pin_from: Name = Field(
         "staging",

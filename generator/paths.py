@@ -28,3 +28,8 @@ ARGOCD_ADMIN_DIR = "argocd/admin"
 #: from the default branch (a preview's Namespace, quota, limits and NetworkPolicies).
 PREVIEW_OVERLAY = "overlays/preview"
 GUARDRAILS_OVERLAY = "overlays/preview-guardrails"
+#: What ``make synth`` writes: whole directories (replaced as a whole), and single files in
+#: directories that also hold hand-written ones (the previews' label workflow).
+GENERATED_ROOTS = ("overlays/base", "overlays/components", PREVIEW_OVERLAY, GUARDRAILS_OVERLAY, ARGOCD_APPS_DIR)
+PREVIEW_WORKFLOW = ".github/workflows/preview-label.yaml"
+GENERATED_FILES = (PREVIEW_WORKFLOW,)

@@ -337,3 +337,69 @@ def deployers(argocd: ArgoCD) -> list[dict]:
         }
     )
     return out
+
+
+def label_workflow(previews: Previews) -> str:
+    """``.github/workflows/preview-label.yaml``: takes the approval label off a pull request from
+    a fork (its head is not ours to run) and off one idle for ``idleDays``. It runs on
+    ``pull_request_target`` (a fork's token could not remove a label) and so never checks out
+    anything: it only reads the event and calls the API, with ``pull-requests: write`` alone."""
+    label, days = previews.label, previews.idle_days
+    return f"""# Pull-request previews' approval (README, "Pull-request previews"): Argo CD runs a preview for
+# every open pull request labelled `{label}` (platform.yaml previews.label). This takes the label
+# off a pull request from a fork, whenever it is opened, reopened, pushed to or labelled (a fork's
+# commits are not for this cluster), and, every hour, off a pull request idle for {days} days
+# (previews.idleDays): its preview goes with it. Nothing is checked out: no code of a pull request
+# runs here. zizmor checks this file.
+name: preview-label
+
+on:
+  # zizmor: ignore[dangerous-triggers] no checkout, no pull-request input in a script; labels only.
+  pull_request_target:
+    types: [opened, reopened, synchronize, labeled]
+  schedule:
+    - cron: "23 * * * *"
+  workflow_dispatch:
+
+permissions: {{}}
+
+jobs:
+  fork:
+    name: no preview for a fork
+    if: >-
+      github.event_name == 'pull_request_target'
+      && github.event.pull_request.head.repo.full_name != github.repository
+      && contains(github.event.pull_request.labels.*.name, '{label}')
+    runs-on: ubuntu-24.04
+    timeout-minutes: 5
+    permissions:
+      pull-requests: write  # remove a label (nothing else)
+    steps:
+      - name: Remove the label
+        env:
+          GH_TOKEN: ${{{{ github.token }}}}
+          GH_REPO: ${{{{ github.repository }}}}
+          NUMBER: ${{{{ github.event.pull_request.number }}}}
+        run: gh api --method DELETE "repos/$GH_REPO/issues/$NUMBER/labels/{label}" --silent
+
+  idle:
+    name: no preview for an idle pull request
+    if: github.event_name != 'pull_request_target'
+    runs-on: ubuntu-24.04
+    timeout-minutes: 10
+    permissions:
+      pull-requests: write  # list pull requests, remove a label (nothing else)
+    steps:
+      - name: Remove the label from pull requests idle for {days} days
+        env:
+          GH_TOKEN: ${{{{ github.token }}}}
+          GH_REPO: ${{{{ github.repository }}}}
+        run: |
+          cutoff="$(date -u -d '{days} days ago' +%Y-%m-%dT%H:%M:%SZ)"
+          gh pr list --state open --label '{label}' --limit 1000 --json number,updatedAt \\
+            --jq ".[] | select(.updatedAt < \\"$cutoff\\") | .number" |
+          while read -r number; do
+            gh api --method DELETE "repos/$GH_REPO/issues/$number/labels/{label}" --silent
+            echo "#$number: idle since before $cutoff, label {label} removed"
+          done
+"""

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from generator.inputs import InputError, load_yaml, read_text
+from generator.paths import GENERATED_FILES, GENERATED_ROOTS
 from generator.validate import cache
 from generator.validate.model import Finding
 
@@ -28,7 +29,6 @@ CHECKS = {
     "freshness": "generated files equal a fresh make synth",
     "platform-yaml": "platform.yaml is a regular UTF-8 YAML file that make synth accepts (schema: with freshness)",
 }
-GENERATED_ROOTS = ("overlays/base", "overlays/components", "argocd")
 
 # Prints {"digests": {path: sha256}}, or {"problems": [...]}: the lines make synth prints for a
 # platform.yaml it refuses. Anything else (a traceback) is a failure of synth itself.
@@ -129,6 +129,13 @@ def compare(root: Path, expected: dict[str, str]) -> list[Finding]:
         elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
             out.append(
                 Finding(rel, "", "", "", "differs from a fresh make synth: run make synth and commit", "freshness")
+            )
+    for rel in GENERATED_FILES:
+        if rel not in expected and (root / rel).is_file():
+            out.append(
+                Finding(
+                    rel, "", "", "", "not produced by make synth any more: delete it (make synth does)", "freshness"
+                )
             )
     roots = {r for r in GENERATED_ROOTS if (root / r).is_dir()}
     for generated in sorted(roots):

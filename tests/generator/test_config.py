@@ -83,8 +83,9 @@ BAD_CONFIGS = {
         ],
     ),
     "duplicate environment": (
-        lambda d: d["environments"][1].update(name="dev"),
-        ["platform.yaml: environments[1].name: duplicate name 'dev' (also environments[0])"],
+        # prod (staging is previews.pinFrom: renaming it would add that line)
+        lambda d: d["environments"][2].update(name="dev"),
+        ["platform.yaml: environments[2].name: duplicate name 'dev' (also environments[0])"],
     ),
     "overlay missing": (
         lambda d: d["environments"][2].update(overlay="overlays/production"),

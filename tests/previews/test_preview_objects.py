@@ -168,3 +168,21 @@ def test_a_bad_previews_value_is_refused_naming_the_key(tmp_path, edit, says):
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "platform.yaml")
     assert any(f": {says}:" in line for line in caught.value.problems), caught.value.problems
+
+
+def test_the_label_workflow_runs_no_pull_request_code_with_least_permissions(platform):
+    from generator.paths import PREVIEW_WORKFLOW
+
+    text = (REPO_ROOT / PREVIEW_WORKFLOW).read_text()
+    data = yaml.safe_load(text)
+    on = data.get("on", data.get(True))  # YAML 1.1 reads the key `on` as true
+    assert set(on["pull_request_target"]["types"]) == {"opened", "reopened", "synchronize", "labeled"}
+    assert "schedule" in on
+    assert data["permissions"] == {}
+    for job in data["jobs"].values():
+        assert job["permissions"] == {"pull-requests": "write"}
+        for step in job["steps"]:
+            assert "uses" not in step  # no checkout, no action: the API only
+            assert "${{" not in step.get("run", ""), "expressions go through env:, never into a script"
+    assert f"'{platform.previews.idle_days} days ago'" in text
+    assert f"labels/{platform.previews.label}" in text
