@@ -182,10 +182,10 @@ def render_application(app: dict, materialize: Materialize, label: str) -> Rende
     with tempfile.TemporaryDirectory(prefix="preview-") as tmp:
         checkout = Path(tmp) / "repo"
         checkout.mkdir()
-        materialize(str(source["targetRevision"]), checkout)
         directory = checkout / str(source["path"])
         namespace = (source.get("kustomize") or {}).get("namespace")
         try:
+            materialize(str(source["targetRevision"]), checkout)
             if namespace:
                 _set_namespace(directory, str(namespace))
             result.text = render_overlay(directory)

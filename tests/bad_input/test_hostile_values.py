@@ -22,6 +22,7 @@ from generator.config import FREE_TEXT, ConfigError, load_config
 from generator.inputs import CONTROL, MAX_DEPTH, dotted
 from generator.paths import REPO_ROOT
 from generator.release.files import FILES, read_release_file, release_file_problems
+from generator.validate.render import NOT_ENVIRONMENTS
 
 PLATFORM = yaml.safe_load((REPO_ROOT / "platform.yaml").read_text())
 
@@ -100,7 +101,7 @@ def test_platform_yaml_refuses_a_hostile_value_at_any_path(tmp_path_factory, pat
 RELEASE_DOCS = [
     (overlay.name, name, docs)
     for overlay in sorted((REPO_ROOT / "overlays").iterdir())
-    if overlay.name not in ("base", "components")
+    if overlay.name not in NOT_ENVIRONMENTS
     for name in FILES
     if (overlay / name).exists()
     for docs in [read_release_file(overlay / name, name)]

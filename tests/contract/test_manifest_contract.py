@@ -42,12 +42,13 @@ from generator.conventions import DIGEST_KEY
 from generator.paths import REPO_ROOT
 from generator.registry import cards
 from generator.tools import render_overlay
+from generator.validate.render import NOT_ENVIRONMENTS
 from services import artifacts, model_image
 
 OVERLAYS = sorted(
     p.parent.name
     for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
-    if p.parent.name not in ("base", "components")
+    if p.parent.name not in NOT_ENVIRONMENTS
 )
 IMAGE_WORKDIR = "/app"
 VENV_BIN = Path(sys.executable).parent

@@ -12,6 +12,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 from generator.config import Platform, load_config
 from generator.paths import REPO_ROOT
 from generator.tools import render_overlay
+from generator.validate.render import discover_overlays
 
 
 @pytest.fixture(scope="session")
@@ -22,10 +23,7 @@ def platform() -> Platform:
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict]]:
-    """overlay name -> the objects `kubectl kustomize` renders for it (real kustomize)."""
-    overlays = sorted(
-        p.parent
-        for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
-        if p.parent.name not in ("base", "components")
-    )
+    """environment overlay name -> the objects `kubectl kustomize` renders for it (real kustomize;
+    the previews' two overlays are tests/previews')."""
+    overlays = discover_overlays(REPO_ROOT)
     return {overlay.name: [doc for doc in yaml.safe_load_all(render_overlay(overlay)) if doc] for overlay in overlays}

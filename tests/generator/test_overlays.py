@@ -15,11 +15,12 @@ from generator.paths import REPO_ROOT
 from generator.validate.kube import CLUSTER_SCOPED, pod_template
 from generator.validate.model import Resource
 from generator.validate.policies import automount, pod_security, resources_and_probes
+from generator.validate.render import NOT_ENVIRONMENTS
 
 OVERLAYS = sorted(
     p.parent.name
     for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
-    if p.parent.name not in ("base", "components")
+    if p.parent.name not in NOT_ENVIRONMENTS
 )
 POD_TEMPLATE_PATHS = {
     "Deployment": ("spec", "template"),

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from generator.paths import REPO_ROOT
-from generator.synthesis.synth import GENERATED_ROOTS, HEADER, render_tree, write_tree
+from generator.synthesis.synth import GENERATED_FILES, GENERATED_ROOTS, HEADER, render_tree, write_tree
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,9 @@ def copy_inputs(dest: Path) -> Path:
     shutil.copy(REPO_ROOT / "platform.yaml", dest / "platform.yaml")
     shutil.copytree(REPO_ROOT / "overlays", dest / "overlays")
     shutil.copytree(REPO_ROOT / "argocd", dest / "argocd")
+    for path in GENERATED_FILES:
+        (dest / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / path, dest / path)
     return dest / "platform.yaml"
 
 
@@ -53,7 +56,7 @@ def test_committed_generated_files_equal_a_fresh_synth(tree):
         for root in GENERATED_ROOTS
         for p in sorted((REPO_ROOT / root).rglob("*"))
         if p.is_file()
-    }
+    } | {path: (REPO_ROOT / path).read_bytes() for path in GENERATED_FILES if (REPO_ROOT / path).is_file()}
     stale = sorted(set(tree) ^ set(on_disk) | {k for k in tree if on_disk.get(k) != tree[k]})
     assert not stale, f"generated files are stale, run `make synth`: {stale}"
 

@@ -9,8 +9,9 @@ from pod_spec import PodWorkload, repository_of, workloads
 
 from generator.paths import REPO_ROOT
 from generator.tools import render_overlay
+from generator.validate.render import NOT_ENVIRONMENTS
 
-OVERLAY_EXCLUDED = {"base", "components"}
+OVERLAY_EXCLUDED = NOT_ENVIRONMENTS
 
 
 def overlay_names() -> list[str]:

@@ -18,6 +18,7 @@ from loopback import free_port, stop
 from generator.paths import REPO_ROOT
 from generator.tools import render_overlay
 from generator.tools.prometheus import prometheus_path, promtool_path
+from generator.validate.render import NOT_ENVIRONMENTS
 
 HERE = Path(__file__).resolve().parent
 RULE_TESTS = sorted((HERE / "rules").glob("*.test.yaml"))
@@ -28,7 +29,7 @@ RUNBOOKS_PLACEHOLDER = "@RUNBOOKS@"
 OVERLAYS = sorted(
     p.parent.name
     for p in (REPO_ROOT / "overlays").glob("*/kustomization.yaml")
-    if p.parent.name not in ("base", "components")
+    if p.parent.name not in NOT_ENVIRONMENTS
 )
 
 

@@ -14,7 +14,7 @@ from preview_support import PR, add_to_preview, git, manifests, preview_render, 
 
 from generator.paths import REPO_ROOT
 
-SECRET = "apiVersion: v1\nkind: Secret\nmetadata: {name: leak}\nstringData: {token: x}\n"
+SECRET = "apiVersion: v1\nkind: Secret\nmetadata: {name: leak}\nstringData: {token: x}\n"  # pragma: allowlist secret
 JOB = """apiVersion: batch/v1
 kind: Job
 metadata: {name: train-here}

@@ -33,6 +33,9 @@ CHECKED_ELSEWHERE = {
     "argocd-overlay-synced",
     "cluster-scoped",
     "argocd-app-environment",  # both: tests/bad_input/test_boundaries.py, on the repository itself
+    "preview-namespace",
+    "preview-project-kinds",
+    "preview-workload-kinds",  # tests/previews/test_preview_render.py, on a real git repository
 }
 
 
