@@ -33,3 +33,8 @@ GUARDRAILS_OVERLAY = "overlays/preview-guardrails"
 GENERATED_ROOTS = ("overlays/base", "overlays/components", PREVIEW_OVERLAY, GUARDRAILS_OVERLAY, ARGOCD_APPS_DIR)
 PREVIEW_WORKFLOW = ".github/workflows/preview-label.yaml"
 GENERATED_FILES = (PREVIEW_WORKFLOW,)
+#: The directories under ``overlays/`` that are no environment: what every environment is made of
+#: (generated), and the previews' two (rendered per pull request, generator/validate/preview.py).
+NOT_ENVIRONMENTS = frozenset(
+    {"base", "components", PREVIEW_OVERLAY.rsplit("/", 1)[-1], GUARDRAILS_OVERLAY.rsplit("/", 1)[-1]}
+)

@@ -1,13 +1,14 @@
 """``make diff [BASE=origin/main] [MARKDOWN=1]``: what a change does to the rendered manifests.
 
-Every environment overlay (``overlays/*/kustomization.yaml`` except ``base`` and
-``components``) is rendered twice with kustomize: as it is at BASE (exported with ``git archive``
-into a temporary directory; the repository's git state is not touched) and as it is in the
-working tree. Resources are matched by (kind, namespace, name); a generated ConfigMap or Secret
-is matched by its name without kustomize's 10-character hash suffix, and references to it are
-compared without the suffix too, so a new model version shows as one ``data.MODEL_VERSION``
-change instead of a removed and an added ConfigMap. Lists of named items (containers, env,
-ports, backendRefs) are matched by name (``containers[name=server]``), other lists by index.
+Every environment overlay (``overlays/*/kustomization.yaml`` except ``base``, ``components``
+and the previews' two: ``generator.paths.NOT_ENVIRONMENTS``) is rendered twice with kustomize:
+as it is at BASE (exported with ``git archive`` into a temporary directory; the repository's git
+state is not touched) and as it is in the working tree. Resources are matched by (kind,
+namespace, name); a generated ConfigMap or Secret is matched by its name without kustomize's
+10-character hash suffix, and references to it are compared without the suffix too, so a new
+model version shows as one ``data.MODEL_VERSION`` change instead of a removed and an added
+ConfigMap. Lists of named items (containers, env, ports, backendRefs) are matched by name
+(``containers[name=server]``), other lists by index.
 
 The output lists added (+), removed (-) and changed (~) resources with every changed field as
 a dotted path, and flags (!) the risky ones:
@@ -41,13 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from generator.paths import NOT_ENVIRONMENTS
 from generator.release import cli, git
 from generator.release.errors import EXIT_OK, EXIT_TOOL, ToolFailed
 from generator.release.overlay import resolve_root
 from generator.release.rendered import HASH_SUFFIX, inputs_digest, render_docs
 
 GENERATED_KINDS = ("ConfigMap", "Secret")
-NOT_ENVIRONMENTS = {"base", "components"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}
 RISKY_REMOVALS = {"PodDisruptionBudget", "NetworkPolicy", "Service", "Deployment", "PersistentVolumeClaim"}
 MISSING = object()

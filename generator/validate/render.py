@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.inputs import InputError, load_yaml, read_text
-from generator.paths import GUARDRAILS_OVERLAY, PREVIEW_OVERLAY
+from generator.paths import NOT_ENVIRONMENTS
 from generator.validate.model import Finding, Resource
 from generator.validate.yamlload import first_alias, load_stream
 
-NOT_ENVIRONMENTS = {"base", "components", Path(PREVIEW_OVERLAY).name, Path(GUARDRAILS_OVERLAY).name}
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
