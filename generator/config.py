@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from string import Template
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import jsonschema
 from croniter import croniter
@@ -87,6 +88,8 @@ RESERVED_PROJECT_SUFFIXES = {
 #: Keys that moved: old path -> where they live now (the old key gets a line that says so).
 MOVED = {"training.clusterDNS": "cluster.dns"}
 INT32_MAX = 2**31 - 1
+#: A GitHub organization or user name, and a repository name (previews' Pull Request generator).
+GITHUB_OWNER, GITHUB_REPO = r"[A-Za-z0-9][A-Za-z0-9-]{0,38}", r"[A-Za-z0-9._-]{1,100}"
 INT64_MAX = 2**63 - 1
 
 
@@ -751,10 +754,17 @@ class Previews(Section):
     ``label`` runs its own serve-only copy of the ``pinFrom`` environment in namespace
     ``pr-<number>``, synced by Argo CD's ApplicationSet Pull Request generator from GitHub."""
 
-    owner: str = Field(
-        pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$", description="The GitHub organization or user of this repository"
+    owner: str | None = Field(
+        None,
+        pattern=whole(GITHUB_OWNER),
+        description="The GitHub organization or user of this repository; unset: from argocd.repoURL "
+        "(.../<owner>/<repo>)",
     )
-    repo: str = Field(pattern=r"^[A-Za-z0-9._-]{1,100}$", description="This repository's name on GitHub")
+    repo: str | None = Field(
+        None,
+        pattern=whole(GITHUB_REPO),
+        description="This repository's name on GitHub; unset: from argocd.repoURL",
+    )
     api: str = Field(
         "",
         pattern=r"^(https://\S+)?$",
@@ -810,6 +820,16 @@ class Platform(Section):
         return self.system.name
 
     @property
+    def preview_repository(self) -> tuple[str, str]:
+        """The GitHub owner and repository the previews' generator polls: ``previews.owner`` and
+        ``repo`` where set, else the last two path segments of ``argocd.repoURL`` (one fact)."""
+        derived = repository_path(self.argocd.repo_url)
+        previews = self.previews
+        owner = previews.owner if previews and previews.owner else derived[0]
+        repo = previews.repo if previews and previews.repo else derived[1]
+        return owner, repo
+
+    @property
     def description(self) -> str:
         """The system's description."""
         return self.system.description
@@ -827,6 +847,14 @@ class Platform(Section):
     def artifact_repository(self, model: str) -> str:
         """The image repository of one model's versions (``<modelArtifacts.repository>/<model>``)."""
         return f"{self.model_artifacts.repository}/{model}"
+
+
+def repository_path(url: str) -> tuple[str, str]:
+    """``(owner, repo)`` of a git URL (``https://host/owner/repo.git``, ``git@host:owner/repo``);
+    empty strings where it has fewer than two path segments."""
+    path = url.split(":", 1)[1] if url.startswith("git@") else urlsplit(url).path
+    parts = [part for part in path.removesuffix("/").removesuffix(".git").split("/") if part]
+    return (parts[-2], parts[-1]) if len(parts) >= 2 else ("", "")
 
 
 def platform_schema() -> dict[str, Any]:
@@ -944,6 +972,15 @@ def _preview_problems(platform: Platform) -> list[Problem]:
     previews = platform.previews
     if previews is None:
         return []
+    owner, repo = platform.preview_repository
+    if not (matches(GITHUB_OWNER, owner) and matches(GITHUB_REPO, repo)):
+        return [
+            (
+                "previews.owner",
+                f"argocd.repoURL {platform.argocd.repo_url!r} names no GitHub owner/repository ({owner!r}, "
+                f"{repo!r}): set previews.owner and previews.repo",
+            )
+        ]
     envs = {env.name: env for env in platform.environments}
     pinned = envs.get(previews.pin_from)
     if pinned is None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from generator.config import ArgoCD, Previews
+from generator.config import ArgoCD, Platform, Previews
 from generator.conventions import KUBERNETES_VERSION, PREVIEW_NAMESPACE_PREFIX, PREVIEW_NAMESPACES, resource_plural
 from generator.paths import GUARDRAILS_OVERLAY, PREVIEW_OVERLAY
 from generator.synthesis.argocd import (
@@ -189,9 +189,9 @@ def guardrails_kustomization(files: Iterable[str]) -> dict:
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": sorted(files)}
 
 
-def _generator(previews: Previews) -> dict:
+def _generator(previews: Previews, repository: tuple[str, str]) -> dict:
     """The Pull Request generator both ApplicationSets share: open PRs carrying the label."""
-    github: dict = {"owner": previews.owner, "repo": previews.repo, "labels": [previews.label]}
+    github: dict = {"owner": repository[0], "repo": repository[1], "labels": [previews.label]}
     if previews.api:
         github["api"] = previews.api
     if previews.token_secret:
@@ -199,17 +199,19 @@ def _generator(previews: Previews) -> dict:
     return {"pullRequest": {"github": github, "requeueAfterSeconds": previews.requeue_after_seconds}}
 
 
-def _application_set(name: str, argocd: ArgoCD, previews: Previews, app: str, spec: dict) -> dict:
+def _application_set(name: str, platform: Platform, app: str, spec: dict) -> dict:
     """An ApplicationSet over the labelled pull requests; ``missingkey=error``: a parameter the
     generator does not give fails the template instead of rendering as an empty string."""
+    previews = platform.previews
+    assert previews is not None, "synth writes previews only when platform.yaml asks for them"
     return {
         "apiVersion": API_VERSION,
         "kind": "ApplicationSet",
-        "metadata": {"name": name, "namespace": argocd.namespace},
+        "metadata": {"name": name, "namespace": platform.argocd.namespace},
         "spec": {
             "goTemplate": True,
             "goTemplateOptions": ["missingkey=error"],
-            "generators": [_generator(previews)],
+            "generators": [_generator(previews, platform.preview_repository)],
             "template": {"metadata": {"name": app, "finalizers": [CASCADE_FINALIZER]}, "spec": spec},
         },
     }
@@ -235,20 +237,19 @@ def _app_spec(argocd: ArgoCD, project: str, revision: str, path: str) -> dict:
     }
 
 
-def application_sets(system: str, argocd: ArgoCD, previews: Previews) -> list[dict]:
+def application_sets(platform: Platform) -> list[dict]:
     """The workload's ApplicationSet (the PR's head commit) and the guardrails' (the default branch)."""
+    system, argocd = platform.name, platform.argocd
     return [
         _application_set(
             f"{system}-previews",
-            argocd,
-            previews,
+            platform,
             workload_application(system),
             _app_spec(argocd, argocd.previews_project, HEAD_SHA, PREVIEW_OVERLAY),
         ),
         _application_set(
             f"{system}-{GUARDRAILS}",
-            argocd,
-            previews,
+            platform,
             guardrails_application(system),
             _app_spec(argocd, argocd.guardrails_project, argocd.target_revision, GUARDRAILS_OVERLAY),
         ),

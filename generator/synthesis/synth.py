@@ -368,7 +368,7 @@ class _Parts:
         self._add_objects(
             ADMIN_PATH,
             [
-                *previews.application_sets(platform.name, argocd, platform.previews),
+                *previews.application_sets(platform),
                 *previews.projects(platform.name, argocd),
                 *previews.deployers(argocd),
             ],

@@ -41,7 +41,7 @@ def test_both_application_sets_take_labelled_pull_requests_as_go_templates_that_
         (generator,) = spec["generators"]
         github = generator["pullRequest"]["github"]
         assert github["labels"] == [platform.previews.label]
-        assert (github["owner"], github["repo"]) == (platform.previews.owner, platform.previews.repo)
+        assert (github["owner"], github["repo"]) == platform.preview_repository == ("ml", "ml-gitops")
         template = spec["template"]
         assert "resources-finalizer.argocd.argoproj.io" in template["metadata"]["finalizers"]
         # Names and namespaces from the number only: a branch name is the author's to choose.
@@ -186,3 +186,33 @@ def test_the_label_workflow_runs_no_pull_request_code_with_least_permissions(pla
             assert "${{" not in step.get("run", ""), "expressions go through env:, never into a script"
     assert f"'{platform.previews.idle_days} days ago'" in text
     assert f"labels/{platform.previews.label}" in text
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://git.example.com/ml/ml-gitops.git", ("ml", "ml-gitops")),
+        ("ssh://git@git.example.com/org/repo", ("org", "repo")),
+        ("git@github.com:org/repo.git", ("org", "repo")),
+        ("https://git.example.com/repo.git", ("", "")),
+    ],
+)
+def test_the_polled_repository_is_derived_from_argocd_repo_url(url, expected):
+    from generator.config import repository_path
+
+    assert repository_path(url) == expected
+
+
+def test_a_repo_url_naming_no_owner_needs_previews_owner_and_repo(tmp_path, platform):
+    text = (REPO_ROOT / "platform.yaml").read_text()
+    url = platform.argocd.repo_url
+    (tmp_path / "overlays").symlink_to(REPO_ROOT / "overlays")
+    (tmp_path / "platform.yaml").write_text(text.replace(url, "https://git.example.com/ml-gitops.git"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "platform.yaml")
+    assert any(": previews.owner: " in line and "set previews.owner" in line for line in caught.value.problems)
+    fixed = text.replace(url, "https://git.example.com/ml-gitops.git").replace(
+        "previews:\n", "previews:\n  owner: ml\n  repo: ml-gitops\n", 1
+    )
+    (tmp_path / "platform.yaml").write_text(fixed)
+    assert load_config(tmp_path / "platform.yaml").preview_repository == ("ml", "ml-gitops")
