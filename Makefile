@@ -86,7 +86,7 @@ lock: $(call installed,dev) ## Re-pin every dependency group from its .in file (
 # --- the main job --------------------------------------------------------------
 
 .PHONY: synth schema check
-synth: $(GENERATOR) ## Generate overlays/base, overlays/components and argocd/ from platform.yaml
+synth: $(GENERATOR) ## Generate overlays/base, overlays/components, the preview overlays, argocd/ and the preview-label workflow from platform.yaml
 	$(PY) -m generator synth
 
 schema: $(call installed,generator) ## Write generator/platform.schema.json and release-files.schema.json from their models

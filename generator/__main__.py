@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m generator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("synth", help="generate overlays/base, overlays/components and argocd/ from platform.yaml")
+    p = sub.add_parser(
+        "synth", help="generate the overlays' base, components and previews, argocd/ and a workflow from platform.yaml"
+    )
     p.add_argument("--config", type=Path, default=Path("platform.yaml"), help="path to platform.yaml")
     p.set_defaults(run=synth)
     p = sub.add_parser("schema", help="write platform.schema.json and release-files.schema.json from the models")

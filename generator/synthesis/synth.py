@@ -1,5 +1,7 @@
 """Assemble the cdk8s app from platform.yaml (the chart in charts/ rendered by the constructs in
-generator/) and write the generated tree (overlays/base, overlays/components, argocd/) atomically.
+generator/) and write the generated tree atomically: overlays/base, overlays/components, the
+previews' overlays/preview and overlays/preview-guardrails, argocd/ and the preview-label workflow
+(``GENERATED_ROOTS`` and ``GENERATED_FILES`` in generator/paths.py).
 
 An overlay is a sum of parts: the base (what every environment has: each server's Service,
 ServiceAccount and NetworkPolicy), one server component per strategy (``rolling``,
