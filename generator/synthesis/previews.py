@@ -64,11 +64,6 @@ GUARDRAILS = "preview-guardrails"
 QUOTA = LIMITS = "preview"
 
 
-def namespace_glob() -> str:
-    """Every preview namespace, as an AppProject destination matches them."""
-    return PREVIEW_NAMESPACES
-
-
 def preview_namespace_template() -> str:
     """The namespace of the pull request an ApplicationSet template stands for."""
     return f"{PREVIEW_NAMESPACE_PREFIX}{NUMBER}"
@@ -262,7 +257,7 @@ def _impersonate(argocd: ArgoCD, project: str) -> list[dict]:
     return [
         {
             "server": IN_CLUSTER,
-            "namespace": namespace_glob(),
+            "namespace": PREVIEW_NAMESPACES,
             "defaultServiceAccount": f"{argocd.namespace}:{deployer_name(project)}",
         }
     ]
@@ -275,9 +270,9 @@ def _kinds(pairs: Iterable[GroupKind]) -> list[dict[str, str]]:
 def projects(system: str, argocd: ArgoCD) -> list[dict]:
     """The previews' AppProject (``pr-*``, ``WORKLOAD_KINDS``, nothing cluster-scoped) and the
     guardrails' (``pr-*``, their kinds, Namespaces named ``pr-*`` and no other)."""
-    destinations = [{"server": IN_CLUSTER, "namespace": namespace_glob()}]
+    destinations = [{"server": IN_CLUSTER, "namespace": PREVIEW_NAMESPACES}]
     workload = {
-        "description": f"{system}: pull-request previews, namespaces {namespace_glob()} only",
+        "description": f"{system}: pull-request previews, namespaces {PREVIEW_NAMESPACES} only",
         "sourceRepos": [argocd.repo_url],
         "destinations": destinations,
         "destinationServiceAccounts": _impersonate(argocd, argocd.previews_project),
@@ -289,7 +284,7 @@ def projects(system: str, argocd: ArgoCD) -> list[dict]:
         "sourceRepos": [argocd.repo_url],
         "destinations": destinations,
         "destinationServiceAccounts": _impersonate(argocd, argocd.guardrails_project),
-        "clusterResourceWhitelist": [{"group": "", "kind": "Namespace", "name": namespace_glob()}],
+        "clusterResourceWhitelist": [{"group": "", "kind": "Namespace", "name": PREVIEW_NAMESPACES}],
         "namespaceResourceWhitelist": _kinds(GUARDRAIL_KINDS),
     }
     return [
